@@ -1,0 +1,120 @@
+"""The five segmentation networks of napari-polyp: pure PyTorch + timm, no Qt.
+
+    import models
+    models.list_models()
+    m = models.create_model("microaunet")          # shipped checkpoint if there is one
+    out = m(x)  # {"logits": [B,1,H,W], "attention": {name: [B,1,h,w] in [0,1]}}
+    models.get_card("microaunet")
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Optional, Union
+
+from . import _compat  # noqa: F401  (first: timm imports torchvision)
+from ._registry import ModelCard, base_card, card_with_checkpoint, get_entry, list_models, register_model
+from .checkpoint import (
+    CheckpointError,
+    default_checkpoint,
+    load_into,
+    peek_header,
+    read_checkpoint,
+    save_checkpoint,
+)
+
+# Importing the architecture files registers them.
+from . import dino_keys, ea_dk, eam_net, microaunet, pefnet  # noqa: E402,F401
+
+__all__ = [
+    "CheckpointError",
+    "ModelCard",
+    "create_model",
+    "get_card",
+    "list_models",
+    "register_model",
+    "save_checkpoint",
+]
+
+CheckpointArg = Union[None, bool, str, Path]
+
+
+def _resolve_checkpoint(name: str, checkpoint: CheckpointArg) -> Optional[Path]:
+    if checkpoint is None or checkpoint is True:
+        return default_checkpoint(name)
+    if checkpoint is False:
+        return None
+    return Path(checkpoint)
+
+
+def create_model(
+    name: str,
+    pretrained_backbone: bool = False,
+    checkpoint: CheckpointArg = None,
+    *,
+    backbone_weights=None,
+    strict_backbone: bool = True,
+    **variant_kwargs,
+):
+    """Build a registered network.
+
+    checkpoint: ``None`` loads the default checkpoint (the user's preferred one,
+    else the one shipped in the package, else none: random weights);
+    ``False`` never loads one; a path loads that file (verified: architecture
+    and sha256). A checkpoint's recorded variant is used unless overridden.
+    pretrained_backbone / backbone_weights: see ``models._backbones``.
+    """
+    entry = get_entry(name)
+    path = _resolve_checkpoint(name, checkpoint)
+    header = state = None
+    if path is not None:
+        header, state = read_checkpoint(path, expected_architecture=name)
+        variant_kwargs = {**header.get("variant", {}), **variant_kwargs}
+    model = entry.builder(
+        pretrained_backbone=pretrained_backbone or _needs_frozen_backbone(entry, header),
+        backbone_weights=backbone_weights,
+        **variant_kwargs,
+    )
+    if header is not None:
+        load_into(model, state, path, name)
+        _check_backbone(model, header, path, strict_backbone)
+    model.model_name = name
+    model.variant = dict(variant_kwargs)
+    model.checkpoint_path = str(path) if path else None
+    model.checkpoint_header = header
+    return model
+
+
+def _needs_frozen_backbone(entry, header) -> bool:
+    # A checkpoint that leaves out a frozen pretrained backbone needs it from elsewhere.
+    return bool(header and header.get("backbone_sha256"))
+
+
+def _check_backbone(model, header: dict, path, strict: bool) -> None:
+    expected = header.get("backbone_sha256")
+    if not expected or not hasattr(model, "backbone_sha256"):
+        return
+    actual = model.backbone_sha256()
+    if actual == expected:
+        return
+    message = (
+        f"{path} was trained on a backbone with sha256 {expected[:12]}…, but the backbone "
+        f"at hand has {actual[:12]}…: predictions would not be meaningful. Get the backbone "
+        f"named in the model card ({header.get('backbone_source', 'see card')})."
+    )
+    if strict:
+        raise CheckpointError(message)
+    warnings.warn(message, stacklevel=3)
+
+
+def get_card(name: str) -> ModelCard:
+    """The model card, with the default checkpoint's training facts (or 'untrained')."""
+    card = base_card(name)
+    path = default_checkpoint(name)
+    if path is None:
+        return card
+    try:
+        return card_with_checkpoint(card, path, peek_header(path))
+    except CheckpointError as err:
+        warnings.warn(f"ignoring default checkpoint of {name}: {err}", stacklevel=2)
+        return card

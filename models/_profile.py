@@ -1,0 +1,27 @@
+"""Counting parameters and FLOPs (shared by the cards' figures, bench and tests)."""
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_params(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+@torch.inference_mode()
+def count_flops(model: torch.nn.Module, size: int, batch: int = 1) -> int:
+    """Forward FLOPs (a multiply-add counts 2) at ``size``×``size``, eval mode.
+
+    torch.utils.flop_counter counts matmuls and convolutions (the bulk of the
+    work); element-wise ops are not counted, as in fvcore and the papers.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    x = torch.randn(batch, 3, size, size, device=device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(x)
+    model.train(was_training)
+    return int(counter.get_total_flops())

@@ -1,0 +1,112 @@
+"""Model registry and model cards, in the spirit of timm's ``register_model``.
+
+Each architecture file registers a builder function together with a
+:class:`ModelCard` that says what the network expects (input size,
+normalisation) and where it comes from (paper, backbone). The card's
+checkpoint fields are filled in at lookup time from the checkpoint that
+``create_model(name)`` would load, so a card never claims a training run that
+is not on disk.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional, Tuple
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    title: str
+    arxiv: str  # arXiv id, or venue where there is none
+    task: str  # "polyp" | "skin"
+    input_size: int  # native square input side in pixels
+    normalization: str = "imagenet"  # "imagenet": (x-mean)/std; "minmax": per-image min-max to [0,1]
+    mean: Tuple[float, float, float] = IMAGENET_MEAN
+    std: Tuple[float, float, float] = IMAGENET_STD
+    backbone: str = "none"
+    params: int = 0  # default variant, counted (tests check it)
+    gflops: float = 0.0  # default variant at input_size, batch 1, measured by `napari-polyp bench`
+    variants: Tuple[str, ...] = ()
+    default_variant: str = ""
+    attention_maps: Tuple[str, ...] = ()
+    notes: str = ""
+    # filled from the checkpoint that create_model(name) loads by default
+    checkpoint: str = "untrained"  # path, or "untrained"
+    checkpoint_sha256: str = ""
+    training: Dict = field(default_factory=dict)  # data, epochs, wall time, metrics
+
+    @property
+    def trained(self) -> bool:
+        return self.checkpoint != "untrained"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def summary(self) -> str:
+        """One short paragraph for a widget tooltip or `napari-polyp models`."""
+        state = "trained" if self.trained else "untrained: predictions are not meaningful"
+        dice = self.training.get("metrics", {}).get("dice")
+        quality = f", validation Dice {dice:.3f}" if isinstance(dice, float) else ""
+        return (
+            f"{self.title} ({self.arxiv}); task: {self.task}; input {self.input_size}px; "
+            f"backbone: {self.backbone}; {self.params / 1e6:.3g} M params; "
+            f"{self.gflops:.3g} GFLOPs; {state}{quality}"
+        )
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Callable
+    card: ModelCard
+
+
+_REGISTRY: Dict[str, _Entry] = {}
+
+
+def register_model(card: ModelCard) -> Callable:
+    """Decorator: ``@register_model(ModelCard(name=..., ...))`` over a builder.
+
+    The builder takes ``pretrained_backbone: bool``, ``backbone_weights`` (a local
+    file/folder or None) and the variant keyword arguments, and returns an
+    ``nn.Module`` whose forward returns ``{"logits", "attention", ...}``.
+    """
+
+    def wrap(builder: Callable) -> Callable:
+        if card.name in _REGISTRY:
+            raise ValueError(f"model {card.name!r} is registered twice")
+        _REGISTRY[card.name] = _Entry(builder, card)
+        return builder
+
+    return wrap
+
+
+def list_models() -> list:
+    return sorted(_REGISTRY)
+
+
+def get_entry(name: str) -> _Entry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown model {name!r}; available: {', '.join(list_models())}"
+        ) from None
+
+
+def base_card(name: str) -> ModelCard:
+    return get_entry(name).card
+
+
+def card_with_checkpoint(card: ModelCard, path: Optional[str], header: Optional[dict]) -> ModelCard:
+    if path is None or header is None:
+        return card
+    return dataclasses.replace(
+        card,
+        checkpoint=str(path),
+        checkpoint_sha256=header.get("sha256", ""),
+        training=dict(header.get("training", {}), metrics=header.get("metrics", {})),
+    )

@@ -1,0 +1,252 @@
+"""The project's checkpoint format: a small checked header plus the weights.
+
+A checkpoint is a ``torch.save`` of a plain dict, so ``torch.load(...,
+weights_only=True)`` reads it without running any pickled code::
+
+    {"format": "napari-polyp-checkpoint", "format_version": 1,
+     "header": {"architecture": "microaunet", "variant": {...},
+                "training": {...}, "metrics": {...}, "sha256": "<weights>", ...},
+     "state_dict": {name: tensor}}
+
+``sha256`` is taken over the weights themselves (names, dtypes, shapes and
+bytes in sorted order), so a file whose tensors were edited after saving is
+refused, and layers can cite the hash of the weights that produced them.
+
+Where checkpoints live:
+- shipped with the package: ``models/checkpoints/<name>.pt``;
+- trained or fine-tuned by the user: ``$NAPARI_POLYP_HOME/checkpoints``
+  (default ``~/.cache/napari-polyp/checkpoints``); ``set_preferred`` makes one
+  of those the default for its architecture.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import torch
+
+FORMAT = "napari-polyp-checkpoint"
+FORMAT_VERSION = 1
+SHIPPED_DIR = Path(__file__).parent / "checkpoints"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be used; the message says why and what to do."""
+
+
+def home_dir() -> Path:
+    return Path(os.environ.get("NAPARI_POLYP_HOME", Path.home() / ".cache" / "napari-polyp"))
+
+
+def user_checkpoint_dir() -> Path:
+    return home_dir() / "checkpoints"
+
+
+def weights_sha256(state_dict: Dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def trainable_state_dict(model: torch.nn.Module, half: bool = False) -> Dict[str, torch.Tensor]:
+    """The weights a checkpoint stores: all but the frozen prefixes the model names
+    (a frozen pretrained backbone is fetched separately, see dino_keys)."""
+    skip: Tuple[str, ...] = tuple(getattr(model, "checkpoint_exclude", ()))
+    out = {}
+    for key, value in model.state_dict().items():
+        if skip and key.startswith(skip):
+            continue
+        value = value.detach().cpu()
+        if half and value.is_floating_point():
+            value = value.half()
+        out[key] = value.clone()
+    return out
+
+
+def save_checkpoint(
+    model: torch.nn.Module,
+    path,
+    *,
+    architecture: str,
+    variant: Optional[dict] = None,
+    training: Optional[dict] = None,
+    metrics: Optional[dict] = None,
+    extra: Optional[dict] = None,
+    half: bool = False,
+) -> dict:
+    """Write ``model``'s weights with a header; atomic (temp file + rename).
+
+    Returns the header. ``extra`` holds plain values only (str, numbers, lists,
+    dicts) so that ``weights_only`` loading stays possible.
+    """
+    state = trainable_state_dict(model, half=half)
+    header = {
+        "architecture": architecture,
+        "variant": dict(variant or {}),
+        "training": dict(training or {}),
+        "metrics": dict(metrics or {}),
+        "sha256": weights_sha256(state),
+        "dtype": "float16" if half else "float32",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+    }
+    header.update(extra or {})
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "header": header, "state_dict": state}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return header
+
+
+def read_checkpoint(path, expected_architecture: Optional[str] = None) -> Tuple[dict, dict]:
+    """Load and verify a checkpoint; returns ``(header, state_dict)``.
+
+    Refuses, with a message naming the file: a missing file, a file that is not
+    a torch checkpoint, a torch file that is not of this project, a checkpoint
+    of another architecture, and weights whose sha256 does not match the header.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # zip/pickle errors vary by torch version
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'no detail'})"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is a PyTorch file but not a napari-polyp checkpoint (no '{FORMAT}' header); "
+            "train one with `napari-polyp train` or save it with models.checkpoint.save_checkpoint"
+        )
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} uses checkpoint format {payload['format_version']}; this napari-polyp reads "
+            f"up to {FORMAT_VERSION}: upgrade napari-polyp"
+        )
+    header, state = payload.get("header", {}), payload.get("state_dict", {})
+    arch = header.get("architecture")
+    if expected_architecture is not None and arch != expected_architecture:
+        raise CheckpointError(
+            f"{path} holds a '{arch}' checkpoint, but the model is '{expected_architecture}'"
+        )
+    actual = weights_sha256(state)
+    if actual != header.get("sha256"):
+        raise CheckpointError(
+            f"{path}: weights do not match the sha256 in their header "
+            f"(header {str(header.get('sha256'))[:12]}…, weights {actual[:12]}…); "
+            "the file was modified or damaged"
+        )
+    return header, state
+
+
+def load_into(model: torch.nn.Module, state: Dict[str, torch.Tensor], path, architecture: str) -> None:
+    """Copy checkpoint weights into ``model``; every non-excluded weight must match."""
+    expected = trainable_state_dict(model)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong_shape:
+        detail = "; ".join(
+            f"{label}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
+            if keys
+        )
+        raise CheckpointError(
+            f"{path} does not fit this '{architecture}' network ({detail}); "
+            "was it trained with another variant?"
+        )
+    model.load_state_dict(state, strict=False)
+
+
+# -- where the default checkpoint of each architecture is -------------------------
+
+def _preferred_file() -> Path:
+    return user_checkpoint_dir() / "preferred.json"
+
+
+def _read_preferred() -> dict:
+    try:
+        return json.loads(_preferred_file().read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def set_preferred(architecture: str, path) -> None:
+    """Make ``path`` what ``create_model(architecture)`` loads by default."""
+    prefs = _read_preferred()
+    prefs[architecture] = str(Path(path).resolve())
+    target = _preferred_file()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(prefs, indent=1))
+    os.replace(tmp, target)
+
+
+def shipped_checkpoint(architecture: str) -> Optional[Path]:
+    path = SHIPPED_DIR / f"{architecture}.pt"
+    return path if path.is_file() else None
+
+
+def default_checkpoint(architecture: str) -> Optional[Path]:
+    """The user's preferred checkpoint if it still exists, else the shipped one."""
+    preferred = _read_preferred().get(architecture)
+    if preferred and Path(preferred).is_file():
+        return Path(preferred)
+    return shipped_checkpoint(architecture)
+
+
+def list_checkpoints(architecture: str) -> List[Path]:
+    """Shipped and user checkpoints of one architecture, default first."""
+    found: List[Path] = []
+    default = default_checkpoint(architecture)
+    if default:
+        found.append(default)
+    shipped = shipped_checkpoint(architecture)
+    candidates: Iterable[Path] = ([shipped] if shipped else []) + sorted(user_checkpoint_dir().glob("*.pt"))
+    for path in candidates:
+        if path in found:
+            continue
+        try:
+            header = peek_header(path)
+        except CheckpointError:
+            continue
+        if header.get("architecture") == architecture:
+            found.append(path)
+    return found
+
+
+_header_cache: Dict[Tuple[str, float], dict] = {}
+
+
+def peek_header(path) -> dict:
+    """The header alone (verified), cached by path and modification time."""
+    path = Path(path)
+    key = (str(path.resolve()), path.stat().st_mtime if path.exists() else 0.0)
+    if key not in _header_cache:
+        _header_cache[key] = read_checkpoint(path)[0]
+    return _header_cache[key]

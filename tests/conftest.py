@@ -1,0 +1,25 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Tests run on 2 cores next to other work; keep torch from oversubscribing them.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """User checkpoints/settings go to a temp folder, never the tester's home."""
+    monkeypatch.setenv("NAPARI_POLYP_HOME", str(tmp_path / "napari-polyp-home"))
+    monkeypatch.delenv("NAPARI_POLYP_WEIGHTS", raising=False)
+
+
+@pytest.fixture
+def shared_data():
+    """../shared/data when it is there (CI has it); tests that need it skip otherwise."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not beside this checkout")
+    return SHARED_DATA
