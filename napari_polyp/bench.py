@@ -1,0 +1,106 @@
+"""`napari-polyp bench`: params, GFLOPs, latency, fps and peak memory of one network.
+
+Batch of random input at the network's native size (or --size), inference
+mode, after warm-up, median over --runs (at least 20). On CPU the thread count
+is stated and peak memory is the process's peak RSS; on CUDA it is
+``torch.cuda.max_memory_allocated``. Prints one JSON line with --json.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import time
+
+
+def add_arguments(parser):
+    parser.add_argument("--model", required=True, help="network name (see `napari-polyp models`)")
+    parser.add_argument("--size", type=int, default=None, help="square input side (default: the card's)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps"])
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--amp", action="store_true", help="fp16 autocast (CUDA)")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--variant", default=None, help="variant keyword for networks that have one")
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+
+
+def benchmark(model_name: str, size=None, device: str = "cpu", batch: int = 1, runs: int = 20,
+              warmup: int = 3, threads=None, amp: bool = False, channels_last: bool = False,
+              variant=None) -> dict:
+    import torch
+
+    import models
+    from models._profile import count_flops, count_params
+
+    if threads:
+        torch.set_num_threads(threads)
+    runs = max(runs, 20)
+    card = models.get_card(model_name)
+    size = size or card.input_size
+    kwargs = {"variant": variant} if variant else {}
+    model = models.create_model(model_name, pretrained_backbone=False, checkpoint=False, **kwargs).eval()
+    params = count_params(model)
+    flops = count_flops(model, size)  # per image, on CPU before moving: counting is device-free
+    dev = torch.device(device)
+    model = model.to(dev)
+    x = torch.randn(batch, 3, size, size, device=dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.to(memory_format=torch.channels_last)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    times = []
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
+        for i in range(warmup + runs):
+            sync()
+            start = time.perf_counter()
+            model(x)
+            sync()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    median_s = statistics.median(times)
+    if dev.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        memory_kind = "cuda_max_allocated"
+        device_name = torch.cuda.get_device_name(dev)
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        memory_kind = "process_peak_rss"
+        device_name = "cpu"
+    return {
+        "model": model_name,
+        "variant": variant or card.default_variant or None,
+        "size": size,
+        "batch": batch,
+        "device": device_name,
+        "threads": torch.get_num_threads() if dev.type == "cpu" else None,
+        "amp_fp16": amp,
+        "channels_last": channels_last,
+        "params": params,
+        "gflops": round(flops / 1e9, 3),
+        "median_ms": round(median_s * 1e3, 2),
+        "fps": round(batch / median_s, 2),
+        "runs": runs,
+        "peak_memory_mb": round(peak_mb, 1),
+        "memory_kind": memory_kind,
+        "torch": torch.__version__,
+    }
+
+
+def run(args) -> int:
+    result = benchmark(args.model, args.size, args.device, args.batch, args.runs, args.warmup,
+                       args.threads, args.amp, args.channels_last, args.variant)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:15s} {value}")
+    return 0

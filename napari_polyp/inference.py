@@ -1,0 +1,136 @@
+"""Headless inference: the same code behind the Segment widget, the CLI and the tests.
+
+    predictor = Predictor("microaunet")            # default checkpoint, best device
+    result = predictor.predict(rgb_uint8_image)    # HxWx3
+    result.probability                             # HxW float32 in [0,1]
+    result.attention["lscab_spatial"]              # HxW float32 in [0,1]
+    result.mask(0.5)                               # HxW uint8 {0,1}
+
+Pre- and post-processing follow the model card: resize to the network's native
+square input, normalise (ImageNet mean/std, or per-image min-max), and map the
+outputs back to the image's own size.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Iterator, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import models
+from models._registry import ModelCard
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here")
+    return torch.device(device)
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """HxW, HxWx1, HxWx3 or HxWx4 of any numeric dtype -> HxWx3 uint8."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"expected an HxW or HxWxC (C=1,3,4) image, got shape {image.shape}")
+    image = image[..., :3] if image.shape[-1] == 4 else image
+    image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+    if image.dtype == np.uint8:
+        return np.ascontiguousarray(image)
+    if image.dtype == bool:
+        return image.astype(np.uint8) * 255
+    if np.issubdtype(image.dtype, np.integer):  # 16-bit and friends: keep the full range
+        return (image.astype(np.float64) * 255.0 / np.iinfo(image.dtype).max).round().astype(np.uint8)
+    lo, hi = float(np.nanmin(image)), float(np.nanmax(image))
+    scale = 255.0 if hi <= 1.0 and lo >= 0.0 else 255.0 / max(hi - lo, 1e-12)
+    offset = 0.0 if hi <= 1.0 and lo >= 0.0 else lo
+    return np.clip((np.nan_to_num(image) - offset) * scale, 0, 255).round().astype(np.uint8)
+
+
+def preprocess(images: np.ndarray, card: ModelCard) -> torch.Tensor:
+    """[B]xHxWx3 uint8 -> Bx3xSxS float tensor, resized and normalised per the card."""
+    batch = images[None] if images.ndim == 3 else images
+    x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(255.0)
+    size = (card.input_size, card.input_size)
+    if tuple(x.shape[-2:]) != size:
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    if card.normalization == "minmax":
+        lo = x.amin(dim=(1, 2, 3), keepdim=True)
+        hi = x.amax(dim=(1, 2, 3), keepdim=True)
+        return (x - lo) / (hi - lo).clamp_min(1e-6)
+    mean = torch.tensor(card.mean).view(1, 3, 1, 1)
+    std = torch.tensor(card.std).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def _to_image_size(t: torch.Tensor, hw) -> np.ndarray:
+    """Bx1xhxw -> BxHxW float32 numpy at the image's own size."""
+    t = F.interpolate(t.float(), size=tuple(hw), mode="bilinear", align_corners=False)
+    return t[:, 0].clamp_(0.0, 1.0).cpu().numpy()
+
+
+@dataclass
+class Prediction:
+    probability: np.ndarray  # HxW float32 in [0,1]
+    attention: Dict[str, np.ndarray] = field(default_factory=dict)  # name -> HxW in [0,1]
+    model: str = ""
+    checkpoint_sha256: str = ""  # "" when the weights are untrained
+    seconds: float = 0.0
+
+    def mask(self, threshold: float = 0.5) -> np.ndarray:
+        return (self.probability >= threshold).astype(np.uint8)
+
+
+class Predictor:
+    """A network ready for inference, with its card's pre/post-processing."""
+
+    def __init__(self, model_name: str, checkpoint=None, device: str = "auto",
+                 pretrained_backbone: bool = False, model: Optional[torch.nn.Module] = None):
+        self.device = resolve_device(device)
+        if model is None:
+            model = models.create_model(model_name, pretrained_backbone=pretrained_backbone, checkpoint=checkpoint)
+        self.model = model.eval().to(self.device)
+        self.model_name = model_name
+        header = getattr(model, "checkpoint_header", None) or {}
+        self.checkpoint_sha256 = header.get("sha256", "")
+        self.checkpoint_path = getattr(model, "checkpoint_path", None)
+        self.card = models._registry.card_with_checkpoint(
+            models._registry.base_card(model_name), self.checkpoint_path, header or None
+        )
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.checkpoint_sha256)
+
+    @torch.inference_mode()
+    def predict_batch(self, images: np.ndarray) -> list:
+        """BxHxWx3 (all of one size) -> list of Prediction."""
+        images = np.stack([as_rgb_uint8(im) for im in images]) if images.ndim == 4 or isinstance(images, list) else as_rgb_uint8(images)[None]
+        start = time.perf_counter()
+        out = self.model(preprocess(images, self.card).to(self.device))
+        hw = images.shape[1:3]
+        probs = _to_image_size(torch.sigmoid(out["logits"]), hw)
+        maps = {name: _to_image_size(amap, hw) for name, amap in out["attention"].items()}
+        seconds = (time.perf_counter() - start) / len(images)
+        return [
+            Prediction(probs[i], {k: v[i] for k, v in maps.items()}, self.model_name, self.checkpoint_sha256, seconds)
+            for i in range(len(images))
+        ]
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        return self.predict_batch(as_rgb_uint8(image)[None])[0]
+
+    def predict_frames(self, frames: Iterable[np.ndarray]) -> Iterator[Prediction]:
+        """One prediction per frame, lazily (a video never sits whole in memory)."""
+        for frame in frames:
+            yield self.predict(frame)

@@ -1,0 +1,37 @@
+"""The command line: bench prints measured JSON, bad input gives one clean error line."""
+import json
+import subprocess
+import sys
+
+from napari_polyp.cli import main
+
+
+def test_bench_prints_one_json_line(capsys):
+    assert main(["bench", "--model", "microaunet", "--size", "64", "--runs", "20", "--threads", "1", "--json"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    result = json.loads(line)
+    assert result["model"] == "microaunet" and result["size"] == 64 and result["runs"] >= 20
+    assert result["params"] == 24_881 and result["gflops"] > 0
+    assert result["median_ms"] > 0 and result["fps"] > 0 and result["peak_memory_mb"] > 0
+    assert result["threads"] == 1
+
+
+def test_models_lists_the_five(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("ea-dk", "microaunet", "pefnet", "dino-keys", "eam-net"):
+        assert name in out
+
+
+def test_console_script_reports_bad_checkpoint_without_traceback(tmp_path):
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_text("not a checkpoint")
+    code = "import sys; from napari_polyp.cli import main; sys.exit(main(sys.argv[1:]))"
+    out = subprocess.run(
+        [sys.executable, "-c", code, "evaluate", "--model", "microaunet", "--checkpoint", str(bogus),
+         "--data", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "bogus.pt" in out.stderr
