@@ -1,0 +1,98 @@
+"""Crash-safe file writes: a reader sees the old file or the new one, never half of one.
+
+The recipe (POSIX; Windows gets the same minus the directory fsync):
+write a temporary file in the *same* directory, flush + fsync it, ``os.replace``
+it over the target (atomic within one file system), then fsync the directory
+so the rename itself survives a power cut.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+PathLike = Union[str, os.PathLike]
+TMP_PREFIX = ".tmp-"
+
+
+def fsync_dir(folder: PathLike) -> None:
+    """Make a rename/creation inside ``folder`` durable (no-op where unsupported)."""
+    if os.name == "nt":  # Windows cannot open a directory for fsync
+        return
+    fd = os.open(os.fspath(folder), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems (e.g. certain network mounts) refuse; the rename still happened
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically and durably; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(path.parent)
+    return path
+
+
+def atomic_copy(src: PathLike, dst: PathLike) -> Path:
+    """Copy ``src`` to ``dst`` atomically (files here are small masks and images)."""
+    return atomic_write_bytes(dst, Path(src).read_bytes())
+
+
+def encode_mask_png(mask: np.ndarray) -> bytes:
+    """2-D mask -> PNG bytes, 8-bit, nonzero -> 255 (the dataset's 0/255 convention)."""
+    from PIL import Image
+
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"a mask must be 2-D (H, W), got shape {mask.shape}")
+    binary = np.where(mask != 0, 255, 0).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(binary, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def encode_image_png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_mask_png(path: PathLike, mask: np.ndarray) -> Path:
+    return atomic_write_bytes(path, encode_mask_png(mask))
+
+
+def remove_stale_temporaries(folder: PathLike) -> int:
+    """Delete temporaries a killed writer left behind in ``folder``; returns how many."""
+    removed = 0
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    for leftover in folder.glob(TMP_PREFIX + "*"):
+        try:
+            leftover.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed

@@ -1,0 +1,794 @@
+"""The corrections dataset: reviewed masks saved so that nothing is ever lost.
+
+Layout (format_version 1)::
+
+    DATASET/
+      images/<stem>.<ext>           the image (the source file's own bytes when it was
+                                    an image file; video frames and arrays as PNG)
+      masks/<stem>.png              the current mask, 8-bit PNG, 0 = background, 255 = object
+      predictions/<stem>.png        the network's mask the correction started from (optional;
+                                    lets ``pixels_changed`` and the prediction's score be
+                                    computed again after reopening)
+      history/<stem>/<version>.png  every earlier mask of the item, by the version it had
+      history/<stem>/unconfirmed-<version>-<time>.png
+                                    a mask whose save was interrupted before it was indexed
+      manifest.jsonl                the index: one JSON record per save, append-only;
+                                    the LAST record of a stem is its current state
+      .manifest.lock                lock file taken around every write (cross-process)
+
+A manifest record (one line)::
+
+    {"format_version": 1, "stem": "cju0qkwl35piu0993l0dewei2", "version": 2,
+     "image": "images/cju0qkwl35piu0993l0dewei2.jpg", "mask": "masks/cju0qkwl35piu0993l0dewei2.png",
+     "prediction": "predictions/cju0qkwl35piu0993l0dewei2.png",
+     "source_path": "/data/kvasir/images/cju0qkwl35piu0993l0dewei2.jpg",
+     "image_sha256": "...", "mask_sha256": "...",
+     "model": "microaunet", "checkpoint_sha256": "...", "threshold": 0.5,
+     "status": "corrected", "note": "", "reviewer": "alice",
+     "created": "2025-01-01T10:00:00+00:00", "updated": "2025-01-01T10:05:00+00:00",
+     "pixels_changed": 311}
+
+- ``status`` is one of ``unreviewed``, ``accepted``, ``corrected``, ``rejected``;
+  training and fine-tuning use the items whose latest status is ``accepted`` or
+  ``corrected``.
+- ``version`` counts the saves of a stem (1, 2, ...); on each save the previous
+  mask is kept as ``history/<stem>/<previous version>.png``.
+- ``pixels_changed``: pixels where the saved mask differs from the prediction
+  (``null`` when there was no prediction).
+- ``image_sha256`` / ``mask_sha256``: sha256 of the stored files' bytes.
+- ``created``: the first save of the stem; ``updated``: this save (UTC, ISO 8601).
+- ``reviewer``: env ``NAPARI_POLYP_REVIEWER``, else the login name.
+- Unknown fields are kept and ignored, so a newer writer's records still read.
+
+Durability:
+- every file is written to a temporary file in its own folder, fsynced, renamed
+  over the target (``os.replace``) and the folder fsynced;
+- a save writes, in this order: the previous mask into ``history/``, the image
+  (first save only), the new mask, and only then appends the record to the
+  manifest (fsynced). The record is the commit point: a save killed earlier
+  leaves the previous record in force, and :meth:`CorrectionsDataset.load`
+  checks ``mask_sha256`` and serves the previous mask from ``history/`` when the
+  mask file already holds the unfinished one;
+- a torn last manifest line (a write cut short) is ignored when reading and
+  repaired by the next write; unreadable lines elsewhere are skipped with a warning;
+- writers hold ``.manifest.lock`` (the ``filelock`` package) around the whole
+  read-modify-write, so two viewers saving into one dataset keep both saves.
+  Readers take no lock.
+
+Older formats are read, never rejected:
+- format_version 0 = a plain folder with ``images/`` and ``masks/`` and no manifest
+  (also a valid training folder): each mask with an image is an ``accepted``
+  item at version 1. The first save writes a manifest indexing them all.
+- manifest records without ``format_version`` (or missing fields) are filled in
+  with defaults when read.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import hashlib
+import io
+import json
+import os
+import re
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+
+from ._atomic import (
+    atomic_write_bytes,
+    encode_image_png,
+    encode_mask_png,
+    fsync_dir,
+    remove_stale_temporaries,
+)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.jsonl"
+LOCK = ".manifest.lock"
+STATUSES = ("unreviewed", "accepted", "corrected", "rejected")
+TRAINING_STATUSES = ("accepted", "corrected")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+LOCK_TIMEOUT_S = 60.0
+
+PathLike = Union[str, os.PathLike]
+
+
+class DatasetError(Exception):
+    """The dataset cannot do what was asked; the message says why."""
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass
+class Record:
+    """One manifest line: the state of one item after one save."""
+
+    stem: str
+    version: int = 1
+    image: str = ""
+    mask: str = ""
+    prediction: str = ""
+    source_path: str = ""
+    image_sha256: str = ""
+    mask_sha256: str = ""
+    model: str = ""
+    checkpoint_sha256: str = ""
+    threshold: Optional[float] = None
+    status: str = "unreviewed"
+    note: str = ""
+    reviewer: str = ""
+    created: str = ""
+    updated: str = ""
+    pixels_changed: Optional[int] = None
+    format_version: int = FORMAT_VERSION
+    extra: Dict[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        extra = data.pop("extra")
+        data = {"format_version": data.pop("format_version"), **data}
+        for key, value in extra.items():
+            data.setdefault(key, value)
+        return json.dumps(data, ensure_ascii=False, separators=(", ", ": "))
+
+    @classmethod
+    def from_dict(cls, raw: dict, order: int = 1) -> "Record":
+        """Build a record from any format version (missing fields get defaults)."""
+        return _migrate_record(raw, order)
+
+    @property
+    def for_training(self) -> bool:
+        return self.status in TRAINING_STATUSES
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Record) if f.name != "extra")
+
+
+def _migrate_record(raw: dict, order: int) -> Record:
+    """Any record -> a format-1 Record. v0 records lack format_version and maybe more."""
+    raw = dict(raw)
+    version_of_format = raw.pop("format_version", 0)
+    stem = raw.get("stem") or raw.get("name")
+    if not stem:
+        for key in ("mask", "image"):
+            if raw.get(key):
+                stem = Path(str(raw[key])).stem
+                break
+    if not stem:
+        raise ValueError("record names no stem, mask or image")
+    known = {k: raw.pop(k) for k in list(raw) if k in _FIELD_NAMES}
+    raw.pop("name", None)
+    record = Record(stem=str(stem), extra=raw)
+    for key, value in known.items():
+        if value is not None or key in ("threshold", "pixels_changed"):
+            setattr(record, key, value)
+    record.stem = str(stem)
+    record.format_version = int(version_of_format) if isinstance(version_of_format, (int, float)) else 0
+    if not record.mask:
+        record.mask = f"masks/{stem}.png"
+    if "version" not in known or not isinstance(known.get("version"), int):
+        record.version = order
+    if record.status not in STATUSES:
+        record.extra.setdefault("original_status", record.status)
+        # an old record saved with a mask but an unknown status was a reviewer's save
+        record.status = "accepted" if record.mask else "unreviewed"
+    if not record.created:
+        record.created = record.updated
+    return record
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def default_reviewer() -> str:
+    """Reviewer name from settings: env NAPARI_POLYP_REVIEWER, else the login name."""
+    name = os.environ.get("NAPARI_POLYP_REVIEWER", "").strip()
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (some containers)
+        return "unknown"
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def decode_mask(data: bytes) -> np.ndarray:
+    """PNG/JPEG mask bytes -> HxW uint8 {0,1} (anything above mid-grey is object)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        array = np.asarray(im.convert("L") if im.mode not in ("L", "1", "I", "I;16") else im)
+    if array.ndim == 3:
+        array = array[..., 0]
+    top = 1 if array.dtype == bool or array.max() <= 1 else (255 if array.max() <= 255 else 65535)
+    return (array.astype(np.float64) > top / 2).astype(np.uint8)
+
+
+def pixels_changed(corrected: np.ndarray, predicted: np.ndarray) -> int:
+    """Pixels where the corrected mask and the predicted mask disagree (foreground = nonzero)."""
+    corrected, predicted = np.asarray(corrected), np.asarray(predicted)
+    if corrected.shape != predicted.shape:
+        raise ValueError(f"mask {corrected.shape} and prediction {predicted.shape} differ in shape")
+    return int(np.count_nonzero((corrected != 0) != (predicted != 0)))
+
+
+_SAFE_STEM = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_stem(name: str) -> str:
+    """A file-system-safe stem (no separators, no leading dot)."""
+    stem = _SAFE_STEM.sub("_", str(name)).strip("._") or "item"
+    return stem[:150]
+
+
+def _crash_point(name: str) -> None:
+    """Test hook: NAPARI_POLYP_CRASH_AT=<name> kills the process here (durability tests)."""
+    if os.environ.get("NAPARI_POLYP_CRASH_AT") == name:
+        os._exit(137)
+
+
+# --------------------------------------------------------------------------- manifest I/O
+
+
+def read_manifest(path: PathLike) -> Tuple[List[Record], bool]:
+    """All records of a manifest, in file order, and whether its last line is torn.
+
+    A torn last line (no newline and not valid JSON) is the trace of a write cut
+    short: ignored. Any other unreadable line is skipped with a warning."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], False
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    torn = False
+    if tail.strip():
+        try:
+            json.loads(tail)
+            lines.append(tail)  # complete record, only its newline is missing
+        except ValueError:
+            torn = True
+    records: List[Record] = []
+    per_stem: Counter = Counter()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            if not isinstance(raw, dict):
+                raise ValueError("not an object")
+            stem = raw.get("stem") or raw.get("name") or Path(str(raw.get("mask") or raw.get("image") or "")).stem
+            record = _migrate_record(raw, per_stem[stem] + 1)
+        except ValueError as err:
+            warnings.warn(f"{path}: line {number} skipped, it is not a readable record ({err})", stacklevel=2)
+            continue
+        per_stem[record.stem] += 1
+        records.append(record)
+    return records, torn
+
+
+def latest_by_stem(records: List[Record]) -> Dict[str, Record]:
+    latest: Dict[str, Record] = {}
+    for record in records:
+        latest[record.stem] = record
+    return latest
+
+
+# --------------------------------------------------------------------------- the dataset
+
+
+class CorrectionsDataset:
+    """A corrections dataset folder (created on first save). See the module docstring.
+
+        ds = CorrectionsDataset("my-corrections")
+        rec = ds.save(image=rgb, mask=mask, source_path="a.jpg", predicted=pred_mask,
+                      model="microaunet", checkpoint_sha256=sha, threshold=0.5, status="corrected")
+        image, mask, rec = ds.load(rec.stem)
+        ds.items(); ds.progress()
+    """
+
+    def __init__(self, root: PathLike, lock_timeout: float = LOCK_TIMEOUT_S):
+        self.root = Path(root)
+        self.lock_timeout = lock_timeout
+        self._lock = None
+
+    # -- paths
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    def _abs(self, relative: str) -> Path:
+        return self.root / relative
+
+    def history_dir(self, stem: str) -> Path:
+        return self.root / "history" / stem
+
+    def __repr__(self) -> str:
+        return f"CorrectionsDataset({str(self.root)!r})"
+
+    # -- reading (no lock: every file a reader sees is complete)
+    def format_version(self) -> int:
+        """The format this folder is in now (0 = images/ + masks/ without a manifest)."""
+        if self.manifest_path.exists():
+            records, _ = read_manifest(self.manifest_path)
+            return max((r.format_version for r in records), default=FORMAT_VERSION)
+        return 0 if (self.root / "masks").is_dir() else FORMAT_VERSION
+
+    def records(self) -> List[Record]:
+        """Every record in save order (the full history of the index)."""
+        if self.manifest_path.exists():
+            return read_manifest(self.manifest_path)[0]
+        return self._v0_records()
+
+    def latest(self) -> Dict[str, Record]:
+        return latest_by_stem(self.records())
+
+    def items(self, status: Optional[Union[str, Tuple[str, ...]]] = None) -> List[Record]:
+        """The current record of every item, sorted by stem; optionally only some statuses."""
+        wanted = (status,) if isinstance(status, str) else status
+        return [r for _, r in sorted(self.latest().items()) if wanted is None or r.status in wanted]
+
+    def training_items(self) -> List[Record]:
+        return self.items(TRAINING_STATUSES)
+
+    def get(self, stem: str) -> Optional[Record]:
+        return self.latest().get(stem)
+
+    def __contains__(self, stem: str) -> bool:
+        return stem in self.latest()
+
+    def __len__(self) -> int:
+        return len(self.latest())
+
+    def progress(self, stems: Optional[List[str]] = None) -> Dict[str, int]:
+        """Counts per status (over ``stems`` if given, unknown stems = unreviewed),
+        plus ``total`` and ``reviewed`` (= not unreviewed)."""
+        latest = self.latest()
+        stems = list(latest) if stems is None else list(stems)
+        counts = Counter(latest[s].status if s in latest else "unreviewed" for s in stems)
+        out = {status: counts.get(status, 0) for status in STATUSES}
+        out["total"] = len(stems)
+        out["reviewed"] = len(stems) - out["unreviewed"]
+        return out
+
+    def find(self, source_path: Optional[PathLike] = None, image_sha256: Optional[str] = None) -> Optional[Record]:
+        """The current record of an image, by its sha256 (preferred) or its source path."""
+        latest = self.latest().values()
+        if image_sha256:
+            for record in latest:
+                if record.image_sha256 == image_sha256:
+                    return record
+        if source_path:
+            wanted = os.path.abspath(os.fspath(source_path))
+            for record in latest:
+                if record.source_path and os.path.abspath(record.source_path) == wanted:
+                    return record
+        return None
+
+    def stem_for(self, preferred: str, image_sha256: str = "") -> str:
+        """The stem an image is (or will be) stored under: ``preferred`` unless another
+        image already holds that stem, then ``<preferred>-<sha[:8]>``."""
+        stem = safe_stem(preferred)
+        current = self.get(stem)
+        if current is None or not image_sha256 or not current.image_sha256 or current.image_sha256 == image_sha256:
+            return stem
+        return f"{stem}-{image_sha256[:8]}"
+
+    def mask_bytes(self, record: Record) -> bytes:
+        """The bytes of a record's mask, verified against ``mask_sha256`` when it has one.
+
+        The mask file can be one step ahead of the index when a save was killed
+        between writing the mask and appending its record; the record's own mask
+        is then in history/<stem>/<version>.png."""
+        path = self._abs(record.mask)
+        data = path.read_bytes() if path.exists() else None
+        if data is not None and (not record.mask_sha256 or sha256_bytes(data) == record.mask_sha256):
+            return data
+        kept = self.history_dir(record.stem) / f"{record.version}.png"
+        if kept.exists():
+            kept_data = kept.read_bytes()
+            if not record.mask_sha256 or sha256_bytes(kept_data) == record.mask_sha256:
+                return kept_data
+        if data is not None:
+            warnings.warn(f"{path}: does not match its manifest record (edited by hand?); using it as it is", stacklevel=2)
+            return data
+        raise DatasetError(f"{path}: the mask of {record.stem!r} (version {record.version}) is missing")
+
+    def load_mask(self, stem: str) -> np.ndarray:
+        record = self._require(stem)
+        return decode_mask(self.mask_bytes(record))
+
+    def load_image(self, stem: str) -> np.ndarray:
+        record = self._require(stem)
+        return _read_image(self.image_path(record))
+
+    def image_path(self, record: Record) -> Path:
+        if record.image:
+            return self._abs(record.image)
+        found = _find_image(self.root / "images", record.stem)
+        if found is None:
+            raise DatasetError(f"{self.root / 'images'}: no image for {record.stem!r}")
+        return found
+
+    def load(self, stem: str) -> Tuple[np.ndarray, np.ndarray, Record]:
+        """(image HxWx3 uint8, mask HxW uint8 {0,1}, record) of an item's current version."""
+        record = self._require(stem)
+        return _read_image(self.image_path(record)), decode_mask(self.mask_bytes(record)), record
+
+    def load_prediction(self, stem: str) -> Optional[np.ndarray]:
+        """The network's mask the item's correction started from, if it was saved."""
+        record = self._require(stem)
+        path = self._abs(record.prediction) if record.prediction else self.root / "predictions" / f"{stem}.png"
+        return decode_mask(path.read_bytes()) if path.exists() else None
+
+    def history(self, stem: str) -> List[Tuple[int, Path]]:
+        """Earlier masks of an item: (version, path), oldest first."""
+        folder = self.history_dir(stem)
+        if not folder.is_dir():
+            return []
+        found = [(int(p.stem), p) for p in folder.glob("*.png") if p.stem.isdigit()]
+        return sorted(found)
+
+    def load_version(self, stem: str, version: int) -> np.ndarray:
+        record = self._require(stem)
+        if version == record.version:
+            return decode_mask(self.mask_bytes(record))
+        path = self.history_dir(stem) / f"{version}.png"
+        if not path.exists():
+            raise DatasetError(f"{path}: version {version} of {stem!r} is not in the history")
+        return decode_mask(path.read_bytes())
+
+    def _require(self, stem: str) -> Record:
+        record = self.get(stem)
+        if record is None:
+            raise KeyError(f"{self.root}: no item {stem!r}")
+        return record
+
+    def _v0_records(self) -> List[Record]:
+        """Format 0: images/ + masks/ and no manifest -> one accepted record per mask with an image."""
+        masks_dir = self.root / "masks"
+        if not masks_dir.is_dir():
+            return []
+        records = []
+        for mask_path in sorted(masks_dir.iterdir()):
+            if mask_path.name.startswith(".") or mask_path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            image = _find_image(self.root / "images", mask_path.stem)
+            if image is None:
+                continue
+            stamp = _dt.datetime.fromtimestamp(mask_path.stat().st_mtime, _dt.timezone.utc).isoformat(timespec="seconds")
+            records.append(Record(
+                stem=mask_path.stem, version=1, image=image.relative_to(self.root).as_posix(),
+                mask=mask_path.relative_to(self.root).as_posix(), status="accepted",
+                created=stamp, updated=stamp, format_version=0,
+            ))
+        return records
+
+    # -- writing (under the cross-process lock)
+    def lock(self):
+        """The cross-process write lock (a context manager)."""
+        from filelock import FileLock
+
+        if self._lock is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._lock = FileLock(str(self.root / LOCK), timeout=self.lock_timeout)
+        return self._lock
+
+    def save(
+        self,
+        image: Optional[np.ndarray] = None,
+        mask: Optional[np.ndarray] = None,
+        *,
+        stem: Optional[str] = None,
+        source_path: Optional[PathLike] = None,
+        predicted: Optional[np.ndarray] = None,
+        model: str = "",
+        checkpoint_sha256: str = "",
+        threshold: Optional[float] = None,
+        status: str = "corrected",
+        note: str = "",
+        reviewer: Optional[str] = None,
+        **extra,
+    ) -> Record:
+        """Save an item's mask as its new current version and return the new record.
+
+        image: HxWx3 array; not needed when ``source_path`` is an image file or the
+            item is already in the dataset. mask: HxW, nonzero = object.
+        predicted: the network's mask, to count ``pixels_changed`` (kept in
+            predictions/); without it an earlier saved prediction is used.
+        """
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        if mask is None:
+            raise ValueError("save needs a mask")
+        mask = np.asarray(mask)
+        if mask.ndim != 2:
+            raise ValueError(f"a mask must be 2-D (H, W), got shape {mask.shape}")
+        image_bytes, image_ext = self._image_payload(image, source_path)
+        image_sha = sha256_bytes(image_bytes) if image_bytes is not None else ""
+        if stem is None:
+            if source_path is None:
+                raise ValueError("save needs a stem or a source_path")
+            stem = self.stem_for(Path(source_path).stem, image_sha)
+        stem = safe_stem(stem)
+        mask_png = encode_mask_png(mask)
+        prediction_png = encode_mask_png(predicted) if predicted is not None else None
+        if predicted is not None and np.asarray(predicted).shape != mask.shape:
+            raise ValueError(f"prediction {np.asarray(predicted).shape} and mask {mask.shape} differ in shape")
+
+        with self.lock():
+            latest = self._prepare_for_write()
+            previous = latest.get(stem)
+            if previous is None and image_bytes is None:
+                raise ValueError(f"{stem!r} is new to the dataset: save needs its image or an image source_path")
+
+            # 1. the previous good mask into history/ (unless already there)
+            if previous is not None:
+                self._keep_previous_mask(previous)
+            _crash_point("after-history")
+
+            # 2. the image (only when new or changed)
+            image_rel = previous.image if previous is not None else ""
+            if image_bytes is not None and (previous is None or previous.image_sha256 != image_sha):
+                image_rel = f"images/{stem}{image_ext}"
+                atomic_write_bytes(self._abs(image_rel), image_bytes)
+            elif previous is not None:
+                image_sha = previous.image_sha256
+            _crash_point("after-image")
+
+            # 3. the prediction (when given) and the new mask
+            prediction_rel = previous.prediction if previous is not None else ""
+            if prediction_png is not None:
+                prediction_rel = f"predictions/{stem}.png"
+                atomic_write_bytes(self._abs(prediction_rel), prediction_png)
+            if predicted is None and prediction_rel and self._abs(prediction_rel).exists():
+                predicted = decode_mask(self._abs(prediction_rel).read_bytes())
+                if predicted.shape != mask.shape:
+                    predicted = None
+            _crash_point("before-mask")
+            mask_rel = f"masks/{stem}.png"
+            atomic_write_bytes(self._abs(mask_rel), mask_png)
+            _crash_point("after-mask")
+
+            # 4. the record: the commit point
+            stamp = now_iso()
+            record = Record(
+                stem=stem,
+                version=(previous.version + 1) if previous is not None else 1,
+                image=image_rel,
+                mask=mask_rel,
+                prediction=prediction_rel,
+                source_path=os.path.abspath(os.fspath(source_path)) if source_path else (previous.source_path if previous else ""),
+                image_sha256=image_sha,
+                mask_sha256=sha256_bytes(mask_png),
+                # provenance of the prediction the mask started from: kept unless a new one is named
+                model=model or (previous.model if previous else ""),
+                checkpoint_sha256=checkpoint_sha256 or (previous.checkpoint_sha256 if previous else ""),
+                threshold=threshold if threshold is not None else (previous.threshold if previous else None),
+                status=status,
+                note=note,
+                reviewer=reviewer if reviewer is not None else default_reviewer(),
+                created=previous.created if previous is not None and previous.created else stamp,
+                updated=stamp,
+                pixels_changed=pixels_changed(mask, predicted) if predicted is not None else None,
+                extra=dict(extra),
+            )
+            self._append(record)
+            _crash_point("after-record")
+
+            # 5. an old mask under another name (a v0 .jpg mask) is in history now: drop it
+            if previous is not None and previous.mask != mask_rel and self._abs(previous.mask).exists():
+                os.unlink(self._abs(previous.mask))
+                fsync_dir(self._abs(previous.mask).parent)
+        return record
+
+    def set_status(self, stem: str, status: str, note: Optional[str] = None, reviewer: Optional[str] = None) -> Record:
+        """A new version with the same mask and another status/note."""
+        with self.lock():
+            record = self._require(stem)
+            mask = decode_mask(self.mask_bytes(record))
+            return self.save(
+                mask=mask, stem=stem, status=status, note=record.note if note is None else note,
+                reviewer=reviewer, model=record.model, checkpoint_sha256=record.checkpoint_sha256,
+                threshold=record.threshold,
+            )
+
+    def repair(self) -> Dict[str, int]:
+        """Bring every item's mask file back in line with its record (after a crash);
+        unconfirmed masks are kept in history/. Returns what was done."""
+        done = {"masks_restored": 0}
+        with self.lock():
+            latest = self._prepare_for_write()
+            for record in latest.values():
+                if self._restore_confirmed_mask(record):
+                    done["masks_restored"] += 1
+        return done
+
+    # -- write internals (call with the lock held)
+    def _prepare_for_write(self) -> Dict[str, Record]:
+        """Repair what a killed writer left and return the current records."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for folder in (self.root, self.root / "images", self.root / "masks", self.root / "predictions"):
+            remove_stale_temporaries(folder)
+        if not self.manifest_path.exists():
+            self._write_initial_manifest()
+        records, torn = read_manifest(self.manifest_path)
+        if torn or not _ends_with_newline(self.manifest_path):
+            self._repair_manifest_tail()
+            records, _ = read_manifest(self.manifest_path)
+        return latest_by_stem(records)
+
+    def _write_initial_manifest(self) -> None:
+        """Create the manifest; a v0 folder's items are indexed first (migration)."""
+        lines = []
+        for record in self._v0_records():
+            data = self._abs(record.mask).read_bytes()
+            record.mask_sha256 = sha256_bytes(data)
+            image_path = self.image_path(record)
+            record.image_sha256 = sha256_bytes(image_path.read_bytes())
+            record.format_version = FORMAT_VERSION
+            record.extra["migrated_from_format"] = 0
+            lines.append(record.to_json() + "\n")
+        atomic_write_bytes(self.manifest_path, "".join(lines).encode("utf-8"))
+
+    def _repair_manifest_tail(self) -> None:
+        """Drop a torn last line (or add the missing newline of a complete one)."""
+        path = self.manifest_path
+        data = path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        tail = data[cut:]
+        with open(path, "r+b") as fh:
+            if tail.strip():
+                try:
+                    json.loads(tail)
+                    fh.seek(0, os.SEEK_END)
+                    fh.write(b"\n")
+                except ValueError:
+                    fh.truncate(cut)
+            else:
+                fh.truncate(cut)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _append(self, record: Record) -> None:
+        line = (record.to_json() + "\n").encode("utf-8")
+        existed = self.manifest_path.exists()
+        with open(self.manifest_path, "ab") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if not existed:
+            fsync_dir(self.root)
+
+    def _confirmed_mask_bytes(self, record: Record) -> Optional[bytes]:
+        try:
+            return self.mask_bytes(record)
+        except DatasetError:
+            return None
+
+    def _keep_previous_mask(self, previous: Record) -> None:
+        """history/<stem>/<version>.png := the mask of ``previous`` (the last good one)."""
+        good = self._confirmed_mask_bytes(previous)
+        if good is None:
+            return
+        self._keep_unconfirmed(previous, good)
+        if not previous.mask.lower().endswith(".png"):  # a v0 mask stored as JPEG/BMP/...: keep it as PNG
+            good = encode_mask_png(decode_mask(good))
+        folder = self.history_dir(previous.stem)
+        remove_stale_temporaries(folder)
+        target = folder / f"{previous.version}.png"
+        if target.exists() and target.read_bytes() == good:
+            return
+        atomic_write_bytes(target, good)
+
+    def _keep_unconfirmed(self, record: Record, good: bytes) -> None:
+        """A mask file that is not the record's (an interrupted save) goes to history/ too."""
+        path = self._abs(record.mask)
+        if not path.exists():
+            return
+        data = path.read_bytes()
+        if data == good:
+            return
+        folder = self.history_dir(record.stem)
+        if any(p.read_bytes() == data for p in folder.glob("unconfirmed-*.png")):
+            return
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        atomic_write_bytes(folder / f"unconfirmed-{record.version + 1}-{stamp}.png", data)
+
+    def _restore_confirmed_mask(self, record: Record) -> bool:
+        good = self._confirmed_mask_bytes(record)
+        path = self._abs(record.mask)
+        if good is None or (path.exists() and path.read_bytes() == good):
+            return False
+        self._keep_unconfirmed(record, good)
+        atomic_write_bytes(path, good)
+        return True
+
+    @staticmethod
+    def _image_payload(image, source_path) -> Tuple[Optional[bytes], str]:
+        """The bytes to store for the image and their extension."""
+        if source_path is not None:
+            source = Path(source_path)
+            if source.is_file() and source.suffix.lower() in IMAGE_EXTENSIONS:
+                suffix = ".jpg" if source.suffix.lower() == ".jpeg" else source.suffix.lower()
+                return source.read_bytes(), suffix
+        if image is None:
+            return None, ""
+        image = np.asarray(image)
+        if image.ndim not in (2, 3):
+            raise ValueError(f"an image must be HxW or HxWxC, got shape {image.shape}")
+        if image.dtype != np.uint8:
+            from ..inference import as_rgb_uint8
+
+            image = as_rgb_uint8(image)
+        return encode_image_png(image), ".png"
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _ends_with_newline(path: Path) -> bool:
+    size = path.stat().st_size
+    if size == 0:
+        return True
+    with open(path, "rb") as fh:
+        fh.seek(size - 1)
+        return fh.read(1) == b"\n"
+
+
+def _find_image(folder: Path, stem: str) -> Optional[Path]:
+    if not folder.is_dir():
+        return None
+    for ext in IMAGE_EXTENSIONS + tuple(e.upper() for e in IMAGE_EXTENSIONS):
+        candidate = folder / f"{stem}{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_image(path: Path) -> np.ndarray:
+    try:
+        from ..io.images import read_image
+    except ImportError:  # the io package is optional for the headless core
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    return read_image(path)
+
+
+def iter_training_pairs(root: PathLike) -> Iterator[Tuple[Path, np.ndarray, Record]]:
+    """(image path, mask {0,1}, record) of each item training may use."""
+    dataset = CorrectionsDataset(root)
+    for record in dataset.training_items():
+        yield dataset.image_path(record), decode_mask(dataset.mask_bytes(record)), record
+
+
+__all__ = [
+    "CorrectionsDataset",
+    "DatasetError",
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "Record",
+    "STATUSES",
+    "TRAINING_STATUSES",
+    "decode_mask",
+    "default_reviewer",
+    "iter_training_pairs",
+    "pixels_changed",
+    "read_manifest",
+]
