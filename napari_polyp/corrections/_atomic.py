@@ -18,6 +18,12 @@ import numpy as np
 PathLike = Union[str, os.PathLike]
 TMP_PREFIX = ".tmp-"
 
+# mkstemp creates files as 0600; give the final file the mode a plain open() would
+# (a dataset shared by a team must stay readable by the others). Read once at import.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
 
 def fsync_dir(folder: PathLike) -> None:
     """Make a rename/creation inside ``folder`` durable (no-op where unsupported)."""
@@ -41,6 +47,8 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            if hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), FILE_MODE)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
