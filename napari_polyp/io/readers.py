@@ -1,0 +1,122 @@
+"""The npe2 reader: image files, folders of images, and videos.
+
+``get_reader(path)`` answers ``None`` for anything it does not read (napari
+then asks other readers); otherwise it returns a function that turns the path
+into napari layer data. That function raises
+:class:`~napari_polyp.errors.InputFileError` (file + problem) for bad files,
+which napari shows as an error notification; it never leaves napari in a
+broken state.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Union
+
+from ..errors import InputFileError
+from .images import is_image_path, list_images, read_image_with_notes
+from .video import VideoFrames, is_video_path
+
+PathOrPaths = Union[str, Path, Sequence[Union[str, Path]]]
+LayerData = tuple
+
+
+def get_reader(path: PathOrPaths) -> Optional[Callable[[PathOrPaths], List[LayerData]]]:
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    if not paths or not all(_readable_kind(p) for p in paths):
+        return None
+    return read_paths
+
+
+def _readable_kind(path) -> Optional[str]:
+    path = Path(path)
+    if path.is_dir():
+        try:
+            return "folder" if list_images(path) else None
+        except (OSError, InputFileError):
+            return None
+    if is_image_path(path):
+        return "image"
+    if is_video_path(path):
+        return "video"
+    return None
+
+
+def read_paths(path: PathOrPaths) -> List[LayerData]:
+    """Layer data for a path or a list of paths (images, folders, videos)."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    layers: List[LayerData] = []
+    for item in paths:
+        kind = _readable_kind(item)
+        if kind == "folder":
+            layers.extend(read_folder(item))
+        elif kind == "video":
+            layers.append(read_video_layer(item))
+        elif kind == "image":
+            layers.append(read_image_layer(item))
+        else:
+            raise InputFileError(item, "is not an image, a folder of images or a video napari-polyp can read")
+    return layers
+
+
+def image_layer_data(data, path, name: Optional[str] = None, **metadata) -> LayerData:
+    meta = {"source_path": str(path), **metadata}
+    return (data, {"name": name or Path(path).stem, "rgb": True, "metadata": meta}, "image")
+
+
+def read_image_layer(path) -> LayerData:
+    data, notes = read_image_with_notes(path)
+    if notes:
+        _notify(f"{Path(path).name}: " + "; ".join(notes))
+    return image_layer_data(data, path)
+
+
+def read_folder(folder) -> List[LayerData]:
+    """One stacked N x H x W x 3 layer when all images share a size, else one layer per image.
+
+    Unreadable files are skipped with a notice naming each; a folder with no
+    readable image at all is an error.
+    """
+    import numpy as np
+
+    folder = Path(folder)
+    images, paths, problems, converted = [], [], [], []
+    for path in list_images(folder):
+        try:
+            data, notes = read_image_with_notes(path)
+        except InputFileError as err:
+            problems.append(str(err))
+            continue
+        images.append(data)
+        paths.append(path)
+        if notes:
+            converted.append(path.name)
+    if not images:
+        raise InputFileError(folder, "holds no readable image: " + "; ".join(problems or ["no image files"]))
+    if problems:
+        _notify(f"{folder.name}: skipped {len(problems)} unreadable file(s): " + "; ".join(problems))
+    if converted:
+        _notify(f"{folder.name}: {len(converted)} image(s) converted to 8-bit RGB: {', '.join(converted[:5])}"
+                + (" ..." if len(converted) > 5 else ""))
+    if len({im.shape for im in images}) == 1:
+        return [image_layer_data(np.stack(images), folder, name=folder.name,
+                                 source_paths=[str(p) for p in paths])]
+    _notify(f"{folder.name}: images differ in size, opened as {len(images)} layers")
+    return [image_layer_data(im, p) for im, p in zip(images, paths)]
+
+
+def read_video_layer(path) -> LayerData:
+    frames = VideoFrames(path)
+    meta = {"name": Path(path).stem, "rgb": True, "contrast_limits": [0, 255],
+            "metadata": {"source_path": str(path), "fps": frames.fps, "frames": len(frames), "video": True}}
+    return (frames, meta, "image")
+
+
+def _notify(message: str) -> None:
+    try:
+        from napari.utils.notifications import show_info
+    except ImportError:  # headless use without napari
+        import warnings
+
+        warnings.warn(message, stacklevel=3)
+        return
+    show_info(message)

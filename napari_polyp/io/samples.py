@@ -1,0 +1,53 @@
+"""napari sample data: real colonoscopy (Kvasir-SEG) and dermoscopy (PH2) images.
+
+Each sample gives the image and its ground-truth mask (a hidden Labels layer,
+for comparison with a prediction). Sources and citation: sample_data/CITATION.md.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+
+SAMPLE_DIR = Path(__file__).parent / "sample_data"
+CITATION = SAMPLE_DIR / "CITATION.md"
+
+COLONOSCOPY = ("cju16jgnyzp970878melv7r25", "cju2nfnvxzdkd0878399axlco")  # Kvasir-SEG
+DERMOSCOPY = ("IMD033", "IMD138")  # PH2
+
+_SOURCES = {
+    "kvasir-seg": "Kvasir-SEG (Jha et al., MMM 2020)",
+    "ph2": "PH2 (Mendonça et al., EMBC 2013)",
+}
+
+
+def sample_paths(stem: str) -> Tuple[Path, Path]:
+    """(image, ground-truth mask) files of one shipped sample."""
+    return SAMPLE_DIR / f"{stem}.jpg", SAMPLE_DIR / f"{stem}.png"
+
+
+def sample_layers(stem: str, dataset: str, name: str) -> List[tuple]:
+    from .images import read_image
+
+    image_path, mask_path = sample_paths(stem)
+    image = read_image(image_path)
+    mask = (read_image(mask_path)[..., 0] >= 128).astype(np.uint8)
+    meta = {"source_path": str(image_path), "dataset": _SOURCES[dataset], "citation": str(CITATION)}
+    return [
+        (image, {"name": name, "rgb": True, "metadata": meta}, "image"),
+        (mask, {"name": f"{name} ground truth", "visible": False, "opacity": 0.5,
+                "metadata": {**meta, "source_path": str(mask_path), "napari_polyp_role": "ground_truth"}}, "labels"),
+    ]
+
+
+def colonoscopy_sample(index: int = 0) -> List[tuple]:
+    """A Kvasir-SEG colonoscopy image with a polyp, and its ground truth (hidden)."""
+    stem = COLONOSCOPY[index]
+    return sample_layers(stem, "kvasir-seg", f"colonoscopy {stem[:8]}")
+
+
+def dermoscopy_sample(index: int = 0) -> List[tuple]:
+    """A PH2 dermoscopy image with a skin lesion, and its ground truth (hidden)."""
+    stem = DERMOSCOPY[index]
+    return sample_layers(stem, "ph2", f"dermoscopy {stem}")
