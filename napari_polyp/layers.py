@@ -1,0 +1,466 @@
+"""Prediction outputs as napari layers, and re-thresholding without the network.
+
+For an image layer called ``NAME`` a run creates (or updates):
+
+- ``NAME mask``: Labels (1 = lesion), editable with napari's paint/erase/fill;
+- ``NAME probability``: Image, hidden, float in [0, 1];
+- ``NAME attention: MAP``: one Image per attention map of the model, at the
+  image's size, colormapped, additive blending, opacity 0.5.
+
+A video (T x H x W x 3) gets T-stacked layers; a frame that has not been
+predicted yet reads as 0. The masks of a video are a ``np.zeros`` array,
+whose pages the OS only commits once a frame is written; probabilities and
+attention of a video live in a sparse :class:`FrameStack` (float16) that holds
+only the predicted frames.
+
+The probabilities behind each mask are kept (per Labels layer, in this
+module), so :func:`rethreshold` re-derives the mask at a new threshold without
+running the network. Manual edits are tracked as the pixels where the Labels
+data differs from the last mask derived from the probabilities; they are never
+dropped without asking: ``resolve_edits(EditsFound) -> "discard" | "keep" |
+"cancel"`` decides ("keep", the default when nobody is asked, re-thresholds
+only the pixels nobody edited).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import weakref
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Mapping, Optional
+
+import numpy as np
+
+ROLE = "napari_polyp_role"  # metadata key: "mask" | "probability" | "attention" | "disagreement" | ...
+ATTENTION_COLORMAP = "inferno"
+
+DISCARD, KEEP, CANCEL = "discard", "keep", "cancel"
+
+
+# -- image layers: frames -------------------------------------------------------
+def frame_count(image_layer) -> Optional[int]:
+    """Number of frames of a T x H x W (x 3) image layer, None for a single 2D image."""
+    spatial = image_layer.data.ndim - (1 if image_layer.rgb else 0)
+    if spatial == 2:
+        return None
+    if spatial == 3:
+        return int(image_layer.data.shape[0])
+    raise ValueError(f"layer {image_layer.name!r} has {spatial} spatial dimensions; "
+                     "napari-polyp segments 2D images and T x H x W stacks")
+
+
+def spatial_shape(image_layer) -> tuple:
+    shape = image_layer.data.shape
+    return tuple(shape[-3:-1] if image_layer.rgb else shape[-2:])
+
+
+def image_frame(image_layer, frame: Optional[int] = None) -> np.ndarray:
+    """One frame (or the image) of a layer as HxWx3 uint8, ready for a Predictor."""
+    from .inference import as_rgb_uint8
+
+    data = image_layer.data if frame is None else image_layer.data[int(frame)]
+    return as_rgb_uint8(np.asarray(data))
+
+
+def current_frame(viewer, image_layer) -> Optional[int]:
+    """The frame of ``image_layer`` the viewer shows now (None for a 2D image)."""
+    n = frame_count(image_layer)
+    if n is None:
+        return None
+    point = image_layer.world_to_data(viewer.dims.point)
+    return int(np.clip(round(float(point[0])), 0, n - 1))
+
+
+# -- sparse frame stack for per-frame float maps -------------------------------
+class FrameStack:
+    """A T x H x W array whose frames are stored only once set; others read as 0.
+
+    napari takes it as Image layer data (shape, dtype, ndim, size, __getitem__).
+    """
+
+    ndim = 3
+
+    def __init__(self, frames: int, hw, dtype=np.float16):
+        self.shape = (int(frames), int(hw[0]), int(hw[1]))
+        self.dtype = np.dtype(dtype)
+        self.frames: Dict[int, np.ndarray] = {}
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def frame(self, t: int) -> np.ndarray:
+        t = int(t) % self.shape[0]
+        found = self.frames.get(t)
+        return found if found is not None else np.zeros(self.shape[1:], self.dtype)
+
+    def __setitem__(self, t, value) -> None:
+        if not isinstance(t, (int, np.integer)):
+            raise TypeError("FrameStack frames are set one at a time: stack[t] = HxW array")
+        value = np.asarray(value, dtype=self.dtype)
+        if value.shape != self.shape[1:]:
+            raise ValueError(f"frame shape {value.shape} != {self.shape[1:]}")
+        self.frames[int(t) % self.shape[0]] = value
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            at = key.index(Ellipsis)
+            key = key[:at] + (slice(None),) * (self.ndim - len(key) + 1) + key[at + 1:]
+        key = key + (slice(None),) * (self.ndim - len(key))
+        first, rest = key[0], key[1:]
+        if isinstance(first, (int, np.integer)):
+            return self.frame(first)[rest]
+        indices = range(*first.indices(self.shape[0])) if isinstance(first, slice) \
+            else np.arange(self.shape[0])[np.asarray(first)].ravel()
+        if len(indices) == 0:
+            return np.zeros((0,) + self.shape[1:], self.dtype)[(slice(None),) + rest]
+        return np.stack([self.frame(t) for t in indices])[(slice(None),) + rest]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out.astype(dtype) if dtype is not None else out
+
+
+# -- the state behind each mask -------------------------------------------------
+@dataclass
+class PredictionState:
+    """What a mask was derived from: its probabilities and the last derived mask per frame."""
+
+    probability: object  # HxW float32 array, or a FrameStack for T frames
+    threshold: float
+    derived: Dict[Optional[int], np.ndarray] = field(default_factory=dict)  # frame (None: 2D) -> mask
+    # Pixels ever edited by hand (kept on "keep"): an edit stays an edit even when a later
+    # threshold happens to derive the same value there, so it is never silently lost.
+    edits: Dict[Optional[int], np.ndarray] = field(default_factory=dict)
+    kept_edit_pixels: int = -1  # edited pixels when the user last chose "keep" (not asked again for those)
+
+    def probability_frame(self, frame: Optional[int]) -> np.ndarray:
+        source = self.probability if frame is None else self.probability.frame(frame)
+        return np.asarray(source, dtype=np.float32)
+
+
+_STATES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def prediction_state(labels_layer) -> Optional[PredictionState]:
+    return _STATES.get(labels_layer)
+
+
+@dataclass(frozen=True)
+class EditsFound:
+    """Passed to ``resolve_edits``: the mask has manual edits the new mask would overwrite."""
+
+    layer_name: str
+    pixels: int  # edited pixels, over all frames concerned
+    frames: tuple  # frames with edits (() for a 2D image)
+    action: str  # "re-threshold" | "new prediction"
+
+    def message(self) -> str:
+        where = f" in {len(self.frames)} frame(s)" if self.frames else ""
+        return (f"'{self.layer_name}' has {self.pixels} manually edited pixel(s){where}. "
+                f"The {self.action} would replace them.")
+
+
+ResolveEdits = Callable[[EditsFound], str]
+
+
+def _decide(resolve_edits: Optional[ResolveEdits], found: EditsFound) -> str:
+    decision = KEEP if resolve_edits is None else resolve_edits(found)
+    if decision not in (DISCARD, KEEP, CANCEL):
+        raise ValueError(f"resolve_edits must answer 'discard', 'keep' or 'cancel', not {decision!r}")
+    return decision
+
+
+def _labels_frame(labels_layer, frame: Optional[int]) -> np.ndarray:
+    return labels_layer.data if frame is None else labels_layer.data[frame]
+
+
+def _edited_pixels(labels_layer, state: Optional[PredictionState], frame: Optional[int]) -> np.ndarray:
+    """Boolean map of pixels whose label differs from what the probabilities gave (0 where never derived)."""
+    current = np.asarray(_labels_frame(labels_layer, frame))
+    last = state.derived.get(frame) if state is not None else None
+    edited = current != 0 if last is None else current != last
+    earlier = state.edits.get(frame) if state is not None else None
+    return edited if earlier is None else edited | earlier
+
+
+def _remember_edits(state: PredictionState, frame: Optional[int], edited: np.ndarray, decision: str) -> None:
+    if decision == KEEP and edited.any():
+        state.edits[frame] = edited
+    else:
+        state.edits.pop(frame, None)
+
+
+def _write_mask(labels_layer, frame: Optional[int], mask: np.ndarray) -> None:
+    if frame is None:
+        labels_layer.data[...] = mask
+    else:
+        labels_layer.data[frame] = mask
+
+
+# -- layers of a run -----------------------------------------------------------
+def layer_names(image_name: str) -> dict:
+    return {
+        "mask": f"{image_name} mask",
+        "probability": f"{image_name} probability",
+        "attention": f"{image_name} attention: ",
+        "disagreement": f"{image_name} disagreement",
+    }
+
+
+def _find(viewer, name: str, role: str):
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        if layer.metadata.get(ROLE) == role:
+            return layer
+    return None
+
+
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _run_metadata(image_layer, meta: Mapping, threshold: float, role: str) -> dict:
+    out = {
+        "model": meta.get("model", ""),
+        "checkpoint_sha256": meta.get("checkpoint_sha256", ""),
+        "threshold": float(threshold),
+        "time": meta.get("time") or _now(),
+        "image_layer": image_layer.name,
+        ROLE: role,
+    }
+    source = image_layer.metadata.get("source_path")
+    if source:
+        out["source_path"] = source
+    for key, value in meta.items():
+        out.setdefault(key, value)
+    return out
+
+
+def _place_like(layer, image_layer) -> None:
+    """Same world placement as the image (scale/translate of the spatial + frame axes)."""
+    layer.scale = image_layer.scale
+    layer.translate = image_layer.translate
+
+
+def _per_frame_target(viewer, name: str, role: str, n: Optional[int], hw, dtype, make_kwargs: dict, image_layer):
+    """Find or create the Image layer ``name``; returns it (data: array for 2D, FrameStack for T frames)."""
+    layer = _find(viewer, name, role)
+    expected = tuple(hw) if n is None else (n,) + tuple(hw)
+    if layer is not None and tuple(layer.data.shape) != expected:
+        viewer.layers.remove(layer)
+        layer = None
+    if layer is None:
+        data = np.zeros(hw, np.float32) if n is None else FrameStack(n, hw, dtype)
+        layer = viewer.add_image(data, name=name, contrast_limits=(0.0, 1.0), metadata={ROLE: role}, **make_kwargs)
+        _place_like(layer, image_layer)
+    return layer
+
+
+def _set_float_frame(layer, frame: Optional[int], values: np.ndarray) -> None:
+    if frame is None:
+        layer.data = np.asarray(values, dtype=np.float32)
+    else:
+        layer.data[frame] = values
+        layer.refresh()
+
+
+def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attention: Mapping[str, np.ndarray],
+                          meta: Mapping, threshold: float, *, frame: Optional[int] = None,
+                          resolve_edits: Optional[ResolveEdits] = None):
+    """Create or update the mask, probability and attention layers of ``image_layer``.
+
+    probability / attention maps: HxW floats in [0,1] at the image's size (one
+    frame). ``frame`` is required for a T-frame layer. ``meta``: model,
+    checkpoint_sha256, (time; defaults to now) and any extra keys. Returns the
+    Labels layer; on "cancel" from ``resolve_edits`` nothing changes.
+    """
+    n = frame_count(image_layer)
+    if n is not None and frame is None:
+        raise ValueError(f"{image_layer.name!r} has {n} frames: say which frame this prediction is for")
+    if n is None:
+        frame = None
+    hw = spatial_shape(image_layer)
+    probability = np.asarray(probability, dtype=np.float32)
+    if probability.shape != hw:
+        raise ValueError(f"probability shape {probability.shape} != image shape {hw}")
+    names = layer_names(image_layer.name)
+    new_mask = (probability >= threshold).astype(np.uint8)
+
+    labels = _find(viewer, names["mask"], "mask")
+    expected = hw if n is None else (n,) + hw
+    if labels is not None and tuple(labels.data.shape) != expected:
+        viewer.layers.remove(labels)
+        labels = None
+    state = prediction_state(labels) if labels is not None else None
+    edited, decision = None, DISCARD
+    if labels is not None:
+        edited = _edited_pixels(labels, state, frame)
+        if edited.any():
+            decision = _decide(resolve_edits, EditsFound(
+                labels.name, int(edited.sum()), () if frame is None else (frame,), "new prediction"))
+            if decision == CANCEL:
+                return labels
+            if decision == KEEP:
+                new_mask = np.where(edited, np.asarray(_labels_frame(labels, frame)), new_mask).astype(np.uint8)
+    run_meta = _run_metadata(image_layer, meta, threshold, "probability")
+
+    prob_layer = _per_frame_target(viewer, names["probability"], "probability", n, hw, np.float16,
+                                   {"visible": False, "colormap": "gray"}, image_layer)
+    _set_float_frame(prob_layer, frame, probability)
+    prob_layer.metadata.update(_frame_metadata(prob_layer.metadata, run_meta, frame))
+
+    attention_names = []
+    for map_name, amap in attention.items():
+        amap = np.asarray(amap, dtype=np.float32)
+        if amap.shape != hw:
+            amap = _resize(amap, hw)
+        name = names["attention"] + map_name
+        attention_names.append(name)
+        layer = _per_frame_target(viewer, name, "attention", n, hw, np.float16,
+                                  {"colormap": ATTENTION_COLORMAP, "blending": "additive", "opacity": 0.5},
+                                  image_layer)
+        _set_float_frame(layer, frame, amap)
+        layer.metadata.update(_frame_metadata(layer.metadata, {**run_meta, ROLE: "attention",
+                                                                "attention_map": map_name}, frame))
+    if n is None:  # a 2D image shows the maps of its latest model only
+        for layer in [lay for lay in viewer.layers if lay.metadata.get(ROLE) == "attention"
+                      and lay.metadata.get("image_layer") == image_layer.name and lay.name not in attention_names]:
+            viewer.layers.remove(layer)
+
+    if labels is None:
+        data = np.zeros(expected, np.uint8)  # for T frames: pages committed only as frames are written
+        labels = viewer.add_labels(data, name=names["mask"], opacity=0.5, metadata={ROLE: "mask"})
+        _place_like(labels, image_layer)
+        state = PredictionState(probability=prob_layer.data, threshold=float(threshold))
+        _STATES[labels] = state
+    elif state is None:
+        state = PredictionState(probability=prob_layer.data, threshold=float(threshold))
+        _STATES[labels] = state
+    state.probability = prob_layer.data
+    state.threshold = float(threshold)
+    if edited is not None:
+        _remember_edits(state, frame, edited, decision)
+    _write_mask(labels, frame, new_mask)
+    state.derived[frame] = (probability >= threshold).astype(np.uint8)
+    labels.metadata.update(_frame_metadata(labels.metadata, {**run_meta, ROLE: "mask"}, frame))
+    labels.refresh()
+    return labels
+
+
+def _frame_metadata(existing: Mapping, run_meta: dict, frame: Optional[int]) -> dict:
+    """Run metadata; for a frame of a video also a per-frame record under "frames"."""
+    out = dict(run_meta)
+    if frame is not None:
+        frames = dict(existing.get("frames", {}))
+        frames[int(frame)] = {k: run_meta[k] for k in ("model", "checkpoint_sha256", "threshold", "time")}
+        out["frames"] = frames
+        out["predicted_frames"] = sorted(frames)
+    return out
+
+
+def _resize(amap: np.ndarray, hw) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(amap, dtype=np.float32))[None, None]
+    return F.interpolate(t, size=tuple(hw), mode="bilinear", align_corners=False)[0, 0].clamp_(0, 1).numpy()
+
+
+# -- re-threshold ---------------------------------------------------------------
+def rethreshold(labels_layer, threshold: float, resolve_edits: Optional[ResolveEdits] = None) -> str:
+    """Re-derive ``labels_layer``'s mask at ``threshold`` from the stored probabilities.
+
+    No network call. Returns "unchanged" (same threshold), "updated", "kept-edits"
+    (edited pixels kept, the rest re-derived) or "cancelled".
+    """
+    state = prediction_state(labels_layer)
+    if state is None:
+        raise ValueError(f"{labels_layer.name!r} was not made by a napari-polyp prediction in this session")
+    threshold = float(threshold)
+    if threshold == state.threshold:
+        return "unchanged"
+    frames = sorted(state.derived, key=lambda f: -1 if f is None else f)
+    edits = {f: _edited_pixels(labels_layer, state, f) for f in frames}
+    edited_frames = [f for f in frames if edits[f].any()]
+    decision = DISCARD
+    if edited_frames:
+        pixels = int(sum(edits[f].sum() for f in edited_frames))
+        if pixels == state.kept_edit_pixels:
+            decision = KEEP  # the same edits the user already chose to keep: do not ask again
+        else:
+            decision = _decide(resolve_edits, EditsFound(
+                labels_layer.name, pixels, tuple(f for f in edited_frames if f is not None), "re-threshold"))
+        if decision == CANCEL:
+            return "cancelled"
+        state.kept_edit_pixels = pixels if decision == KEEP else -1
+    for f in frames:
+        derived = (state.probability_frame(f) >= threshold).astype(np.uint8)
+        mask = derived
+        if decision == KEEP and edits[f].any():
+            mask = np.where(edits[f], np.asarray(_labels_frame(labels_layer, f)), derived).astype(np.uint8)
+        _remember_edits(state, f, edits[f], decision)
+        _write_mask(labels_layer, f, mask)
+        state.derived[f] = derived
+    state.threshold = threshold
+    labels_layer.metadata["threshold"] = threshold
+    if "frames" in labels_layer.metadata:
+        labels_layer.metadata["frames"] = {
+            t: {**rec, "threshold": threshold} for t, rec in labels_layer.metadata["frames"].items()}
+    labels_layer.refresh()
+    return "kept-edits" if decision == KEEP and edited_frames else "updated"
+
+
+def has_manual_edits(labels_layer) -> bool:
+    state = prediction_state(labels_layer)
+    return state is not None and any(_edited_pixels(labels_layer, state, f).any() for f in state.derived)
+
+
+# -- compare two networks ---------------------------------------------------------
+def add_disagreement_layer(viewer, image_layer, probability_a: np.ndarray, probability_b: np.ndarray,
+                           threshold: float, model_a: str, model_b: str, *, frame: Optional[int] = None):
+    """Labels ``NAME disagreement``: 1 where only model A says lesion, 2 where only B does.
+
+    Also a hidden ``NAME |pA-pB|`` Image. Returns the Labels layer; its metadata
+    holds the models, the threshold, the disagreeing fraction and the Dice of A vs B.
+    """
+    n = frame_count(image_layer)
+    frame = None if n is None else (0 if frame is None else int(frame))
+    hw = spatial_shape(image_layer)
+    a = np.asarray(probability_a, np.float32) >= threshold
+    b = np.asarray(probability_b, np.float32) >= threshold
+    diff = np.zeros(hw, np.uint8)
+    diff[a & ~b] = 1
+    diff[b & ~a] = 2
+    both = int(a.sum() + b.sum())
+    dice = 1.0 if both == 0 else 2.0 * float((a & b).sum()) / both
+    name = layer_names(image_layer.name)["disagreement"]
+    expected = hw if n is None else (n,) + hw
+    layer = _find(viewer, name, "disagreement")
+    if layer is not None and tuple(layer.data.shape) != expected:
+        viewer.layers.remove(layer)
+        layer = None
+    if layer is None:
+        layer = viewer.add_labels(np.zeros(expected, np.uint8), name=name, opacity=0.7,
+                                  metadata={ROLE: "disagreement"})
+        _place_like(layer, image_layer)
+    _write_mask(layer, frame, diff)
+    meta = {
+        ROLE: "disagreement", "image_layer": image_layer.name, "model_a": model_a, "model_b": model_b,
+        "threshold": float(threshold), "time": _now(), "disagreement_fraction": float((diff > 0).mean()),
+        "dice_a_vs_b": dice, "labels": {1: f"only {model_a}", 2: f"only {model_b}"},
+    }
+    layer.metadata.update(meta if frame is None else _frame_metadata(
+        layer.metadata, {**meta, "model": f"{model_a} vs {model_b}", "checkpoint_sha256": ""}, frame))
+    layer.refresh()
+
+    abs_name = f"{image_layer.name} |pA-pB|"
+    abs_layer = _per_frame_target(viewer, abs_name, "probability_difference", n, hw, np.float16,
+                                  {"visible": False, "colormap": "magma"}, image_layer)
+    abs_layer.metadata.update({ROLE: "probability_difference", "image_layer": image_layer.name,
+                               "model_a": model_a, "model_b": model_b})
+    _set_float_frame(abs_layer, frame, np.abs(np.asarray(probability_a, np.float32) - np.asarray(probability_b, np.float32)))
+    return layer
