@@ -1,0 +1,260 @@
+"""A review queue, headless: the items of a folder of images (or a video's frames),
+their status in a corrections dataset, navigation, reference masks and scores.
+
+The Review widget is a thin Qt layer over :class:`ReviewSession`::
+
+    session = ReviewSession("kvasir/images", "my-corrections")
+    i = session.first(only_unreviewed=True)
+    image = session.image(i)
+    saved = session.saved_mask(i)            # None -> run the network
+    session.save(i, image, mask, predicted=pred, model=..., threshold=0.5, status="corrected")
+    session.progress_text()                  # "1 / 200 reviewed"
+    session.scores_text(i)                   # Dice/IoU vs masks/ beside images/, when there is one
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .dataset import IMAGE_EXTENSIONS, CorrectionsDataset, Record, decode_mask, safe_stem
+from .metrics import dice_iou, mean_scores
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    index: int
+    name: str  # what the list shows
+    stem: str  # the stem it is saved under (unless another image already took it)
+    source_path: Path  # the image file, or the video file
+    frame: Optional[int] = None  # frame number of a video item
+
+
+def _list_images(folder: Path) -> List[Path]:
+    try:
+        from ..io.images import list_images
+    except ImportError:  # the io package is optional for the headless core
+        return sorted(p for p in folder.iterdir()
+                      if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return list_images(folder)
+
+
+def _read_image(path: Path) -> np.ndarray:
+    from .dataset import _read_image as read
+
+    return read(path)
+
+
+def reference_folder_for(source: Path) -> Optional[Path]:
+    """``DIR/masks`` when the images are ``DIR/images`` (a dataset with ground truth)."""
+    source = Path(source)
+    if source.is_dir() and source.name == "images" and (source.parent / "masks").is_dir():
+        return source.parent / "masks"
+    return None
+
+
+class ReviewSession:
+    """The items to review and where their corrections go.
+
+    source: a folder of images, a video file, or a list of image files.
+    dataset: the corrections dataset folder (or a CorrectionsDataset).
+    reference: folder of reference masks (same stem); default: ``masks/`` beside
+        a source folder called ``images``.
+    """
+
+    def __init__(self, source: Union[str, os.PathLike, Sequence], dataset, reference=None, video=None):
+        self.dataset = dataset if isinstance(dataset, CorrectionsDataset) else CorrectionsDataset(dataset)
+        self.video = video
+        self.items: List[ReviewItem] = self._make_items(source)
+        if reference is None and not isinstance(source, (list, tuple)):
+            reference = reference_folder_for(Path(source))
+        self.reference_dir: Optional[Path] = Path(reference) if reference else None
+        self._stems: Dict[int, str] = {}
+        self._latest: Optional[Dict[str, Record]] = None
+        # scores this session has seen: stem -> {"prediction": (dice, iou), "corrected": (dice, iou)}
+        self.scores: Dict[str, Dict[str, Tuple[float, float]]] = {}
+
+    # -- items ---------------------------------------------------------------------
+    def _make_items(self, source) -> List[ReviewItem]:
+        if isinstance(source, (list, tuple)):
+            paths = [Path(p) for p in source]
+            return [ReviewItem(i, p.name, safe_stem(p.stem), p) for i, p in enumerate(paths)]
+        source = Path(source)
+        if source.is_dir():
+            return [ReviewItem(i, p.name, safe_stem(p.stem), p) for i, p in enumerate(_list_images(source))]
+        if source.suffix.lower() in VIDEO_EXTENSIONS:
+            if self.video is None:
+                from ..io.video import VideoFrames
+
+                self.video = VideoFrames(source)
+            count = len(self.video)
+            digits = max(6, len(str(count - 1)))
+            return [ReviewItem(i, f"frame {i}", safe_stem(f"{source.stem}_{i:0{digits}d}"), source, i)
+                    for i in range(count)]
+        if source.is_file():
+            return [ReviewItem(0, source.name, safe_stem(source.stem), source)]
+        raise FileNotFoundError(f"{source}: no such folder or file")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def image(self, index: int) -> np.ndarray:
+        item = self.items[index]
+        if item.frame is not None:
+            return np.asarray(self.video[item.frame])
+        return _read_image(item.source_path)
+
+    # -- the dataset side --------------------------------------------------------------
+    def refresh(self) -> None:
+        """Forget cached records (another viewer may have saved)."""
+        self._latest = None
+
+    def _records(self) -> Dict[str, Record]:
+        if self._latest is None:
+            self._latest = self.dataset.latest()
+        return self._latest
+
+    def stem(self, index: int) -> str:
+        """The dataset stem of an item: its own, unless a different image holds it."""
+        if index in self._stems:
+            return self._stems[index]
+        item = self.items[index]
+        stem = item.stem
+        record = self._records().get(stem)
+        if record is not None and not self._is_same_source(item, record):
+            stem = f"{item.stem}-{self._identity(item)[:8]}"
+        self._stems[index] = stem
+        return stem
+
+    @staticmethod
+    def _same_path(a, b) -> bool:
+        return bool(a) and bool(b) and os.path.abspath(os.fspath(a)) == os.path.abspath(os.fspath(b))
+
+    def _is_same_source(self, item: ReviewItem, record: Record) -> bool:
+        if item.frame is not None:
+            return self._same_path(record.source_path, item.source_path) and record.extra.get("frame") == item.frame
+        if self._same_path(record.source_path, item.source_path):
+            return True
+        return bool(record.image_sha256) and record.image_sha256 == self._identity(item)
+
+    def _identity(self, item: ReviewItem) -> str:
+        if item.frame is not None:
+            return hashlib.sha256(f"{os.path.abspath(item.source_path)}#{item.frame}".encode()).hexdigest()
+        return hashlib.sha256(Path(item.source_path).read_bytes()).hexdigest()
+
+    def record(self, index: int) -> Optional[Record]:
+        return self._records().get(self.stem(index))
+
+    def status(self, index: int) -> str:
+        record = self.record(index)
+        return record.status if record is not None else "unreviewed"
+
+    def saved_mask(self, index: int) -> Optional[np.ndarray]:
+        """The item's saved mask ({0,1}), or None when it was never saved."""
+        record = self.record(index)
+        return decode_mask(self.dataset.mask_bytes(record)) if record is not None else None
+
+    def saved_prediction(self, index: int) -> Optional[np.ndarray]:
+        record = self.record(index)
+        return self.dataset.load_prediction(record.stem) if record is not None else None
+
+    def save(self, index: int, image: Optional[np.ndarray], mask: np.ndarray, *, status: str,
+             predicted: Optional[np.ndarray] = None, note: str = "", model: str = "",
+             checkpoint_sha256: str = "", threshold: Optional[float] = None,
+             reviewer: Optional[str] = None) -> Record:
+        item = self.items[index]
+        extra = {"frame": item.frame} if item.frame is not None else {}
+        record = self.dataset.save(
+            image=image, mask=mask, stem=self.stem(index), source_path=item.source_path, predicted=predicted,
+            model=model, checkpoint_sha256=checkpoint_sha256, threshold=threshold, status=status, note=note,
+            reviewer=reviewer, **extra,
+        )
+        self._records()[record.stem] = record
+        self.score(index, corrected=mask)
+        if predicted is not None:
+            self.score(index, prediction=predicted)
+        return record
+
+    # -- navigation -------------------------------------------------------------------
+    def visible(self, only_unreviewed: bool = False) -> List[int]:
+        if not only_unreviewed:
+            return list(range(len(self.items)))
+        return [i for i in range(len(self.items)) if self.status(i) == "unreviewed"]
+
+    def first(self, only_unreviewed: bool = False) -> Optional[int]:
+        shown = self.visible(only_unreviewed)
+        return shown[0] if shown else None
+
+    def next_index(self, index: Optional[int], only_unreviewed: bool = False) -> Optional[int]:
+        start = -1 if index is None else index
+        for i in range(start + 1, len(self.items)):
+            if not only_unreviewed or self.status(i) == "unreviewed":
+                return i
+        return None
+
+    def previous_index(self, index: Optional[int], only_unreviewed: bool = False) -> Optional[int]:
+        start = len(self.items) if index is None else index
+        for i in range(start - 1, -1, -1):
+            if not only_unreviewed or self.status(i) == "unreviewed":
+                return i
+        return None
+
+    def progress(self) -> Dict[str, int]:
+        return self.dataset.progress([self.stem(i) for i in range(len(self.items))]) if self.items else \
+            {"unreviewed": 0, "accepted": 0, "corrected": 0, "rejected": 0, "total": 0, "reviewed": 0}
+
+    def progress_text(self) -> str:
+        counts = self.progress()
+        return f"{counts['reviewed']} / {counts['total']} reviewed"
+
+    # -- ground truth -------------------------------------------------------------------
+    @property
+    def has_reference(self) -> bool:
+        return self.reference_dir is not None
+
+    def reference(self, index: int) -> Optional[np.ndarray]:
+        if self.reference_dir is None:
+            return None
+        item = self.items[index]
+        for ext in (".png",) + tuple(e for e in IMAGE_EXTENSIONS if e != ".png"):
+            path = self.reference_dir / f"{Path(item.source_path).stem}{ext}"
+            if path.is_file():
+                return decode_mask(path.read_bytes())
+        return None
+
+    def score(self, index: int, prediction: Optional[np.ndarray] = None,
+              corrected: Optional[np.ndarray] = None) -> Dict[str, Tuple[float, float]]:
+        """Dice/IoU of a prediction and/or corrected mask vs the reference (kept for the means)."""
+        reference = self.reference(index)
+        entry = self.scores.setdefault(self.stem(index), {})
+        if reference is None:
+            return entry
+        for key, mask in (("prediction", prediction), ("corrected", corrected)):
+            if mask is not None and np.asarray(mask).shape == reference.shape:
+                entry[key] = dice_iou(mask, reference)
+        return entry
+
+    def running_means(self) -> Dict[str, Dict[str, float]]:
+        return {key: mean_scores(s.get(key) for s in self.scores.values()) for key in ("prediction", "corrected")}
+
+    def scores_text(self, index: int) -> str:
+        if self.reference_dir is None:
+            return ""
+        entry = self.scores.get(self.stem(index), {})
+        means = self.running_means()
+        lines = []
+        for key in ("prediction", "corrected"):
+            here = entry.get(key)
+            mean = means[key]
+            this = f"Dice {here[0]:.3f}  IoU {here[1]:.3f}" if here else "–"
+            overall = f"mean Dice {mean['dice']:.3f}  IoU {mean['iou']:.3f} (n={mean['n']})" if mean["n"] else ""
+            lines.append(f"{key}: {this}   {overall}".rstrip())
+        if self.reference(index) is None:
+            lines.insert(0, "no reference mask for this item")
+        return "\n".join(lines)
