@@ -143,8 +143,12 @@ def _child_env(extra: Optional[dict] = None) -> dict:
     return env
 
 
-def kill_once(root: str, rng: random.Random, max_delay: float = 0.3) -> Dict[str, object]:
-    """Start a saving child, SIGKILL it after a random delay, check the dataset."""
+def kill_once(root: str, rng: random.Random) -> Dict[str, object]:
+    """Start a saving child, SIGKILL it at a random moment of its saves, check the dataset.
+
+    The moment is chosen relative to the child's own pace (a loaded machine makes
+    saves slower): after 0, 1 or 2 completed saves, then a random fraction of
+    1.5x the time one save took."""
     proc = subprocess.Popen(_child_command("child", root), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=_child_env(), text=True)
     assert proc.stdout is not None
@@ -153,13 +157,27 @@ def kill_once(root: str, rng: random.Random, max_delay: float = 0.3) -> Dict[str
         proc.kill()
         _, err = proc.communicate()
         raise RuntimeError(f"the saving child did not start: {first!r} {err[-2000:]}")
-    time.sleep(rng.uniform(0.0, max_delay))
+    lines: List[str] = []
+    wait_for = rng.randint(0, 2)
+    last = time.perf_counter()
+    pace = 0.05
+    while sum(line.startswith("saved ") for line in lines) < wait_for:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        now = time.perf_counter()
+        if line.startswith("saved "):
+            pace = now - last
+            last = now
+        lines.append(line)
+    time.sleep(rng.uniform(0.0, 1.5 * pace))
     os.kill(proc.pid, signal.SIGKILL)
     out, _ = proc.communicate()
-    confirmed = [int(line.split()[1]) for line in out.splitlines() if line.startswith("saved ")]
-    last = max(confirmed) if confirmed else 0
-    problems = check_dataset(root, last)
-    return {"saves_done": len(confirmed), "last_confirmed": last, "problems": problems,
+    lines.extend(out.splitlines())
+    confirmed = [int(line.split()[1]) for line in lines if line.startswith("saved ")]
+    last_confirmed = max(confirmed) if confirmed else 0
+    problems = check_dataset(root, last_confirmed)
+    return {"saves_done": len(confirmed), "last_confirmed": last_confirmed, "problems": problems,
             "killed": proc.returncode == -signal.SIGKILL}
 
 

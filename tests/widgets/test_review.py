@@ -1,0 +1,149 @@
+"""The review flow end to end in a real viewer: open a folder of 3 images, predict,
+paint a change, save, go next, reopen: the saved mask, status and note come back."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_polyp.corrections import CorrectionsDataset
+from napari_polyp.widgets.review import REFERENCE_LAYER, ReviewWidget
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """DIR/images with 3 images and DIR/masks with their reference masks."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "masks").mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (64, 72, 3), dtype=np.uint8)).save(
+            tmp_path / "data" / "images" / f"img{i}.png")
+        reference = np.zeros((64, 72), np.uint8)
+        reference[10:40, 20:50] = 255
+        Image.fromarray(reference).save(tmp_path / "data" / "masks" / f"img{i}.png")
+    return tmp_path / "data" / "images"
+
+
+def make_widget(viewer, answers=None):
+    asked = []
+
+    def ask_unsaved(name):
+        asked.append(name)
+        return answers.pop(0) if answers else "discard"
+
+    widget = ReviewWidget(viewer, ask_unsaved=ask_unsaved)
+    widget.model_combo.setCurrentText("microaunet")
+    widget.select_random_weights()  # tiny random-weight network: fast, no weights needed
+    widget.asked = asked
+    return widget
+
+
+def wait_idle(qtbot, widget):
+    qtbot.waitUntil(lambda: not widget.busy and widget.labels_layer() is not None, timeout=120_000)
+    assert widget.last_error is None, widget.last_error
+
+
+def press(viewer, key):
+    from napari.utils.key_bindings import KeyBinding
+
+    viewer.keymap[KeyBinding.from_str(key)](viewer)
+
+
+def test_review_flow_predict_paint_save_next_reopen(make_napari_viewer, qtbot, image_folder, tmp_path,
+                                                    monkeypatch):
+    monkeypatch.setenv("NAPARI_POLYP_REVIEWER", "tester")
+    viewer = make_napari_viewer()
+    widget = make_widget(viewer)
+    dataset_dir = tmp_path / "corrections"
+    assert not widget.set_dataset(dataset_dir)  # waits for the source
+    assert widget.set_source(image_folder)
+    assert widget.item_list.count() == 3
+    assert widget.progress_label.text() == "0 / 3 reviewed"
+    assert widget.session.reference_dir == image_folder.parent / "masks"
+    wait_idle(qtbot, widget)
+    assert widget.current == 0
+    labels = widget.labels_layer()
+    assert labels.data.shape == (64, 72)
+    assert labels.metadata["model"] == "microaunet" and labels.metadata["threshold"] == 0.5
+    assert REFERENCE_LAYER in viewer.layers
+    assert "prediction: Dice" in widget.scores_label.text()
+    predicted = np.array(labels.data, copy=True)
+
+    # paint a change into the mask, with a note
+    painted = predicted.copy()
+    painted[5:25, 5:25] = 1
+    painted[40:60, 40:70] = 0
+    labels.data_setitem(np.nonzero(painted != predicted), painted[painted != predicted])
+    assert widget.is_dirty()
+    widget.note_edit.setText("fixed the rim")
+    record = widget.save("accepted")  # an edited mask is saved as a correction
+    assert record.status == "corrected" and record.version == 1
+    assert record.pixels_changed == int(np.count_nonzero(painted != predicted)) > 0
+    assert widget.progress_label.text() == "1 / 3 reviewed"
+    assert "corrected" in widget.item_list.item(0).text()
+
+    # "next after saving" moved on and ran the network on image 1
+    wait_idle(qtbot, widget)
+    assert widget.current == 1
+    assert "Dice" in widget.scores_label.text() and "n=1" in widget.scores_label.text()
+
+    # back (PageUp): the saved mask, status and note come back, no network run
+    press(viewer, "PageUp")
+    assert widget.current == 0 and not widget.busy
+    np.testing.assert_array_equal(widget.labels_layer().data, painted)
+    assert widget.note_edit.text() == "fixed the rim"
+    assert "corrected" in widget.item_label.text()
+    assert not widget.is_dirty()
+
+    # on disk: the documented layout with provenance
+    line = json.loads((dataset_dir / "manifest.jsonl").read_text().splitlines()[-1])
+    assert line["stem"] == "img0" and line["status"] == "corrected" and line["reviewer"] == "tester"
+    assert line["model"] == "microaunet" and line["threshold"] == 0.5 and line["checkpoint_sha256"] == ""
+    assert line["source_path"] == str(image_folder / "img0.png") and line["note"] == "fixed the rim"
+    saved = np.asarray(Image.open(dataset_dir / "masks" / "img0.png"))
+    np.testing.assert_array_equal(saved, painted * 255)
+    np.testing.assert_array_equal(CorrectionsDataset(dataset_dir).load_prediction("img0"), predicted)
+
+    # a new session (another day) shows the same: status, progress, saved mask
+    widget2 = make_widget(make_napari_viewer())
+    widget2.set_dataset(dataset_dir)
+    widget2.set_source(image_folder)
+    assert widget2.progress_label.text() == "1 / 3 reviewed"
+    assert widget2.current == 0 and not widget2.busy
+    np.testing.assert_array_equal(widget2.labels_layer().data, painted)
+
+
+def test_next_previous_keys_filter_unsaved_edits_and_reject(make_napari_viewer, qtbot, image_folder, tmp_path):
+    viewer = make_napari_viewer()
+    widget = make_widget(viewer, answers=["cancel", "save"])
+    widget.set_dataset(tmp_path / "ds")
+    widget.set_source(image_folder)
+    wait_idle(qtbot, widget)
+
+    press(viewer, "PageDown")  # next
+    wait_idle(qtbot, widget)
+    assert widget.current == 1
+
+    # an unsaved edit: "cancel" stays on the item, "save" saves it as corrected then moves on
+    labels = widget.labels_layer()
+    labels.data_setitem((np.array([0, 1]), np.array([0, 0])), 1 - labels.data[0:2, 0])
+    assert not widget.next() and widget.current == 1
+    assert widget.next() and widget.current == 2
+    assert widget.asked == ["img1.png", "img1.png"]
+    assert widget.session.status(1) == "corrected"
+    wait_idle(qtbot, widget)
+
+    record = widget.save("rejected")
+    assert record.status == "rejected" and widget.current == 2  # no next item to go to
+    assert widget.progress_label.text() == "2 / 3 reviewed"
+
+    widget.unreviewed_check.setChecked(True)
+    assert [widget.item_list.item(r).text().split()[1] for r in range(widget.item_list.count())] == ["img0.png"]
+    assert widget.previous()  # skips reviewed items
+    wait_idle(qtbot, widget)
+    assert widget.current == 0
+    widget.save("accepted")
+    assert widget.session.status(0) == "accepted"
+    assert widget.progress_label.text() == "3 / 3 reviewed"
+    assert widget.item_list.count() == 0
