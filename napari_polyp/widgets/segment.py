@@ -1,0 +1,554 @@
+"""The "Segment" dock widget: run a network on an image or video, edit the mask.
+
+Thin over the headless parts: :class:`napari_polyp.inference.Predictor` does
+the network work (in a napari ``thread_worker``, one frame per step so Cancel
+stops within a frame) and :mod:`napari_polyp.layers` turns predictions into
+layers and re-thresholds masks without the network.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import layers as L
+
+RANDOM_WEIGHTS = "random weights (untrained)"
+BROWSE = "browse..."
+DEVICES = ("auto", "cpu", "cuda", "mps")
+SCOPES = ("current frame", "all frames")
+UNTRAINED_WARNING = "⚠ untrained: predictions are not meaningful"
+DEFAULT_MODEL = "microaunet"
+_OUTPUT_ROLES = ("probability", "attention", "probability_difference")
+
+
+def default_predictor_factory(model_name: str, checkpoint, device: str):
+    from ..inference import Predictor
+
+    return Predictor(model_name, checkpoint=checkpoint, device=device)
+
+
+def _error_text(err: BaseException) -> str:
+    from ..errors import UserError
+
+    text = str(err).strip() or type(err).__name__
+    try:
+        from models.checkpoint import CheckpointError
+    except ImportError:  # pragma: no cover
+        CheckpointError = ()  # noqa: N806
+    if isinstance(err, (UserError, CheckpointError, FileNotFoundError, ValueError)):
+        return text
+    return f"{type(err).__name__}: {text}"
+
+
+class SegmentWidget(QWidget):
+    """Model, checkpoint, device, threshold, scope; Run / Cancel; Compare two networks.
+
+    ``predictor_factory(model, checkpoint, device)`` builds a predictor (tests
+    inject a counting one); ``ask_edits(EditsFound) -> "discard"|"keep"|"cancel"``
+    is asked before manual edits would be replaced (a QMessageBox by default).
+    """
+
+    def __init__(self, napari_viewer, predictor_factory: Optional[Callable] = None,
+                 ask_edits: Optional[Callable] = None, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.predictor_factory = predictor_factory or default_predictor_factory
+        self.ask_edits = ask_edits or self._ask_edits_dialog
+        self._predictors: Dict[Tuple[str, str, str], object] = {}
+        self._predictors_lock = threading.Lock()
+        self._worker = None
+        self._run_decision: Optional[str] = None
+        self._run_started = 0.0
+        self._frames_done = 0
+        self._frames_total = 0
+        self._cancel_requested = False
+        self.last_latency_s: Optional[float] = None  # Run pressed -> first mask shown
+        self.last_error: Optional[str] = None
+        self._build_ui()
+        self._connect_viewer()
+        self._refresh_images()
+        self._on_model_changed()
+
+    # -- UI ----------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        import models
+
+        root = QVBoxLayout(self)
+        form = QFormLayout()
+        root.addLayout(form)
+
+        self.image_combo = QComboBox()
+        self.image_combo.setToolTip("Image or video layer to segment")
+        form.addRow("image", self.image_combo)
+
+        self.model_combo = QComboBox()
+        self.model_combo.addItems(models.list_models())
+        if DEFAULT_MODEL in models.list_models():
+            self.model_combo.setCurrentText(DEFAULT_MODEL)
+        form.addRow("model", self.model_combo)
+
+        self.card_label = QLabel()
+        self.card_label.setWordWrap(True)
+        self.card_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        root.addWidget(self.card_label)
+        self.warning_label = QLabel(UNTRAINED_WARNING)
+        self.warning_label.setStyleSheet("color: #ff8c00; font-weight: bold;")
+        self.warning_label.setWordWrap(True)
+        root.addWidget(self.warning_label)
+
+        form2 = QFormLayout()
+        root.addLayout(form2)
+        self.checkpoint_combo = QComboBox()
+        self.checkpoint_combo.setToolTip("Weights: the default checkpoint first; random weights; or a file")
+        form2.addRow("checkpoint", self.checkpoint_combo)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(DEVICES)
+        form2.addRow("device", self.device_combo)
+
+        threshold_row = QHBoxLayout()
+        self.threshold_slider = QSlider(Qt.Horizontal)
+        self.threshold_slider.setRange(0, 100)
+        self.threshold_slider.setValue(50)
+        self.threshold_spin = QDoubleSpinBox()
+        self.threshold_spin.setRange(0.0, 1.0)
+        self.threshold_spin.setSingleStep(0.01)
+        self.threshold_spin.setDecimals(2)
+        self.threshold_spin.setValue(0.5)
+        self.threshold_spin.setToolTip("Probability threshold; changing it re-derives the mask without the network")
+        threshold_row.addWidget(self.threshold_slider)
+        threshold_row.addWidget(self.threshold_spin)
+        form2.addRow("threshold", threshold_row)
+        self.scope_combo = QComboBox()
+        self.scope_combo.addItems(SCOPES)
+        form2.addRow("scope", self.scope_combo)
+
+        buttons = QHBoxLayout()
+        self.run_button = QPushButton("Run")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        root.addLayout(buttons)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        root.addWidget(self.progress)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        root.addWidget(self.status_label)
+
+        compare = QGroupBox("Compare")
+        compare_layout = QFormLayout(compare)
+        self.compare_combo = QComboBox()
+        self.compare_combo.addItems(models.list_models())
+        others = [m for m in models.list_models() if m != self.model_combo.currentText()]
+        if others:
+            self.compare_combo.setCurrentText(others[0])
+        self.compare_combo.setToolTip("Second network (its default checkpoint, else random weights)")
+        compare_layout.addRow("with", self.compare_combo)
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setToolTip("Run both networks on the current frame and show where their masks differ")
+        compare_layout.addRow(self.compare_button)
+        self.compare_label = QLabel("")
+        self.compare_label.setWordWrap(True)
+        compare_layout.addRow(self.compare_label)
+        root.addWidget(compare)
+        root.addStretch(1)
+
+        self.model_combo.currentTextChanged.connect(self._on_model_changed)
+        self.checkpoint_combo.activated.connect(self._on_checkpoint_activated)
+        self.checkpoint_combo.currentIndexChanged.connect(self._update_card)
+        self.threshold_slider.valueChanged.connect(lambda v: self.threshold_spin.setValue(v / 100.0))
+        self.threshold_spin.valueChanged.connect(self._on_threshold_changed)
+        self.image_combo.currentTextChanged.connect(self._update_scope)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.compare_button.clicked.connect(self.compare)
+
+    def _connect_viewer(self) -> None:
+        events = self.viewer.layers.events
+        events.inserted.connect(self._refresh_images)
+        events.removed.connect(self._refresh_images)
+        self.viewer.layers.selection.events.active.connect(self._follow_active_layer)
+
+    # -- layer choice -----------------------------------------------------------------
+    def _candidate_images(self) -> List:
+        from napari.layers import Image
+
+        return [layer for layer in self.viewer.layers
+                if isinstance(layer, Image) and layer.metadata.get(L.ROLE) not in _OUTPUT_ROLES]
+
+    def _refresh_images(self, *_):
+        names = [layer.name for layer in self._candidate_images()]
+        current = self.image_combo.currentText()
+        self.image_combo.blockSignals(True)
+        self.image_combo.clear()
+        self.image_combo.addItems(names)
+        if current in names:
+            self.image_combo.setCurrentText(current)
+        elif names:
+            active = self.viewer.layers.selection.active
+            self.image_combo.setCurrentText(active.name if active is not None and active.name in names else names[-1])
+        self.image_combo.blockSignals(False)
+        self._update_scope()
+
+    def _follow_active_layer(self, event=None):
+        active = self.viewer.layers.selection.active
+        if active is not None and self.image_combo.findText(active.name) >= 0:
+            self.image_combo.setCurrentText(active.name)
+
+    def image_layer(self):
+        name = self.image_combo.currentText()
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def _update_scope(self, *_):
+        layer = self.image_layer()
+        has_frames = False
+        if layer is not None:
+            try:
+                has_frames = L.frame_count(layer) is not None
+            except ValueError:
+                has_frames = False
+        self.scope_combo.setEnabled(has_frames)
+
+    # -- model / checkpoint -------------------------------------------------------------
+    def _on_model_changed(self, *_):
+        from models.checkpoint import list_checkpoints
+
+        name = self.model_combo.currentText()
+        self.checkpoint_combo.blockSignals(True)
+        self.checkpoint_combo.clear()
+        if name:
+            for i, path in enumerate(list_checkpoints(name)):
+                label = f"{Path(path).name} (default)" if i == 0 else Path(path).name
+                self.checkpoint_combo.addItem(label, str(path))
+        self.checkpoint_combo.addItem(RANDOM_WEIGHTS, False)
+        self.checkpoint_combo.addItem(BROWSE, BROWSE)
+        self.checkpoint_combo.setCurrentIndex(0)
+        self.checkpoint_combo.blockSignals(False)
+        self._update_card()
+
+    def _on_checkpoint_activated(self, index: int):
+        if self.checkpoint_combo.itemData(index) != BROWSE:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a napari-polyp checkpoint", "", "Checkpoints (*.pt)")
+        if path:
+            self.add_checkpoint_path(path)
+        else:
+            self.checkpoint_combo.setCurrentIndex(0)
+
+    def add_checkpoint_path(self, path) -> None:
+        """Add a checkpoint file to the list and select it (what "browse..." does)."""
+        at = self.checkpoint_combo.count() - 2  # before "random weights" and "browse..."
+        self.checkpoint_combo.insertItem(at, Path(path).name, str(path))
+        self.checkpoint_combo.setCurrentIndex(at)
+        self._update_card()
+
+    def checkpoint(self):
+        """The selected checkpoint: a path string, or False for random weights."""
+        data = self.checkpoint_combo.currentData()
+        return False if data in (False, BROWSE, None) else data
+
+    def _update_card(self, *_):
+        import models
+        from models._registry import base_card, card_with_checkpoint
+        from models.checkpoint import CheckpointError, peek_header
+
+        name = self.model_combo.currentText()
+        if not name:
+            self.card_label.setText("no network is registered")
+            self.warning_label.setVisible(False)
+            return
+        checkpoint = self.checkpoint()
+        card = base_card(name)
+        if checkpoint:
+            try:
+                card = card_with_checkpoint(card, checkpoint, peek_header(checkpoint))
+            except (CheckpointError, OSError) as err:
+                self.card_label.setText(f"{base_card(name).summary()}\ncheckpoint problem: {err}")
+                self.warning_label.setVisible(True)
+                return
+        elif checkpoint is None:
+            card = models.get_card(name)
+        self.card_label.setText(card.summary())
+        self.card_label.setToolTip(card.notes)
+        self.warning_label.setVisible(not card.trained)
+
+    # -- predictors -------------------------------------------------------------------
+    def predictor(self, model_name: str, checkpoint, device: str):
+        """The cached predictor for (model, checkpoint, device), built on first use."""
+        key = (model_name, str(checkpoint), device)
+        with self._predictors_lock:
+            found = self._predictors.get(key)
+        if found is None:
+            found = self.predictor_factory(model_name, checkpoint, device)
+            with self._predictors_lock:
+                self._predictors[key] = found
+        return found
+
+    # -- run -----------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None
+
+    def threshold(self) -> float:
+        return float(self.threshold_spin.value())
+
+    def frames_to_run(self, image_layer) -> List[Optional[int]]:
+        n = L.frame_count(image_layer)
+        if n is None:
+            return [None]
+        if self.scope_combo.currentText() == "all frames":
+            return list(range(n))
+        return [L.current_frame(self.viewer, image_layer)]
+
+    def run(self) -> None:
+        """Run the chosen network on the chosen image (the Run button)."""
+        if self.busy:
+            return
+        image_layer = self.image_layer()
+        model_name = self.model_combo.currentText()
+        if image_layer is None or not model_name:
+            self._report_error("open an image first (File > Open, or File > Open Sample > napari-polyp)"
+                               if image_layer is None else "no network is registered")
+            return
+        try:
+            frames = self.frames_to_run(image_layer)
+        except ValueError as err:
+            self._report_error(str(err))
+            return
+        job = dict(image_layer=image_layer, frames=frames, model=model_name, checkpoint=self.checkpoint(),
+                   device=self.device_combo.currentText())
+        self._run_decision = None
+        self._start(self._predict_frames, job, total=len(frames), on_item=self._show_prediction,
+                    status=f"running {model_name} on {len(frames)} frame(s)…" if frames != [None]
+                    else f"running {model_name}…")
+
+    def compare(self) -> None:
+        """Run the chosen network and the Compare network on the current frame; add a disagreement layer."""
+        if self.busy:
+            return
+        image_layer = self.image_layer()
+        if image_layer is None:
+            self._report_error("open an image first")
+            return
+        model_a, model_b = self.model_combo.currentText(), self.compare_combo.currentText()
+        from models.checkpoint import list_checkpoints
+
+        defaults_b = list_checkpoints(model_b)
+        job = dict(image_layer=image_layer, frame=L.current_frame(self.viewer, image_layer),
+                   a=(model_a, self.checkpoint()), b=(model_b, str(defaults_b[0]) if defaults_b else False),
+                   device=self.device_combo.currentText())
+        self._start(self._compare_frame, job, total=2, on_item=self._show_comparison,
+                    status=f"comparing {model_a} with {model_b}…")
+
+    def cancel(self) -> None:
+        """Stop the running job after the frame in progress (the Cancel button)."""
+        if self._worker is not None:
+            self._cancel_requested = True
+            self._worker.quit()
+            self.status_label.setText(f"cancelling after frame {self._frames_done + 1}…")
+
+    def _start(self, generator_function, job: dict, total: int, on_item, status: str) -> None:
+        from napari.qt.threading import create_worker
+
+        self._frames_done, self._frames_total = 0, total
+        self._cancel_requested = False
+        self.last_error = None
+        self._run_started = time.perf_counter()
+        self.last_latency_s = None
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(0)
+        self.status_label.setText(status)
+        worker = create_worker(generator_function, job, _start_thread=False)
+        worker.yielded.connect(lambda item: self._on_item(item, on_item))
+        worker.errored.connect(lambda err: self._report_error(_error_text(err)))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._set_running(True)
+        worker.start()
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.compare_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+    # worker side (a thread): only network and file work, no layer changes
+    def _predict_frames(self, job: dict):
+        try:
+            predictor = self.predictor(job["model"], job["checkpoint"], job["device"])
+        except Exception as err:  # noqa: BLE001 -- shown to the user, never a traceback
+            yield ("error", f"cannot load {job['model']}: {_error_text(err)}")
+            return
+        for frame in job["frames"]:
+            try:
+                image = L.image_frame(job["image_layer"], frame)
+                prediction = predictor.predict(image)
+            except Exception as err:  # noqa: BLE001
+                where = "" if frame is None else f" (frame {frame})"
+                yield ("error", f"{job['model']} failed on {job['image_layer'].name}{where}: {_error_text(err)}")
+                return
+            yield ("result", job, frame, prediction)
+
+    def _compare_frame(self, job: dict):
+        results = []
+        for model_name, checkpoint in (job["a"], job["b"]):
+            try:
+                predictor = self.predictor(model_name, checkpoint, job["device"])
+                prediction = predictor.predict(L.image_frame(job["image_layer"], job["frame"]))
+            except Exception as err:  # noqa: BLE001
+                yield ("error", f"compare: {model_name} failed: {_error_text(err)}")
+                return
+            results.append(prediction)
+            yield ("progress",)
+        yield ("result", job, job["frame"], results)
+
+    # main-thread side
+    def _on_item(self, item, handler) -> None:
+        kind = item[0]
+        if kind == "error":
+            self._report_error(item[1])
+            return
+        if kind == "progress":
+            self._frames_done += 1
+            self.progress.setValue(self._frames_done)
+            return
+        try:
+            handler(*item[1:])
+        except Exception as err:  # noqa: BLE001 -- e.g. the image layer was deleted mid-run
+            self._report_error(f"could not show the result: {_error_text(err)}")
+            if self._worker is not None:
+                self._worker.quit()
+
+    def _show_prediction(self, job: dict, frame, prediction) -> None:
+        image_layer = job["image_layer"]
+        if image_layer not in self.viewer.layers:
+            raise ValueError(f"the layer {image_layer.name!r} was closed")
+        meta = {"model": prediction.model or job["model"], "checkpoint_sha256": prediction.checkpoint_sha256,
+                "checkpoint": str(job["checkpoint"]) if job["checkpoint"] else "random weights",
+                "device": job["device"], "seconds": round(float(prediction.seconds), 4)}
+        L.add_prediction_layers(self.viewer, image_layer, prediction.probability, prediction.attention, meta,
+                                self.threshold(), frame=frame, resolve_edits=self._resolve_for_run)
+        if self.last_latency_s is None:
+            self.last_latency_s = time.perf_counter() - self._run_started
+        self._frames_done += 1
+        self.progress.setValue(self._frames_done)
+
+    def _show_comparison(self, job: dict, frame, results) -> None:
+        (model_a, _), (model_b, _) = job["a"], job["b"]
+        layer = L.add_disagreement_layer(self.viewer, job["image_layer"], results[0].probability,
+                                         results[1].probability, self.threshold(), model_a, model_b, frame=frame)
+        meta = layer.metadata
+        untrained = [r.model for r in results if not r.checkpoint_sha256]
+        note = f" (untrained: {', '.join(untrained)})" if untrained else ""
+        self.compare_label.setText(
+            f"{model_a} vs {model_b}: Dice {meta['dice_a_vs_b']:.3f}, "
+            f"{100 * meta['disagreement_fraction']:.1f}% of pixels differ "
+            f"(label 1: only {model_a}, 2: only {model_b}){note}")
+
+    def _on_finished(self) -> None:
+        cancelled = self._cancel_requested
+        self._worker = None
+        self._set_running(False)
+        if self.last_error:
+            return
+        done, total = self._frames_done, self._frames_total
+        if cancelled:
+            self.status_label.setText(f"cancelled: {done} of {total} frame(s) done")
+        elif self.last_latency_s is not None:
+            self.status_label.setText(f"done: {done} frame(s); first mask after {self.last_latency_s:.2f} s")
+        else:
+            self.status_label.setText("done")
+
+    def _report_error(self, message: str) -> None:
+        from napari.utils.notifications import show_error
+
+        self.last_error = message
+        self.status_label.setText(f"error: {message}")
+        show_error(message)
+
+    # -- threshold ---------------------------------------------------------------------
+    def mask_layer(self):
+        image_layer = self.image_layer()
+        if image_layer is None:
+            return None
+        name = L.layer_names(image_layer.name)["mask"]
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        return layer if layer is not None and L.prediction_state(layer) is not None else None
+
+    def _on_threshold_changed(self, value: float) -> None:
+        self.threshold_slider.blockSignals(True)
+        self.threshold_slider.setValue(int(round(value * 100)))
+        self.threshold_slider.blockSignals(False)
+        labels = self.mask_layer()
+        if labels is None or self.busy:
+            return
+        try:
+            outcome = L.rethreshold(labels, value, resolve_edits=self.ask_edits)
+        except Exception as err:  # noqa: BLE001
+            self._report_error(f"re-threshold failed: {_error_text(err)}")
+            return
+        if outcome == "cancelled":  # put the control back to the mask's threshold
+            self.set_threshold(L.prediction_state(labels).threshold)
+            self.status_label.setText("threshold unchanged: your edits were kept as they are")
+        elif outcome == "kept-edits":
+            self.status_label.setText(f"mask re-derived at {value:.2f}; your edited pixels were kept")
+        elif outcome == "updated":
+            self.status_label.setText(f"mask re-derived at {value:.2f} (no network run)")
+
+    def set_threshold(self, value: float) -> None:
+        """Set the controls without re-deriving anything."""
+        for widget in (self.threshold_spin, self.threshold_slider):
+            widget.blockSignals(True)
+        self.threshold_spin.setValue(value)
+        self.threshold_slider.setValue(int(round(value * 100)))
+        for widget in (self.threshold_spin, self.threshold_slider):
+            widget.blockSignals(False)
+
+    # -- edits --------------------------------------------------------------------------
+    def _resolve_for_run(self, found) -> str:
+        # A multi-frame run asks once and applies the answer to the rest of the run.
+        if self._run_decision is None:
+            self._run_decision = self.ask_edits(found)
+        return self._run_decision
+
+    def _ask_edits_dialog(self, found) -> str:
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Question)
+        box.setWindowTitle("Manual edits")
+        box.setText(found.message())
+        box.setInformativeText("Keep your edited pixels and update the rest, discard your edits, or cancel?")
+        keep = box.addButton("Keep my edits", QMessageBox.AcceptRole)
+        discard = box.addButton("Discard edits", QMessageBox.DestructiveRole)
+        box.addButton(QMessageBox.Cancel)
+        box.setDefaultButton(keep)
+        box.exec_()
+        clicked = box.clickedButton()
+        if clicked is keep:
+            return L.KEEP
+        if clicked is discard:
+            return L.DISCARD
+        return L.CANCEL
+
+    def closeEvent(self, event):  # noqa: N802 (Qt)
+        self.cancel()
+        super().closeEvent(event)

@@ -1,0 +1,245 @@
+"""The Segment dock widget in a real napari viewer (pytest-xvfb)."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import models
+from napari_polyp.inference import Prediction, Predictor
+from napari_polyp.widgets.segment import RANDOM_WEIGHTS, SegmentWidget
+
+WAIT_MS = 120_000
+
+
+class Counting:
+    """Wraps a predictor and counts network calls."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls = 0
+        self.model_name = inner.model_name
+        self.checkpoint_sha256 = inner.checkpoint_sha256
+
+    def predict(self, image):
+        self.calls += 1
+        return self.inner.predict(image)
+
+
+class FakePredictor:
+    """No network: a ramp probability; optionally slow, to test Cancel."""
+
+    def __init__(self, model_name, delay=0.0):
+        self.model_name = model_name
+        self.checkpoint_sha256 = ""
+        self.delay = delay
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def predict(self, image):
+        with self.lock:
+            self.calls += 1
+        time.sleep(self.delay)
+        h, w = image.shape[:2]
+        ramp = np.tile(np.linspace(0, 1, w, dtype=np.float32), (h, 1))
+        if self.model_name != "fake-a":  # a vertical ramp: the two fakes agree on two quadrants
+            ramp = np.tile(np.linspace(0, 1, h, dtype=np.float32)[:, None], (1, w))
+        return Prediction(ramp, {"fake_map": ramp}, self.model_name, "", 0.0)
+
+
+@pytest.fixture
+def rgb64():
+    rng = np.random.default_rng(0)
+    image = rng.integers(60, 120, (64, 64, 3), dtype=np.uint8)
+    image[20:44, 18:46] = (200, 120, 110)
+    return image
+
+
+def _widget(viewer, qtbot, **kwargs):
+    widget = SegmentWidget(viewer, **kwargs)
+    viewer.window.add_dock_widget(widget, name="Segment")
+    return widget
+
+
+def _wait(qtbot, widget):
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+
+
+def _random_weights(widget, model):
+    widget.model_combo.setCurrentText(model)
+    widget.checkpoint_combo.setCurrentText(RANDOM_WEIGHTS)
+
+
+@pytest.mark.parametrize("model", models.list_models())
+def test_runs_each_network(make_napari_viewer, qtbot, rgb64, model):
+    viewer = make_napari_viewer()
+    viewer.add_image(rgb64, name="img")
+    made = []
+
+    def factory(name, checkpoint, device):
+        made.append((name, checkpoint, device))
+        return Counting(Predictor(name, checkpoint=checkpoint, device=device))
+
+    widget = _widget(viewer, qtbot, predictor_factory=factory)
+    _random_weights(widget, model)
+    assert not widget.warning_label.isHidden() and "untrained" in widget.warning_label.text()
+    assert models.get_card(model).title.split(":")[0] in widget.card_label.text()
+    widget.device_combo.setCurrentText("cpu")
+    widget.run_button.click()
+    _wait(qtbot, widget)
+    assert widget.last_error is None
+    assert made == [(model, False, "cpu")]
+    labels = viewer.layers["img mask"]
+    assert labels.data.shape == (64, 64) and set(np.unique(labels.data)) <= {0, 1}
+    prob = viewer.layers["img probability"]
+    assert prob.data.shape == (64, 64) and not prob.visible and 0 <= prob.data.min() <= prob.data.max() <= 1
+    for map_name in models.get_card(model).attention_maps:
+        layer = viewer.layers[f"img attention: {map_name}"]
+        assert layer.data.shape == (64, 64) and layer.blending == "additive"
+    for layer in (labels, prob):
+        assert layer.metadata["model"] == model
+        assert layer.metadata["checkpoint_sha256"] == ""  # random weights
+        assert layer.metadata["threshold"] == 0.5 and layer.metadata["time"]
+    assert widget.last_latency_s is not None and widget.progress.value() == 1
+
+
+def test_threshold_change_makes_no_network_call(make_napari_viewer, qtbot, rgb64):
+    viewer = make_napari_viewer()
+    viewer.add_image(rgb64, name="img")
+    predictors = []
+
+    def factory(name, checkpoint, device):
+        predictors.append(Counting(Predictor(name, checkpoint=checkpoint, device=device)))
+        return predictors[-1]
+
+    widget = _widget(viewer, qtbot, predictor_factory=factory)
+    _random_weights(widget, models.list_models()[0])
+    widget.run()
+    _wait(qtbot, widget)
+    [counting] = predictors
+    assert counting.calls == 1
+    labels = viewer.layers["img mask"]
+    probability = np.asarray(viewer.layers["img probability"].data)
+    for value in (0.1, 0.3, 0.7, 0.9):
+        widget.threshold_spin.setValue(value)
+        np.testing.assert_array_equal(labels.data, (probability >= value).astype(np.uint8))
+        assert labels.metadata["threshold"] == pytest.approx(value)
+    widget.threshold_slider.setValue(42)
+    assert widget.threshold() == pytest.approx(0.42)
+    np.testing.assert_array_equal(labels.data, (probability >= 0.42).astype(np.uint8))
+    assert counting.calls == 1 and len(predictors) == 1
+    widget.run()  # the Predictor is cached per (model, checkpoint, device)
+    _wait(qtbot, widget)
+    assert counting.calls == 2 and len(predictors) == 1
+
+
+def test_threshold_asks_before_dropping_edits(make_napari_viewer, qtbot, rgb64):
+    viewer = make_napari_viewer()
+    viewer.add_image(rgb64, name="img")
+    answers, asked = ["cancel", "keep"], []
+
+    def ask(found):
+        asked.append(found)
+        return answers.pop(0)
+
+    widget = _widget(viewer, qtbot, predictor_factory=lambda *a: FakePredictor("fake-a"), ask_edits=ask)
+    widget.run()
+    _wait(qtbot, widget)
+    labels = viewer.layers["img mask"]
+    labels.data[0:5, 0:5] = 1
+    widget.threshold_spin.setValue(0.8)
+    assert len(asked) == 1 and widget.threshold() == pytest.approx(0.5)  # cancelled: control restored
+    assert (labels.data[0:5, 0:5] == 1).all()
+    widget.threshold_spin.setValue(0.8)
+    assert len(asked) == 2 and (labels.data[0:5, 0:5] == 1).all()
+    assert labels.data[40, 20] == 0 and labels.data[40, 60] == 1  # the rest re-derived at 0.8
+
+
+def test_cancel_stops_a_multi_frame_run(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((12, 32, 32, 3), np.uint8), name="clip", rgb=True)
+    fake = FakePredictor("fake-a", delay=0.25)
+    widget = _widget(viewer, qtbot, predictor_factory=lambda *a: fake)
+    assert widget.scope_combo.isEnabled()
+    widget.scope_combo.setCurrentText("all frames")
+    widget.run()
+    qtbot.waitUntil(lambda: widget._frames_done >= 2, timeout=WAIT_MS)
+    assert viewer.layers["clip mask"].data.shape == (12, 32, 32)
+    calls_at_cancel = fake.calls
+    widget.cancel_button.click()
+    _wait(qtbot, widget)
+    assert fake.calls <= calls_at_cancel + 1  # stops within one frame
+    assert fake.calls < 12
+    assert "cancelled" in widget.status_label.text()
+    labels = viewer.layers["clip mask"]
+    assert labels.data[0].any() and not labels.data[-1].any()
+
+
+def test_current_frame_scope(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((5, 32, 32, 3), np.uint8), name="clip", rgb=True)
+    widget = _widget(viewer, qtbot, predictor_factory=lambda *a: FakePredictor("fake-a"))
+    viewer.dims.set_current_step(0, 3)
+    widget.run()
+    _wait(qtbot, widget)
+    labels = viewer.layers["clip mask"]
+    assert [bool(labels.data[t].any()) for t in range(5)] == [False, False, False, True, False]
+    assert labels.metadata["predicted_frames"] == [3]
+
+
+def test_errors_become_notifications(make_napari_viewer, qtbot, rgb64, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(rgb64, name="img")
+    widget = _widget(viewer, qtbot)
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    widget.model_combo.setCurrentText(models.list_models()[0])
+    widget.add_checkpoint_path(bad)
+    assert "checkpoint problem" in widget.card_label.text() and not widget.warning_label.isHidden()
+    widget.run()
+    _wait(qtbot, widget)
+    assert widget.last_error and "broken.pt" in widget.last_error and "not a readable" in widget.last_error
+    assert "img mask" not in viewer.layers and widget.run_button.isEnabled()
+
+
+def test_compare_adds_a_disagreement_layer(make_napari_viewer, qtbot, rgb64):
+    viewer = make_napari_viewer()
+    viewer.add_image(rgb64, name="img")
+    widget = _widget(viewer, qtbot, predictor_factory=lambda name, *a: FakePredictor(
+        "fake-a" if name == widget.model_combo.currentText() else "fake-b"))
+    names = models.list_models()
+    widget.model_combo.setCurrentText(names[0])
+    widget.compare_combo.setCurrentText(names[-1])
+    widget.compare()
+    _wait(qtbot, widget)
+    layer = viewer.layers["img disagreement"]
+    assert layer.data.shape == (64, 64) and set(np.unique(layer.data)) == {0, 1, 2}
+    assert "Dice" in widget.compare_label.text()
+    assert "img |pA-pB|" in viewer.layers
+
+
+def test_screenshot_shows_image_mask_and_attention(make_napari_viewer, qtbot, tmp_path):
+    from napari_polyp.io.samples import colonoscopy_sample
+
+    viewer = make_napari_viewer(show=True)
+    (image, meta, _), _ground_truth = colonoscopy_sample()
+    viewer.add_image(image, **meta)
+    widget = _widget(viewer, qtbot)
+    name = "microaunet" if "microaunet" in models.list_models() else models.list_models()[0]
+    _random_weights(widget, name)
+    widget.threshold_spin.setValue(0.5)
+    widget.run()
+    _wait(qtbot, widget)
+    assert widget.last_error is None
+    assert any(layer.name.startswith(f"{meta['name']} attention") for layer in viewer.layers)
+    labels = viewer.layers[f"{meta['name']} mask"]
+    labels.data[:40, :40] = 1  # make sure some mask is drawn whatever the random weights say
+    labels.refresh()
+    path = tmp_path / "viewer.png"
+    shot = viewer.screenshot(path=str(path), canvas_only=True, flash=False)
+    assert path.is_file() and path.stat().st_size > 1000
+    assert shot.ndim == 3 and float(shot[..., :3].astype(float).var()) > 50.0
+    import imageio.v3 as iio
+
+    saved = iio.imread(path)
+    assert float(saved[..., :3].astype(float).var()) > 50.0
