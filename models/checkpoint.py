@@ -103,7 +103,7 @@ def save_checkpoint(
         "sha256": weights_sha256(state),
         "dtype": "float16" if half else "float32",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
     header.update(extra or {})
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "header": header, "state_dict": state}

@@ -6,7 +6,7 @@ import sys
 def test_timm_builds_a_model_through_the_compat_module():
     code = (
         "import models._compat, timm, torch;"
-        "m = timm.create_model('resnet18', pretrained=False, num_classes=2);"
+        "m = timm.create_model('resnet18', pretrained=False, num_classes=2).eval();"
         "print(tuple(m(torch.randn(1, 3, 32, 32)).shape))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
