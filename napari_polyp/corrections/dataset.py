@@ -135,7 +135,7 @@ class Record:
         data = {"format_version": data.pop("format_version"), **data}
         for key, value in extra.items():
             data.setdefault(key, value)
-        return json.dumps(data, ensure_ascii=False, separators=(", ", ": "))
+        return json.dumps(data, ensure_ascii=False, separators=(", ", ": "), default=_json_default)
 
     @classmethod
     def from_dict(cls, raw: dict, order: int = 1) -> "Record":
@@ -145,6 +145,17 @@ class Record:
     @property
     def for_training(self) -> bool:
         return self.status in TRAINING_STATUSES
+
+
+def _json_default(value):
+    """numpy scalars/arrays (a threshold from layer metadata, a frame number) as plain JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"{type(value).__name__} cannot be stored in the manifest")
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(Record) if f.name != "extra")
@@ -515,6 +526,7 @@ class CorrectionsDataset:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         if mask is None:
             raise ValueError("save needs a mask")
+        json.dumps(extra, default=_json_default)  # an unstorable extra field fails here, before any write
         mask = np.asarray(mask)
         if mask.ndim != 2:
             raise ValueError(f"a mask must be 2-D (H, W), got shape {mask.shape}")

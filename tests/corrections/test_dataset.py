@@ -1,6 +1,5 @@
 """The corrections dataset: layout, provenance, history, older formats, torn index lines."""
 import json
-import os
 
 import numpy as np
 import pytest

@@ -1,9 +1,7 @@
 """Nothing is ever lost: saves killed at random moments, killed at every step, and
 two processes saving into one dataset at once."""
 import json
-import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
