@@ -1,0 +1,65 @@
+"""Augmentation presets (albumentations), one per network, applied to uint8 arrays
+already at the training size; normalisation happens afterwards exactly as at
+inference (``napari_polyp.inference.preprocess``).
+
+Each sample is augmented with its own seed (run seed, epoch, index), so a run is
+repeatable and a resumed run draws the same augmentations as an unbroken one.
+"""
+from __future__ import annotations
+
+import albumentations as A
+import cv2
+import numpy as np
+
+_BORDER = cv2.BORDER_REFLECT_101
+
+
+def _flips():
+    return [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
+
+
+def _colour(strength: float = 0.2):
+    return A.ColorJitter(brightness=strength, contrast=strength, saturation=strength, hue=0.02, p=0.5)
+
+
+def _affine(rotate: float, scale=(0.9, 1.1), translate=0.05):
+    return A.Affine(scale=scale, translate_percent=(-translate, translate), rotate=(-rotate, rotate),
+                    border_mode=_BORDER, p=0.7)
+
+
+def build(preset: str, size: int) -> A.Compose:
+    """The named preset. "none" returns an identity pipeline."""
+    if preset == "none":
+        transforms = []
+    elif preset == "flips":  # [B] for cached frozen-backbone features: what the cache can hold
+        transforms = [A.HorizontalFlip(p=0.5)]
+    elif preset == "microaunet":  # [C] flips and 0-360 degree rotation
+        transforms = _flips() + [A.Rotate(limit=(-180, 180), border_mode=_BORDER, p=0.7)]
+    elif preset == "pefnet":  # [P] crop, rotation, grid distortion, CutOut, flips
+        transforms = _flips() + [
+            A.RandomResizedCrop(size=(size, size), scale=(0.6, 1.0), p=0.5),
+            A.Rotate(limit=(-45, 45), border_mode=_BORDER, p=0.5),
+            A.GridDistortion(p=0.25, border_mode=_BORDER),
+            A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.05, 0.15),
+                            hole_width_range=(0.05, 0.15), fill=0, fill_mask=None, p=0.3),
+        ]
+    elif preset == "standard":  # [B] flips, rotation/scale/shift, light colour jitter
+        transforms = _flips() + [_affine(rotate=90), _colour()]
+    else:
+        raise ValueError(f"unknown augmentation preset {preset!r}")
+    return A.Compose(transforms)
+
+
+class Augmenter:
+    """Callable (image, mask, seed) -> (image, mask), deterministic per seed."""
+
+    def __init__(self, preset: str, size: int):
+        self.preset = preset
+        self.pipeline = build(preset, size)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray, seed: int):
+        if not self.pipeline.transforms:
+            return image, mask
+        self.pipeline.set_random_seed(int(seed) % (2 ** 32))
+        out = self.pipeline(image=image, mask=mask)
+        return out["image"], out["mask"]

@@ -1,0 +1,101 @@
+"""`napari-polyp train`: train a network on image/mask pairs (also under torchrun)."""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", required=True, help="network name (see `napari-polyp models`)")
+    parser.add_argument("--data", required=True, help="folder with images/ and masks/ (or a corrections dataset)")
+    parser.add_argument("--out", default=None, help="run folder for last.pt/best.pt (default runs/<model>)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs (default: the network's preset; with --time-budget-min: what fits)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size per process")
+    parser.add_argument("--size", type=int, default=None, help="training side in px (default: the card's)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: preset)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the validation split")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--init-checkpoint", default=None, help="start from these weights")
+    parser.add_argument("--variant", default=None, help="variant (e.g. MicroAUNet 'repo')")
+    parser.add_argument("--teacher", default=None, help="MicroAUNet: distil from this teacher checkpoint")
+    parser.add_argument("--train-teacher", default=None, metavar="KIND",
+                        help="MicroAUNet: train a distillation teacher instead (malunet | efficientnet_lite0)")
+    parser.add_argument("--backbone-weights", default=None, help="local pretrained backbone weights (file/folder)")
+    parser.add_argument("--pretrained-backbone", action="store_true", help="timm's pretrained backbone (online)")
+    parser.add_argument("--augment", default=None, help="augmentation preset override")
+    parser.add_argument("--schedule", default=None, choices=("cosine", "poly", "cosine_restarts", "constant"),
+                        help="learning-rate schedule override (default: the network's preset)")
+    parser.add_argument("--no-cache", action="store_true", help="never cache frozen-backbone features")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    parser.add_argument("--time-budget-min", type=float, default=None, help="stop cleanly after this many minutes")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar; one line per epoch")
+
+
+def config_from_args(args):
+    from .trainer import TrainConfig
+
+    variant = {"variant": args.variant} if args.variant else {}
+    if args.train_teacher:
+        variant = {"kind": args.train_teacher}
+    return TrainConfig(
+        model=args.model, data=args.data, out=args.out or f"runs/{args.model}", epochs=args.epochs,
+        batch=args.batch, size=args.size, lr=args.lr, seed=args.seed, split_seed=args.split_seed,
+        val_fraction=args.val_fraction, resume=args.resume, init_checkpoint=args.init_checkpoint,
+        variant=variant, teacher=args.teacher, teacher_kind=args.train_teacher,
+        backbone_weights=args.backbone_weights, pretrained_backbone=args.pretrained_backbone,
+        augment=args.augment, schedule=args.schedule, cache_features=not args.no_cache, device=args.device, amp=not args.no_amp,
+        time_budget_min=args.time_budget_min, max_steps=args.max_steps, num_threads=args.threads,
+        command="napari-polyp " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+
+
+def print_events(events, quiet: bool = False, rank: int = 0):
+    """Show training events with tqdm (one bar per epoch); returns the "done" event."""
+    from tqdm import tqdm
+
+    bar = None
+    done = None
+    for event in events:
+        if rank != 0:
+            done = event
+            continue
+        if event.kind == "start":
+            print(event.message, file=sys.stderr, flush=True)
+        elif event.kind == "step" and not quiet:
+            if bar is None:
+                bar = tqdm(total=event.steps_per_epoch, desc=f"epoch {event.epoch + 1}/{event.total_epochs}",
+                           leave=False, file=sys.stderr, dynamic_ncols=True)
+            bar.update(1)
+            bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}")
+        elif event.kind == "epoch":
+            if bar is not None:
+                bar.close()
+                bar = None
+            m = event.metrics
+            print(f"epoch {event.epoch}/{event.total_epochs} step {event.step} loss {event.loss:.4f} "
+                  f"val dice {m.get('dice', float('nan')):.4f} iou {m.get('iou', float('nan')):.4f} "
+                  f"best {event.best_dice:.4f} ({event.elapsed_s / 60:.1f} min)"
+                  + (f" [{event.message}]" if event.message else ""), file=sys.stderr, flush=True)
+        elif event.kind == "done":
+            done = event
+    return done
+
+
+def run(args) -> int:
+    from .trainer import dist_info, iter_train
+
+    config = config_from_args(args)
+    _, rank, _ = dist_info()
+    done = print_events(iter_train(config), quiet=args.quiet, rank=rank)
+    if rank == 0 and done is not None:
+        print(json.dumps({"best_checkpoint": done.checkpoint, "best_dice": done.best_dice, "epochs": done.epoch,
+                          "steps": done.step, "elapsed_s": round(done.elapsed_s, 1),
+                          "stopped_early": done.stopped_early}))
+    return 0

@@ -1,0 +1,178 @@
+"""Image/mask pairs for training and evaluation, and the seeded validation split.
+
+Two kinds of folder are read (see /work/notes/CONTEXT.md):
+- a plain folder ``DIR/images/<stem>.<ext>`` + ``DIR/masks/<stem>.png`` (0/255), paired by stem;
+- a corrections dataset (the same layout plus ``manifest.jsonl``): only items whose
+  latest record (the last line for that stem) has status ``accepted`` or ``corrected``.
+
+Images are resized once to the training size with the very resize that
+``napari_polyp.inference.preprocess`` uses (bilinear, antialiased), so the pixels a
+network is trained on are the pixels it sees in the app.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_polyp.errors import InputFileError, UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+USABLE_STATUSES = ("accepted", "corrected")
+MANIFEST = "manifest.jsonl"
+
+
+@dataclass(frozen=True)
+class Pair:
+    stem: str
+    image: Path
+    mask: Path
+
+
+def read_rgb(path) -> np.ndarray:
+    """HxWx3 uint8, via the io helper when it is there (one reader for the whole app)."""
+    try:
+        from napari_polyp.io.images import read_image
+    except ImportError:
+        read_image = None
+    if read_image is not None:
+        return read_image(path)
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except Exception as err:
+        raise InputFileError(path, f"cannot be read as an image ({type(err).__name__})") from None
+
+
+def read_mask(path) -> np.ndarray:
+    """HxW uint8 {0,1}: a pixel is foreground when its grey value is above 127."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("L"))
+    except Exception as err:
+        raise InputFileError(path, f"cannot be read as a mask ({type(err).__name__})") from None
+    return (arr > 127).astype(np.uint8)
+
+
+def _images_by_stem(folder: Path) -> Dict[str, Path]:
+    found: Dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def is_corrections_dataset(root) -> bool:
+    return (Path(root) / MANIFEST).is_file()
+
+
+def latest_records(manifest: Path) -> Dict[str, dict]:
+    """stem -> its latest manifest record (the file is append-only: later lines win)."""
+    latest: Dict[str, dict] = {}
+    for number, line in enumerate(manifest.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise InputFileError(manifest, f"line {number} is not JSON") from None
+        if "stem" in record:
+            latest[str(record["stem"])] = record
+    return latest
+
+
+def find_pairs(root) -> List[Pair]:
+    """The usable image/mask pairs under ``root``, sorted by stem."""
+    root = Path(root)
+    images_dir, masks_dir = root / "images", root / "masks"
+    if not images_dir.is_dir() or not masks_dir.is_dir():
+        raise UserError(f"{root}: expected a folder with images/ and masks/ (paired by file stem)")
+    images, masks = _images_by_stem(images_dir), _images_by_stem(masks_dir)
+    if is_corrections_dataset(root):
+        stems = [s for s, rec in latest_records(root / MANIFEST).items() if rec.get("status") in USABLE_STATUSES]
+        pairs = []
+        for stem in sorted(stems):
+            image = images.get(stem)
+            mask = masks.get(stem)
+            if image is not None and mask is not None:
+                pairs.append(Pair(stem, image, mask))
+    else:
+        pairs = [Pair(s, images[s], masks[s]) for s in sorted(set(images) & set(masks))]
+    if not pairs:
+        what = "accepted or corrected items" if is_corrections_dataset(root) else "images with a mask of the same stem"
+        raise UserError(f"{root}: no {what} found")
+    return pairs
+
+
+def split_stems(stems: Sequence[str], val_fraction: float = 0.1, seed: int = 0) -> Tuple[List[str], List[str]]:
+    """Seeded split: stems sorted, shuffled with ``random.Random(seed)``, the first
+    ``round(val_fraction * n)`` (at least 1 when n >= 2) are validation. Returns (train, val)."""
+    ordered = sorted(stems)
+    random.Random(seed).shuffle(ordered)
+    n_val = int(round(val_fraction * len(ordered)))
+    n_val = min(max(n_val, 1 if len(ordered) >= 2 else 0), len(ordered) - 1) if ordered else 0
+    val = sorted(ordered[:n_val])
+    train = sorted(ordered[n_val:])
+    return train, val
+
+
+def resize_like_inference(image: np.ndarray, size: int) -> np.ndarray:
+    """HxWx3 uint8 -> size x size x 3 uint8 with preprocess()'s antialiased bilinear resize."""
+    x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float()
+    if tuple(x.shape[-2:]) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """HxW {0,1} -> size x size {0,1}: area-weighted, then >= 0.5."""
+    x = torch.from_numpy(mask.astype(np.float32))[None, None]
+    if tuple(x.shape[-2:]) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return (x[0, 0] >= 0.5).to(torch.uint8).numpy()
+
+
+class PairArrays:
+    """Pairs held in memory at the training size (uint8 images, {0,1} masks).
+
+    Resizing once saves decoding full-size JPEGs every epoch on a small CPU.
+    """
+
+    def __init__(self, pairs: Sequence[Pair], size: int, progress: bool = False):
+        self.pairs = list(pairs)
+        self.size = size
+        n = len(self.pairs)
+        self.images = np.zeros((n, size, size, 3), np.uint8)
+        self.masks = np.zeros((n, size, size), np.uint8)
+        iterator = self.pairs
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(self.pairs, desc=f"loading {n} pairs at {size}px", leave=False)
+        for i, pair in enumerate(iterator):
+            self.images[i] = resize_like_inference(read_rgb(pair.image), size)
+            self.masks[i] = resize_mask(read_mask(pair.mask), size)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def stems(self) -> List[str]:
+        return [p.stem for p in self.pairs]
+
+
+def select(pairs: Sequence[Pair], stems: Optional[Sequence[str]]) -> List[Pair]:
+    if stems is None:
+        return list(pairs)
+    wanted = set(stems)
+    return [p for p in pairs if p.stem in wanted]

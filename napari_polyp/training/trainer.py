@@ -1,0 +1,612 @@
+"""The headless training loop shared by ``napari-polyp train``, ``finetune``, the
+Fine-tune widget and the tests.
+
+    from napari_polyp.training import TrainConfig, iter_train, train
+    for event in iter_train(TrainConfig(model="microaunet", data="DIR", out="runs/x")):
+        ...  # event.kind in {"start", "step", "epoch", "done"}
+    result = train(config, on_event=print, should_stop=lambda: cancelled)
+
+Files written into ``out`` (by rank 0 only under torchrun):
+- ``last.pt`` / ``best.pt``: project checkpoints (``models.checkpoint``), header with
+  training facts (data, epochs, wall time, command, split seed, validation stems) and
+  validation metrics; ``best.pt`` is the epoch with the highest validation Dice.
+- ``last.state.pt``: what resuming needs besides the weights (optimizer, step counters,
+  torch RNG, history); plain values and tensors only, read with ``weights_only=True``.
+- ``split.json``: the validation stems (also in the checkpoint header).
+
+Repeatability: the seed fixes the weights' initialisation, the epoch order
+(``DistributedSampler(seed=...)``) and every sample's augmentation (seeded per
+run/epoch/index), so a resumed run continues exactly where it stopped, mid-epoch included.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+import models
+from models.checkpoint import CheckpointError, load_into, read_checkpoint, save_checkpoint
+from napari_polyp.errors import UserError
+from napari_polyp.inference import preprocess, resolve_device
+
+from . import data as data_mod
+from .augment import Augmenter
+from .losses import LOSSES, deep_supervision
+from .metrics import MeanScores
+from .presets import Preset, get_preset, lr_at, make_optimizer
+
+STATE_FILE = "last.state.pt"
+
+
+@dataclass
+class TrainConfig:
+    model: str
+    data: str
+    out: str
+    epochs: Optional[int] = None  # None: the preset's (or, with a time budget, what fits)
+    batch: Optional[int] = None
+    size: Optional[int] = None  # default: the card's input size
+    lr: Optional[float] = None
+    seed: int = 0
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    resume: bool = False
+    init_checkpoint: Optional[str] = None  # start weights (fine-tuning)
+    variant: Dict = field(default_factory=dict)
+    backbone_weights: Optional[str] = None
+    pretrained_backbone: bool = False
+    teacher: Optional[str] = None  # MicroAUNet distillation teacher checkpoint
+    teacher_kind: Optional[str] = None  # train a MicroAUNet teacher of this kind instead
+    device: str = "auto"
+    amp: bool = True  # on CUDA only
+    time_budget_min: Optional[float] = None
+    max_steps: Optional[int] = None  # stop after this many optimiser steps (tests, smoke runs)
+    augment: Optional[str] = None  # preset name override
+    schedule: Optional[str] = None  # learning-rate schedule override (presets.lr_at)
+    cache_features: bool = True  # frozen-backbone networks: encode each image once
+    num_threads: Optional[int] = None
+    command: str = ""
+    val_batch: int = 8
+    log_every: int = 1
+
+
+@dataclass
+class TrainEvent:
+    kind: str  # start | baseline (fine-tuning: the start weights' validation) | step | epoch | done
+    epoch: int = 0
+    step: int = 0  # global optimiser step (of this run, resumed steps included)
+    steps_per_epoch: int = 0
+    total_epochs: int = 0
+    loss: float = float("nan")
+    lr: float = 0.0
+    metrics: Dict = field(default_factory=dict)  # validation metrics (epoch/done)
+    best_dice: float = float("nan")
+    elapsed_s: float = 0.0
+    message: str = ""
+    checkpoint: str = ""  # best.pt (done)
+    stopped_early: bool = False
+
+
+# -- distributed helpers ------------------------------------------------------------
+
+def dist_info():
+    """(world_size, rank, local_rank) from torchrun's environment."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _init_distributed(device: torch.device) -> bool:
+    world, _, _ = dist_info()
+    if world <= 1:
+        return False
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return True
+
+
+def _any_rank(flag: bool, distributed: bool) -> bool:
+    """True on every rank when it is True on one (stop decisions stay in step)."""
+    if not distributed:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def _barrier(distributed: bool) -> None:
+    if distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+# -- model + batches ----------------------------------------------------------------
+
+def norm_card(name: str, size: int):
+    """The model card with ``input_size`` set to the training size (for ``preprocess``)."""
+    return dataclasses.replace(models.base_card(name), input_size=size)
+
+
+TEACHER_ARCHITECTURE = "microaunet-teacher"
+
+
+def architecture_of(config: TrainConfig) -> str:
+    return TEACHER_ARCHITECTURE if config.teacher_kind else config.model
+
+
+def build_model(config: TrainConfig):
+    """The network, with start weights when ``init_checkpoint`` is given."""
+    pretrained = config.pretrained_backbone or config.backbone_weights is not None
+    if config.teacher_kind:
+        from .distill import build_teacher_model
+
+        return build_teacher_model(config.teacher_kind, config.init_checkpoint, pretrained, config.backbone_weights)
+    if config.init_checkpoint:
+        return models.create_model(config.model, checkpoint=config.init_checkpoint,
+                                   pretrained_backbone=pretrained, backbone_weights=config.backbone_weights,
+                                   **config.variant)
+    return models.create_model(config.model, checkpoint=False, pretrained_backbone=pretrained,
+                               backbone_weights=config.backbone_weights, **config.variant)
+
+
+class FrozenFeatures:
+    """Encode/decode split of a network whose front part is frozen (DINO-keys), so
+    the frozen part runs once per image (and once for its mirror image).
+
+    A network can offer ``encode_frozen(x) -> features`` and ``decode_features(f, hw) -> out``;
+    for ``models.dino_keys.DinoKeys`` the split follows its forward (the key extraction)
+    and a test checks that ``decode(encode(x))`` equals ``model(x)["logits"]``.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    @staticmethod
+    def supports(model: nn.Module) -> bool:
+        if hasattr(model, "encode_frozen") and hasattr(model, "decode_features"):
+            return True
+        return type(model).__name__ == "DinoKeys" and hasattr(model, "_last_qkv")
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        if hasattr(m, "encode_frozen"):
+            return m.encode_frozen(x)
+        from models.blocks import resize_to
+
+        x = resize_to(x, m._grid_size(x.shape[-2:]))
+        h, w = x.shape[-2] // m.patch_size, x.shape[-1] // m.patch_size
+        qkv = m._last_qkv(x)
+        b, n, _ = qkv.shape
+        qkv = qkv.reshape(b, n, 3, m.num_heads, m.embed_dim // m.num_heads)
+        keys = qkv[:, m.num_prefix_tokens:, 1]
+        return keys.reshape(b, h, w, m.embed_dim).permute(0, 3, 1, 2).contiguous()
+
+    def decode(self, features: torch.Tensor, hw) -> dict:
+        m = self.model
+        if hasattr(m, "decode_features"):
+            return m.decode_features(features, hw)
+        from models.blocks import resize_to
+
+        return {"logits": resize_to(m.decoder(features), hw), "attention": {}}
+
+
+class _DecoderOnly(nn.Module):
+    """The trainable part as one module (so DDP wraps what actually trains)."""
+
+    def __init__(self, model: nn.Module, frozen: FrozenFeatures, hw):
+        super().__init__()
+        self.model = model
+        self.frozen = frozen
+        self.hw = tuple(hw)
+
+    def forward(self, features):
+        return self.frozen.decode(features, self.hw)
+
+
+class Batches:
+    """Turns sample indices into normalised input tensors and targets."""
+
+    def __init__(self, arrays: data_mod.PairArrays, card, augmenter: Augmenter, seed: int, device):
+        self.arrays, self.card, self.augmenter, self.seed, self.device = arrays, card, augmenter, seed, device
+
+    def sample_seed(self, epoch: int, index: int) -> int:
+        return (self.seed * 1_000_003 + epoch * 10_007 + index) * 2_654_435_761 % (2 ** 32)
+
+    def train_batch(self, indices, epoch: int):
+        images, masks = [], []
+        for i in indices:
+            image, mask = self.augmenter(self.arrays.images[i], self.arrays.masks[i], self.sample_seed(epoch, i))
+            images.append(image)
+            masks.append(mask)
+        x = preprocess(np.stack(images), self.card)
+        y = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))
+        return x.to(self.device), y.to(self.device)
+
+    def val_batches(self, arrays: data_mod.PairArrays, batch: int):
+        for start in range(0, len(arrays), batch):
+            x = preprocess(arrays.images[start:start + batch], self.card)
+            y = torch.from_numpy(arrays.masks[start:start + batch][:, None].astype(np.float32))
+            yield x.to(self.device), y.to(self.device)
+
+    def forward(self, net: nn.Module, inputs) -> dict:
+        return net(inputs)
+
+
+class CachedBatches(Batches):
+    """Batches of cached frozen features; the only augmentation is a horizontal flip
+    (the cache holds each image and its mirror image)."""
+
+    def __init__(self, arrays, card, frozen: FrozenFeatures, seed: int, device, val_arrays,
+                 progress: Optional[Callable[[str], None]] = None):
+        super().__init__(arrays, card, Augmenter("none", card.input_size), seed, device)
+        self.frozen = frozen
+        self.train_features = self._encode_all(arrays, flips=True, progress=progress)
+        self.val_features = self._encode_all(val_arrays, flips=False, progress=progress)
+
+    def _encode_all(self, arrays, flips: bool, progress) -> torch.Tensor:
+        chunks = []
+        views = (False, True) if flips else (False,)
+        for start in range(0, len(arrays), 8):
+            x = preprocess(arrays.images[start:start + 8], self.card).to(self.device)
+            chunks.append(torch.stack(
+                [self.frozen.encode(torch.flip(x, dims=[-1]) if flip else x).half().cpu() for flip in views], dim=1
+            ))
+            if progress:
+                progress(f"encoded {min(start + 8, len(arrays))}/{len(arrays)} images with the frozen backbone")
+        return torch.cat(chunks)  # [N, views, C, h, w] float16
+
+    def train_batch(self, indices, epoch: int):
+        flips = [random.Random(self.sample_seed(epoch, i)).random() < 0.5 for i in indices]
+        feats = torch.stack([self.train_features[i, int(f)] for i, f in zip(indices, flips)]).float()
+        masks = [self.arrays.masks[i][:, ::-1] if f else self.arrays.masks[i] for i, f in zip(indices, flips)]
+        y = torch.from_numpy(np.ascontiguousarray(np.stack(masks)[:, None]).astype(np.float32))
+        return feats.to(self.device), y.to(self.device)
+
+    def val_batches(self, arrays, batch: int):
+        for start in range(0, len(arrays), batch):
+            feats = self.val_features[start:start + batch, 0].float()
+            y = torch.from_numpy(arrays.masks[start:start + batch][:, None].astype(np.float32))
+            yield feats.to(self.device), y.to(self.device)
+
+
+# -- validation -----------------------------------------------------------------------
+
+@torch.no_grad()
+def validate(net: nn.Module, batches: Batches, val_arrays, batch: int = 8, device=None) -> Dict:
+    """Mean per-image metrics on the validation arrays (at the training size)."""
+    was_training = net.training
+    net.eval()
+    scores = MeanScores()
+    for inputs, target in batches.val_batches(val_arrays, batch):
+        with _autocast(batches.device, enabled=False):
+            out = batches.forward(net, inputs)
+        scores.update(torch.sigmoid(out["logits"].float()), target)
+    net.train(was_training)
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in scores.result().items()}
+
+
+def _autocast(device, enabled: bool):
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.float16)
+    return torch.autocast("cpu", enabled=False)
+
+
+# -- the loop -------------------------------------------------------------------------
+
+def _plain(obj):
+    """JSON-able copy (for headers and the state file)."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def _sampler_indices(n: int, world: int, rank: int, seed: int, epoch: int) -> List[int]:
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed,
+                                 drop_last=False)
+    sampler.set_epoch(epoch)
+    return list(sampler)
+
+
+def _batches_of(indices: List[int], batch: int) -> List[List[int]]:
+    """Full batches; a last short batch is kept only when it has >= 2 samples (BatchNorm)."""
+    out = [indices[i:i + batch] for i in range(0, len(indices), batch)]
+    if len(out) > 1 and len(out[-1]) < max(2, batch):
+        out.pop()
+    return out
+
+
+def iter_train(config: TrainConfig, should_stop: Optional[Callable[[], bool]] = None) -> Iterator[TrainEvent]:
+    """Train, yielding events. ``should_stop()`` (checked every step) ends the run
+    cleanly: validation, checkpoints, then a "done" event with ``stopped_early``."""
+    started = time.monotonic()
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = resolve_device(config.device)
+    distributed = _init_distributed(device)
+    world, rank, local_rank = dist_info()
+    if device.type == "cuda" and distributed:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    is_main = rank == 0
+    out_dir = Path(config.out)
+    preset = get_preset(config.model, batch=config.batch, lr=config.lr, augment=config.augment,
+                        schedule=config.schedule)
+    loss_fn = LOSSES[preset.loss]
+
+    # data and split
+    pairs = data_mod.find_pairs(config.data)
+    state = _load_state(out_dir) if config.resume else None
+    if state is not None:
+        val_stems = list(state["val_stems"])
+    else:
+        _, val_stems = data_mod.split_stems([p.stem for p in pairs], config.val_fraction, config.split_seed)
+    val_set = set(val_stems)
+    train_pairs = [p for p in pairs if p.stem not in val_set]
+    val_pairs = [p for p in pairs if p.stem in val_set]
+    if not train_pairs:
+        raise UserError(f"{config.data}: too few pairs to train ({len(pairs)})")
+
+    seed_everything(config.seed)
+    model = build_model(config)
+    size = config.size or models.base_card(config.model).input_size
+    card = norm_card(config.model, size)
+    model.to(device).train()
+    yield TrainEvent("start", message=f"loading {len(train_pairs)} training and {len(val_pairs)} validation pairs "
+                                      f"at {size}px", elapsed_s=time.monotonic() - started)
+    train_arrays = data_mod.PairArrays(train_pairs, size)
+    val_arrays = data_mod.PairArrays(val_pairs, size)
+
+    messages: List[str] = []
+    if config.cache_features and FrozenFeatures.supports(model):
+        frozen = FrozenFeatures(model)
+        batches: Batches = CachedBatches(train_arrays, card, frozen, config.seed, device, val_arrays,
+                                         progress=messages.append)
+        net: nn.Module = _DecoderOnly(model, frozen, (size, size))
+        augment_name = "flips (cached frozen features)"
+    else:
+        batches = Batches(train_arrays, card, Augmenter(preset.augment, size), config.seed, device)
+        net = model
+        augment_name = preset.augment
+    for message in messages[-1:]:
+        yield TrainEvent("start", message=message, elapsed_s=time.monotonic() - started)
+
+    distiller = None
+    if config.teacher:
+        from .distill import Distiller
+
+        distiller = Distiller.from_checkpoint(config.teacher, model, device)
+
+    optimizer = make_optimizer(preset, list(model.parameters()) + (distiller.parameters() if distiller else []))
+    use_amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    train_net = net
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        train_net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    per_rank = len(_sampler_indices(len(train_arrays), world, rank, config.seed, 0))
+    steps_per_epoch = len(_batches_of(list(range(per_rank)), preset.batch))
+    total_epochs = config.epochs or (None if config.time_budget_min else preset.epochs)
+    epoch, step_in_epoch, global_step = 0, 0, 0
+    best_dice, best_epoch, history, wall_before = -1.0, -1, [], 0.0
+    if state is not None:
+        _resume_weights(model, out_dir, architecture_of(config))
+        if distiller is not None and "distiller" in state:
+            distiller.load_state_dict(state["distiller"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+        epoch, step_in_epoch, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
+        total_epochs = config.epochs or state.get("total_epochs") or total_epochs
+        best_dice, best_epoch = state["best_dice"], state["best_epoch"]
+        history, wall_before = list(state["history"]), float(state["wall_time_s"])
+    baseline: Dict = {}
+    if config.init_checkpoint and is_main and len(val_arrays):
+        if state is not None and state.get("baseline_metrics"):
+            baseline = dict(state["baseline_metrics"])
+        else:  # the start weights on the same validation items, for the "did it improve" guard
+            baseline = validate(net, batches, val_arrays, config.val_batch)
+            yield TrainEvent("baseline", metrics=baseline, elapsed_s=time.monotonic() - started,
+                             message=f"start checkpoint: validation dice {baseline.get('dice', float('nan')):.4f}")
+    budget_s = config.time_budget_min * 60 if config.time_budget_min else None
+    # With a time budget and no --epochs, the planned length is re-estimated after every
+    # epoch from the last epoch's duration, so the schedule anneals within the budget even
+    # when the machine gets faster or slower (such runs are not bit-repeatable; pass
+    # --epochs for that).
+    fit_to_budget = budget_s is not None and not config.epochs
+    planned = total_epochs or preset.epochs
+
+    def training_facts(done_epochs: float) -> dict:
+        return _plain({
+            "data": str(Path(config.data).resolve()), "epochs": round(done_epochs, 3), "planned_epochs": planned,
+            "steps": global_step, "wall_time_s": round(wall_before + time.monotonic() - started, 1),
+            "command": config.command, "seed": config.seed, "split_seed": config.split_seed,
+            "val_fraction": config.val_fraction, "val_stems_count": len(val_stems), "val_stems": val_stems,
+            "train_count": len(train_pairs), "size": size, "batch": preset.batch * world, "world_size": world,
+            "device": device.type, "amp": use_amp, "augment": augment_name, "best_epoch": best_epoch,
+            "preset": dataclasses.asdict(preset), "teacher": config.teacher or "",
+            "init_checkpoint": config.init_checkpoint or "", "baseline_metrics": baseline,
+        })
+
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "split.json").write_text(json.dumps(
+            {"data": str(Path(config.data).resolve()), "split_seed": config.split_seed,
+             "val_fraction": config.val_fraction, "val_stems": val_stems}, indent=1))
+
+    stop = False
+    stopped_early = False
+    last_val_s = 0.0
+    loss_value = float("nan")
+    metrics: Dict = history[-1]["metrics"] if history else {}
+    while not stop and epoch < planned:
+        epoch_started = time.monotonic()
+        order = _batches_of(_sampler_indices(len(train_arrays), world, rank, config.seed, epoch), preset.batch)
+        b = step_in_epoch
+        for b in range(step_in_epoch, len(order)):
+            lr = lr_at(preset, epoch + b / len(order), planned)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            inputs, target = batches.train_batch(order[b], epoch)
+            with _autocast(device, use_amp):
+                out = batches.forward(train_net, inputs)
+                loss = deep_supervision(out, target, loss_fn) if preset.deep_supervision else loss_fn(out["logits"], target)
+                if distiller is not None:
+                    loss = loss + distiller.loss(out, inputs, target, epoch, planned)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            global_step += 1
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                messages.append(f"loss is {loss_value} at step {global_step}")
+            if global_step % config.log_every == 0:
+                yield TrainEvent("step", epoch, global_step, len(order), planned, loss_value, lr,
+                                 best_dice=best_dice, elapsed_s=time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            want_stop = bool(should_stop and should_stop())
+            want_stop |= bool(config.max_steps and global_step >= config.max_steps)
+            want_stop |= bool(budget_s and elapsed + last_val_s * 1.2 >= budget_s)
+            if _any_rank(want_stop, distributed):
+                stop = stopped_early = True
+                break
+        finished_epoch = not stop or b + 1 >= len(order)
+        if stop and b + 1 < len(order):
+            step_in_epoch = b + 1  # resume mid-epoch
+        else:
+            epoch, step_in_epoch = epoch + 1, 0
+        if fit_to_budget and finished_epoch:
+            epoch_s = time.monotonic() - epoch_started + last_val_s
+            remaining = budget_s - (time.monotonic() - started)
+            planned = max(epoch, epoch + int(remaining // (epoch_s * 1.05)))
+
+        # validation + checkpoints (rank 0)
+        val_started = time.monotonic()
+        if is_main:
+            metrics = validate(net, batches, val_arrays, config.val_batch) if len(val_arrays) else {}
+            done_epochs = epoch + (step_in_epoch / len(order) if step_in_epoch else 0.0)
+            history.append({"epoch": round(done_epochs, 3), "step": global_step, "loss": loss_value,
+                            "lr": lr_at(preset, done_epochs, planned), "metrics": metrics,
+                            "elapsed_s": round(wall_before + time.monotonic() - started, 1)})
+            dice = metrics.get("dice", float("nan"))
+            improved = isinstance(dice, float) and math.isfinite(dice) and dice > best_dice
+            if improved:
+                best_dice, best_epoch = dice, epoch
+            _save(model, out_dir, config, training_facts(done_epochs), metrics, improved)
+            _save_state(out_dir, {
+                "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+                "total_epochs": planned, "best_dice": best_dice, "best_epoch": best_epoch,
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if use_amp else {},
+                "rng": _rng_state(), "history": _plain(history), "val_stems": val_stems,
+                "wall_time_s": wall_before + time.monotonic() - started,
+                "distiller": distiller.state_dict() if distiller is not None else {},
+                "baseline_metrics": baseline,
+            })
+        _barrier(distributed)
+        last_val_s = time.monotonic() - val_started
+        yield TrainEvent("epoch", epoch, global_step, len(order), planned, loss_value,
+                         lr_at(preset, epoch, planned), metrics, best_dice, time.monotonic() - started,
+                         message="; ".join(messages[-1:]))
+        if budget_s and time.monotonic() - started + (time.monotonic() - epoch_started) * 0.05 >= budget_s:
+            stop = stopped_early = stopped_early or epoch < planned
+    yield TrainEvent("done", epoch, global_step, 0, planned, loss_value, 0.0, metrics, best_dice,
+                     time.monotonic() - started, checkpoint=str(out_dir / "best.pt"), stopped_early=stopped_early)
+    if distributed:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+
+
+def train(config: TrainConfig, on_event: Optional[Callable[[TrainEvent], None]] = None,
+          should_stop: Optional[Callable[[], bool]] = None) -> TrainEvent:
+    """Run :func:`iter_train` to the end; returns the "done" event."""
+    last = None
+    for event in iter_train(config, should_stop):
+        if on_event is not None:
+            on_event(event)
+        last = event
+    return last
+
+
+# -- files ----------------------------------------------------------------------------
+
+def extra_header(model: nn.Module) -> dict:
+    # "torch" as a plain str: save_checkpoint stores torch.__version__ (a TorchVersion),
+    # which torch.load(weights_only=True) refuses on recent torch (reported to the lead).
+    extra = {"torch": str(torch.__version__)}
+    if getattr(model, "checkpoint_exclude", None) and hasattr(model, "backbone_sha256"):
+        extra.update(backbone_sha256=model.backbone_sha256(),
+                     backbone_source=str(getattr(model, "backbone_source", "see model card")))
+    return extra
+
+
+def _variant(model: nn.Module, config: TrainConfig) -> dict:
+    return _plain(dict(getattr(model, "variant", None) or config.variant or {}))
+
+
+def _save(model, out_dir: Path, config: TrainConfig, training: dict, metrics: dict, improved: bool) -> None:
+    kwargs = dict(architecture=architecture_of(config), variant=_variant(model, config), training=training,
+                  metrics=metrics, extra=extra_header(model))
+    save_checkpoint(model, out_dir / "last.pt", **kwargs)
+    if improved:
+        save_checkpoint(model, out_dir / "best.pt", **kwargs)
+
+
+def _save_state(out_dir: Path, state: dict) -> None:
+    tmp = out_dir / f".{STATE_FILE}.tmp-{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, out_dir / STATE_FILE)
+
+
+def _load_state(out_dir: Path) -> Optional[dict]:
+    path = out_dir / STATE_FILE
+    if not path.is_file() or not (out_dir / "last.pt").is_file():
+        print(f"note: nothing to resume in {out_dir}; starting afresh", file=sys.stderr)
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path} cannot be read to resume ({type(err).__name__}: {err})") from None
+
+
+def _resume_weights(model: nn.Module, out_dir: Path, name: str) -> None:
+    header, state = read_checkpoint(out_dir / "last.pt", expected_architecture=name)
+    load_into(model, state, out_dir / "last.pt", name)
