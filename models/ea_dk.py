@@ -200,7 +200,10 @@ class EADK(nn.Module):
         "Layer sizes and the update form are our choices ([B] in MODELS.md); the paper reports no size."
     ),
 ))
-def ea_dk(pretrained_backbone: bool = False, backbone_weights=None, backbone: str = "res2net50d") -> nn.Module:
+def ea_dk(pretrained_backbone: bool = False, backbone_weights=None, variant: str = "res2net50d",
+          backbone: str = None) -> nn.Module:
+    # Every network names its variant ``variant``; ``backbone`` is kept as a readable alias.
+    backbone = backbone or variant
     if backbone not in BACKBONES:
         raise ValueError(f"ea-dk backbone must be one of {BACKBONES}, got {backbone!r}")
     encoder = create_backbone(
