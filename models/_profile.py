@@ -2,7 +2,17 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+# torch's counter knows the CUDA attention kernels but not the CPU one, so ViT
+# attention would go uncounted on CPU; count it with torch's own SDPA formula.
+def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+_EXTRA_FORMULAS = {}
+if hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
+    _EXTRA_FORMULAS[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu] = _cpu_sdpa_flops
 
 
 def count_params(model: torch.nn.Module, trainable_only: bool = False) -> int:
@@ -20,7 +30,7 @@ def count_flops(model: torch.nn.Module, size: int, batch: int = 1) -> int:
     model.eval()
     device = next(model.parameters()).device
     x = torch.randn(batch, 3, size, size, device=device)
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
     with counter:
         model(x)
     model.train(was_training)

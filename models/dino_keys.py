@@ -208,7 +208,7 @@ def build_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = False, weigh
     normalization="imagenet",
     backbone="DINOv2 ViT-S/14 (frozen)",
     params=23_328_993,
-    gflops=12.62,
+    gflops=13.73,
     variants=tuple(BACKBONES),
     default_variant=DEFAULT_BACKBONE,
     attention_maps=("cls_attention",),
