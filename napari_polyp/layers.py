@@ -145,8 +145,24 @@ class PredictionState:
 _STATES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+def _unwrap(obj):
+    """The layer itself: napari hands plugin widgets a viewer proxy whose layers are
+    fresh proxy objects (wrapt.ObjectProxy) on every access, so state is keyed by the object underneath."""
+    try:
+        from wrapt import ObjectProxy
+    except ImportError:  # pragma: no cover - napari depends on wrapt
+        return obj
+    while isinstance(obj, ObjectProxy):
+        obj = obj.__wrapped__
+    return obj
+
+
 def prediction_state(labels_layer) -> Optional[PredictionState]:
-    return _STATES.get(labels_layer)
+    return _STATES.get(_unwrap(labels_layer))
+
+
+def _set_state(labels_layer, state: PredictionState) -> None:
+    _STATES[_unwrap(labels_layer)] = state
 
 
 @dataclass(frozen=True)
@@ -336,10 +352,10 @@ def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attentio
         labels = viewer.add_labels(data, name=names["mask"], opacity=0.5, metadata={ROLE: "mask"})
         _place_like(labels, image_layer)
         state = PredictionState(probability=prob_layer.data, threshold=float(threshold))
-        _STATES[labels] = state
+        _set_state(labels, state)
     elif state is None:
         state = PredictionState(probability=prob_layer.data, threshold=float(threshold))
-        _STATES[labels] = state
+        _set_state(labels, state)
     state.probability = prob_layer.data
     state.threshold = float(threshold)
     if edited is not None:

@@ -243,3 +243,19 @@ def test_screenshot_shows_image_mask_and_attention(make_napari_viewer, qtbot, tm
 
     saved = iio.imread(path)
     assert float(saved[..., :3].astype(float).var()) > 50.0
+
+
+def test_docked_through_the_manifest(make_napari_viewer, qtbot, rgb64):
+    # napari gives plugin widgets a proxy viewer whose layers are new proxies on each access:
+    # the mask must still be found and re-thresholded through it.
+    viewer = make_napari_viewer()
+    viewer.add_image(rgb64, name="img")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-polyp", "Segment")
+    fake = FakePredictor("fake-a")
+    widget.predictor_factory = lambda *a: fake
+    widget.run()
+    _wait(qtbot, widget)
+    assert widget.mask_layer() is not None
+    widget.threshold_spin.setValue(0.75)
+    labels = viewer.layers["img mask"]
+    assert labels.data[0, 47] == 0 and labels.data[0, 48] == 1 and fake.calls == 1

@@ -1,0 +1,128 @@
+"""`napari-polyp app`: napari with the Segment widget docked, a sample image and the default model.
+
+    napari-polyp app                       # sample colonoscopy image, microaunet
+    napari-polyp app my_image.png --model eam-net
+    napari-polyp app --screenshot shot.png # run once, save a screenshot, exit (smoke test / README)
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+DEFAULT_MODEL = "microaunet"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("image", nargs="?", help="image, folder of images or video to open "
+                        "(default: a Kvasir-SEG colonoscopy sample)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"network to select (default: {DEFAULT_MODEL}); "
+                        "see `napari-polyp models`")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--screenshot", metavar="PATH", help="instead of staying open: run the model once, "
+                        "save a screenshot of the window to PATH (PNG) and exit")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="with --screenshot: seconds to wait for the prediction (default 600)")
+
+
+def _check_model(name: str) -> None:
+    import models
+    from .errors import UserError
+
+    if name not in models.list_models():
+        raise UserError(f"unknown model {name!r}; available: {', '.join(models.list_models())}")
+
+
+def _layer_data(path):
+    from .errors import InputFileError
+    from .io.readers import get_reader
+
+    if not Path(path).exists():
+        raise InputFileError(path, "does not exist")
+    reader = get_reader(str(path))
+    if reader is None:
+        raise InputFileError(path, "is not an image (png/jpg/bmp/tif), a folder of images or a video (mp4/avi/mov/mkv)")
+    return reader(str(path))
+
+
+def open_app(viewer, image=None, model: str = DEFAULT_MODEL, device: str = "auto", layer_data=None):
+    """Load the image (or the colonoscopy sample) into ``viewer``, dock Segment, select ``model``.
+
+    ``layer_data``: the image already read (else ``image`` is read here). Returns the SegmentWidget.
+    """
+    from napari.layers import Layer
+
+    _check_model(model)
+    if image is None and layer_data is None:
+        viewer.open_sample("napari-polyp", "colonoscopy")
+    else:
+        for data in layer_data if layer_data is not None else _layer_data(image):
+            viewer.add_layer(Layer.create(*data))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-polyp", "Segment")
+    widget.model_combo.setCurrentText(model)
+    widget.device_combo.setCurrentText(device)
+    images = widget._candidate_images()
+    if images:
+        widget.image_combo.setCurrentText(images[0].name)
+    return widget
+
+
+def run_once_and_screenshot(viewer, widget, path, timeout: float = 600.0) -> Path:
+    """Press Run, wait for the mask (keeping Qt responsive), save a window screenshot."""
+    from qtpy.QtWidgets import QApplication
+
+    from .errors import UserError
+
+    widget.run()
+    deadline = time.monotonic() + timeout
+    while widget.busy:
+        QApplication.processEvents()
+        if time.monotonic() > deadline:
+            widget.cancel()
+            raise UserError(f"the prediction took longer than {timeout:.0f} s")
+        time.sleep(0.01)
+    QApplication.processEvents()
+    if widget.last_error:
+        raise UserError(widget.last_error)
+    viewer.reset_view()
+    QApplication.processEvents()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(path=str(path), canvas_only=False, flash=False)
+    return path
+
+
+def _quiet_pyqt5_notice() -> None:
+    # napari toasts "PyQt5 support is deprecated" over the canvas; this project pins PyQt5 on
+    # purpose (constraints.txt), so the toast only hides the image. Private flag: best effort.
+    try:
+        import napari._qt.qt_main_window as main_window
+
+        main_window.SHOW_QT_WARNING = False
+    except (ImportError, AttributeError):  # pragma: no cover
+        pass
+
+
+def run(args) -> int:
+    import napari
+
+    _check_model(args.model)
+    # A bad file gives one clean error line before any window opens.
+    layer_data = _layer_data(args.image) if args.image is not None else None
+    _quiet_pyqt5_notice()
+    viewer = napari.Viewer(title="napari-polyp")
+    viewer.window.resize(1400, 900)
+    try:
+        widget = open_app(viewer, args.image, args.model, args.device, layer_data=layer_data)
+        if args.screenshot:
+            path = run_once_and_screenshot(viewer, widget, args.screenshot, args.timeout)
+            mask = widget.mask_layer()
+            share = f"; mask covers {100 * float((mask.data > 0).mean()):.1f}% of the image" if mask is not None else ""
+            print(f"{widget.model_combo.currentText()}: first mask after {widget.last_latency_s:.2f} s{share}; "
+                  f"screenshot {path}")
+            viewer.close()
+            return 0
+    except BaseException:
+        viewer.close()
+        raise
+    napari.run()
+    return 0
