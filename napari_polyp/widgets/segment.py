@@ -59,6 +59,16 @@ def _error_text(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"
 
 
+def _checkpoint_key(checkpoint) -> str:
+    # A checkpoint file rewritten in place (fine-tuning) must not reuse the old network.
+    if not checkpoint:
+        return str(checkpoint)
+    try:
+        return f"{checkpoint}@{Path(checkpoint).stat().st_mtime_ns}"
+    except OSError:
+        return str(checkpoint)
+
+
 class SegmentWidget(QWidget):
     """Model, checkpoint, device, threshold, scope; Run / Cancel; Compare two networks.
 
@@ -73,7 +83,7 @@ class SegmentWidget(QWidget):
         self.viewer = napari_viewer
         self.predictor_factory = predictor_factory or default_predictor_factory
         self.ask_edits = ask_edits or self._ask_edits_dialog
-        self._predictors: Dict[Tuple[str, str, str], object] = {}
+        self._predictors: Dict[Tuple[str, str, str], object] = {}  # (model, checkpoint@mtime, device)
         self._predictors_lock = threading.Lock()
         self._worker = None
         self._run_decision: Optional[str] = None
@@ -263,6 +273,24 @@ class SegmentWidget(QWidget):
         self.checkpoint_combo.setCurrentIndex(at)
         self._update_card()
 
+    def refresh_checkpoints(self) -> None:
+        """Re-read the checkpoint list (e.g. after fine-tuning wrote one). The default
+        entry stays selected (it may now be a new file); another choice is kept."""
+        was_default = self.checkpoint_combo.currentIndex() == 0 and (
+            self.checkpoint_combo.currentText().endswith("(default)") or self.checkpoint_combo.currentData() is False)
+        chosen = self.checkpoint()
+        self._on_model_changed()
+        if was_default:
+            return
+        if not chosen:
+            self.checkpoint_combo.setCurrentText(RANDOM_WEIGHTS)
+            return
+        index = self.checkpoint_combo.findData(chosen)
+        if index >= 0:
+            self.checkpoint_combo.setCurrentIndex(index)
+        else:
+            self.add_checkpoint_path(chosen)
+
     def checkpoint(self):
         """The selected checkpoint: a path string, or False for random weights."""
         data = self.checkpoint_combo.currentData()
@@ -296,7 +324,7 @@ class SegmentWidget(QWidget):
     # -- predictors -------------------------------------------------------------------
     def predictor(self, model_name: str, checkpoint, device: str):
         """The cached predictor for (model, checkpoint, device), built on first use."""
-        key = (model_name, str(checkpoint), device)
+        key = (model_name, _checkpoint_key(checkpoint), device)
         with self._predictors_lock:
             found = self._predictors.get(key)
         if found is None:
