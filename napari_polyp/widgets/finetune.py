@@ -1,0 +1,511 @@
+"""The "Fine-tune" dock widget: fine-tune a network on a corrections dataset.
+
+Thin over :func:`napari_polyp.training.finetune_cli.iter_finetune` (the same code
+as ``napari-polyp finetune``): it splits the accepted/corrected items into
+training and validation (seeded), scores the start checkpoint on the validation
+items ("before"), trains, keeps the epoch with the best validation Dice
+("after"), copies it into the user checkpoint folder and makes it the network's
+preferred checkpoint only when its validation Dice did not fall (the guard of
+``finetune``; "prefer even if worse" forces it).
+
+The run is a napari ``thread_worker``; Cancel asks the trainer to stop after the
+step in progress, which then validates and keeps the best checkpoint so far
+(checkpoints are written atomically, so a cancelled run leaves a loadable
+checkpoint or none). When it ends, every Segment widget of the viewer re-reads
+its checkpoint list, so the new checkpoint is offered there.
+
+The live plot is a small QPainter sparkline (:class:`LivePlot`) rather than a
+matplotlib canvas: two series of a few hundred points need no plotting
+library, and napari does not depend on matplotlib.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from qtpy.QtCore import QPointF, QRectF, Qt, Signal
+from qtpy.QtGui import QColor, QPainter, QPainterPath, QPen
+from qtpy.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+BROWSE = "browse..."
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DEFAULT_MODEL = "microaunet"
+LOSS_COLOR = "#ff9f1c"
+DICE_COLOR = "#3ec1ff"
+
+
+def _error_text(err: BaseException) -> str:
+    from ..errors import UserError
+
+    text = str(err).strip() or type(err).__name__
+    try:
+        from models.checkpoint import CheckpointError
+    except ImportError:  # pragma: no cover
+        CheckpointError = ()  # noqa: N806
+    if isinstance(err, (UserError, CheckpointError, FileNotFoundError, ValueError)):
+        return text
+    return f"{type(err).__name__}: {text}"
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) and math.isfinite(value) else "–"
+
+
+class LivePlot(QWidget):
+    """Training loss per step and validation Dice per epoch, against epochs.
+
+    Loss is drawn on its own min–max scale, Dice on 0–1; the start checkpoint's
+    Dice (the "before" value) is the hollow point at epoch 0.
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.loss_points: List[Tuple[float, float]] = []
+        self.dice_points: List[Tuple[float, float]] = []
+        self.baseline: Optional[float] = None
+        self.setMinimumHeight(110)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.setToolTip("orange: training loss per step (own scale); blue: validation Dice (0–1) per epoch; "
+                        "hollow point: the start checkpoint")
+
+    def clear(self) -> None:
+        self.loss_points, self.dice_points, self.baseline = [], [], None
+        self.update()
+
+    def add_loss(self, epoch: float, loss: float) -> None:
+        if math.isfinite(loss):
+            self.loss_points.append((epoch, loss))
+            self.update()
+
+    def add_dice(self, epoch: float, dice: float) -> None:
+        if math.isfinite(dice):
+            self.dice_points.append((epoch, dice))
+            self.update()
+
+    def set_baseline(self, dice: float) -> None:
+        self.baseline = dice if math.isfinite(dice) else None
+        self.update()
+
+    def paintEvent(self, event):  # noqa: N802 (Qt)
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.Antialiasing)
+        text_color = self.palette().color(self.foregroundRole())
+        box = QRectF(self.rect()).adjusted(4, 16, -4, -4)
+        frame = QColor(text_color)
+        frame.setAlpha(60)
+        painter.setPen(QPen(frame, 1))
+        painter.drawRect(box)
+        last_loss = self.loss_points[-1][1] if self.loss_points else float("nan")
+        last_dice = self.dice_points[-1][1] if self.dice_points else float("nan")
+        painter.setPen(QColor(LOSS_COLOR))
+        painter.drawText(QPointF(6, 12), f"loss {_fmt(last_loss)}")
+        painter.setPen(QColor(DICE_COLOR))
+        painter.drawText(QPointF(box.center().x(), 12), f"val Dice {_fmt(last_dice)}")
+        xs = [x for x, _ in self.loss_points + self.dice_points] + [0.0]
+        x_max = max(max(xs), 1e-6)
+        inner = box.adjusted(4, 4, -4, -4)
+        if self.loss_points or self.dice_points:
+            painter.setPen(frame)
+            painter.drawText(box.adjusted(0, 0, -4, -2), int(Qt.AlignRight | Qt.AlignBottom), f"epoch {x_max:.3g}")
+
+        def to_point(x: float, y01: float) -> QPointF:
+            return QPointF(inner.left() + inner.width() * x / x_max, inner.bottom() - inner.height() * y01)
+
+        if self.loss_points:
+            values = [y for _, y in self.loss_points]
+            lo, hi = min(values), max(values)
+            span = hi - lo if hi > lo else 1.0
+            self._polyline(painter, [to_point(x, (y - lo) / span) for x, y in self.loss_points], LOSS_COLOR, False)
+        dice = ([(0.0, self.baseline)] if self.baseline is not None else []) + self.dice_points
+        if dice:
+            self._polyline(painter, [to_point(x, min(max(y, 0.0), 1.0)) for x, y in dice], DICE_COLOR, True)
+        if self.baseline is not None:
+            painter.setPen(QPen(QColor(DICE_COLOR), 1.5))
+            painter.setBrush(Qt.NoBrush)
+            painter.drawEllipse(to_point(0.0, min(max(self.baseline, 0.0), 1.0)), 3.5, 3.5)
+        painter.end()
+
+    @staticmethod
+    def _polyline(painter: QPainter, points: List[QPointF], color: str, dots: bool) -> None:
+        painter.setPen(QPen(QColor(color), 1.5))
+        painter.setBrush(Qt.NoBrush)
+        if len(points) > 1:
+            path = QPainterPath(points[0])
+            for p in points[1:]:
+                path.lineTo(p)
+            painter.drawPath(path)
+        if dots or len(points) == 1:
+            painter.setBrush(QColor(color))
+            for p in points:
+                painter.drawEllipse(p, 2.5, 2.5)
+
+
+class FinetuneWidget(QWidget):
+    """Corrections folder, network, start checkpoint, epochs or a time budget,
+    training size, device; Start / Cancel; progress, live plot, Dice before/after.
+
+    ``finetuned(result)`` is emitted with ``iter_finetune``'s result dict
+    (``checkpoint``, ``preferred``, ``before``, ``after``, ``reason``, ...).
+    """
+
+    finetuned = Signal(dict)
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self._worker = None
+        self._stop = threading.Event()
+        self._budget_s: Optional[float] = None
+        self._total_epochs = 0
+        self._size_for = ""
+        self.last_result: Optional[Dict] = None
+        self.last_error: Optional[str] = None
+        self._build_ui()
+        self._on_model_changed()
+        self._on_length_mode()
+
+    # -- UI ----------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        import models
+
+        root = QVBoxLayout(self)
+        form = QFormLayout()
+        root.addLayout(form)
+
+        data_row = QHBoxLayout()
+        self.data_edit = QLineEdit()
+        self.data_edit.setPlaceholderText("corrections dataset (images/, masks/, manifest.jsonl)")
+        self.data_edit.setToolTip("A corrections dataset saved by the Review widget (accepted and corrected "
+                                  "items are used), or any folder with images/ and masks/ paired by name")
+        self.data_button = QPushButton("…")
+        self.data_button.setFixedWidth(32)
+        data_row.addWidget(self.data_edit)
+        data_row.addWidget(self.data_button)
+        form.addRow("data", data_row)
+        self.data_label = QLabel("")
+        self.data_label.setWordWrap(True)
+        form.addRow("", self.data_label)
+
+        self.model_combo = QComboBox()
+        self.model_combo.addItems(models.list_models())
+        if DEFAULT_MODEL in models.list_models():
+            self.model_combo.setCurrentText(DEFAULT_MODEL)
+        form.addRow("network", self.model_combo)
+        self.checkpoint_combo = QComboBox()
+        self.checkpoint_combo.setToolTip("Weights to start from: the network's default checkpoint first, or a file")
+        form.addRow("start from", self.checkpoint_combo)
+
+        length = QHBoxLayout()
+        self.epochs_radio = QRadioButton("epochs")
+        self.epochs_radio.setChecked(True)
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 10000)
+        self.epochs_spin.setValue(5)
+        self.budget_radio = QRadioButton("minutes")
+        self.budget_spin = QDoubleSpinBox()
+        self.budget_spin.setRange(0.1, 24 * 60)
+        self.budget_spin.setDecimals(1)
+        self.budget_spin.setValue(10.0)
+        self.budget_spin.setToolTip("Time budget: the schedule is fitted to it and the run stops in time")
+        for w in (self.epochs_radio, self.epochs_spin, self.budget_radio, self.budget_spin):
+            length.addWidget(w)
+        form.addRow("length", length)
+
+        self.size_spin = QSpinBox()
+        self.size_spin.setRange(32, 2048)
+        self.size_spin.setSingleStep(32)
+        self.size_spin.setSuffix(" px")
+        self.size_spin.setToolTip("Training side length (default: the network's input size; smaller is faster "
+                                  "but trains the network on coarser images than it sees in Segment)")
+        form.addRow("size", self.size_spin)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(DEVICES)
+        form.addRow("device", self.device_combo)
+        self.force_check = QCheckBox("prefer the result even if validation Dice falls")
+        form.addRow("", self.force_check)
+
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.setToolTip("Stop after the current step; the best validated checkpoint so far is kept")
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.cancel_button)
+        root.addLayout(buttons)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        root.addWidget(self.progress)
+        self.plot = LivePlot()
+        root.addWidget(self.plot)
+        self.dice_label = QLabel("validation Dice: before – after –")
+        self.dice_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        root.addWidget(self.dice_label)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        root.addWidget(self.status_label)
+        root.addStretch(1)
+
+        self.data_button.clicked.connect(self._browse_data)
+        self.data_edit.editingFinished.connect(self._describe_data)
+        self.model_combo.currentTextChanged.connect(self._on_model_changed)
+        self.checkpoint_combo.activated.connect(self._on_checkpoint_activated)
+        self.epochs_radio.toggled.connect(self._on_length_mode)
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+
+    # -- inputs ------------------------------------------------------------------------
+    def set_data(self, path) -> None:
+        """Set the corrections folder (what the "…" button does)."""
+        self.data_edit.setText(str(path))
+        self._describe_data()
+
+    def _browse_data(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Choose a corrections dataset", self.data_edit.text())
+        if path:
+            self.set_data(path)
+
+    def _describe_data(self) -> None:
+        from ..training.data import find_pairs, is_corrections_dataset
+
+        text = self.data_edit.text().strip()
+        if not text:
+            self.data_label.setText("")
+            return
+        try:
+            pairs = find_pairs(text)
+        except Exception as err:  # noqa: BLE001 -- shown, not raised
+            self.data_label.setText(f"⚠ {_error_text(err)}")
+            return
+        kind = "accepted/corrected items" if is_corrections_dataset(text) else "image/mask pairs"
+        self.data_label.setText(f"{len(pairs)} {kind}")
+
+    def _on_model_changed(self, *_) -> None:
+        import models
+        from models.checkpoint import default_checkpoint, list_checkpoints
+
+        name = self.model_combo.currentText()
+        self.checkpoint_combo.clear()
+        if name:
+            default = default_checkpoint(name)
+            for path in list_checkpoints(name):
+                label = f"{Path(path).name} (default)" if default and Path(path) == default else Path(path).name
+                self.checkpoint_combo.addItem(label, str(path))
+            if name != self._size_for:  # a new network: its own input size (a refresh keeps the user's)
+                self.size_spin.setValue(models.base_card(name).input_size)
+                self._size_for = name
+        self.checkpoint_combo.addItem(BROWSE, BROWSE)
+        self.checkpoint_combo.setCurrentIndex(0)
+
+    def refresh_checkpoints(self) -> None:
+        """Re-read the start-checkpoint list, keeping the chosen file when it is still there."""
+        chosen = self.checkpoint()
+        self._on_model_changed()
+        if chosen:
+            index = self.checkpoint_combo.findData(chosen)
+            if index >= 0:
+                self.checkpoint_combo.setCurrentIndex(index)
+            else:
+                self.add_checkpoint_path(chosen)
+
+    def _on_checkpoint_activated(self, index: int) -> None:
+        if self.checkpoint_combo.itemData(index) != BROWSE:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a napari-polyp checkpoint", "", "Checkpoints (*.pt)")
+        if path:
+            self.add_checkpoint_path(path)
+        else:
+            self.checkpoint_combo.setCurrentIndex(0)
+
+    def add_checkpoint_path(self, path) -> None:
+        """Add a checkpoint file to the start list and select it (what "browse..." does)."""
+        at = self.checkpoint_combo.count() - 1  # before "browse..."
+        self.checkpoint_combo.insertItem(at, Path(path).name, str(path))
+        self.checkpoint_combo.setCurrentIndex(at)
+
+    def checkpoint(self) -> Optional[str]:
+        data = self.checkpoint_combo.currentData()
+        return None if data in (None, BROWSE) else str(data)
+
+    def _on_length_mode(self, *_) -> None:
+        by_epochs = self.epochs_radio.isChecked()
+        self.epochs_spin.setEnabled(by_epochs)
+        self.budget_spin.setEnabled(not by_epochs)
+
+    def job(self) -> Dict:
+        """The arguments of ``iter_finetune`` the controls describe."""
+        by_epochs = self.epochs_radio.isChecked()
+        data, name = self.data_edit.text().strip(), self.model_combo.currentText()
+        return dict(
+            data=data, model=name, checkpoint=self.checkpoint(),
+            epochs=self.epochs_spin.value() if by_epochs else None,
+            time_budget_min=None if by_epochs else float(self.budget_spin.value()),
+            size=self.size_spin.value(), device=self.device_combo.currentText(),
+            force=self.force_check.isChecked(),
+            command=f"Fine-tune widget: data={data} model={name} start={self.checkpoint()} "
+                    + (f"epochs={self.epochs_spin.value()}" if by_epochs else f"minutes={self.budget_spin.value()}")
+                    + f" size={self.size_spin.value()}",
+        )
+
+    # -- run -------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None
+
+    def start(self) -> None:
+        """Start fine-tuning (the Start button)."""
+        if self.busy:
+            return
+        job = self.job()
+        problem = ("choose a corrections dataset folder" if not job["data"]
+                   else "no network is registered" if not job["model"]
+                   else "choose a checkpoint to start from (browse...)" if not job["checkpoint"] else "")
+        if problem:
+            self._report_error(problem)
+            return
+        from napari.qt.threading import create_worker
+
+        self._stop.clear()
+        self.last_result, self.last_error = None, None
+        self._budget_s = job["time_budget_min"] * 60 if job["time_budget_min"] else None
+        self._total_epochs = job["epochs"] or 0
+        self.plot.clear()
+        self.progress.setRange(0, 0)  # busy until the first step: loading data, scoring the start checkpoint
+        self.dice_label.setText("validation Dice: before … after –")
+        self.status_label.setText(f"fine-tuning {job['model']} from {Path(job['checkpoint']).name}…")
+        worker = create_worker(self._run_job, job, _start_thread=False)
+        worker.yielded.connect(self._on_item)
+        worker.errored.connect(lambda err: self._report_error(_error_text(err)))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._set_running(True)
+        worker.start()
+
+    def cancel(self) -> None:
+        """Stop after the current step; the trainer validates and keeps the best checkpoint so far."""
+        if self._worker is not None and not self._stop.is_set():
+            self._stop.set()
+            self.status_label.setText("cancelling: finishing the step, validating, keeping the best checkpoint…")
+
+    def _set_running(self, running: bool) -> None:
+        for w in (self.start_button, self.model_combo, self.checkpoint_combo, self.data_edit, self.data_button):
+            w.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+    # worker side (a thread): training and files only, no widget changes
+    def _run_job(self, job: Dict):
+        from ..training.finetune_cli import iter_finetune
+
+        yield from iter_finetune(should_stop=self._stop.is_set, **job)
+
+    # main-thread side
+    def _on_item(self, item) -> None:
+        if isinstance(item, tuple) and item[0] == "result":
+            self._show_result(item[1])
+            return
+        kind = item.kind
+        if kind == "start":
+            if item.message:
+                self.status_label.setText(item.message)
+        elif kind == "baseline":
+            before = item.metrics.get("dice", float("nan"))
+            self.plot.set_baseline(before)
+            self.dice_label.setText(f"validation Dice: before {_fmt(before)} after …")
+            self.status_label.setText(item.message)
+        elif kind == "step":
+            at = item.step / max(item.steps_per_epoch, 1)
+            self.plot.add_loss(at, item.loss)
+            self._total_epochs = item.total_epochs or self._total_epochs
+            self._set_progress(at, item.elapsed_s)
+            if not self._stop.is_set():
+                self.status_label.setText(
+                    f"epoch {item.epoch + 1}/{self._total_epochs or '?'} · step {item.step} · loss {item.loss:.4f}")
+        elif kind == "epoch":
+            at = item.step / max(item.steps_per_epoch, 1)
+            self.plot.add_dice(at, item.metrics.get("dice", float("nan")))
+            self._total_epochs = item.total_epochs or self._total_epochs
+            self._set_progress(at, item.elapsed_s)
+            if not self._stop.is_set():
+                self.status_label.setText(f"epoch {item.epoch}: validation Dice {_fmt(item.metrics.get('dice'))} "
+                                          f"(best {_fmt(item.best_dice)})")
+
+    def _set_progress(self, epochs_done: float, elapsed_s: float) -> None:
+        if self._budget_s:
+            fraction = elapsed_s / self._budget_s
+        else:
+            fraction = epochs_done / max(self._total_epochs, 1)
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(int(1000 * min(max(fraction, 0.0), 1.0)))
+
+    def _show_result(self, result: Dict) -> None:
+        self.last_result = result
+        before = result.get("before", {}).get("dice", float("nan"))
+        after = result.get("after", {}).get("dice", float("nan"))
+        n = result.get("before", {}).get("n") or result.get("after", {}).get("n")
+        self.dice_label.setText(f"validation Dice: before {_fmt(before)} after {_fmt(after)}"
+                                + (f" (on {n} validation image{'s' if n != 1 else ''})" if n else ""))
+        checkpoint = result.get("checkpoint")
+        stopped = "cancelled; " if result.get("stopped_early") or self._stop.is_set() else ""
+        if checkpoint and result.get("preferred"):
+            self.status_label.setText(f"{stopped}saved {Path(checkpoint).name}, now the default "
+                                      f"({result.get('reason', '')})")
+        elif checkpoint:
+            self.status_label.setText(f"{stopped}saved {Path(checkpoint).name}, not made the default: validation "
+                                      f"Dice fell, the previous default stays (tick \"prefer the result\" to "
+                                      f"override)")
+        else:
+            self.status_label.setText(f"{stopped}no checkpoint: {result.get('reason', '')}")
+        self.finetuned.emit(result)
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self._set_running(False)
+        self.progress.setRange(0, 1000)
+        if self.last_result is not None and not self._stop.is_set() and not self.last_error:
+            self.progress.setValue(1000)
+        if self.last_result is not None and self.last_result.get("checkpoint"):
+            self.refresh_checkpoints()
+            refresh_segment_widgets(self.viewer)
+
+    def _report_error(self, message: str) -> None:
+        from napari.utils.notifications import show_error
+
+        self.last_error = message
+        self.status_label.setText(f"error: {message}")
+        show_error(message)
+
+    def closeEvent(self, event):  # noqa: N802 (Qt)
+        self.cancel()
+        super().closeEvent(event)
+
+
+def refresh_segment_widgets(viewer) -> int:
+    """Make every Segment widget of ``viewer`` re-read its checkpoint list; returns how many."""
+    from .segment import SegmentWidget
+
+    count = 0
+    for widget in QApplication.allWidgets():
+        if isinstance(widget, SegmentWidget) and getattr(widget, "viewer", None) is viewer:
+            widget.refresh_checkpoints()
+            count += 1
+    return count

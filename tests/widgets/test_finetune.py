@@ -1,0 +1,164 @@
+"""The Fine-tune dock widget in a real napari viewer (pytest-xvfb): one short
+fine-tuning run at 64 px on a 6-image corrections dataset, and Cancel."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import models
+from models.checkpoint import list_checkpoints, read_checkpoint, save_checkpoint, user_checkpoint_dir
+from napari_polyp.corrections.dataset import CorrectionsDataset
+from napari_polyp.widgets.finetune import BROWSE, FinetuneWidget
+from napari_polyp.widgets.segment import SegmentWidget
+
+WAIT_MS = 240_000  # 2 shared CPU cores
+
+
+@pytest.fixture
+def corrections(shared_data, tmp_path) -> Path:
+    """6 real Kvasir-SEG items, downsized, saved through the corrections dataset (corrected/accepted)."""
+    src = shared_data / "kvasir-seg"
+    dataset = CorrectionsDataset(tmp_path / "corrections")
+    for i, image_path in enumerate(sorted((src / "images").iterdir())[:6]):
+        with Image.open(image_path) as im:
+            image = np.asarray(im.convert("RGB").resize((96, 80)))
+        with Image.open(src / "masks" / f"{image_path.stem}.png") as m:
+            mask = np.asarray(m.convert("L").resize((96, 80), Image.NEAREST)) > 127
+        dataset.save(image, mask.astype(np.uint8) * 255, stem=image_path.stem, model="microaunet",
+                     threshold=0.5, status="corrected" if i % 2 else "accepted", reviewer="test")
+    return dataset.root
+
+
+@pytest.fixture
+def start_checkpoint(tmp_path) -> Path:
+    """A freshly saved random MicroAUNet checkpoint."""
+    model = models.create_model("microaunet", checkpoint=False)
+    path = tmp_path / "start" / "microaunet-random.pt"
+    save_checkpoint(model, path, architecture="microaunet", variant=getattr(model, "variant", {}))
+    return path
+
+
+def _finetune_widget(viewer, data, start, epochs):
+    widget = FinetuneWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Fine-tune")
+    widget.set_data(data)
+    widget.model_combo.setCurrentText("microaunet")
+    widget.add_checkpoint_path(start)
+    widget.epochs_radio.setChecked(True)
+    widget.epochs_spin.setValue(epochs)
+    widget.size_spin.setValue(64)
+    widget.device_combo.setCurrentText("cpu")
+    return widget
+
+
+def _loads(path) -> None:
+    header, _ = read_checkpoint(path, expected_architecture="microaunet")
+    models.create_model("microaunet", checkpoint=path)
+    assert header["training"]["init_checkpoint"]
+
+
+def test_one_epoch_registers_checkpoint_for_segment(make_napari_viewer, qtbot, corrections, start_checkpoint):
+    viewer = make_napari_viewer()
+    segment = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(segment, name="Segment")
+    segment.model_combo.setCurrentText("microaunet")
+    assert not [p for p in list_checkpoints("microaunet") if Path(p).parent == user_checkpoint_dir()]
+
+    widget = _finetune_widget(viewer, corrections, start_checkpoint, epochs=1)
+    assert widget.data_label.text().startswith("6 ")
+    assert widget.checkpoint() == str(start_checkpoint)
+    with qtbot.waitSignal(widget.finetuned, timeout=WAIT_MS) as signal:
+        widget.start()
+        assert widget.busy and not widget.start_button.isEnabled() and widget.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+
+    result = signal.args[0]
+    assert widget.last_error is None and result is widget.last_result
+    new = Path(result["checkpoint"])
+    assert new.is_file() and new.parent == user_checkpoint_dir()
+    _loads(new)
+    # the plot got the loss of every step and the validation Dice of the epoch (and the start's)
+    assert widget.plot.loss_points and len(widget.plot.dice_points) == 1
+    assert widget.plot.baseline is not None
+    widget.plot.grab()  # paints without error
+    before, after = result["before"]["dice"], result["after"]["dice"]
+    assert f"before {before:.4f}" in widget.dice_label.text()
+    assert f"after {after:.4f}" in widget.dice_label.text()
+    assert widget.progress.value() == widget.progress.maximum()
+    # the guard: preferred exactly when validation Dice did not fall
+    assert result["preferred"] == (after >= before)
+    # the Segment widget now offers it (first, as the default, when it was preferred)
+    offered = [segment.checkpoint_combo.itemData(i) for i in range(segment.checkpoint_combo.count())]
+    assert str(new) in offered
+    if result["preferred"]:
+        assert Path(segment.checkpoint()) == new
+        assert "(default)" in segment.checkpoint_combo.currentText()
+    # and the widget itself offers it as a start checkpoint
+    starts = [widget.checkpoint_combo.itemData(i) for i in range(widget.checkpoint_combo.count())]
+    assert str(new) in starts and starts[-1] == BROWSE
+    assert widget.checkpoint() == str(start_checkpoint) and widget.size_spin.value() == 64  # choices kept
+    assert widget.start_button.isEnabled()
+    assert not widget.cancel_button.isEnabled()
+
+
+def test_cancel_stops_early_and_leaves_a_loadable_checkpoint_or_none(make_napari_viewer, qtbot, corrections,
+                                                                     start_checkpoint):
+    viewer = make_napari_viewer()
+    widget = _finetune_widget(viewer, corrections, start_checkpoint, epochs=200)
+    widget.start()
+    qtbot.waitUntil(lambda: bool(widget.plot.loss_points), timeout=WAIT_MS)
+    widget.cancel_button.click()
+    assert "cancelling" in widget.status_label.text()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+
+    result = widget.last_result
+    assert widget.last_error is None and result is not None
+    assert result["stopped_early"] is True
+    assert "cancelled" in widget.status_label.text()
+    assert len(widget.plot.loss_points) < 200  # one step per epoch here: far from the 200 asked for
+    written = sorted(user_checkpoint_dir().glob("*.pt"))
+    if result["checkpoint"]:
+        assert written == [Path(result["checkpoint"])]
+        _loads(result["checkpoint"])
+    else:
+        assert written == []
+    for leftover in user_checkpoint_dir().rglob("*"):  # no half-written files anywhere
+        assert ".tmp" not in leftover.name
+    assert widget.start_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
+def test_start_without_data_or_checkpoint_explains(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = FinetuneWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Fine-tune")
+    widget.start()
+    assert not widget.busy and "corrections dataset" in widget.last_error
+    widget.set_data("/nonexistent/folder")
+    assert "⚠" in widget.data_label.text()
+    widget.checkpoint_combo.setCurrentText(BROWSE)
+    widget.start()
+    assert not widget.busy and "checkpoint" in widget.last_error
+
+
+def test_segment_refresh_follows_default_and_keeps_other_choices(make_napari_viewer, start_checkpoint):
+    from models.checkpoint import set_preferred
+
+    viewer = make_napari_viewer()
+    segment = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(segment, name="Segment")
+    segment.model_combo.setCurrentText("microaunet")
+    other = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(other, name="Segment 2")
+    other.model_combo.setCurrentText("microaunet")
+    other.add_checkpoint_path(start_checkpoint)  # a browsed file stays chosen
+    new = user_checkpoint_dir() / "microaunet-finetuned-x.pt"
+    save_checkpoint(models.create_model("microaunet", checkpoint=False), new, architecture="microaunet")
+    set_preferred("microaunet", new)
+
+    from napari_polyp.widgets.finetune import refresh_segment_widgets
+
+    assert refresh_segment_widgets(viewer) == 2
+    assert Path(segment.checkpoint()) == new.resolve() and "(default)" in segment.checkpoint_combo.currentText()
+    assert other.checkpoint() == str(start_checkpoint)
+    assert str(new.resolve()) in [other.checkpoint_combo.itemData(i) for i in range(other.checkpoint_combo.count())]
