@@ -345,7 +345,7 @@ def _sampler_indices(n: int, world: int, rank: int, seed: int, epoch: int) -> Li
 def _batches_of(indices: List[int], batch: int) -> List[List[int]]:
     """Full batches; a last short batch is kept only when it has >= 2 samples (BatchNorm)."""
     out = [indices[i:i + batch] for i in range(0, len(indices), batch)]
-    if len(out) > 1 and len(out[-1]) < max(2, batch):
+    if len(out) > 1 and len(out[-1]) < 2:
         out.pop()
     return out
 

@@ -1,0 +1,99 @@
+import json
+
+import pytest
+import torch
+
+import models
+from models.checkpoint import read_checkpoint
+from napari_polyp.training import TrainConfig, iter_train, train
+from napari_polyp.training.data import find_pairs, split_stems
+
+
+def _config(data, out, **kw):
+    base = dict(model="microaunet", data=str(data), out=str(out), size=64, batch=4, num_threads=1, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_split_is_seeded_sorted_and_stable():
+    stems = [f"s{i:02d}" for i in range(20)]
+    train_a, val_a = split_stems(stems, 0.1, seed=0)
+    train_b, val_b = split_stems(list(reversed(stems)), 0.1, seed=0)
+    assert (train_a, val_a) == (train_b, val_b)
+    assert len(val_a) == 2 and not set(val_a) & set(train_a)
+    assert split_stems(stems, 0.1, seed=1)[1] != val_a
+
+
+def test_a_few_steps_lower_the_loss(tiny_data, tmp_path):
+    losses = [e.loss for e in iter_train(_config(tiny_data, tmp_path / "run", epochs=8, batch=7, augment="none",
+                                                 lr=3e-3)) if e.kind == "step"]
+    assert len(losses) == 8
+    assert sum(losses[-2:]) / 2 < losses[0]
+
+
+def test_checkpoints_carry_the_header_and_split(tiny_data, tmp_path):
+    done = train(_config(tiny_data, tmp_path / "run", epochs=1))
+    header, _ = read_checkpoint(done.checkpoint, expected_architecture="microaunet")
+    training = header["training"]
+    assert training["split_seed"] == 0 and training["val_stems_count"] == 1 == len(training["val_stems"])
+    assert training["epochs"] == 1 and training["wall_time_s"] > 0
+    assert set(header["metrics"]) >= {"dice", "iou", "precision", "recall"}
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert split["val_stems"] == training["val_stems"]
+    models.create_model("microaunet", checkpoint=done.checkpoint)  # loads through the public API
+
+
+def test_resume_continues_from_the_saved_step_and_matches_an_unbroken_run(tiny_data, tmp_path):
+    # 7 training pairs, batch 4 -> 2 steps per epoch; stop after 3 steps (mid-epoch 2)
+    first = train(_config(tiny_data, tmp_path / "run", epochs=2, max_steps=3))
+    assert first.stopped_early and first.step == 3
+    state = torch.load(tmp_path / "run" / "last.state.pt", weights_only=True)
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 1, 3)
+    steps = [e.step for e in iter_train(_config(tiny_data, tmp_path / "run", epochs=2, resume=True)) if e.kind == "step"]
+    assert steps == [4]
+    unbroken = train(_config(tiny_data, tmp_path / "unbroken", epochs=2))
+    assert unbroken.step == 4
+    _, resumed_w = read_checkpoint(tmp_path / "run" / "last.pt")
+    _, unbroken_w = read_checkpoint(tmp_path / "unbroken" / "last.pt")
+    for key in unbroken_w:
+        torch.testing.assert_close(resumed_w[key], unbroken_w[key], rtol=1e-5, atol=1e-6)
+
+
+def test_should_stop_cancels_cleanly_and_keeps_a_checkpoint(tiny_data, tmp_path):
+    calls = []
+    done = train(_config(tiny_data, tmp_path / "run", epochs=5), should_stop=lambda: calls.append(1) or len(calls) >= 1)
+    assert done.stopped_early and done.step == 1
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_corrections_dataset_uses_accepted_and_corrected_items_only(tiny_data):
+    from .conftest import write_manifest
+
+    stems = [p.stem for p in find_pairs(tiny_data)]
+    statuses = dict(zip(stems, ["accepted", "corrected", "rejected", "unreviewed"] * 2))
+    write_manifest(tiny_data, statuses)
+    used = [p.stem for p in find_pairs(tiny_data)]
+    assert used == sorted(s for s, st in statuses.items() if st in ("accepted", "corrected"))
+
+
+def test_distillation_runs_two_steps_with_a_teacher(tiny_data, tmp_path):
+    teacher = train(_config(tiny_data, tmp_path / "teacher", epochs=1, teacher_kind="malunet"))
+    header, _ = read_checkpoint(teacher.checkpoint)
+    assert header["architecture"] == "microaunet-teacher" and header["variant"] == {"kind": "malunet"}
+    done = train(_config(tiny_data, tmp_path / "student", epochs=1, teacher=teacher.checkpoint))
+    assert done.step == 2
+    models.create_model("microaunet", checkpoint=done.checkpoint)
+
+
+def test_frozen_feature_split_matches_the_dino_keys_forward():
+    from napari_polyp.training.trainer import FrozenFeatures
+
+    torch.manual_seed(0)
+    model = models.create_model("dino-keys", checkpoint=False).eval()
+    assert FrozenFeatures.supports(model)
+    frozen = FrozenFeatures(model)
+    x = torch.randn(1, 3, 56, 56)
+    with torch.no_grad():
+        expected = model(x)["logits"]
+        got = frozen.decode(frozen.encode(x), x.shape[-2:])["logits"]
+    torch.testing.assert_close(got, expected)
