@@ -163,12 +163,40 @@ class PairArrays:
             self.images[i] = resize_like_inference(read_rgb(pair.image), size)
             self.masks[i] = resize_mask(read_mask(pair.mask), size)
 
+    @classmethod
+    def cached(cls, pairs: Sequence[Pair], size: int, cache: Optional[Path] = None) -> "PairArrays":
+        """Like the constructor, but kept in ``cache`` (.npz) for a resumed run; the cache is
+        used only when it holds the same files (paths, sizes, modification times) at ``size``."""
+        key = json.dumps([[str(p.image), str(p.mask), _stat(p.image), _stat(p.mask)] for p in pairs] + [size])
+        if cache is not None and Path(cache).is_file():
+            try:
+                with np.load(cache, allow_pickle=False) as saved:
+                    if str(saved["key"]) == key:
+                        arrays = cls.__new__(cls)
+                        arrays.pairs, arrays.size = list(pairs), size
+                        arrays.images, arrays.masks = saved["images"], saved["masks"]
+                        return arrays
+            except (OSError, ValueError, KeyError):
+                pass
+        arrays = cls(pairs, size)
+        if cache is not None:
+            Path(cache).parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(cache).with_name(Path(cache).name + ".tmp.npz")
+            np.savez(tmp, key=np.array(key), images=arrays.images, masks=arrays.masks)
+            tmp.replace(cache)
+        return arrays
+
     def __len__(self) -> int:
         return len(self.pairs)
 
     @property
     def stems(self) -> List[str]:
         return [p.stem for p in self.pairs]
+
+
+def _stat(path: Path) -> list:
+    st = Path(path).stat()
+    return [st.st_size, int(st.st_mtime)]
 
 
 def select(pairs: Sequence[Pair], stems: Optional[Sequence[str]]) -> List[Pair]:

@@ -388,8 +388,9 @@ def iter_train(config: TrainConfig, should_stop: Optional[Callable[[], bool]] = 
     model.to(device).train()
     yield TrainEvent("start", message=f"loading {len(train_pairs)} training and {len(val_pairs)} validation pairs "
                                       f"at {size}px", elapsed_s=time.monotonic() - started)
-    train_arrays = data_mod.PairArrays(train_pairs, size)
-    val_arrays = data_mod.PairArrays(val_pairs, size)
+    cache_dir = out_dir if is_main else None  # one writer under torchrun
+    train_arrays = data_mod.PairArrays.cached(train_pairs, size, cache_dir and cache_dir / f"train-{size}px.npz")
+    val_arrays = data_mod.PairArrays.cached(val_pairs, size, cache_dir and cache_dir / f"val-{size}px.npz")
 
     messages: List[str] = []
     if config.cache_features and FrozenFeatures.supports(model):
@@ -607,6 +608,15 @@ def _load_state(out_dir: Path) -> Optional[dict]:
         raise CheckpointError(f"{path} cannot be read to resume ({type(err).__name__}: {err})") from None
 
 
+def read_own_checkpoint(path, architecture: Optional[str] = None):
+    """read_checkpoint that also accepts headers whose "torch" field is a TorchVersion
+    (a str subclass, harmless) as written by save_checkpoint before the fix."""
+    from torch.torch_version import TorchVersion
+
+    with torch.serialization.safe_globals([TorchVersion]):
+        return read_checkpoint(path, expected_architecture=architecture)
+
+
 def _resume_weights(model: nn.Module, out_dir: Path, name: str) -> None:
-    header, state = read_checkpoint(out_dir / "last.pt", expected_architecture=name)
+    header, state = read_own_checkpoint(out_dir / "last.pt", name)
     load_into(model, state, out_dir / "last.pt", name)

@@ -97,3 +97,20 @@ def test_frozen_feature_split_matches_the_dino_keys_forward():
         expected = model(x)["logits"]
         got = frozen.decode(frozen.encode(x), x.shape[-2:])["logits"]
     torch.testing.assert_close(got, expected)
+
+
+def test_dino_keys_trains_on_cached_features_and_records_its_backbone(tiny_data, tmp_path):
+    from safetensors.torch import save_file
+
+    done = train(_config(tiny_data, tmp_path / "run", model="dino-keys", size=56, epochs=1))
+    header, state = read_checkpoint(done.checkpoint, expected_architecture="dino-keys")
+    assert header["training"]["augment"].startswith("flips (cached")
+    assert not any(k.startswith("backbone.") for k in state)
+    # the same random backbone (seed 0), saved where create_model can be pointed at it
+    torch.manual_seed(0)
+    backbone = models.create_model("dino-keys", checkpoint=False).backbone
+    assert header["backbone_sha256"] == models.checkpoint.weights_sha256(backbone.state_dict())
+    weights = tmp_path / "vit_small_patch14_dinov2.test.safetensors"
+    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(weights))
+    loaded = models.create_model("dino-keys", checkpoint=done.checkpoint, backbone_weights=weights)
+    assert loaded.backbone_sha256() == header["backbone_sha256"]

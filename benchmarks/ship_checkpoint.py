@@ -1,0 +1,82 @@
+"""Turn a run's best.pt into the shipped checkpoint models/checkpoints/<name>.pt.
+
+    python benchmarks/ship_checkpoint.py --model microaunet --run runs/microaunet \
+        --data /work/shared/data/kvasir-seg [--backbone-weights FILE]
+
+1. scores best.pt (float32) on its validation stems with `evaluate` (full resolution);
+2. writes a float16 copy and scores it the same way; keeps float16 when validation
+   Dice changes by less than 0.001 (else float32);
+3. records those validation metrics (n, dice, iou, precision, recall) in the header
+   and refuses files over 25 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+import models
+from models.checkpoint import SHIPPED_DIR, load_into, save_checkpoint
+from napari_polyp.training.evaluate_cli import evaluate
+from napari_polyp.training.trainer import read_own_checkpoint
+
+MAX_BYTES = 25 * 1024 * 1024
+
+
+def _model_from(name, header, state, path, backbone_weights):
+    model = models.create_model(name, checkpoint=False, backbone_weights=backbone_weights,
+                                **header.get("variant", {}))
+    load_into(model, state, path, name)
+    model.checkpoint_header, model.checkpoint_path = header, str(path)
+    return model
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--run", required=True, help="run folder with best.pt")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--backbone-weights", default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    best = Path(args.run) / "best.pt"
+    header, state = read_own_checkpoint(best, args.model)
+    fp32 = evaluate(args.model, args.data, split="val", model=_model_from(args.model, header, state, best,
+                                                                          args.backbone_weights))
+    print("float32:", json.dumps(fp32), file=sys.stderr)
+    keep = {k: v for k, v in header.items() if k not in ("architecture", "variant", "training", "metrics", "sha256",
+                                                          "dtype", "created")}
+    keep["torch"] = str(torch.__version__)
+    model = _model_from(args.model, header, state, best, args.backbone_weights)
+    with tempfile.TemporaryDirectory() as tmp:
+        half_path = Path(tmp) / "half.pt"
+        save_checkpoint(model, half_path, architecture=args.model, variant=header.get("variant"),
+                        training=header.get("training"), metrics=header.get("metrics"), extra=keep, half=True)
+        half = models.create_model(args.model, checkpoint=half_path, backbone_weights=args.backbone_weights)
+        fp16 = evaluate(args.model, args.data, split="val", model=half)
+    print("float16:", json.dumps(fp16), file=sys.stderr)
+    use_half = abs(fp16["dice"] - fp32["dice"]) < 1e-3
+    chosen = fp16 if use_half else fp32
+    metrics = {k: chosen[k] for k in ("n", "dice", "iou", "precision", "recall")}
+    metrics.update(split="validation", resolution="each image's own size (napari-polyp evaluate)",
+                   threshold=0.5, training_time_metrics=header.get("metrics", {}),
+                   float32_dice=fp32["dice"], float16_dice=fp16["dice"])
+    target = SHIPPED_DIR / f"{args.model}.pt"
+    save_checkpoint(model, target, architecture=args.model, variant=header.get("variant"),
+                    training=header.get("training"), metrics=metrics, extra=keep, half=use_half)
+    size = target.stat().st_size
+    if size > MAX_BYTES:
+        target.unlink()
+        raise SystemExit(f"{target} would be {size / 2**20:.1f} MB (> 25 MB): not shipped")
+    print(json.dumps({"shipped": str(target), "half": use_half, "bytes": size, **metrics}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
