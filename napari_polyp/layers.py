@@ -136,6 +136,7 @@ class PredictionState:
     # threshold happens to derive the same value there, so it is never silently lost.
     edits: Dict[Optional[int], np.ndarray] = field(default_factory=dict)
     kept_edit_pixels: int = -1  # edited pixels when the user last chose "keep" (not asked again for those)
+    thresholds: Dict[Optional[int], float] = field(default_factory=dict)  # frame -> threshold of its mask
 
     def probability_frame(self, frame: Optional[int]) -> np.ndarray:
         source = self.probability if frame is None else self.probability.frame(frame)
@@ -362,6 +363,7 @@ def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attentio
         _remember_edits(state, frame, edited, decision)
     _write_mask(labels, frame, new_mask)
     state.derived[frame] = (probability >= threshold).astype(np.uint8)
+    state.thresholds[frame] = float(threshold)
     labels.metadata.update(_frame_metadata(labels.metadata, {**run_meta, ROLE: "mask"}, frame))
     labels.refresh()
     return labels
@@ -397,9 +399,11 @@ def rethreshold(labels_layer, threshold: float, resolve_edits: Optional[ResolveE
     if state is None:
         raise ValueError(f"{labels_layer.name!r} was not made by a napari-polyp prediction in this session")
     threshold = float(threshold)
-    if threshold == state.threshold:
+    # Frames predicted while the control showed another value may differ: compare per frame.
+    frames = sorted((f for f in state.derived if state.thresholds.get(f) != threshold),
+                    key=lambda f: -1 if f is None else f)
+    if not frames:
         return "unchanged"
-    frames = sorted(state.derived, key=lambda f: -1 if f is None else f)
     edits = {f: _edited_pixels(labels_layer, state, f) for f in frames}
     edited_frames = [f for f in frames if edits[f].any()]
     decision = DISCARD
@@ -421,6 +425,7 @@ def rethreshold(labels_layer, threshold: float, resolve_edits: Optional[ResolveE
         _remember_edits(state, f, edits[f], decision)
         _write_mask(labels_layer, f, mask)
         state.derived[f] = derived
+        state.thresholds[f] = threshold
     state.threshold = threshold
     labels_layer.metadata["threshold"] = threshold
     if "frames" in labels_layer.metadata:

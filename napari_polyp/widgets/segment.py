@@ -500,6 +500,9 @@ class SegmentWidget(QWidget):
         if self.last_error:
             return
         done, total = self._frames_done, self._frames_total
+        mask = self.mask_layer()
+        if mask is not None:  # the threshold may have moved during the run: bring all frames to it
+            self._on_threshold_changed(self.threshold())
         if cancelled:
             self.status_label.setText(f"cancelled: {done} of {total} frame(s) done")
         elif self.last_latency_s is not None:

@@ -259,3 +259,20 @@ def test_docked_through_the_manifest(make_napari_viewer, qtbot, rgb64):
     widget.threshold_spin.setValue(0.75)
     labels = viewer.layers["img mask"]
     assert labels.data[0, 47] == 0 and labels.data[0, 48] == 1 and fake.calls == 1
+
+
+def test_threshold_moved_during_a_run_applies_to_every_frame(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((4, 32, 32, 3), np.uint8), name="clip", rgb=True)
+    fake = FakePredictor("fake-a", delay=0.2)
+    widget = _widget(viewer, qtbot, predictor_factory=lambda *a: fake)
+    widget.scope_combo.setCurrentText("all frames")
+    widget.run()
+    qtbot.waitUntil(lambda: widget._frames_done >= 1, timeout=WAIT_MS)
+    widget.threshold_spin.setValue(0.8)
+    _wait(qtbot, widget)
+    labels = viewer.layers["clip mask"]
+    expected = (np.linspace(0, 1, 32) >= 0.8).astype(np.uint8)
+    for t in range(4):
+        np.testing.assert_array_equal(labels.data[t][0], expected)
+    assert fake.calls == 4
