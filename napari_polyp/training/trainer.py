@@ -453,6 +453,13 @@ def iter_train(config: TrainConfig, should_stop: Optional[Callable[[], bool]] = 
     # --epochs for that).
     fit_to_budget = budget_s is not None and not config.epochs
     planned = total_epochs or preset.epochs
+    if fit_to_budget and state is not None and len(history) >= 2:
+        # resumed with a (new) budget: re-estimate the length from the last epoch's duration;
+        # for a run that had finished, the schedule restarts from there (a warm restart)
+        epoch_s = max(history[-1]["elapsed_s"] - history[-2]["elapsed_s"], 1e-3)
+        planned = max(epoch + 1, epoch + int((budget_s - (time.monotonic() - started)) // (epoch_s * 1.05)))
+    elif fit_to_budget and state is not None:
+        planned = max(planned, epoch + 1)
 
     def training_facts(done_epochs: float) -> dict:
         return _plain({
