@@ -425,6 +425,7 @@ def iter_train(config: TrainConfig, should_stop: Optional[Callable[[], bool]] = 
     steps_per_epoch = len(_batches_of(list(range(per_rank)), preset.batch))
     total_epochs = config.epochs or (None if config.time_budget_min else preset.epochs)
     epoch, step_in_epoch, global_step = 0, 0, 0
+    commands = [config.command]
     best_dice, best_epoch, history, wall_before = -1.0, -1, [], 0.0
     if state is not None:
         _resume_weights(model, out_dir, architecture_of(config))
@@ -438,6 +439,7 @@ def iter_train(config: TrainConfig, should_stop: Optional[Callable[[], bool]] = 
         total_epochs = config.epochs or state.get("total_epochs") or total_epochs
         best_dice, best_epoch = state["best_dice"], state["best_epoch"]
         history, wall_before = list(state["history"]), float(state["wall_time_s"])
+        commands = list(state.get("commands", [])) + [config.command]
     baseline: Dict = {}
     if config.init_checkpoint and is_main and len(val_arrays):
         if state is not None and state.get("baseline_metrics"):
@@ -465,7 +467,7 @@ def iter_train(config: TrainConfig, should_stop: Optional[Callable[[], bool]] = 
         return _plain({
             "data": str(Path(config.data).resolve()), "epochs": round(done_epochs, 3), "planned_epochs": planned,
             "steps": global_step, "wall_time_s": round(wall_before + time.monotonic() - started, 1),
-            "command": config.command, "seed": config.seed, "split_seed": config.split_seed,
+            "command": commands[0], "resumed_with": commands[1:], "seed": config.seed, "split_seed": config.split_seed,
             "val_fraction": config.val_fraction, "val_stems_count": len(val_stems), "val_stems": val_stems,
             "train_count": len(train_pairs), "size": size, "batch": preset.batch * world, "world_size": world,
             "device": device.type, "amp": use_amp, "augment": augment_name, "best_epoch": best_epoch,
@@ -546,7 +548,7 @@ def iter_train(config: TrainConfig, should_stop: Optional[Callable[[], bool]] = 
                 "rng": _rng_state(), "history": _plain(history), "val_stems": val_stems,
                 "wall_time_s": wall_before + time.monotonic() - started,
                 "distiller": distiller.state_dict() if distiller is not None else {},
-                "baseline_metrics": baseline,
+                "baseline_metrics": baseline, "commands": commands,
             })
         _barrier(distributed)
         last_val_s = time.monotonic() - val_started
