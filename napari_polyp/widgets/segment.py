@@ -242,14 +242,15 @@ class SegmentWidget(QWidget):
 
     # -- model / checkpoint -------------------------------------------------------------
     def _on_model_changed(self, *_):
-        from models.checkpoint import list_checkpoints
+        from models.checkpoint import default_checkpoint, list_checkpoints
 
         name = self.model_combo.currentText()
         self.checkpoint_combo.blockSignals(True)
         self.checkpoint_combo.clear()
         if name:
-            for i, path in enumerate(list_checkpoints(name)):
-                label = f"{Path(path).name} (default)" if i == 0 else Path(path).name
+            default = default_checkpoint(name)
+            for path in list_checkpoints(name):
+                label = f"{Path(path).name} (default)" if path == default else Path(path).name
                 self.checkpoint_combo.addItem(label, str(path))
         self.checkpoint_combo.addItem(RANDOM_WEIGHTS, False)
         self.checkpoint_combo.addItem(BROWSE, BROWSE)
@@ -380,11 +381,11 @@ class SegmentWidget(QWidget):
             self._report_error("open an image first")
             return
         model_a, model_b = self.model_combo.currentText(), self.compare_combo.currentText()
-        from models.checkpoint import list_checkpoints
+        from models.checkpoint import default_checkpoint
 
-        defaults_b = list_checkpoints(model_b)
+        default_b = default_checkpoint(model_b)
         job = dict(image_layer=image_layer, frame=L.current_frame(self.viewer, image_layer),
-                   a=(model_a, self.checkpoint()), b=(model_b, str(defaults_b[0]) if defaults_b else False),
+                   a=(model_a, self.checkpoint()), b=(model_b, str(default_b) if default_b else False),
                    device=self.device_combo.currentText())
         self._start(self._compare_frame, job, total=2, on_item=self._show_comparison,
                     status=f"comparing {model_a} with {model_b}…")
