@@ -42,8 +42,6 @@ def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str =
              model=None, progress: bool = False) -> Dict:
     """Mean per-image metrics of a checkpoint on ``data``; returns a plain dict
     (n, dice, iou, precision, recall, model, checkpoint, checkpoint_sha256, split)."""
-    import numpy as np
-
     from napari_polyp.errors import UserError
     from napari_polyp.inference import Predictor
 

@@ -44,7 +44,7 @@ from . import data as data_mod
 from .augment import Augmenter
 from .losses import LOSSES, deep_supervision
 from .metrics import MeanScores
-from .presets import Preset, get_preset, lr_at, make_optimizer
+from .presets import get_preset, lr_at, make_optimizer
 
 STATE_FILE = "last.state.pt"
 
@@ -142,7 +142,7 @@ def norm_card(name: str, size: int):
     return dataclasses.replace(models.base_card(name), input_size=size)
 
 
-TEACHER_ARCHITECTURE = "microaunet-teacher"
+from .distill import TEACHER_ARCHITECTURE  # noqa: E402  (MicroAUNet teachers' checkpoints)
 
 
 def architecture_of(config: TrainConfig) -> str:
@@ -405,6 +405,7 @@ def iter_train(config: TrainConfig, should_stop: Optional[Callable[[], bool]] = 
         augment_name = preset.augment
     for message in messages[-1:]:
         yield TrainEvent("start", message=message, elapsed_s=time.monotonic() - started)
+    messages.clear()
 
     distiller = None
     if config.teacher:
@@ -555,6 +556,7 @@ def iter_train(config: TrainConfig, should_stop: Optional[Callable[[], bool]] = 
         yield TrainEvent("epoch", epoch, global_step, len(order), planned, loss_value,
                          lr_at(preset, epoch, planned), metrics, best_dice, time.monotonic() - started,
                          message="; ".join(messages[-1:]))
+        messages.clear()  # each message is shown once
         if budget_s and time.monotonic() - started + (time.monotonic() - epoch_started) * 0.05 >= budget_s:
             stop = stopped_early = stopped_early or epoch < planned
     yield TrainEvent("done", epoch, global_step, 0, planned, loss_value, 0.0, metrics, best_dice,

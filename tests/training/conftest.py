@@ -1,5 +1,4 @@
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +42,11 @@ def set_masks(root: Path, stems, value: int) -> None:
         with Image.open(path) as m:
             shape = np.asarray(m).shape[:2]
         Image.fromarray(np.full(shape, value, np.uint8)).save(path)
+
+
+@pytest.fixture
+def no_shipped(tmp_path, monkeypatch):
+    """As if the package shipped no checkpoints (the guard tests need a known default)."""
+    import models.checkpoint
+
+    monkeypatch.setattr(models.checkpoint, "SHIPPED_DIR", tmp_path / "no-shipped-checkpoints")

@@ -39,7 +39,7 @@ def test_evaluate_prints_the_json_keys(tiny_data, tmp_path, capsys):
     assert _last_json(capsys)["n"] == 1
 
 
-def test_evaluate_without_a_checkpoint_is_a_clean_error(tiny_data, capsys):
+def test_evaluate_without_a_checkpoint_is_a_clean_error(tiny_data, capsys, no_shipped):
     assert main(["evaluate", "--model", "microaunet", "--data", str(tiny_data), "--json"]) == 2
     assert "no trained checkpoint" in capsys.readouterr().err
 
@@ -67,7 +67,7 @@ def test_finetune_writes_a_checkpoint_that_loads(shared_data, tiny_data, tmp_pat
     assert result["preferred"] == (result["after"]["dice"] >= result["before"]["dice"])
 
 
-def test_guard_keeps_the_previous_default_when_validation_gets_worse(shared_data, tmp_path, capsys):
+def test_guard_keeps_the_previous_default_when_validation_gets_worse(shared_data, tmp_path, capsys, no_shipped):
     data, stems = _corrections(shared_data, tmp_path)
     _, val = split_stems(stems, 0.2, seed=0)  # finetune's default split
     # validation items are all lesion, training items all background: learning the
