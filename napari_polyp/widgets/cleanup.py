@@ -16,12 +16,13 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
-    QLabel,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
+
+from ._common import text_label
 
 
 def current_frame_index(viewer, layer) -> tuple:
@@ -103,8 +104,7 @@ class CleanupWidget(QWidget):
         row.addWidget(self.undo_button)
         row.addWidget(self.redo_button)
         root.addLayout(row)
-        self.status_label = QLabel("select a Labels layer (a mask)")
-        self.status_label.setWordWrap(True)
+        self.status_label = text_label("select a Labels layer (a mask)")
         root.addWidget(self.status_label)
         root.addStretch(1)
 

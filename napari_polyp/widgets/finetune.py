@@ -30,40 +30,31 @@ from qtpy.QtGui import QColor, QPainter, QPainterPath, QPen
 from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
-    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
-    QLabel,
-    QLineEdit,
     QProgressBar,
     QPushButton,
     QRadioButton,
     QSizePolicy,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
-BROWSE = "browse..."
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DEFAULT_MODEL = "microaunet"
+from ._common import BROWSE  # noqa: F401 -- the "browse..." entry; tests and callers name it from here
+from ._common import (
+    CheckpointCombo,
+    column_with_form,
+    device_combo,
+    error_text,
+    model_combo,
+    path_row,
+    show_error,
+    text_label,
+)
+
 LOSS_COLOR = "#ff9f1c"
 DICE_COLOR = "#3ec1ff"
-
-
-def _error_text(err: BaseException) -> str:
-    from ..errors import UserError
-
-    text = str(err).strip() or type(err).__name__
-    try:
-        from models.checkpoint import CheckpointError
-    except ImportError:  # pragma: no cover
-        CheckpointError = ()  # noqa: N806
-    if isinstance(err, (UserError, CheckpointError, FileNotFoundError, ValueError)):
-        return text
-    return f"{type(err).__name__}: {text}"
 
 
 def _fmt(value) -> str:
@@ -185,33 +176,20 @@ class FinetuneWidget(QWidget):
 
     # -- UI ----------------------------------------------------------------------
     def _build_ui(self) -> None:
-        import models
+        root, form = column_with_form(self)
 
-        root = QVBoxLayout(self)
-        form = QFormLayout()
-        root.addLayout(form)
-
-        data_row = QHBoxLayout()
-        self.data_edit = QLineEdit()
-        self.data_edit.setPlaceholderText("corrections dataset (images/, masks/, manifest.jsonl)")
-        self.data_edit.setToolTip("A corrections dataset saved by the Review widget (accepted and corrected "
-                                  "items are used), or any folder with images/ and masks/ paired by name")
-        self.data_button = QPushButton("…")
-        self.data_button.setFixedWidth(32)
-        data_row.addWidget(self.data_edit)
-        data_row.addWidget(self.data_button)
+        data_row, self.data_edit, (self.data_button,) = path_row(
+            "corrections dataset (images/, masks/, manifest.jsonl)", [("…", "", self._browse_data)],
+            tooltip="A corrections dataset saved by the Review widget (accepted and corrected "
+                    "items are used), or any folder with images/ and masks/ paired by name")
         form.addRow("data", data_row)
-        self.data_label = QLabel("")
-        self.data_label.setWordWrap(True)
+        self.data_label = text_label()
         form.addRow("", self.data_label)
 
-        self.model_combo = QComboBox()
-        self.model_combo.addItems(models.list_models())
-        if DEFAULT_MODEL in models.list_models():
-            self.model_combo.setCurrentText(DEFAULT_MODEL)
+        self.model_combo = model_combo()
         form.addRow("network", self.model_combo)
-        self.checkpoint_combo = QComboBox()
-        self.checkpoint_combo.setToolTip("Weights to start from: the network's default checkpoint first, or a file")
+        self.checkpoint_combo = CheckpointCombo(
+            tooltip="Weights to start from: the network's default checkpoint first, or a file")
         form.addRow("start from", self.checkpoint_combo)
 
         length = QHBoxLayout()
@@ -237,8 +215,7 @@ class FinetuneWidget(QWidget):
         self.size_spin.setToolTip("Training side length (default: the network's input size; smaller is faster "
                                   "but trains the network on coarser images than it sees in Segment)")
         form.addRow("size", self.size_spin)
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(DEVICES)
+        self.device_combo = device_combo()
         form.addRow("device", self.device_combo)
         self.force_check = QCheckBox("prefer the result even if validation Dice falls")
         form.addRow("", self.force_check)
@@ -257,19 +234,14 @@ class FinetuneWidget(QWidget):
         root.addWidget(self.progress)
         self.plot = LivePlot()
         root.addWidget(self.plot)
-        self.dice_label = QLabel("validation Dice: before – after –")
-        self.dice_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.dice_label = text_label("validation Dice: before – after –", selectable=True)
         root.addWidget(self.dice_label)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.status_label = text_label(selectable=True)
         root.addWidget(self.status_label)
         root.addStretch(1)
 
-        self.data_button.clicked.connect(self._browse_data)
         self.data_edit.editingFinished.connect(self._describe_data)
         self.model_combo.currentTextChanged.connect(self._on_model_changed)
-        self.checkpoint_combo.activated.connect(self._on_checkpoint_activated)
         self.epochs_radio.toggled.connect(self._on_length_mode)
         self.start_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
@@ -295,27 +267,19 @@ class FinetuneWidget(QWidget):
         try:
             pairs = find_pairs(text)
         except Exception as err:  # noqa: BLE001 -- shown, not raised
-            self.data_label.setText(f"⚠ {_error_text(err)}")
+            self.data_label.setText(f"⚠ {error_text(err)}")
             return
         kind = "accepted/corrected items" if is_corrections_dataset(text) else "image/mask pairs"
         self.data_label.setText(f"{len(pairs)} {kind}")
 
     def _on_model_changed(self, *_) -> None:
         import models
-        from models.checkpoint import default_checkpoint, list_checkpoints
 
         name = self.model_combo.currentText()
-        self.checkpoint_combo.clear()
-        if name:
-            default = default_checkpoint(name)
-            for path in list_checkpoints(name):
-                label = f"{Path(path).name} (default)" if default and Path(path) == default else Path(path).name
-                self.checkpoint_combo.addItem(label, str(path))
-            if name != self._size_for:  # a new network: its own input size (a refresh keeps the user's)
-                self.size_spin.setValue(models.base_card(name).input_size)
-                self._size_for = name
-        self.checkpoint_combo.addItem(BROWSE, BROWSE)
-        self.checkpoint_combo.setCurrentIndex(0)
+        self.checkpoint_combo.fill(name)
+        if name and name != self._size_for:  # a new network: its own input size (a refresh keeps the user's)
+            self.size_spin.setValue(models.base_card(name).input_size)
+            self._size_for = name
 
     def refresh_checkpoints(self) -> None:
         """Re-read the start-checkpoint list, keeping the chosen file when it is still there."""
@@ -328,24 +292,13 @@ class FinetuneWidget(QWidget):
             else:
                 self.add_checkpoint_path(chosen)
 
-    def _on_checkpoint_activated(self, index: int) -> None:
-        if self.checkpoint_combo.itemData(index) != BROWSE:
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a napari-polyp checkpoint", "", "Checkpoints (*.pt)")
-        if path:
-            self.add_checkpoint_path(path)
-        else:
-            self.checkpoint_combo.setCurrentIndex(0)
-
     def add_checkpoint_path(self, path) -> None:
         """Add a checkpoint file to the start list and select it (what "browse..." does)."""
-        at = self.checkpoint_combo.count() - 1  # before "browse..."
-        self.checkpoint_combo.insertItem(at, Path(path).name, str(path))
-        self.checkpoint_combo.setCurrentIndex(at)
+        self.checkpoint_combo.add_path(path)
 
     def checkpoint(self) -> Optional[str]:
-        data = self.checkpoint_combo.currentData()
-        return None if data in (None, BROWSE) else str(data)
+        data = self.checkpoint_combo.selected()
+        return None if data is None else str(data)
 
     def _on_length_mode(self, *_) -> None:
         by_epochs = self.epochs_radio.isChecked()
@@ -395,7 +348,7 @@ class FinetuneWidget(QWidget):
         self.status_label.setText(f"fine-tuning {job['model']} from {Path(job['checkpoint']).name}…")
         worker = create_worker(self._run_job, job, _start_thread=False)
         worker.yielded.connect(self._on_item)
-        worker.errored.connect(lambda err: self._report_error(_error_text(err)))
+        worker.errored.connect(lambda err: self._report_error(error_text(err)))
         worker.finished.connect(self._on_finished)
         self._worker = worker
         self._set_running(True)
@@ -488,11 +441,7 @@ class FinetuneWidget(QWidget):
             refresh_segment_widgets(self.viewer)
 
     def _report_error(self, message: str) -> None:
-        from napari.utils.notifications import show_error
-
-        self.last_error = message
-        self.status_label.setText(f"error: {message}")
-        show_error(message)
+        show_error(self, message)
 
     def closeEvent(self, event):  # noqa: N802 (Qt)
         self.cancel()

@@ -11,18 +11,15 @@ Keys (on the canvas): PageDown = next item, PageUp = previous item.
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional
 
 import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -30,24 +27,25 @@ from qtpy.QtWidgets import (
     QListWidgetItem,
     QMessageBox,
     QPushButton,
-    QVBoxLayout,
     QWidget,
+)
+
+from ._common import (
+    RANDOM_WEIGHTS,
+    CheckpointCombo,
+    PredictorCache,
+    column_with_form,
+    default_predictor_factory,
+    model_combo,
+    path_row,
+    text_label,
 )
 
 IMAGE_LAYER = "Review"
 REFERENCE_LAYER = "Review reference"
-RANDOM_WEIGHTS = "random weights (untrained)"
-BROWSE = "browse..."
-DEFAULT_MODEL = "microaunet"
 NEXT_KEY, PREVIOUS_KEY = "PageDown", "PageUp"  # free in napari's default key map
 SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
 STATUS_MARK = {"unreviewed": "·", "accepted": "✓", "corrected": "✎", "rejected": "✗"}
-
-
-def default_predictor_factory(model_name: str, checkpoint, device: str = "auto"):
-    from ..inference import Predictor
-
-    return Predictor(model_name, checkpoint=checkpoint, device=device)
 
 
 class ReviewWidget(QWidget):
@@ -70,8 +68,7 @@ class ReviewWidget(QWidget):
         self.dataset_path: Optional[Path] = None
         self.current: Optional[int] = None
         self.last_error: Optional[str] = None
-        self._predictors: Dict[Tuple[str, str, str], object] = {}
-        self._predictors_lock = threading.Lock()
+        self._predictors = PredictorCache()
         self._worker = None
         self._token = 0  # which open() a network result belongs to
         self._predicted: Optional[np.ndarray] = None  # the network's mask of the open item
@@ -85,46 +82,25 @@ class ReviewWidget(QWidget):
 
     # -- UI --------------------------------------------------------------------------------
     def _build_ui(self) -> None:
-        import models
+        root, form = column_with_form(self)
 
-        root = QVBoxLayout(self)
-        form = QFormLayout()
-        root.addLayout(form)
-
-        source_row = QHBoxLayout()
-        self.source_edit = QLineEdit()
-        self.source_edit.setReadOnly(True)
-        self.source_edit.setPlaceholderText("a folder of images, or a video")
-        source_row.addWidget(self.source_edit)
-        self.images_button = QPushButton("Images…")
-        self.images_button.setToolTip("Review every image of a folder (masks/ beside images/ = reference masks)")
-        self.images_button.clicked.connect(self._choose_images)
-        self.video_button = QPushButton("Video…")
-        self.video_button.setToolTip("Review the frames of a video")
-        self.video_button.clicked.connect(self._choose_video)
-        source_row.addWidget(self.images_button)
-        source_row.addWidget(self.video_button)
+        source_row, self.source_edit, (self.images_button, self.video_button) = path_row(
+            "a folder of images, or a video", [
+                ("Images…", "Review every image of a folder (masks/ beside images/ = reference masks)",
+                 self._choose_images),
+                ("Video…", "Review the frames of a video", self._choose_video),
+            ], read_only=True)
         form.addRow("review", source_row)
-
-        output_row = QHBoxLayout()
-        self.dataset_edit = QLineEdit()
-        self.dataset_edit.setReadOnly(True)
-        self.dataset_edit.setPlaceholderText("the corrections dataset folder")
-        output_row.addWidget(self.dataset_edit)
-        self.dataset_button = QPushButton("Folder…")
-        self.dataset_button.setToolTip("Where corrected masks are saved (created if new; training reads it)")
-        self.dataset_button.clicked.connect(self._choose_dataset)
-        output_row.addWidget(self.dataset_button)
+        output_row, self.dataset_edit, (self.dataset_button,) = path_row(
+            "the corrections dataset folder",
+            [("Folder…", "Where corrected masks are saved (created if new; training reads it)",
+              self._choose_dataset)], read_only=True)
         form.addRow("save to", output_row)
 
-        self.model_combo = QComboBox()
-        self.model_combo.addItems(models.list_models())
-        if DEFAULT_MODEL in models.list_models():
-            self.model_combo.setCurrentText(DEFAULT_MODEL)
+        self.model_combo = model_combo()
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         form.addRow("model", self.model_combo)
-        self.checkpoint_combo = QComboBox()
-        self.checkpoint_combo.activated.connect(self._on_checkpoint_activated)
+        self.checkpoint_combo = CheckpointCombo(extras=[(RANDOM_WEIGHTS, False)])
         form.addRow("checkpoint", self.checkpoint_combo)
         self.threshold_spin = QDoubleSpinBox()
         self.threshold_spin.setRange(0.01, 0.99)
@@ -164,8 +140,7 @@ class ReviewWidget(QWidget):
         nav.addWidget(self.predict_button)
         root.addLayout(nav)
 
-        self.item_label = QLabel("")
-        self.item_label.setWordWrap(True)
+        self.item_label = text_label()
         root.addWidget(self.item_label)
         self.note_edit = QLineEdit()
         self.note_edit.setPlaceholderText("note (optional), saved with the item")
@@ -185,12 +160,9 @@ class ReviewWidget(QWidget):
             self.status_buttons[status] = button
         root.addLayout(buttons)
 
-        self.scores_label = QLabel("")
-        self.scores_label.setWordWrap(True)
-        self.scores_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.scores_label = text_label(selectable=True)
         root.addWidget(self.scores_label)
-        self.status_label = QLabel("choose the images to review and where to save the corrections")
-        self.status_label.setWordWrap(True)
+        self.status_label = text_label("choose the images to review and where to save the corrections")
         root.addWidget(self.status_label)
         root.addStretch(1)
 
@@ -219,50 +191,20 @@ class ReviewWidget(QWidget):
 
     # -- model / checkpoint -------------------------------------------------------------
     def _on_model_changed(self, *_):
-        from models.checkpoint import list_checkpoints
-
-        name = self.model_combo.currentText()
-        self.checkpoint_combo.blockSignals(True)
-        self.checkpoint_combo.clear()
-        if name:
-            for i, path in enumerate(list_checkpoints(name)):
-                self.checkpoint_combo.addItem(("default: " if i == 0 else "") + Path(path).name, str(path))
-        self.checkpoint_combo.addItem(RANDOM_WEIGHTS, False)
-        self.checkpoint_combo.addItem(BROWSE, BROWSE)
-        self.checkpoint_combo.setCurrentIndex(0)
-        self.checkpoint_combo.blockSignals(False)
-
-    def _on_checkpoint_activated(self, index: int):
-        if self.checkpoint_combo.itemData(index) != BROWSE:
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a napari-polyp checkpoint", "", "Checkpoints (*.pt)")
-        if path:
-            self.add_checkpoint_path(path)
-        else:
-            self.checkpoint_combo.setCurrentIndex(0)
+        self.checkpoint_combo.fill(self.model_combo.currentText())
 
     def add_checkpoint_path(self, path) -> None:
-        at = self.checkpoint_combo.count() - 2
-        self.checkpoint_combo.insertItem(at, Path(path).name, str(path))
-        self.checkpoint_combo.setCurrentIndex(at)
+        self.checkpoint_combo.add_path(path)
 
     def select_random_weights(self) -> None:
         self.checkpoint_combo.setCurrentIndex(self.checkpoint_combo.findText(RANDOM_WEIGHTS))
 
     def checkpoint(self):
         """The selected checkpoint: a path string, or False for random weights."""
-        data = self.checkpoint_combo.currentData()
-        return False if data in (False, BROWSE, None) else data
+        return self.checkpoint_combo.selected() or False
 
     def predictor(self, model_name: str, checkpoint, device: str = "auto"):
-        key = (model_name, str(checkpoint), device)
-        with self._predictors_lock:
-            found = self._predictors.get(key)
-        if found is None:
-            found = self.predictor_factory(model_name, checkpoint, device)
-            with self._predictors_lock:
-                self._predictors[key] = found
-        return found
+        return self._predictors.get(self.predictor_factory, model_name, checkpoint, device)
 
     # -- choosing source and output ----------------------------------------------------------
     def _choose_images(self):

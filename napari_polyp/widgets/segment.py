@@ -7,66 +7,40 @@ layers and re-thresholds masks without the network.
 """
 from __future__ import annotations
 
-import threading
 import time
-from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QLabel,
     QMessageBox,
     QProgressBar,
     QPushButton,
     QSlider,
-    QVBoxLayout,
     QWidget,
 )
 
 from .. import layers as L
+from ._common import (
+    RANDOM_WEIGHTS,
+    CheckpointCombo,
+    PredictorCache,
+    column_with_form,
+    default_predictor_factory,
+    device_combo,
+    error_text,
+    model_combo,
+    show_error,
+    text_label,
+)
 
-RANDOM_WEIGHTS = "random weights (untrained)"
-BROWSE = "browse..."
-DEVICES = ("auto", "cpu", "cuda", "mps")
 SCOPES = ("current frame", "all frames")
 UNTRAINED_WARNING = "⚠ untrained: predictions are not meaningful"
-DEFAULT_MODEL = "microaunet"
 _OUTPUT_ROLES = ("probability", "attention", "probability_difference")
-
-
-def default_predictor_factory(model_name: str, checkpoint, device: str):
-    from ..inference import Predictor
-
-    return Predictor(model_name, checkpoint=checkpoint, device=device)
-
-
-def _error_text(err: BaseException) -> str:
-    from ..errors import UserError
-
-    text = str(err).strip() or type(err).__name__
-    try:
-        from models.checkpoint import CheckpointError
-    except ImportError:  # pragma: no cover
-        CheckpointError = ()  # noqa: N806
-    if isinstance(err, (UserError, CheckpointError, FileNotFoundError, ValueError)):
-        return text
-    return f"{type(err).__name__}: {text}"
-
-
-def _checkpoint_key(checkpoint) -> str:
-    # A checkpoint file rewritten in place (fine-tuning) must not reuse the old network.
-    if not checkpoint:
-        return str(checkpoint)
-    try:
-        return f"{checkpoint}@{Path(checkpoint).stat().st_mtime_ns}"
-    except OSError:
-        return str(checkpoint)
 
 
 class SegmentWidget(QWidget):
@@ -83,8 +57,7 @@ class SegmentWidget(QWidget):
         self.viewer = napari_viewer
         self.predictor_factory = predictor_factory or default_predictor_factory
         self.ask_edits = ask_edits or self._ask_edits_dialog
-        self._predictors: Dict[Tuple[str, str, str], object] = {}  # (model, checkpoint@mtime, device)
-        self._predictors_lock = threading.Lock()
+        self._predictors = PredictorCache()
         self._worker = None
         self._run_decision: Optional[str] = None
         self._run_started = 0.0
@@ -102,36 +75,28 @@ class SegmentWidget(QWidget):
     def _build_ui(self) -> None:
         import models
 
-        root = QVBoxLayout(self)
-        form = QFormLayout()
-        root.addLayout(form)
+        root, form = column_with_form(self)
 
         self.image_combo = QComboBox()
         self.image_combo.setToolTip("Image or video layer to segment")
         form.addRow("image", self.image_combo)
 
-        self.model_combo = QComboBox()
-        self.model_combo.addItems(models.list_models())
-        if DEFAULT_MODEL in models.list_models():
-            self.model_combo.setCurrentText(DEFAULT_MODEL)
+        self.model_combo = model_combo()
         form.addRow("model", self.model_combo)
 
-        self.card_label = QLabel()
-        self.card_label.setWordWrap(True)
-        self.card_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.card_label = text_label(selectable=True)
         root.addWidget(self.card_label)
-        self.warning_label = QLabel(UNTRAINED_WARNING)
+        self.warning_label = text_label(UNTRAINED_WARNING)
         self.warning_label.setStyleSheet("color: #ff8c00; font-weight: bold;")
-        self.warning_label.setWordWrap(True)
         root.addWidget(self.warning_label)
 
         form2 = QFormLayout()
         root.addLayout(form2)
-        self.checkpoint_combo = QComboBox()
-        self.checkpoint_combo.setToolTip("Weights: the default checkpoint first; random weights; or a file")
+        self.checkpoint_combo = CheckpointCombo(
+            extras=[(RANDOM_WEIGHTS, False)],
+            tooltip="Weights: the default checkpoint first; random weights; or a file")
         form2.addRow("checkpoint", self.checkpoint_combo)
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(DEVICES)
+        self.device_combo = device_combo()
         form2.addRow("device", self.device_combo)
 
         threshold_row = QHBoxLayout()
@@ -162,8 +127,7 @@ class SegmentWidget(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         root.addWidget(self.progress)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
+        self.status_label = text_label()
         root.addWidget(self.status_label)
 
         compare = QGroupBox("Compare")
@@ -178,14 +142,12 @@ class SegmentWidget(QWidget):
         self.compare_button = QPushButton("Compare")
         self.compare_button.setToolTip("Run both networks on the current frame and show where their masks differ")
         compare_layout.addRow(self.compare_button)
-        self.compare_label = QLabel("")
-        self.compare_label.setWordWrap(True)
+        self.compare_label = text_label()
         compare_layout.addRow(self.compare_label)
         root.addWidget(compare)
         root.addStretch(1)
 
         self.model_combo.currentTextChanged.connect(self._on_model_changed)
-        self.checkpoint_combo.activated.connect(self._on_checkpoint_activated)
         self.checkpoint_combo.currentIndexChanged.connect(self._update_card)
         self.threshold_slider.valueChanged.connect(lambda v: self.threshold_spin.setValue(v / 100.0))
         self.threshold_spin.valueChanged.connect(self._on_threshold_changed)
@@ -242,36 +204,12 @@ class SegmentWidget(QWidget):
 
     # -- model / checkpoint -------------------------------------------------------------
     def _on_model_changed(self, *_):
-        from models.checkpoint import default_checkpoint, list_checkpoints
-
-        name = self.model_combo.currentText()
-        self.checkpoint_combo.blockSignals(True)
-        self.checkpoint_combo.clear()
-        if name:
-            default = default_checkpoint(name)
-            for path in list_checkpoints(name):
-                label = f"{Path(path).name} (default)" if path == default else Path(path).name
-                self.checkpoint_combo.addItem(label, str(path))
-        self.checkpoint_combo.addItem(RANDOM_WEIGHTS, False)
-        self.checkpoint_combo.addItem(BROWSE, BROWSE)
-        self.checkpoint_combo.setCurrentIndex(0)
-        self.checkpoint_combo.blockSignals(False)
+        self.checkpoint_combo.fill(self.model_combo.currentText())
         self._update_card()
-
-    def _on_checkpoint_activated(self, index: int):
-        if self.checkpoint_combo.itemData(index) != BROWSE:
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a napari-polyp checkpoint", "", "Checkpoints (*.pt)")
-        if path:
-            self.add_checkpoint_path(path)
-        else:
-            self.checkpoint_combo.setCurrentIndex(0)
 
     def add_checkpoint_path(self, path) -> None:
         """Add a checkpoint file to the list and select it (what "browse..." does)."""
-        at = self.checkpoint_combo.count() - 2  # before "random weights" and "browse..."
-        self.checkpoint_combo.insertItem(at, Path(path).name, str(path))
-        self.checkpoint_combo.setCurrentIndex(at)
+        self.checkpoint_combo.add_path(path)
         self._update_card()
 
     def refresh_checkpoints(self) -> None:
@@ -294,8 +232,7 @@ class SegmentWidget(QWidget):
 
     def checkpoint(self):
         """The selected checkpoint: a path string, or False for random weights."""
-        data = self.checkpoint_combo.currentData()
-        return False if data in (False, BROWSE, None) else data
+        return self.checkpoint_combo.selected() or False
 
     def _update_card(self, *_):
         import models
@@ -325,14 +262,7 @@ class SegmentWidget(QWidget):
     # -- predictors -------------------------------------------------------------------
     def predictor(self, model_name: str, checkpoint, device: str):
         """The cached predictor for (model, checkpoint, device), built on first use."""
-        key = (model_name, _checkpoint_key(checkpoint), device)
-        with self._predictors_lock:
-            found = self._predictors.get(key)
-        if found is None:
-            found = self.predictor_factory(model_name, checkpoint, device)
-            with self._predictors_lock:
-                self._predictors[key] = found
-        return found
+        return self._predictors.get(self.predictor_factory, model_name, checkpoint, device)
 
     # -- run -----------------------------------------------------------------------
     @property
@@ -410,7 +340,7 @@ class SegmentWidget(QWidget):
         self.status_label.setText(status)
         worker = create_worker(generator_function, job, _start_thread=False)
         worker.yielded.connect(lambda item: self._on_item(item, on_item))
-        worker.errored.connect(lambda err: self._report_error(_error_text(err)))
+        worker.errored.connect(lambda err: self._report_error(error_text(err)))
         worker.finished.connect(self._on_finished)
         self._worker = worker
         self._set_running(True)
@@ -426,7 +356,7 @@ class SegmentWidget(QWidget):
         try:
             predictor = self.predictor(job["model"], job["checkpoint"], job["device"])
         except Exception as err:  # noqa: BLE001 -- shown to the user, never a traceback
-            yield ("error", f"cannot load {job['model']}: {_error_text(err)}")
+            yield ("error", f"cannot load {job['model']}: {error_text(err)}")
             return
         for frame in job["frames"]:
             try:
@@ -434,7 +364,7 @@ class SegmentWidget(QWidget):
                 prediction = predictor.predict(image)
             except Exception as err:  # noqa: BLE001
                 where = "" if frame is None else f" (frame {frame})"
-                yield ("error", f"{job['model']} failed on {job['image_layer'].name}{where}: {_error_text(err)}")
+                yield ("error", f"{job['model']} failed on {job['image_layer'].name}{where}: {error_text(err)}")
                 return
             yield ("result", job, frame, prediction)
 
@@ -445,7 +375,7 @@ class SegmentWidget(QWidget):
                 predictor = self.predictor(model_name, checkpoint, job["device"])
                 prediction = predictor.predict(L.image_frame(job["image_layer"], job["frame"]))
             except Exception as err:  # noqa: BLE001
-                yield ("error", f"compare: {model_name} failed: {_error_text(err)}")
+                yield ("error", f"compare: {model_name} failed: {error_text(err)}")
                 return
             results.append(prediction)
             yield ("progress",)
@@ -464,7 +394,7 @@ class SegmentWidget(QWidget):
         try:
             handler(*item[1:])
         except Exception as err:  # noqa: BLE001 -- e.g. the image layer was deleted mid-run
-            self._report_error(f"could not show the result: {_error_text(err)}")
+            self._report_error(f"could not show the result: {error_text(err)}")
             if self._worker is not None:
                 self._worker.quit()
 
@@ -512,11 +442,7 @@ class SegmentWidget(QWidget):
             self.status_label.setText("done")
 
     def _report_error(self, message: str) -> None:
-        from napari.utils.notifications import show_error
-
-        self.last_error = message
-        self.status_label.setText(f"error: {message}")
-        show_error(message)
+        show_error(self, message)
 
     # -- threshold ---------------------------------------------------------------------
     def mask_layer(self):
@@ -537,7 +463,7 @@ class SegmentWidget(QWidget):
         try:
             outcome = L.rethreshold(labels, value, resolve_edits=self.ask_edits)
         except Exception as err:  # noqa: BLE001
-            self._report_error(f"re-threshold failed: {_error_text(err)}")
+            self._report_error(f"re-threshold failed: {error_text(err)}")
             return
         if outcome == "cancelled":  # put the control back to the mask's threshold
             self.set_threshold(L.prediction_state(labels).threshold)

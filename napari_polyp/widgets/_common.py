@@ -1,0 +1,200 @@
+"""Pieces the dock widgets share: choices, error text, the network and
+checkpoint combos, a path row, labels and a predictor cache.
+
+Written once here so that Segment, Review and Fine-tune offer the same
+checkpoints, label the default one the same way and word errors alike.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Sequence, Tuple
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+)
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DEFAULT_MODEL = "microaunet"
+BROWSE = "browse..."
+RANDOM_WEIGHTS = "random weights (untrained)"
+
+
+def error_text(err: BaseException) -> str:
+    """One line for the user: the message alone for the errors we raise on purpose
+    (bad input, bad checkpoint, missing file), else prefixed with the exception type."""
+    from ..errors import UserError
+
+    text = str(err).strip() or type(err).__name__
+    try:
+        from models.checkpoint import CheckpointError
+    except ImportError:  # pragma: no cover
+        CheckpointError = ()  # noqa: N806
+    if isinstance(err, (UserError, CheckpointError, FileNotFoundError, ValueError)):
+        return text
+    return f"{type(err).__name__}: {text}"
+
+
+def default_predictor_factory(model_name: str, checkpoint, device: str = "auto"):
+    from ..inference import Predictor
+
+    return Predictor(model_name, checkpoint=checkpoint, device=device)
+
+
+def _checkpoint_key(checkpoint) -> str:
+    # A checkpoint file rewritten in place (fine-tuning) must not reuse the old network.
+    if not checkpoint:
+        return str(checkpoint)
+    try:
+        return f"{checkpoint}@{Path(checkpoint).stat().st_mtime_ns}"
+    except OSError:
+        return str(checkpoint)
+
+
+class PredictorCache:
+    """Predictors by (model, checkpoint@mtime, device), built on first use; safe to
+    call from a worker thread. The factory is passed per call so a widget's
+    ``predictor_factory`` may be replaced after construction."""
+
+    def __init__(self):
+        self._predictors: Dict[Tuple[str, str, str], object] = {}
+        self._lock = threading.Lock()
+
+    def get(self, factory: Callable, model_name: str, checkpoint, device: str):
+        key = (model_name, _checkpoint_key(checkpoint), device)
+        with self._lock:
+            found = self._predictors.get(key)
+        if found is None:
+            found = factory(model_name, checkpoint, device)
+            with self._lock:
+                self._predictors[key] = found
+        return found
+
+
+def column_with_form(widget) -> Tuple[QVBoxLayout, QFormLayout]:
+    """The widget's vertical layout, with a form layout at its top for the labelled controls."""
+    root = QVBoxLayout(widget)
+    form = QFormLayout()
+    root.addLayout(form)
+    return root, form
+
+
+def model_combo(default: str = DEFAULT_MODEL) -> QComboBox:
+    """The registered networks, ``default`` selected when registered."""
+    import models
+
+    combo = QComboBox()
+    names = models.list_models()
+    combo.addItems(names)
+    if default in names:
+        combo.setCurrentText(default)
+    return combo
+
+
+def device_combo() -> QComboBox:
+    combo = QComboBox()
+    combo.addItems(DEVICES)
+    return combo
+
+
+class CheckpointCombo(QComboBox):
+    """A network's checkpoints (the default first, labelled "(default)" only when it
+    is the real default), then fixed ``extras`` such as random weights, then
+    "browse..." which asks for a file. Item data: the path string, the extra's
+    data, or ``BROWSE``."""
+
+    def __init__(self, extras: Sequence[Tuple[str, object]] = (), tooltip: str = "", parent=None):
+        super().__init__(parent)
+        self.extras = tuple(extras)
+        if tooltip:
+            self.setToolTip(tooltip)
+        self.activated.connect(self._on_activated)
+
+    def fill(self, model_name: str) -> None:
+        """List ``model_name``'s checkpoints and select the first entry (no signals)."""
+        from models.checkpoint import default_checkpoint, list_checkpoints
+
+        self.blockSignals(True)
+        self.clear()
+        if model_name:
+            default = default_checkpoint(model_name)
+            for path in list_checkpoints(model_name):
+                path = Path(path)
+                is_default = default is not None and path == Path(default)
+                self.addItem(f"{path.name} (default)" if is_default else path.name, str(path))
+        for label, data in self.extras:
+            self.addItem(label, data)
+        self.addItem(BROWSE, BROWSE)
+        self.setCurrentIndex(0)
+        self.blockSignals(False)
+
+    def add_path(self, path) -> None:
+        """Add a checkpoint file before the extras and "browse...", and select it."""
+        at = self.count() - 1 - len(self.extras)
+        self.insertItem(at, Path(path).name, str(path))
+        self.setCurrentIndex(at)
+
+    def selected(self):
+        """The chosen item's data; None for "browse..." or an empty list."""
+        data = self.currentData()
+        return None if data is None or data == BROWSE else data
+
+    def _on_activated(self, index: int) -> None:
+        if self.itemData(index) != BROWSE:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a napari-polyp checkpoint", "", "Checkpoints (*.pt)")
+        if path:
+            self.add_path(path)
+        else:
+            self.setCurrentIndex(0)
+
+
+def path_row(placeholder: str, buttons: Iterable[Tuple[str, str, Callable]], read_only: bool = False,
+             tooltip: str = "") -> Tuple[QHBoxLayout, QLineEdit, List[QPushButton]]:
+    """A line edit for a path followed by its buttons ``(text, tooltip, on_click)``.
+
+    Returns ``(layout, edit, buttons)``; a one-character button ("…") is kept narrow."""
+    row = QHBoxLayout()
+    edit = QLineEdit()
+    edit.setReadOnly(read_only)
+    edit.setPlaceholderText(placeholder)
+    if tooltip:
+        edit.setToolTip(tooltip)
+    row.addWidget(edit)
+    made = []
+    for text, tip, on_click in buttons:
+        button = QPushButton(text)
+        if len(text) == 1:
+            button.setFixedWidth(32)
+        if tip:
+            button.setToolTip(tip)
+        button.clicked.connect(lambda _=False, f=on_click: f())
+        row.addWidget(button)
+        made.append(button)
+    return row, edit, made
+
+
+def text_label(text: str = "", selectable: bool = False) -> QLabel:
+    """A word-wrapped label (status lines, descriptions)."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    if selectable:
+        label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+    return label
+
+
+def show_error(widget, message: str) -> None:
+    """Remember ``message`` as the widget's ``last_error``, show it in its status line and notify."""
+    from napari.utils.notifications import show_error as notify
+
+    widget.last_error = message
+    widget.status_label.setText(f"error: {message}")
+    notify(message)
