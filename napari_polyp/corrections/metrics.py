@@ -1,7 +1,8 @@
 """Dice and IoU of one mask against a reference, in numpy (no torch needed).
 
-Same conventions as napari_polyp.training.metrics: foreground = nonzero, and an
-empty prediction of an empty reference scores 1 (nothing to find, nothing wrong).
+The formulas are :func:`napari_polyp.scores.scores_from_counts`, the ones training
+and evaluation use; foreground here = nonzero (label masks), and an empty
+prediction of an empty reference scores 1 (nothing to find, nothing wrong).
 """
 from __future__ import annotations
 
@@ -9,17 +10,16 @@ from typing import Dict, Iterable, Tuple
 
 import numpy as np
 
+from ..scores import scores_from_counts
+
 
 def dice_iou(mask: np.ndarray, reference: np.ndarray) -> Tuple[float, float]:
     mask, reference = np.asarray(mask) != 0, np.asarray(reference) != 0
     if mask.shape != reference.shape:
         raise ValueError(f"mask {mask.shape} and reference {reference.shape} differ in shape")
-    inter = int(np.count_nonzero(mask & reference))
-    total = int(np.count_nonzero(mask)) + int(np.count_nonzero(reference))
-    union = total - inter
-    if total == 0:
-        return 1.0, 1.0
-    return 2.0 * inter / total, inter / union
+    scores = scores_from_counts(int(np.count_nonzero(mask & reference)), int(np.count_nonzero(mask)),
+                                int(np.count_nonzero(reference)))
+    return scores["dice"], scores["iou"]
 
 
 def mean_scores(scores: Iterable[Tuple[float, float]]) -> Dict[str, float]:

@@ -13,6 +13,7 @@ Empty cases (defined so that an image without a lesion is scored fairly):
 - T empty, P not: everything predicted is a false positive -> dice = iou = precision = 0;
   recall = 1 (there was nothing to miss).
 These follow the usual "0/0 = 1" convention of torchmetrics' ``zero_division=1``.
+The formulas live in :mod:`napari_polyp.scores` (shared with the Review widget's scores).
 """
 from __future__ import annotations
 
@@ -21,11 +22,9 @@ from typing import Dict, Iterable
 import numpy as np
 import torch
 
+from ..scores import scores_from_counts
+
 METRIC_NAMES = ("dice", "iou", "precision", "recall")
-
-
-def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    return torch.where(den > 0, num / den.clamp_min(1e-12), torch.ones_like(num))
 
 
 def per_image_scores(pred, target, threshold: float = 0.5) -> Dict[str, torch.Tensor]:
@@ -37,15 +36,7 @@ def per_image_scores(pred, target, threshold: float = 0.5) -> Dict[str, torch.Te
     t = (target.float() >= 0.5).flatten(1).double()
     if p.shape != t.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ per image")
-    tp = (p * t).sum(1)
-    p_sum, t_sum = p.sum(1), t.sum(1)
-    union = p_sum + t_sum - tp
-    return {
-        "dice": _safe_div(2 * tp, p_sum + t_sum),
-        "iou": _safe_div(tp, union),
-        "precision": _safe_div(tp, p_sum),
-        "recall": _safe_div(tp, t_sum),
-    }
+    return scores_from_counts((p * t).sum(1), p.sum(1), t.sum(1))
 
 
 class MeanScores:
