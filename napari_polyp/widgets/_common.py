@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QProgressBar,
     QPushButton,
     QVBoxLayout,
 )
@@ -180,6 +181,25 @@ def path_row(placeholder: str, buttons: Iterable[Tuple[str, str, Callable]], rea
         row.addWidget(button)
         made.append(button)
     return row, edit, made
+
+
+def run_controls(root, run_text: str, cancel_tip: str = "",
+                 steps: int = 1) -> Tuple[QPushButton, QPushButton, QProgressBar]:
+    """Add a run / Cancel button row (Cancel disabled until a run starts) and a
+    progress bar of ``steps`` steps to ``root``; returns (run, cancel, progress)."""
+    row = QHBoxLayout()
+    run_button, cancel_button = QPushButton(run_text), QPushButton("Cancel")
+    cancel_button.setEnabled(False)
+    if cancel_tip:
+        cancel_button.setToolTip(cancel_tip)
+    row.addWidget(run_button)
+    row.addWidget(cancel_button)
+    root.addLayout(row)
+    progress = QProgressBar()
+    progress.setRange(0, steps)
+    progress.setValue(0)
+    root.addWidget(progress)
+    return run_button, cancel_button, progress
 
 
 def text_label(text: str = "", selectable: bool = False) -> QLabel:

@@ -33,8 +33,6 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
-    QProgressBar,
-    QPushButton,
     QRadioButton,
     QSizePolicy,
     QSpinBox,
@@ -49,6 +47,7 @@ from ._common import (
     error_text,
     model_combo,
     path_row,
+    run_controls,
     show_error,
     text_label,
 )
@@ -220,18 +219,8 @@ class FinetuneWidget(QWidget):
         self.force_check = QCheckBox("prefer the result even if validation Dice falls")
         form.addRow("", self.force_check)
 
-        buttons = QHBoxLayout()
-        self.start_button = QPushButton("Start")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.setToolTip("Stop after the current step; the best validated checkpoint so far is kept")
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.cancel_button)
-        root.addLayout(buttons)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
-        root.addWidget(self.progress)
+        self.start_button, self.cancel_button, self.progress = run_controls(
+            root, "Start", "Stop after the current step; the best validated checkpoint so far is kept", steps=1000)
         self.plot = LivePlot()
         root.addWidget(self.plot)
         self.dice_label = text_label("validation Dice: before – after –", selectable=True)

@@ -18,7 +18,6 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QMessageBox,
-    QProgressBar,
     QPushButton,
     QSlider,
     QWidget,
@@ -34,6 +33,7 @@ from ._common import (
     device_combo,
     error_text,
     model_combo,
+    run_controls,
     show_error,
     text_label,
 )
@@ -116,17 +116,7 @@ class SegmentWidget(QWidget):
         self.scope_combo.addItems(SCOPES)
         form2.addRow("scope", self.scope_combo)
 
-        buttons = QHBoxLayout()
-        self.run_button = QPushButton("Run")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
-        root.addLayout(buttons)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        root.addWidget(self.progress)
+        self.run_button, self.cancel_button, self.progress = run_controls(root, "Run")
         self.status_label = text_label()
         root.addWidget(self.status_label)
 
