@@ -23,3 +23,20 @@ def test_packaged_manifest_is_the_root_manifest():
     root = yaml.safe_load((ROOT / "napari.yaml").read_text())
     assert manifest.name == root["name"]
     assert {c.id for c in manifest.contributions.commands} == {c["id"] for c in root["contributions"]["commands"]}
+
+
+def test_wheel_carries_the_manifest_samples_and_checkpoints(tmp_path):
+    import zipfile
+
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    (wheel,) = tmp_path.glob("napari_polyp-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        assert zf.read("napari_polyp/napari.yaml") == (ROOT / "napari.yaml").read_bytes()
+    assert any(n.startswith("napari_polyp/io/sample_data/") and n.endswith(".jpg") for n in names)
+    shipped = {p.name for p in (ROOT / "models" / "checkpoints").glob("*.pt")}
+    assert {f"models/checkpoints/{name}" for name in shipped} <= names
