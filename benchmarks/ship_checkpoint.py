@@ -28,8 +28,12 @@ MAX_BYTES = 25 * 1024 * 1024
 
 
 def _model_from(name, header, state, path, backbone_weights):
+    # a frozen pretrained backbone is not in the checkpoint: it comes from backbone_weights
     model = models.create_model(name, checkpoint=False, backbone_weights=backbone_weights,
+                                pretrained_backbone=bool(header.get("backbone_sha256")),
                                 **header.get("variant", {}))
+    if header.get("backbone_sha256") and model.backbone_sha256() != header["backbone_sha256"]:
+        raise SystemExit(f"the backbone at hand is not the one {path} was trained on")
     load_into(model, state, path, name)
     model.checkpoint_header, model.checkpoint_path = header, str(path)
     return model
