@@ -399,25 +399,25 @@ class CorrectionsDataset:
             return stem
         return f"{stem}-{image_sha256[:8]}"
 
-    def mask_bytes(self, record: Record) -> bytes:
-        """The bytes of a record's mask, verified against ``mask_sha256`` when it has one.
+    def mask_path(self, record: Record) -> Path:
+        """The file holding a record's mask, verified against ``mask_sha256`` when it has one.
 
         The mask file can be one step ahead of the index when a save was killed
         between writing the mask and appending its record; the record's own mask
         is then in history/<stem>/<version>.png."""
         path = self._abs(record.mask)
-        data = path.read_bytes() if path.exists() else None
-        if data is not None and (not record.mask_sha256 or sha256_bytes(data) == record.mask_sha256):
-            return data
+        if path.exists() and (not record.mask_sha256 or sha256_bytes(path.read_bytes()) == record.mask_sha256):
+            return path
         kept = self.history_dir(record.stem) / f"{record.version}.png"
-        if kept.exists():
-            kept_data = kept.read_bytes()
-            if not record.mask_sha256 or sha256_bytes(kept_data) == record.mask_sha256:
-                return kept_data
-        if data is not None:
+        if kept.exists() and (not record.mask_sha256 or sha256_bytes(kept.read_bytes()) == record.mask_sha256):
+            return kept
+        if path.exists():
             warnings.warn(f"{path}: does not match its manifest record (edited by hand?); using it as it is", stacklevel=2)
-            return data
+            return path
         raise DatasetError(f"{path}: the mask of {record.stem!r} (version {record.version}) is missing")
+
+    def mask_bytes(self, record: Record) -> bytes:
+        return self.mask_path(record).read_bytes()
 
     def load_mask(self, stem: str) -> np.ndarray:
         record = self._require(stem)

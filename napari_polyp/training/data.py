@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from napari_polyp.errors import InputFileError, UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-USABLE_STATUSES = ("accepted", "corrected")
 MANIFEST = "manifest.jsonl"
 
 
@@ -76,21 +75,6 @@ def is_corrections_dataset(root) -> bool:
     return (Path(root) / MANIFEST).is_file()
 
 
-def latest_records(manifest: Path) -> Dict[str, dict]:
-    """stem -> its latest manifest record (the file is append-only: later lines win)."""
-    latest: Dict[str, dict] = {}
-    for number, line in enumerate(manifest.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise InputFileError(manifest, f"line {number} is not JSON") from None
-        if "stem" in record:
-            latest[str(record["stem"])] = record
-    return latest
-
-
 def find_pairs(root) -> List[Pair]:
     """The usable image/mask pairs under ``root``, sorted by stem."""
     root = Path(root)
@@ -99,13 +83,13 @@ def find_pairs(root) -> List[Pair]:
         raise UserError(f"{root}: expected a folder with images/ and masks/ (paired by file stem)")
     images, masks = _images_by_stem(images_dir), _images_by_stem(masks_dir)
     if is_corrections_dataset(root):
-        stems = [s for s, rec in latest_records(root / MANIFEST).items() if rec.get("status") in USABLE_STATUSES]
-        pairs = []
-        for stem in sorted(stems):
-            image = images.get(stem)
-            mask = masks.get(stem)
-            if image is not None and mask is not None:
-                pairs.append(Pair(stem, image, mask))
+        # The dataset's own reader: it skips a torn last manifest line (a save cut short)
+        # and serves the recorded mask when a killed save left a newer, unconfirmed file.
+        from ..corrections.dataset import CorrectionsDataset
+
+        dataset = CorrectionsDataset(root)
+        pairs = [Pair(r.stem, dataset.image_path(r), dataset.mask_path(r))
+                 for r in sorted(dataset.training_items(), key=lambda r: r.stem)]
     else:
         pairs = [Pair(s, images[s], masks[s]) for s in sorted(set(images) & set(masks))]
     if not pairs:
