@@ -62,7 +62,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
 
 
 def atomic_copy(src: PathLike, dst: PathLike) -> Path:
-    """Copy ``src`` to ``dst`` atomically (files here are small masks and images)."""
+    """Copy ``src`` to ``dst`` atomically (masks, images, checkpoints of a few MB)."""
     return atomic_write_bytes(dst, Path(src).read_bytes())
 
 

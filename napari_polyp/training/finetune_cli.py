@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import shutil
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Dict, Iterator, Optional
@@ -37,7 +37,9 @@ def add_arguments(parser) -> None:
 
 
 def _stamp() -> str:
-    return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    # Microseconds and the process id: two fine-tunes started in the same second
+    # (two viewers, or a GUI and a CLI) must not share a run folder or a file name.
+    return f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}-{os.getpid()}"
 
 
 def iter_finetune(data, model: str, checkpoint=None, epochs: int = 5, force: bool = False, lr: Optional[float] = None,
@@ -50,6 +52,7 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: int = 5, force: boo
     from models.checkpoint import default_checkpoint, peek_header, set_preferred, user_checkpoint_dir
     from napari_polyp.errors import UserError
 
+    from ..corrections._atomic import atomic_copy
     from .presets import get_preset
     from .trainer import TrainConfig, iter_train
 
@@ -83,8 +86,7 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: int = 5, force: boo
     header = peek_header(best)
     after = dict(header.get("metrics", {}))
     target = user_checkpoint_dir() / f"{model}-finetuned-{stamp}.pt"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(best, target)
+    atomic_copy(best, target)  # a crash mid-copy must not leave a broken checkpoint behind
     before_dice = baseline.get("dice", float("nan"))
     after_dice = after.get("dice", float("nan"))
     not_worse = math.isfinite(after_dice) and (not math.isfinite(before_dice) or after_dice >= before_dice)
