@@ -28,12 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-polyp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name and err.name.startswith("napari_polyp"):
-                continue  # a command not in this build
-            raise
+        module = importlib.import_module(module_name)
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command_parser)
         command_parser.set_defaults(_run=module.run)
@@ -42,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     from models.checkpoint import CheckpointError
-    from models._backbones import BackboneWeightsError
+    from models._backbones import BackboneWeightsError  # ImgFocusError is one too
     from napari_polyp.errors import UserError
 
     argv = list(sys.argv[1:] if argv is None else argv)

