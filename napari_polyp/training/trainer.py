@@ -581,9 +581,7 @@ def train(config: TrainConfig, on_event: Optional[Callable[[TrainEvent], None]] 
 # -- files ----------------------------------------------------------------------------
 
 def extra_header(model: nn.Module) -> dict:
-    # "torch" as a plain str: save_checkpoint stores torch.__version__ (a TorchVersion),
-    # which torch.load(weights_only=True) refuses on recent torch (reported to the lead).
-    extra = {"torch": str(torch.__version__)}
+    extra = {}
     if getattr(model, "checkpoint_exclude", None) and hasattr(model, "backbone_sha256"):
         extra.update(backbone_sha256=model.backbone_sha256(),
                      backbone_source=str(getattr(model, "backbone_source", "see model card")))

@@ -79,7 +79,7 @@ def test_guard_keeps_the_previous_default_when_validation_gets_worse(shared_data
         start_model.head.weight.zero_()  # logit 0.3 everywhere: a confident "all lesion"
         start_model.head.bias.fill_(0.3)
     start = tmp_path / "start.pt"
-    models.save_checkpoint(start_model, start, architecture="microaunet", extra={"torch": str(torch.__version__)})
+    models.save_checkpoint(start_model, start, architecture="microaunet")
     args = ["finetune", "--data", str(data), "--model", "microaunet", "--checkpoint", str(start),
             "--epochs", "3", "--size", "64", "--batch", "5", "--lr", "0.1", "--threads", "1", "--json"]
     assert main(args) == 0
