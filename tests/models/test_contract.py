@@ -59,8 +59,7 @@ def test_backward_reaches_every_trainable_weight(name):
             assert p.grad is None, f"{name}: frozen {pname} got a gradient"
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+# pefnet's card counts its base variant (123 M): tests/models/test_pefnet.py counts all three on "meta".
+@pytest.mark.parametrize("name", sorted(EXPECTED - {"pefnet"}))
 def test_card_params_match_the_network(name):
-    if name == "pefnet":
-        pytest.skip("pefnet's three variants are counted in tests/models/test_pefnet.py")
     assert count_params(build(name)) == models.get_card(name).params
