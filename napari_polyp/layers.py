@@ -30,6 +30,8 @@ from typing import Callable, Dict, Mapping, Optional
 
 import numpy as np
 
+from .corrections.metrics import dice_iou
+
 ROLE = "napari_polyp_role"  # metadata key: "mask" | "probability" | "attention" | "disagreement" | ...
 ATTENTION_COLORMAP = "inferno"
 
@@ -456,8 +458,7 @@ def add_disagreement_layer(viewer, image_layer, probability_a: np.ndarray, proba
     diff = np.zeros(hw, np.uint8)
     diff[a & ~b] = 1
     diff[b & ~a] = 2
-    both = int(a.sum() + b.sum())
-    dice = 1.0 if both == 0 else 2.0 * float((a & b).sum()) / both
+    dice, _ = dice_iou(a, b)  # the project's one definition (both empty: 1)
     name = layer_names(image_layer.name)["disagreement"]
     expected = hw if n is None else (n,) + hw
     layer = _find(viewer, name, "disagreement")
