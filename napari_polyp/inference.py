@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 
 import models
-from models._registry import ModelCard
+from models import ModelCard
+
+from .io.images import as_rgb_uint8
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -34,27 +36,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here")
     return torch.device(device)
-
-
-def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    """HxW, HxWx1, HxWx3 or HxWx4 of any numeric dtype -> HxWx3 uint8."""
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"expected an HxW or HxWxC (C=1,3,4) image, got shape {image.shape}")
-    image = image[..., :3] if image.shape[-1] == 4 else image
-    image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
-    if image.dtype == np.uint8:
-        return np.ascontiguousarray(image)
-    if image.dtype == bool:
-        return image.astype(np.uint8) * 255
-    if np.issubdtype(image.dtype, np.integer):  # 16-bit and friends: keep the full range
-        return (image.astype(np.float64) * 255.0 / np.iinfo(image.dtype).max).round().astype(np.uint8)
-    lo, hi = float(np.nanmin(image)), float(np.nanmax(image))
-    scale = 255.0 if hi <= 1.0 and lo >= 0.0 else 255.0 / max(hi - lo, 1e-12)
-    offset = 0.0 if hi <= 1.0 and lo >= 0.0 else lo
-    return np.clip((np.nan_to_num(image) - offset) * scale, 0, 255).round().astype(np.uint8)
 
 
 def preprocess(images: np.ndarray, card: ModelCard) -> torch.Tensor:

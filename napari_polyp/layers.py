@@ -31,6 +31,7 @@ from typing import Callable, Dict, Mapping, Optional
 import numpy as np
 
 from .corrections.metrics import dice_iou
+from .io.images import as_rgb_uint8
 
 ROLE = "napari_polyp_role"  # metadata key: "mask" | "probability" | "attention" | "disagreement" | ...
 ATTENTION_COLORMAP = "inferno"
@@ -57,8 +58,6 @@ def spatial_shape(image_layer) -> tuple:
 
 def image_frame(image_layer, frame: Optional[int] = None) -> np.ndarray:
     """One frame (or the image) of a layer as HxWx3 uint8, ready for a Predictor."""
-    from .inference import as_rgb_uint8
-
     data = image_layer.data if frame is None else image_layer.data[int(frame)]
     return as_rgb_uint8(np.asarray(data))
 
@@ -383,11 +382,25 @@ def _frame_metadata(existing: Mapping, run_meta: dict, frame: Optional[int]) -> 
 
 
 def _resize(amap: np.ndarray, hw) -> np.ndarray:
-    import torch
-    import torch.nn.functional as F
+    """Bilinear resize of a 2-D map to ``hw`` (pixel centres aligned, edges clamped: torch's
+    ``interpolate(mode="bilinear", align_corners=False)``), clipped to [0, 1]; numpy only."""
+    amap = np.asarray(amap, dtype=np.float32)
+    rows = _bilinear_weights(amap.shape[0], int(hw[0]))
+    cols = _bilinear_weights(amap.shape[1], int(hw[1]))
+    return np.clip(rows @ amap @ cols.T, 0.0, 1.0).astype(np.float32)
 
-    t = torch.from_numpy(np.ascontiguousarray(amap, dtype=np.float32))[None, None]
-    return F.interpolate(t, size=tuple(hw), mode="bilinear", align_corners=False)[0, 0].clamp_(0, 1).numpy()
+
+def _bilinear_weights(size_in: int, size_out: int) -> np.ndarray:
+    """The (size_out x size_in) matrix of 1-D bilinear interpolation with half-pixel centres."""
+    centres = (np.arange(size_out, dtype=np.float64) + 0.5) * (size_in / size_out) - 0.5
+    centres = np.clip(centres, 0.0, size_in - 1)
+    left = np.floor(centres).astype(int)
+    right = np.minimum(left + 1, size_in - 1)
+    frac = centres - left
+    weights = np.zeros((size_out, size_in), np.float32)
+    weights[np.arange(size_out), left] += (1.0 - frac).astype(np.float32)
+    weights[np.arange(size_out), right] += frac.astype(np.float32)
+    return weights
 
 
 # -- re-threshold ---------------------------------------------------------------

@@ -66,29 +66,12 @@ def atomic_copy(src: PathLike, dst: PathLike) -> Path:
     return atomic_write_bytes(dst, Path(src).read_bytes())
 
 
-def encode_mask_png(mask: np.ndarray) -> bytes:
-    """2-D mask -> PNG bytes, 8-bit, nonzero -> 255 (the dataset's 0/255 convention)."""
-    from PIL import Image
-
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"a mask must be 2-D (H, W), got shape {mask.shape}")
-    binary = np.where(mask != 0, 255, 0).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(binary, mode="L").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def encode_image_png(image: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def write_mask_png(path: PathLike, mask: np.ndarray) -> Path:
-    return atomic_write_bytes(path, encode_mask_png(mask))
 
 
 def remove_stale_temporaries(folder: PathLike) -> int:

@@ -1,44 +1,14 @@
-"""The corrections dataset: reviewed masks saved so that nothing is ever lost.
+"""The corrections store: reviewed masks saved so that nothing is ever lost.
 
-Layout (format_version 1)::
+The dataset's layout and manifest fields are described once, in README.md,
+section "Corrections dataset"; records are read and checked in
+:mod:`napari_polyp.corrections.manifest`, masks decoded by
+:mod:`napari_polyp.io.masks`.
 
-    DATASET/
-      images/<stem>.<ext>           the image (the source file's own bytes when it was
-                                    an image file; video frames and arrays as PNG)
-      masks/<stem>.png              the current mask, 8-bit PNG, 0 = background, 255 = object
-      predictions/<stem>.png        the network's mask the correction started from (optional;
-                                    lets ``pixels_changed`` and the prediction's score be
-                                    computed again after reopening)
-      history/<stem>/<version>.png  every earlier mask of the item, by the version it had
-      history/<stem>/unconfirmed-<version>-<time>.png
-                                    a mask whose save was interrupted before it was indexed
-      manifest.jsonl                the index: one JSON record per save, append-only;
-                                    the LAST record of a stem is its current state
-      .manifest.lock                lock file taken around every write (cross-process)
-
-A manifest record (one line)::
-
-    {"format_version": 1, "stem": "cju0qkwl35piu0993l0dewei2", "version": 2,
-     "image": "images/cju0qkwl35piu0993l0dewei2.jpg", "mask": "masks/cju0qkwl35piu0993l0dewei2.png",
-     "prediction": "predictions/cju0qkwl35piu0993l0dewei2.png",
-     "source_path": "/data/kvasir/images/cju0qkwl35piu0993l0dewei2.jpg",
-     "image_sha256": "...", "mask_sha256": "...",
-     "model": "microaunet", "checkpoint_sha256": "...", "threshold": 0.5,
-     "status": "corrected", "note": "", "reviewer": "alice",
-     "created": "2025-01-01T10:00:00+00:00", "updated": "2025-01-01T10:05:00+00:00",
-     "pixels_changed": 311}
-
-- ``status`` is one of ``unreviewed``, ``accepted``, ``corrected``, ``rejected``;
-  training and fine-tuning use the items whose latest status is ``accepted`` or
-  ``corrected``.
-- ``version`` counts the saves of a stem (1, 2, ...); on each save the previous
-  mask is kept as ``history/<stem>/<previous version>.png``.
-- ``pixels_changed``: pixels where the saved mask differs from the prediction
-  (``null`` when there was no prediction).
-- ``image_sha256`` / ``mask_sha256``: sha256 of the stored files' bytes.
-- ``created``: the first save of the stem; ``updated``: this save (UTC, ISO 8601).
-- ``reviewer``: env ``NAPARI_POLYP_REVIEWER``, else the login name.
-- Unknown fields are kept and ignored, so a newer writer's records still read.
+Nothing outside the dataset folder is ever read, written or deleted: every path
+goes through :meth:`CorrectionsDataset.inside`, which refuses absolute paths,
+``..`` and symbolic links that lead out (a record naming such a path was already
+skipped when the manifest was read).
 
 Durability:
 - every file is written to a temporary file in its own folder, fsynced, renamed
@@ -50,49 +20,42 @@ Durability:
   checks ``mask_sha256`` and serves the previous mask from ``history/`` when the
   mask file already holds the unfinished one;
 - a torn last manifest line (a write cut short) is ignored when reading and
-  repaired by the next write; unreadable lines elsewhere are skipped with a warning;
+  repaired by the next write;
 - writers hold ``.manifest.lock`` (the ``filelock`` package) around the whole
   read-modify-write, so two viewers saving into one dataset keep both saves.
   Readers take no lock.
-
-Older formats are read, never rejected:
-- format_version 0 = a plain folder with ``images/`` and ``masks/`` and no manifest
-  (also a valid training folder): each mask with an image is an ``accepted``
-  item at version 1. The first save writes a manifest indexing them all.
-- manifest records without ``format_version`` (or missing fields) are filled in
-  with defaults when read.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import getpass
 import hashlib
-import io
 import json
 import os
-import re
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ._atomic import (
-    atomic_write_bytes,
-    encode_image_png,
-    encode_mask_png,
-    fsync_dir,
-    remove_stale_temporaries,
+from ..io.images import IMAGE_EXTENSIONS, as_rgb_uint8, find_image, read_image
+from ..io.masks import decode_mask, encode_mask_png
+from ._atomic import atomic_write_bytes, encode_image_png, fsync_dir, remove_stale_temporaries
+from .manifest import (
+    FORMAT_VERSION,
+    LOCK,
+    MANIFEST,
+    STATUSES,
+    TRAINING_STATUSES,
+    Record,
+    check_storable,
+    latest_by_stem,
+    path_problem,
+    read_manifest,
+    safe_stem,
 )
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.jsonl"
-LOCK = ".manifest.lock"
-STATUSES = ("unreviewed", "accepted", "corrected", "rejected")
-TRAINING_STATUSES = ("accepted", "corrected")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 LOCK_TIMEOUT_S = 60.0
 
 PathLike = Union[str, os.PathLike]
@@ -100,101 +63,6 @@ PathLike = Union[str, os.PathLike]
 
 class DatasetError(Exception):
     """The dataset cannot do what was asked; the message says why."""
-
-
-# --------------------------------------------------------------------------- records
-
-
-@dataclass
-class Record:
-    """One manifest line: the state of one item after one save."""
-
-    stem: str
-    version: int = 1
-    image: str = ""
-    mask: str = ""
-    prediction: str = ""
-    source_path: str = ""
-    image_sha256: str = ""
-    mask_sha256: str = ""
-    model: str = ""
-    checkpoint_sha256: str = ""
-    threshold: Optional[float] = None
-    status: str = "unreviewed"
-    note: str = ""
-    reviewer: str = ""
-    created: str = ""
-    updated: str = ""
-    pixels_changed: Optional[int] = None
-    format_version: int = FORMAT_VERSION
-    extra: Dict[str, object] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        extra = data.pop("extra")
-        data = {"format_version": data.pop("format_version"), **data}
-        for key, value in extra.items():
-            data.setdefault(key, value)
-        return json.dumps(data, ensure_ascii=False, separators=(", ", ": "), default=_json_default)
-
-    @classmethod
-    def from_dict(cls, raw: dict, order: int = 1) -> "Record":
-        """Build a record from any format version (missing fields get defaults)."""
-        return _migrate_record(raw, order)
-
-    @property
-    def for_training(self) -> bool:
-        return self.status in TRAINING_STATUSES
-
-
-def _json_default(value):
-    """numpy scalars/arrays (a threshold from layer metadata, a frame number) as plain JSON."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"{type(value).__name__} cannot be stored in the manifest")
-
-
-_FIELD_NAMES = tuple(f.name for f in fields(Record) if f.name != "extra")
-
-
-def _migrate_record(raw: dict, order: int) -> Record:
-    """Any record -> a format-1 Record. v0 records lack format_version and maybe more."""
-    raw = dict(raw)
-    version_of_format = raw.pop("format_version", 0)
-    stem = raw.get("stem") or raw.get("name")
-    if not stem:
-        for key in ("mask", "image"):
-            if raw.get(key):
-                stem = Path(str(raw[key])).stem
-                break
-    if not stem:
-        raise ValueError("record names no stem, mask or image")
-    known = {k: raw.pop(k) for k in list(raw) if k in _FIELD_NAMES}
-    raw.pop("name", None)
-    record = Record(stem=str(stem), extra=raw)
-    for key, value in known.items():
-        if value is not None or key in ("threshold", "pixels_changed"):
-            setattr(record, key, value)
-    record.stem = str(stem)
-    record.format_version = int(version_of_format) if isinstance(version_of_format, (int, float)) else 0
-    if not record.mask:
-        record.mask = f"masks/{stem}.png"
-    if "version" not in known or not isinstance(known.get("version"), int):
-        record.version = order
-    if record.status not in STATUSES:
-        record.extra.setdefault("original_status", record.status)
-        # an old record saved with a mask but an unknown status was a reviewer's save
-        record.status = "accepted" if record.mask else "unreviewed"
-    if not record.created:
-        record.created = record.updated
-    return record
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def default_reviewer() -> str:
@@ -216,18 +84,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def decode_mask(data: bytes) -> np.ndarray:
-    """PNG/JPEG mask bytes -> HxW uint8 {0,1} (anything above mid-grey is object)."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        array = np.asarray(im.convert("L") if im.mode not in ("L", "1", "I", "I;16") else im)
-    if array.ndim == 3:
-        array = array[..., 0]
-    top = 1 if array.dtype == bool or array.max() <= 1 else (255 if array.max() <= 255 else 65535)
-    return (array.astype(np.float64) > top / 2).astype(np.uint8)
-
-
 def pixels_changed(corrected: np.ndarray, predicted: np.ndarray) -> int:
     """Pixels where the corrected mask and the predicted mask disagree (foreground = nonzero)."""
     corrected, predicted = np.asarray(corrected), np.asarray(predicted)
@@ -236,67 +92,10 @@ def pixels_changed(corrected: np.ndarray, predicted: np.ndarray) -> int:
     return int(np.count_nonzero((corrected != 0) != (predicted != 0)))
 
 
-_SAFE_STEM = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_stem(name: str) -> str:
-    """A file-system-safe stem (no separators, no leading dot)."""
-    stem = _SAFE_STEM.sub("_", str(name)).strip("._") or "item"
-    return stem[:150]
-
-
 def _crash_point(name: str) -> None:
     """Test hook: NAPARI_POLYP_CRASH_AT=<name> kills the process here (durability tests)."""
     if os.environ.get("NAPARI_POLYP_CRASH_AT") == name:
         os._exit(137)
-
-
-# --------------------------------------------------------------------------- manifest I/O
-
-
-def read_manifest(path: PathLike) -> Tuple[List[Record], bool]:
-    """All records of a manifest, in file order, and whether its last line is torn.
-
-    A torn last line (no newline and not valid JSON) is the trace of a write cut
-    short: ignored. Any other unreadable line is skipped with a warning."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], False
-    lines = data.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline
-    torn = False
-    if tail.strip():
-        try:
-            json.loads(tail)
-            lines.append(tail)  # complete record, only its newline is missing
-        except ValueError:
-            torn = True
-    records: List[Record] = []
-    per_stem: Counter = Counter()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-            if not isinstance(raw, dict):
-                raise ValueError("not an object")
-            stem = raw.get("stem") or raw.get("name") or Path(str(raw.get("mask") or raw.get("image") or "")).stem
-            record = _migrate_record(raw, per_stem[stem] + 1)
-        except ValueError as err:
-            warnings.warn(f"{path}: line {number} skipped, it is not a readable record ({err})", stacklevel=2)
-            continue
-        per_stem[record.stem] += 1
-        records.append(record)
-    return records, torn
-
-
-def latest_by_stem(records: List[Record]) -> Dict[str, Record]:
-    latest: Dict[str, Record] = {}
-    for record in records:
-        latest[record.stem] = record
-    return latest
 
 
 # --------------------------------------------------------------------------- the dataset
@@ -320,13 +119,19 @@ class CorrectionsDataset:
     # -- paths
     @property
     def manifest_path(self) -> Path:
-        return self.root / MANIFEST
+        return self.inside(MANIFEST)
 
-    def _abs(self, relative: str) -> Path:
+    def inside(self, relative: str) -> Path:
+        """``root/relative``, refused (DatasetError) when it is absolute, climbs out with ``..``
+        or resolves outside the dataset folder through a symbolic link."""
+        problem = path_problem(self.root, relative)
+        if problem:
+            raise DatasetError(f"{self.root}: the path {relative!r} {problem}; napari-polyp only reads "
+                               "and writes inside the dataset folder")
         return self.root / relative
 
     def history_dir(self, stem: str) -> Path:
-        return self.root / "history" / stem
+        return self.inside(f"history/{stem}")
 
     def __repr__(self) -> str:
         return f"CorrectionsDataset({str(self.root)!r})"
@@ -337,7 +142,7 @@ class CorrectionsDataset:
         if self.manifest_path.exists():
             records, _ = read_manifest(self.manifest_path)
             return max((r.format_version for r in records), default=FORMAT_VERSION)
-        return 0 if (self.root / "masks").is_dir() else FORMAT_VERSION
+        return 0 if self.inside("masks").is_dir() else FORMAT_VERSION
 
     def records(self) -> List[Record]:
         """Every record in save order (the full history of the index)."""
@@ -393,11 +198,7 @@ class CorrectionsDataset:
     def stem_for(self, preferred: str, image_sha256: str = "") -> str:
         """The stem an image is (or will be) stored under: ``preferred`` unless another
         image already holds that stem, then ``<preferred>-<sha[:8]>``."""
-        stem = safe_stem(preferred)
-        current = self.get(stem)
-        if current is None or not image_sha256 or not current.image_sha256 or current.image_sha256 == image_sha256:
-            return stem
-        return f"{stem}-{image_sha256[:8]}"
+        return _unique_stem(safe_stem(preferred), image_sha256, self.latest())
 
     def mask_path(self, record: Record) -> Path:
         """The file holding a record's mask, verified against ``mask_sha256`` when it has one.
@@ -405,11 +206,12 @@ class CorrectionsDataset:
         The mask file can be one step ahead of the index when a save was killed
         between writing the mask and appending its record; the record's own mask
         is then in history/<stem>/<version>.png."""
-        path = self._abs(record.mask)
+        path = self.inside(record.mask)
         if path.exists() and (not record.mask_sha256 or sha256_bytes(path.read_bytes()) == record.mask_sha256):
             return path
-        kept = self.history_dir(record.stem) / f"{record.version}.png"
-        if kept.exists() and (not record.mask_sha256 or sha256_bytes(kept.read_bytes()) == record.mask_sha256):
+        kept = self.root / "history" / record.stem / f"{record.version}.png"
+        if self._readable_inside(kept) and (not record.mask_sha256
+                                            or sha256_bytes(kept.read_bytes()) == record.mask_sha256):
             return kept
         if path.exists():
             warnings.warn(f"{path}: does not match its manifest record (edited by hand?); using it as it is", stacklevel=2)
@@ -421,47 +223,52 @@ class CorrectionsDataset:
 
     def load_mask(self, stem: str) -> np.ndarray:
         record = self._require(stem)
-        return decode_mask(self.mask_bytes(record))
+        return self._decode(self.mask_path(record))
 
     def load_image(self, stem: str) -> np.ndarray:
         record = self._require(stem)
-        return _read_image(self.image_path(record))
+        return read_image(self.image_path(record))
 
     def image_path(self, record: Record) -> Path:
         if record.image:
-            return self._abs(record.image)
-        found = _find_image(self.root / "images", record.stem)
+            return self.inside(record.image)
+        found = find_image(self.inside("images"), record.stem)
         if found is None:
             raise DatasetError(f"{self.root / 'images'}: no image for {record.stem!r}")
-        return found
+        return self.inside(found.relative_to(self.root).as_posix())
 
     def load(self, stem: str) -> Tuple[np.ndarray, np.ndarray, Record]:
         """(image HxWx3 uint8, mask HxW uint8 {0,1}, record) of an item's current version."""
         record = self._require(stem)
-        return _read_image(self.image_path(record)), decode_mask(self.mask_bytes(record)), record
+        return read_image(self.image_path(record)), self._decode(self.mask_path(record)), record
 
     def load_prediction(self, stem: str) -> Optional[np.ndarray]:
         """The network's mask the item's correction started from, if it was saved."""
         record = self._require(stem)
-        path = self._abs(record.prediction) if record.prediction else self.root / "predictions" / f"{stem}.png"
-        return decode_mask(path.read_bytes()) if path.exists() else None
+        path = self.inside(record.prediction or f"predictions/{record.stem}.png")
+        return self._decode(path) if path.exists() else None
+
+    @staticmethod
+    def _decode(path: Path) -> np.ndarray:
+        return decode_mask(path.read_bytes(), path)
 
     def history(self, stem: str) -> List[Tuple[int, Path]]:
-        """Earlier masks of an item: (version, path), oldest first."""
+        """Earlier masks of an item: (version, path), oldest first (files leading outside left out)."""
         folder = self.history_dir(stem)
         if not folder.is_dir():
             return []
-        found = [(int(p.stem), p) for p in folder.glob("*.png") if p.stem.isdigit()]
+        found = [(int(p.stem), p) for p in folder.glob("*.png")
+                 if p.stem.isdigit() and not path_problem(self.root, p.relative_to(self.root).as_posix())]
         return sorted(found)
 
     def load_version(self, stem: str, version: int) -> np.ndarray:
         record = self._require(stem)
         if version == record.version:
-            return decode_mask(self.mask_bytes(record))
-        path = self.history_dir(stem) / f"{version}.png"
-        if not path.exists():
+            return self._decode(self.mask_path(record))
+        path = self.root / "history" / safe_stem(stem) / f"{int(version)}.png"
+        if not self._readable_inside(path):
             raise DatasetError(f"{path}: version {version} of {stem!r} is not in the history")
-        return decode_mask(path.read_bytes())
+        return self._decode(path)
 
     def _require(self, stem: str) -> Record:
         record = self.get(stem)
@@ -471,21 +278,21 @@ class CorrectionsDataset:
 
     def _v0_records(self) -> List[Record]:
         """Format 0: images/ + masks/ and no manifest -> one accepted record per mask with an image."""
-        masks_dir = self.root / "masks"
+        masks_dir = self.inside("masks")
         if not masks_dir.is_dir():
             return []
         records = []
         for mask_path in sorted(masks_dir.iterdir()):
             if mask_path.name.startswith(".") or mask_path.suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
-            image = _find_image(self.root / "images", mask_path.stem)
-            if image is None:
-                continue
+            image = find_image(self.inside("images"), mask_path.stem)
+            relative = [p.relative_to(self.root).as_posix() for p in (image, mask_path) if p is not None]
+            if image is None or any(path_problem(self.root, r) for r in relative):
+                continue  # no image, or a symbolic link out of the folder: never followed
             stamp = _dt.datetime.fromtimestamp(mask_path.stat().st_mtime, _dt.timezone.utc).isoformat(timespec="seconds")
             records.append(Record(
-                stem=mask_path.stem, version=1, image=image.relative_to(self.root).as_posix(),
-                mask=mask_path.relative_to(self.root).as_posix(), status="accepted",
-                created=stamp, updated=stamp, format_version=0,
+                stem=safe_stem(mask_path.stem), version=1, image=relative[0], mask=relative[1],
+                status="accepted", created=stamp, updated=stamp, format_version=0,
             ))
         return records
 
@@ -496,7 +303,7 @@ class CorrectionsDataset:
 
         if self._lock is None:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._lock = FileLock(str(self.root / LOCK), timeout=self.lock_timeout)
+            self._lock = FileLock(str(self.inside(LOCK)), timeout=self.lock_timeout)
         return self._lock
 
     def save(
@@ -526,17 +333,19 @@ class CorrectionsDataset:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         if mask is None:
             raise ValueError("save needs a mask")
-        json.dumps(extra, default=_json_default)  # an unstorable extra field fails here, before any write
+        check_storable(extra)  # an unstorable extra field fails here, before any write
         mask = np.asarray(mask)
         if mask.ndim != 2:
             raise ValueError(f"a mask must be 2-D (H, W), got shape {mask.shape}")
         image_bytes, image_ext = self._image_payload(image, source_path)
         image_sha = sha256_bytes(image_bytes) if image_bytes is not None else ""
-        if stem is None:
-            if source_path is None:
-                raise ValueError("save needs a stem or a source_path")
-            stem = self.stem_for(Path(source_path).stem, image_sha)
-        stem = safe_stem(stem)
+        if stem is None and source_path is None:
+            raise ValueError("save needs a stem or a source_path")
+        # A stem named by the caller is theirs to overwrite; a stem made from a file name,
+        # or one that cleaning changed ('..', '', '?'), must not take another image's place.
+        wanted = Path(source_path).stem if stem is None else str(stem)
+        may_share = stem is not None and safe_stem(wanted) == wanted
+        stem = safe_stem(wanted)
         mask_png = encode_mask_png(mask)
         prediction_png = encode_mask_png(predicted) if predicted is not None else None
         if predicted is not None and np.asarray(predicted).shape != mask.shape:
@@ -544,6 +353,8 @@ class CorrectionsDataset:
 
         with self.lock():
             latest = self._prepare_for_write()
+            if not may_share:
+                stem = _unique_stem(stem, image_sha, latest)
             previous = latest.get(stem)
             if previous is None and image_bytes is None:
                 raise ValueError(f"{stem!r} is new to the dataset: save needs its image or an image source_path")
@@ -557,7 +368,7 @@ class CorrectionsDataset:
             image_rel = previous.image if previous is not None else ""
             if image_bytes is not None and (previous is None or previous.image_sha256 != image_sha):
                 image_rel = f"images/{stem}{image_ext}"
-                atomic_write_bytes(self._abs(image_rel), image_bytes)
+                atomic_write_bytes(self.inside(image_rel), image_bytes)
             elif previous is not None:
                 image_sha = previous.image_sha256
             _crash_point("after-image")
@@ -566,14 +377,14 @@ class CorrectionsDataset:
             prediction_rel = previous.prediction if previous is not None else ""
             if prediction_png is not None:
                 prediction_rel = f"predictions/{stem}.png"
-                atomic_write_bytes(self._abs(prediction_rel), prediction_png)
-            if predicted is None and prediction_rel and self._abs(prediction_rel).exists():
-                predicted = decode_mask(self._abs(prediction_rel).read_bytes())
+                atomic_write_bytes(self.inside(prediction_rel), prediction_png)
+            if predicted is None and prediction_rel and self.inside(prediction_rel).exists():
+                predicted = self._decode(self.inside(prediction_rel))
                 if predicted.shape != mask.shape:
                     predicted = None
             _crash_point("before-mask")
             mask_rel = f"masks/{stem}.png"
-            atomic_write_bytes(self._abs(mask_rel), mask_png)
+            atomic_write_bytes(self.inside(mask_rel), mask_png)
             _crash_point("after-mask")
 
             # 4. the record: the commit point
@@ -603,16 +414,17 @@ class CorrectionsDataset:
             _crash_point("after-record")
 
             # 5. an old mask under another name (a v0 .jpg mask) is in history now: drop it
-            if previous is not None and previous.mask != mask_rel and self._abs(previous.mask).exists():
-                os.unlink(self._abs(previous.mask))
-                fsync_dir(self._abs(previous.mask).parent)
+            if previous is not None and previous.mask != mask_rel and self.inside(previous.mask).exists():
+                old_mask = self.inside(previous.mask)
+                os.unlink(old_mask)
+                fsync_dir(old_mask.parent)
         return record
 
     def set_status(self, stem: str, status: str, note: Optional[str] = None, reviewer: Optional[str] = None) -> Record:
         """A new version with the same mask and another status/note."""
         with self.lock():
             record = self._require(stem)
-            mask = decode_mask(self.mask_bytes(record))
+            mask = self._decode(self.mask_path(record))
             return self.save(
                 mask=mask, stem=stem, status=status, note=record.note if note is None else note,
                 reviewer=reviewer, model=record.model, checkpoint_sha256=record.checkpoint_sha256,
@@ -634,21 +446,22 @@ class CorrectionsDataset:
     def _prepare_for_write(self) -> Dict[str, Record]:
         """Repair what a killed writer left and return the current records."""
         self.root.mkdir(parents=True, exist_ok=True)
-        for folder in (self.root, self.root / "images", self.root / "masks", self.root / "predictions"):
-            remove_stale_temporaries(folder)
+        for folder in ("", "images", "masks", "predictions"):
+            remove_stale_temporaries(self.inside(folder) if folder else self.root)
         if not self.manifest_path.exists():
             self._write_initial_manifest()
-        records, torn = read_manifest(self.manifest_path)
+        # writers read quietly: the readers' warnings name each skipped line once
+        records, torn = read_manifest(self.manifest_path, warn=False)
         if torn or not _ends_with_newline(self.manifest_path):
             self._repair_manifest_tail()
-            records, _ = read_manifest(self.manifest_path)
+            records, _ = read_manifest(self.manifest_path, warn=False)
         return latest_by_stem(records)
 
     def _write_initial_manifest(self) -> None:
         """Create the manifest; a v0 folder's items are indexed first (migration)."""
         lines = []
         for record in self._v0_records():
-            data = self._abs(record.mask).read_bytes()
+            data = self.inside(record.mask).read_bytes()
             record.mask_sha256 = sha256_bytes(data)
             image_path = self.image_path(record)
             record.image_sha256 = sha256_bytes(image_path.read_bytes())
@@ -699,36 +512,40 @@ class CorrectionsDataset:
             return
         self._keep_unconfirmed(previous, good)
         if not previous.mask.lower().endswith(".png"):  # a v0 mask stored as JPEG/BMP/...: keep it as PNG
-            good = encode_mask_png(decode_mask(good))
+            good = encode_mask_png(decode_mask(good, previous.mask))
         folder = self.history_dir(previous.stem)
         remove_stale_temporaries(folder)
         target = folder / f"{previous.version}.png"
-        if target.exists() and target.read_bytes() == good:
+        if self._readable_inside(target) and target.read_bytes() == good:
             return
-        atomic_write_bytes(target, good)
+        atomic_write_bytes(target, good)  # replaces a planted symbolic link itself, never its target
 
     def _keep_unconfirmed(self, record: Record, good: bytes) -> None:
         """A mask file that is not the record's (an interrupted save) goes to history/ too."""
-        path = self._abs(record.mask)
+        path = self.inside(record.mask)
         if not path.exists():
             return
         data = path.read_bytes()
         if data == good:
             return
         folder = self.history_dir(record.stem)
-        if any(p.read_bytes() == data for p in folder.glob("unconfirmed-*.png")):
+        if any(self._readable_inside(p) and p.read_bytes() == data for p in folder.glob("unconfirmed-*.png")):
             return
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         atomic_write_bytes(folder / f"unconfirmed-{record.version + 1}-{stamp}.png", data)
 
     def _restore_confirmed_mask(self, record: Record) -> bool:
         good = self._confirmed_mask_bytes(record)
-        path = self._abs(record.mask)
+        path = self.inside(record.mask)
         if good is None or (path.exists() and path.read_bytes() == good):
             return False
         self._keep_unconfirmed(record, good)
         atomic_write_bytes(path, good)
         return True
+
+    def _readable_inside(self, path: Path) -> bool:
+        """An existing file of the dataset that does not lead out of it (a planted link is not read)."""
+        return not path_problem(self.root, path.relative_to(self.root).as_posix()) and path.is_file()
 
     @staticmethod
     def _image_payload(image, source_path) -> Tuple[Optional[bytes], str]:
@@ -744,8 +561,6 @@ class CorrectionsDataset:
         if image.ndim not in (2, 3):
             raise ValueError(f"an image must be HxW or HxWxC, got shape {image.shape}")
         if image.dtype != np.uint8:
-            from ..inference import as_rgb_uint8
-
             image = as_rgb_uint8(image)
         return encode_image_png(image), ".png"
 
@@ -762,35 +577,22 @@ def _ends_with_newline(path: Path) -> bool:
         return fh.read(1) == b"\n"
 
 
-def _find_image(folder: Path, stem: str) -> Optional[Path]:
-    if not folder.is_dir():
-        return None
-    for ext in IMAGE_EXTENSIONS + tuple(e.upper() for e in IMAGE_EXTENSIONS):
-        candidate = folder / f"{stem}{ext}"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _read_image(path: Path) -> np.ndarray:
-    try:
-        from ..io.images import read_image
-    except ImportError:  # the io package is optional for the headless core
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    return read_image(path)
+def _unique_stem(stem: str, image_sha256: str, latest: Dict[str, Record]) -> str:
+    """``stem``, or ``<stem>-<sha[:8]>`` when another image already holds ``stem``."""
+    current = latest.get(stem)
+    if current is None or not image_sha256 or not current.image_sha256 or current.image_sha256 == image_sha256:
+        return stem
+    return f"{stem}-{image_sha256[:8]}"
 
 
 def iter_training_pairs(root: PathLike) -> Iterator[Tuple[Path, np.ndarray, Record]]:
     """(image path, mask {0,1}, record) of each item training may use."""
     dataset = CorrectionsDataset(root)
     for record in dataset.training_items():
-        yield dataset.image_path(record), decode_mask(dataset.mask_bytes(record)), record
+        yield dataset.image_path(record), dataset._decode(dataset.mask_path(record)), record
 
 
-__all__ = [
+__all__ = [  # the manifest and mask names are re-exported here, where callers have always found them
     "CorrectionsDataset",
     "DatasetError",
     "FORMAT_VERSION",
@@ -803,4 +605,5 @@ __all__ = [
     "iter_training_pairs",
     "pixels_changed",
     "read_manifest",
+    "safe_stem",
 ]

@@ -21,10 +21,12 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .dataset import IMAGE_EXTENSIONS, CorrectionsDataset, Record, decode_mask, safe_stem
+from ..io.images import find_image, list_images, read_image
+from ..io.masks import read_mask
+from ..io.video import VIDEO_EXTENSIONS
+from .dataset import CorrectionsDataset, Record
+from .manifest import safe_stem
 from .metrics import dice_iou, mean_scores
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 
 
 @dataclass(frozen=True)
@@ -34,21 +36,6 @@ class ReviewItem:
     stem: str  # the stem it is saved under (unless another image already took it)
     source_path: Path  # the image file, or the video file
     frame: Optional[int] = None  # frame number of a video item
-
-
-def _list_images(folder: Path) -> List[Path]:
-    try:
-        from ..io.images import list_images
-    except ImportError:  # the io package is optional for the headless core
-        return sorted(p for p in folder.iterdir()
-                      if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
-    return list_images(folder)
-
-
-def _read_image(path: Path) -> np.ndarray:
-    from .dataset import _read_image as read
-
-    return read(path)
 
 
 def reference_folder_for(source: Path) -> Optional[Path]:
@@ -87,7 +74,7 @@ class ReviewSession:
             return [ReviewItem(i, p.name, safe_stem(p.stem), p) for i, p in enumerate(paths)]
         source = Path(source)
         if source.is_dir():
-            return [ReviewItem(i, p.name, safe_stem(p.stem), p) for i, p in enumerate(_list_images(source))]
+            return [ReviewItem(i, p.name, safe_stem(p.stem), p) for i, p in enumerate(list_images(source))]
         if source.suffix.lower() in VIDEO_EXTENSIONS:
             if self.video is None:
                 from ..io.video import VideoFrames
@@ -108,7 +95,7 @@ class ReviewSession:
         item = self.items[index]
         if item.frame is not None:
             return np.asarray(self.video[item.frame])
-        return _read_image(item.source_path)
+        return read_image(item.source_path)
 
     # -- the dataset side --------------------------------------------------------------
     def refresh(self) -> None:
@@ -158,7 +145,7 @@ class ReviewSession:
     def saved_mask(self, index: int) -> Optional[np.ndarray]:
         """The item's saved mask ({0,1}), or None when it was never saved."""
         record = self.record(index)
-        return decode_mask(self.dataset.mask_bytes(record)) if record is not None else None
+        return read_mask(self.dataset.mask_path(record)) if record is not None else None
 
     def saved_prediction(self, index: int) -> Optional[np.ndarray]:
         record = self.record(index)
@@ -221,12 +208,8 @@ class ReviewSession:
     def reference(self, index: int) -> Optional[np.ndarray]:
         if self.reference_dir is None:
             return None
-        item = self.items[index]
-        for ext in (".png",) + tuple(e for e in IMAGE_EXTENSIONS if e != ".png"):
-            path = self.reference_dir / f"{Path(item.source_path).stem}{ext}"
-            if path.is_file():
-                return decode_mask(path.read_bytes())
-        return None
+        path = find_image(self.reference_dir, Path(self.items[index].source_path).stem)
+        return read_mask(path) if path is not None else None
 
     def score(self, index: int, prediction: Optional[np.ndarray] = None,
               corrected: Optional[np.ndarray] = None) -> Dict[str, Tuple[float, float]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Tuple
 
-import numpy as np
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 CITATION = SAMPLE_DIR / "CITATION.md"
@@ -29,10 +28,11 @@ def sample_paths(stem: str) -> Tuple[Path, Path]:
 
 def sample_layers(stem: str, dataset: str, name: str) -> List[tuple]:
     from .images import read_image
+    from .masks import read_mask
 
     image_path, mask_path = sample_paths(stem)
     image = read_image(image_path)
-    mask = (read_image(mask_path)[..., 0] >= 128).astype(np.uint8)
+    mask = read_mask(mask_path)
     meta = {"source_path": str(image_path), "dataset": _SOURCES[dataset], "citation": str(CITATION)}
     return [
         (image, {"name": name, "rgb": True, "metadata": meta}, "image"),

@@ -17,7 +17,8 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from ..corrections._atomic import encode_mask_png, atomic_write_bytes
+from ..corrections._atomic import atomic_write_bytes
+from .masks import encode_mask_png
 
 
 def frame_paths(path, count: int) -> List[Path]:

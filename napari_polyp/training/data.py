@@ -1,9 +1,14 @@
 """Image/mask pairs for training and evaluation, and the seeded validation split.
 
-Two kinds of folder are read (see /work/notes/CONTEXT.md):
-- a plain folder ``DIR/images/<stem>.<ext>`` + ``DIR/masks/<stem>.png`` (0/255), paired by stem;
-- a corrections dataset (the same layout plus ``manifest.jsonl``): only items whose
-  latest record (the last line for that stem) has status ``accepted`` or ``corrected``.
+Two kinds of folder are read:
+- a plain folder ``DIR/images/<stem>.<ext>`` + ``DIR/masks/<stem>.<ext>``, paired by stem;
+- a corrections dataset (the same layout plus ``manifest.jsonl``, see README.md, section
+  "Corrections dataset"): only items whose latest record has status ``accepted`` or
+  ``corrected``, read through the dataset's own checked reader.
+
+Images are read with :func:`napari_polyp.io.read_image` and masks with
+:func:`napari_polyp.io.read_mask` (0/1, 0/255 and JPEG masks alike), the readers
+the app uses.
 
 Images are resized once to the training size with the very resize that
 ``napari_polyp.inference.preprocess`` uses (bilinear, antialiased), so the pixels a
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -21,10 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_polyp.errors import InputFileError, UserError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-MANIFEST = "manifest.jsonl"
+from napari_polyp.corrections.manifest import MANIFEST
+from napari_polyp.errors import UserError
+from napari_polyp.io.images import IMAGE_EXTENSIONS, read_image
+from napari_polyp.io.masks import read_mask
 
 
 @dataclass(frozen=True)
@@ -34,39 +40,10 @@ class Pair:
     mask: Path
 
 
-def read_rgb(path) -> np.ndarray:
-    """HxWx3 uint8, via the io helper when it is there (one reader for the whole app)."""
-    try:
-        from napari_polyp.io.images import read_image
-    except ImportError:
-        read_image = None
-    if read_image is not None:
-        return read_image(path)
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except Exception as err:
-        raise InputFileError(path, f"cannot be read as an image ({type(err).__name__})") from None
-
-
-def read_mask(path) -> np.ndarray:
-    """HxW uint8 {0,1}: a pixel is foreground when its grey value is above 127."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("L"))
-    except Exception as err:
-        raise InputFileError(path, f"cannot be read as a mask ({type(err).__name__})") from None
-    return (arr > 127).astype(np.uint8)
-
-
 def _images_by_stem(folder: Path) -> Dict[str, Path]:
     found: Dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+        if path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith("."):
             found.setdefault(path.stem, path)
     return found
 
@@ -87,14 +64,26 @@ def find_pairs(root) -> List[Pair]:
         # and serves the recorded mask when a killed save left a newer, unconfirmed file.
         from ..corrections.dataset import CorrectionsDataset
 
-        dataset = CorrectionsDataset(root)
-        pairs = [Pair(r.stem, dataset.image_path(r), dataset.mask_path(r))
-                 for r in sorted(dataset.training_items(), key=lambda r: r.stem)]
+        pairs = _corrections_pairs(CorrectionsDataset(root))
     else:
         pairs = [Pair(s, images[s], masks[s]) for s in sorted(set(images) & set(masks))]
     if not pairs:
         what = "accepted or corrected items" if is_corrections_dataset(root) else "images with a mask of the same stem"
         raise UserError(f"{root}: no {what} found")
+    return pairs
+
+
+def _corrections_pairs(dataset) -> List[Pair]:
+    """The training items of a corrections dataset; an item whose files are missing is left out
+    with a warning (records leading outside the folder were already skipped when read)."""
+    from ..corrections.dataset import DatasetError
+
+    pairs = []
+    for record in sorted(dataset.training_items(), key=lambda r: r.stem):
+        try:
+            pairs.append(Pair(record.stem, dataset.image_path(record), dataset.mask_path(record)))
+        except DatasetError as err:
+            warnings.warn(f"{record.stem!r} left out of training: {err}", stacklevel=3)
     return pairs
 
 
@@ -144,7 +133,7 @@ class PairArrays:
 
             iterator = tqdm(self.pairs, desc=f"loading {n} pairs at {size}px", leave=False)
         for i, pair in enumerate(iterator):
-            self.images[i] = resize_like_inference(read_rgb(pair.image), size)
+            self.images[i] = resize_like_inference(read_image(pair.image), size)
             self.masks[i] = resize_mask(read_mask(pair.mask), size)
 
     @classmethod
