@@ -5,13 +5,19 @@
 Writes ``<out>/<stem>.png`` (0/255) per image and ``<out>/<video stem>/<frame:06d>.png``
 per video frame; ``--probability`` also writes the probability map as 8-bit PNG
 (``<stem>_prob.png``). Uses the same Predictor (pre/post-processing) as the app.
+
+Two inputs that would write the same output file (``d1/a.png`` and ``d2/a.png``) are
+refused before anything runs. A file that cannot be read is skipped and reported at
+the end (exit status 1); ``--strict`` stops at the first one instead.
 """
 from __future__ import annotations
 
 import json
 import sys
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 
 def add_arguments(parser) -> None:
@@ -24,44 +30,83 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--backbone-weights", default=None)
     parser.add_argument("--allow-untrained", action="store_true", help="run a network that has no checkpoint")
+    parser.add_argument("--strict", action="store_true", help="stop at the first file that cannot be read")
     parser.add_argument("--quiet", action="store_true")
 
 
-def _is_video(path: Path) -> bool:
-    try:
-        from napari_polyp.io.video import is_video_path
-    except ImportError:
-        return path.suffix.lower() in (".mp4", ".avi", ".mov", ".mkv")
-    return is_video_path(path)
-
-
-def _list_images(folder: Path) -> List[Path]:
-    try:
-        from napari_polyp.io.images import list_images
-    except ImportError:
-        from napari_polyp.training.data import IMAGE_SUFFIXES
-
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return list_images(folder)
+@dataclass(frozen=True)
+class Job:
+    kind: str  # "image" | "video"
+    path: Path
+    target: Path  # <out>/<stem> for an image, <out>/<video stem>/ for a video's frames
 
 
 def expand_inputs(inputs) -> List[Tuple[str, Path]]:
-    """[("image"|"video", path)] in the order given; folders expand to their images."""
+    """[("image"|"video", path)] in the order given; folders expand to their images;
+    a file named twice is kept once."""
     from napari_polyp.errors import UserError
+    from napari_polyp.io.images import list_images
+    from napari_polyp.io.video import is_video_path
 
     items: List[Tuple[str, Path]] = []
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            images = _list_images(path)
+            images = list_images(path)
             if not images:
                 raise UserError(f"{path}: no image files in this folder")
             items.extend(("image", p) for p in images)
         elif path.is_file():
-            items.append(("video" if _is_video(path) else "image", path))
+            items.append(("video" if is_video_path(path) else "image", path))
         else:
-            raise FileNotFoundError(f"{path} does not exist")
-    return items
+            raise UserError(f"{path}: no such file or folder")
+    seen, unique = set(), []
+    for kind, path in items:
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            unique.append((kind, path))
+    return unique
+
+
+def plan_jobs(items: List[Tuple[str, Path]], out: Path, probability: bool) -> List[Job]:
+    """One job per input, each with its own output; refuses inputs whose outputs would collide."""
+    from napari_polyp.errors import UserError
+
+    jobs = [Job(kind, path, out / path.stem) for kind, path in items]
+    writers: Dict[Path, List[Path]] = defaultdict(list)
+    for job in jobs:
+        for output in _outputs(job, probability):
+            writers[output].append(job.path)
+    clashes = {output: paths for output, paths in writers.items() if len(paths) > 1}
+    if clashes:
+        lines = [f"  {' and '.join(str(p) for p in paths)} would both write {output}"
+                 for output, paths in sorted(clashes.items())[:10]]
+        more = f"\n  ... and {len(clashes) - 10} more" if len(clashes) > 10 else ""
+        raise UserError("inputs with the same file name would overwrite each other's masks:\n"
+                        + "\n".join(lines) + more
+                        + "\nrename them, or run them one at a time with different --out folders")
+    return jobs
+
+
+def _outputs(job: Job, probability: bool) -> List[Path]:
+    """The files (or, for a video, the folder) a job writes, as collision keys."""
+    if job.kind == "video":
+        return [job.target]
+    outputs = [job.target.parent / f"{job.target.name}.png"]
+    if probability:
+        outputs.append(job.target.parent / f"{job.target.name}_prob.png")
+    return outputs
+
+
+def check_out_folder(out: Path) -> None:
+    from napari_polyp.errors import UserError
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the mask PNGs")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot create this folder ({err.strerror or err})") from None
 
 
 def _frames(path: Path) -> Iterator:
@@ -79,26 +124,33 @@ def _write_png(path: Path, array) -> None:
     Image.fromarray(array).save(path)
 
 
-def run(args) -> int:
-    import numpy as np
-
+def _load_predictor(args):
+    import models
     from napari_polyp.errors import UserError
     from napari_polyp.inference import Predictor
-    from napari_polyp.training.data import read_rgb
-    from tqdm import tqdm
 
-    import models
-
-    items = expand_inputs(args.inputs)
-    checkpoint = args.checkpoint
-    if checkpoint is None and models.default_checkpoint(args.model) is None and not args.allow_untrained:
+    if args.checkpoint is None and models.default_checkpoint(args.model) is None and not args.allow_untrained:
         raise UserError(f"{args.model} has no trained checkpoint: predictions would not be meaningful "
                         "(pass --checkpoint, or --allow-untrained)")
-    model = models.create_model(args.model, checkpoint=checkpoint if checkpoint else None,
-                                backbone_weights=args.backbone_weights)
-    predictor = Predictor(args.model, device=args.device, model=model)
+    model = models.create_model(args.model, checkpoint=args.checkpoint or None, backbone_weights=args.backbone_weights)
+    return Predictor(args.model, device=args.device, model=model)
+
+
+def run(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from napari_polyp.errors import UserError
+    from napari_polyp.io.images import read_image
+
+    from .batch import report_skipped
+
     out = Path(args.out)
+    jobs = plan_jobs(expand_inputs(args.inputs), out, args.probability)
+    check_out_folder(out)
+    predictor = _load_predictor(args)
     written = 0
+    skipped: List[Tuple[Path, str]] = []
 
     def save(prediction, target: Path) -> None:
         nonlocal written
@@ -108,12 +160,22 @@ def run(args) -> int:
                        (prediction.probability * 255).round().astype(np.uint8))
         written += 1
 
-    for kind, path in tqdm(items, desc="predicting", unit="file", disable=args.quiet, file=sys.stderr):
-        if kind == "image":
-            save(predictor.predict(read_rgb(path)), out / path.stem)
-        else:
-            for index, prediction in enumerate(predictor.predict_frames(_frames(path))):
-                save(prediction, out / path.stem / f"{index:06d}")
-    print(json.dumps({"written": written, "out": str(out), "model": args.model,
-                      "checkpoint_sha256": predictor.checkpoint_sha256}))
-    return 0
+    for job in tqdm(jobs, desc="predicting", unit="file", disable=args.quiet, file=sys.stderr):
+        try:
+            if job.kind == "image":
+                save(predictor.predict(read_image(job.path)), job.target)
+            else:
+                for index, prediction in enumerate(predictor.predict_frames(_frames(job.path))):
+                    save(prediction, job.target / f"{index:06d}")
+        except (UserError, OSError) as err:
+            if args.strict:
+                raise UserError(f"stopped at the first unreadable file (--strict): {_problem(job.path, err)}") from None
+            skipped.append((job.path, _problem(job.path, err)))
+    print(json.dumps({"written": written, "skipped": [{"file": str(p), "problem": m} for p, m in skipped],
+                      "out": str(out), "model": args.model, "checkpoint_sha256": predictor.checkpoint_sha256}))
+    return report_skipped("predict", [problem for _, problem in skipped])
+
+
+def _problem(path: Path, err: Exception) -> str:
+    text = str(err)
+    return text if str(path) in text else f"{path}: {text}"

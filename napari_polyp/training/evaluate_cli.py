@@ -3,7 +3,13 @@
 Scores are computed the way the app predicts: the Predictor resizes each image to
 the network's input, and its probability map is resized back to the image's own
 size; each mask is compared at its own resolution (threshold 0.5), and the
-per-image Dice/IoU/precision/recall are averaged (see ``metrics``).
+per-image Dice/IoU/precision/recall are averaged (see ``metrics``). Masks are read
+with the product's one mask rule (:mod:`napari_polyp.io.masks`: 0/1, 0/255 and JPEG
+masks alike).
+
+A mask of another size than its image is scored at the mask's size, and said so
+per file; a pair that cannot be read is skipped and reported at the end (exit
+status 1), or stops the run with ``--strict``.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--backbone-weights", default=None, help="local pretrained backbone weights (file/folder)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N pairs (quick checks)")
+    parser.add_argument("--strict", action="store_true", help="stop at the first pair that cannot be read")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
@@ -39,11 +46,13 @@ def load_model(name: str, checkpoint=None, backbone_weights=None):
 
 def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str = "auto",
              backbone_weights=None, threshold: float = 0.5, limit: Optional[int] = None,
-             model=None, progress: bool = False) -> Dict:
+             model=None, progress: bool = False, strict: bool = False) -> Dict:
     """Mean per-image metrics of a checkpoint on ``data``; returns a plain dict
-    (n, dice, iou, precision, recall, model, checkpoint, checkpoint_sha256, split)."""
+    (n, dice, iou, precision, recall, model, checkpoint, checkpoint_sha256, split,
+    ``skipped``: [{file, problem}], ``resized``: [files whose mask size differs from the image])."""
     from napari_polyp.errors import UserError
     from napari_polyp.inference import Predictor
+    from napari_polyp.io import read_image, read_mask
 
     from . import data as data_mod
     from .metrics import MeanScores, per_image_scores
@@ -68,29 +77,52 @@ def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str =
         from tqdm import tqdm
 
         iterator = tqdm(pairs, desc=f"evaluating {name}", file=sys.stderr, leave=False)
+    skipped, resized = [], []
     for pair in iterator:
-        image = data_mod.read_rgb(pair.image)
-        truth = data_mod.read_mask(pair.mask)
+        try:
+            image, truth = read_image(pair.image), read_mask(pair.mask)
+        except UserError as err:
+            if strict:
+                raise UserError(f"stopped at the first unreadable pair (--strict): {err}") from None
+            skipped.append({"file": str(pair.mask), "problem": str(err)})
+            continue
         probability = predictor.predict(image).probability
         if probability.shape != truth.shape:
-            import torch
-            import torch.nn.functional as F
-
-            probability = F.interpolate(torch.from_numpy(probability)[None, None], size=truth.shape,
-                                        mode="bilinear", align_corners=False)[0, 0].numpy()
+            _say(f"{pair.mask}: mask is {_size(truth)}, its image {pair.image.name} is {_size(image)}; "
+                 f"the prediction is resized to the mask to score it")
+            resized.append(str(pair.mask))
+            probability = _resize_probability(probability, truth.shape)
         scores.extend([{k: float(v[0]) for k, v in per_image_scores(probability[None], truth[None], threshold).items()}])
     result = scores.result()
     result.update(model=name, checkpoint=str(getattr(model, "checkpoint_path", "") or ""),
                   checkpoint_sha256=header.get("sha256", ""), split=split, threshold=threshold,
-                  data=str(Path(data)))
+                  data=str(Path(data)), skipped=skipped, resized=resized)
     return result
 
 
+def _size(array) -> str:
+    return f"{array.shape[1]}x{array.shape[0]}"
+
+
+def _say(message: str) -> None:
+    print(f"napari-polyp evaluate: {message}", file=sys.stderr)
+
+
+def _resize_probability(probability, shape):
+    import torch
+    import torch.nn.functional as F
+
+    return F.interpolate(torch.from_numpy(probability)[None, None], size=shape,
+                         mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
 def run(args) -> int:
+    from napari_polyp.commands.batch import report_skipped
+
     result = evaluate(args.model, args.data, args.checkpoint, args.split, args.device, args.backbone_weights,
-                      args.threshold, args.limit, progress=not args.json)
+                      args.threshold, args.limit, progress=not args.json, strict=args.strict)
     if not args.json:
         print(f"{args.model} on {result['n']} images ({args.split}): dice {result['dice']:.4f} "
               f"iou {result['iou']:.4f} precision {result['precision']:.4f} recall {result['recall']:.4f}")
     print(json.dumps(result))
-    return 0
+    return report_skipped("evaluate", [s["problem"] for s in result["skipped"]])
