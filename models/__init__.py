@@ -17,10 +17,12 @@ from ._registry import ModelCard, base_card, card_with_checkpoint, get_entry, li
 from .checkpoint import (
     CheckpointError,
     default_checkpoint,
+    fall_back_from,
     load_into,
     peek_header,
     read_checkpoint,
     save_checkpoint,
+    shipped_checkpoint,
 )
 
 # Importing the architecture files registers them.
@@ -47,25 +49,38 @@ def _resolve_checkpoint(name: str, checkpoint: CheckpointArg) -> Optional[Path]:
     return Path(checkpoint)
 
 
-def create_model(
+def create_model(name: str, pretrained_backbone: bool = False, checkpoint: CheckpointArg = None, **kwargs):
+    """Build a registered network.
+
+    checkpoint: ``None`` loads the default checkpoint (the user's preferred one,
+    else the one shipped in the package, else none: random weights); a preferred
+    checkpoint that cannot be loaded is named in a warning and the shipped one is
+    used instead. ``False`` never loads one; a path loads that file (verified:
+    architecture and sha256). A checkpoint's recorded variant is used unless overridden.
+    Keyword arguments: ``backbone_weights`` (a local file or folder, see
+    ``models.dino_keys``), ``strict_backbone``, and the network's variant arguments.
+    """
+    path = _resolve_checkpoint(name, checkpoint)
+    try:
+        return _build(name, pretrained_backbone, path, **kwargs)
+    except CheckpointError as err:
+        shipped = shipped_checkpoint(name)
+        if checkpoint not in (None, True) or path is None or path == shipped:
+            raise
+        fall_back_from(path, str(err), name)
+        return _build(name, pretrained_backbone, shipped, **kwargs)
+
+
+def _build(
     name: str,
-    pretrained_backbone: bool = False,
-    checkpoint: CheckpointArg = None,
+    pretrained_backbone: bool,
+    path: Optional[Path],
     *,
     backbone_weights=None,
     strict_backbone: bool = True,
     **variant_kwargs,
 ):
-    """Build a registered network.
-
-    checkpoint: ``None`` loads the default checkpoint (the user's preferred one,
-    else the one shipped in the package, else none: random weights);
-    ``False`` never loads one; a path loads that file (verified: architecture
-    and sha256). A checkpoint's recorded variant is used unless overridden.
-    pretrained_backbone / backbone_weights: see ``models._backbones``.
-    """
     entry = get_entry(name)
-    path = _resolve_checkpoint(name, checkpoint)
     header = state = None
     if path is not None:
         header, state = read_checkpoint(path, expected_architecture=name)

@@ -24,6 +24,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -134,10 +135,7 @@ def read_checkpoint(path, expected_architecture: Optional[str] = None) -> Tuple[
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # zip/pickle errors vary by torch version
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else 'no detail'})"
-        ) from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_load_problem(err)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is a PyTorch file but not a napari-polyp checkpoint (no '{FORMAT}' header); "
@@ -162,6 +160,17 @@ def read_checkpoint(path, expected_architecture: Optional[str] = None) -> Tuple[
             "the file was modified or damaged"
         )
     return header, state
+
+
+def _load_problem(err: Exception) -> str:
+    """Why torch.load refused a file, in our words: torch's own text for a file holding
+    arbitrary Python objects suggests loading it unsafely, which we never do nor advise."""
+    text = str(err)
+    if "weights_only" in text or "Weights only load failed" in text or "WeightsUnpickler" in text:
+        return ("it holds Python objects other than tensors and plain values, which napari-polyp "
+                "never loads because loading them could run code from the file")
+    first = text.strip().splitlines()[0] if text.strip() else "no detail"
+    return f"{type(err).__name__}: {first}"
 
 
 def load_into(model: torch.nn.Module, state: Dict[str, torch.Tensor], path, architecture: str) -> None:
@@ -190,10 +199,12 @@ def _preferred_file() -> Path:
 
 
 def _read_preferred() -> dict:
+    """architecture -> preferred checkpoint path; an unreadable or malformed file counts as empty."""
     try:
-        return json.loads(_preferred_file().read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        prefs = json.loads(_preferred_file().read_text())
+    except (OSError, ValueError):
         return {}
+    return {k: v for k, v in prefs.items() if isinstance(v, str)} if isinstance(prefs, dict) else {}
 
 
 def set_preferred(architecture: str, path) -> None:
@@ -213,11 +224,54 @@ def shipped_checkpoint(architecture: str) -> Optional[Path]:
 
 
 def default_checkpoint(architecture: str) -> Optional[Path]:
-    """The user's preferred checkpoint if it still exists, else the shipped one."""
-    preferred = _read_preferred().get(architecture)
-    if preferred and Path(preferred).is_file():
-        return Path(preferred)
+    """The user's preferred checkpoint if it still exists and is a valid checkpoint of
+    ``architecture``, else the shipped one (a broken preferred file is named in a warning)."""
+    preferred = preferred_checkpoint(architecture)
+    if preferred is None:
+        return shipped_checkpoint(architecture)
+    problem = _problem_with(preferred, architecture)
+    if problem is None:
+        return preferred
+    fall_back_from(preferred, problem, architecture)
     return shipped_checkpoint(architecture)
+
+
+def preferred_checkpoint(architecture: str) -> Optional[Path]:
+    """The file ``set_preferred`` named for ``architecture``, if it still exists (unverified)."""
+    preferred = _read_preferred().get(architecture)
+    return Path(preferred) if preferred and Path(preferred).is_file() else None
+
+
+def _problem_with(path: Path, architecture: str) -> Optional[str]:
+    try:
+        header = peek_header(path)
+    except CheckpointError as err:
+        return str(err)
+    if header.get("architecture") != architecture:
+        return f"{path} holds a '{header.get('architecture')}' checkpoint, not '{architecture}'"
+    return None
+
+
+_fallbacks_reported: set = set()
+
+
+def fall_back_from(path: Path, problem: str, architecture: str) -> None:
+    """Warn (once per file version) that the preferred checkpoint is broken and the shipped one is used."""
+    key = (str(path), _mtime(path))
+    if key in _fallbacks_reported:
+        return
+    _fallbacks_reported.add(key)
+    shipped = shipped_checkpoint(architecture)
+    instead = f"using the shipped checkpoint {shipped} instead" if shipped else "using untrained weights instead"
+    warnings.warn(f"the preferred {architecture} checkpoint {path} cannot be used: {problem}; {instead}. "
+                  f"Fine-tune again or delete {_preferred_file()} to stop this warning.", UserWarning, stacklevel=3)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def list_checkpoints(architecture: str) -> List[Path]:
@@ -246,7 +300,7 @@ _header_cache: Dict[Tuple[str, float], dict] = {}
 def peek_header(path) -> dict:
     """The header alone (verified), cached by path and modification time."""
     path = Path(path)
-    key = (str(path.resolve()), path.stat().st_mtime if path.exists() else 0.0)
+    key = (str(path.resolve()), _mtime(path))
     if key not in _header_cache:
         _header_cache[key] = read_checkpoint(path)[0]
     return _header_cache[key]

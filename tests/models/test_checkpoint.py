@@ -89,3 +89,61 @@ def test_half_precision_checkpoint_loads_into_float_model(tmp_path):
     save_checkpoint(small_model(), path, architecture="microaunet", half=True)
     model = models.create_model("microaunet", checkpoint=path)
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+class _NotAllowed:  # an arbitrary Python object: torch.load(weights_only=True) refuses it
+    pass
+
+
+def _preferred_broken(tmp_path, kind):
+    path = tmp_path / f"broken-{kind}.pt"
+    if kind == "junk":
+        path.write_bytes(b"not a checkpoint at all")
+    elif kind == "pickled-object":
+        torch.save({"format": "napari-polyp-checkpoint", "obj": _NotAllowed()}, path)
+    else:  # a valid file whose weights do not fit the network
+        save_checkpoint(models.create_model("eam-net", checkpoint=False), path, architecture="microaunet")
+    set_preferred("microaunet", path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["junk", "pickled-object", "does-not-fit"])
+def test_a_broken_preferred_checkpoint_falls_back_to_the_shipped_one(tmp_path, kind):
+    from models.checkpoint import shipped_checkpoint
+
+    shipped = shipped_checkpoint("microaunet")
+    if shipped is None:
+        pytest.skip("no shipped microaunet checkpoint in this checkout")
+    broken = _preferred_broken(tmp_path, kind)
+    with pytest.warns(UserWarning) as caught:
+        model = models.create_model("microaunet")
+        models.get_card("microaunet")
+    assert model.checkpoint_path == str(shipped)
+    messages = " ".join(str(w.message) for w in caught)
+    assert str(broken) in messages and "shipped" in messages
+    assert "weights_only" not in messages and "can still be loaded" not in messages
+
+
+def test_no_message_repeats_torchs_unsafe_loading_hint(tmp_path):
+    path = tmp_path / "object.pt"
+    torch.save({"obj": _NotAllowed()}, path)
+    with pytest.raises(CheckpointError) as caught:
+        read_checkpoint(path)
+    text = str(caught.value)
+    assert str(path) in text and "weights_only" not in text and "can still be loaded" not in text
+
+
+def test_predict_runs_with_a_broken_preferred_checkpoint(tmp_path, capsys):
+    from PIL import Image
+
+    from models.checkpoint import shipped_checkpoint
+    from napari_polyp.cli import main
+
+    if shipped_checkpoint("microaunet") is None:
+        pytest.skip("no shipped microaunet checkpoint in this checkout")
+    _preferred_broken(tmp_path, "junk")
+    image = tmp_path / "a.png"
+    Image.fromarray(torch.randint(0, 255, (40, 48, 3), dtype=torch.uint8).numpy()).save(image)
+    with pytest.warns(UserWarning, match="broken-junk.pt"):
+        assert main(["predict", "--model", "microaunet", str(image), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert (tmp_path / "out" / "a.png").is_file()
