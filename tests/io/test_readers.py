@@ -233,3 +233,13 @@ def test_bad_file_in_napari_does_not_break_viewer(make_napari_viewer, tmp_path):
         assert name in str(info.value) or name in str(info.value.__cause__)
     [layer] = viewer.open(str(tmp_path / "good.jpg"), plugin="napari-polyp")
     assert layer.data.shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("maximum, bits", [(4095, 12), (1023, 10)])
+def test_low_bit_depth_data_in_a_16bit_tiff_is_scaled_by_its_range(tmp_path, maximum, bits):
+    gray = np.linspace(0, maximum, 30 * 20).round().reshape(30, 20).astype(np.uint16)
+    path = tmp_path / "camera.tif"
+    tifffile.imwrite(path, gray)
+    out, notes = read_image_with_notes(path)
+    assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255  # not nearly black
+    assert any(f"{bits}-bit data" in note for note in notes)
