@@ -1,6 +1,6 @@
 """EA-DK: Encoder Attention + Dynamic Kernel update for polyp segmentation (arXiv 2509.23502).
 
-Spec: /work/shared/MODELS.md section 1. Tags: [P] paper, [C] official code (none public;
+Spec: docs/MODELS.md section 1. Tags: [P] paper, [C] official code (none public;
 the layout follows LDNet), [B] our choice.
 
     image ─ Res2Net-50 ─ E1..E5 ─┬─ EncoderAttention ─ G ─ MLP ─ K0 (a 1×1 kernel)

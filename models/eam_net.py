@@ -1,6 +1,6 @@
 """EAM-Net (arXiv 2512.07275): attention-guided multi-scale network for skin lesions.
 
-Spec: /work/shared/MODELS.md section 5. No public code exists, so most of the layout is
+Spec: docs/MODELS.md section 5. No public code exists, so most of the layout is
 [B] (our choice); [P] marks what the paper states.
 
 [P] a 4-stage encoder of residual blocks each followed by MRCF; an External Attention

@@ -1,6 +1,6 @@
 """MicroAUNet (arXiv 2511.01143): a 25k-parameter polyp segmenter, and its distillation teachers.
 
-Spec: /work/shared/MODELS.md section 2. Tags: [P] paper, [C] the authors' official code
+Spec: docs/MODELS.md section 2. Tags: [P] paper, [C] the authors' official code
 (github.com/JeremyXSC/MicroAUNet; its architecture is described in MODELS.md and
 re-implemented here, not copied), [B] our choice.
 

@@ -1,6 +1,6 @@
 """PEFNet / MPE-ConvNeXt: Multi Kernel Positional Embedding ConvNeXt (RIVF 2022).
 
-Spec: /work/shared/MODELS.md section 3. Tags: [P] paper, [C] official Keras code, [B] our choice.
+Spec: docs/MODELS.md section 3. Tags: [P] paper, [C] official Keras code, [B] our choice.
 
     image ─ ConvNeXt ─ F1..F4 (strides 4..32)
     y = F4;  for s = 3..1:  y = MPE(MKCNN(Up(y) + F_s))
