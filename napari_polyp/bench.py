@@ -33,7 +33,7 @@ def benchmark(model_name: str, size=None, device: str = "cpu", batch: int = 1, r
     import torch
 
     import models
-    from models._profile import count_flops, count_params
+    from models import count_flops, count_params
 
     if threads:
         torch.set_num_threads(threads)

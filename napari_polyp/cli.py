@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     from models.checkpoint import CheckpointError
-    from models._backbones import BackboneWeightsError  # ImgFocusError is one too
+    from models import BackboneWeightsError  # ImgFocusError is one too
     from napari_polyp.errors import UserError
 
     argv = list(sys.argv[1:] if argv is None else argv)

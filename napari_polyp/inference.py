@@ -85,9 +85,7 @@ class Predictor:
         header = getattr(model, "checkpoint_header", None) or {}
         self.checkpoint_sha256 = header.get("sha256", "")
         self.checkpoint_path = getattr(model, "checkpoint_path", None)
-        self.card = models._registry.card_with_checkpoint(
-            models._registry.base_card(model_name), self.checkpoint_path, header or None
-        )
+        self.card = models.card_with_checkpoint(models.base_card(model_name), self.checkpoint_path, header or None)
 
     @property
     def trained(self) -> bool:

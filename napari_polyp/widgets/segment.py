@@ -226,7 +226,7 @@ class SegmentWidget(QWidget):
 
     def _update_card(self, *_):
         import models
-        from models._registry import base_card, card_with_checkpoint
+        from models import base_card, card_with_checkpoint
         from models.checkpoint import CheckpointError, peek_header
 
         name = self.model_combo.currentText()

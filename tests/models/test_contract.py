@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import models
-from models._profile import count_params
+from models import count_params
 
 EXPECTED = {"ea-dk", "microaunet", "pefnet", "dino-keys", "eam-net"}
 # Small variants keep the CPU suite fast; each variant's own file tests the rest.

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import models
-from models._profile import count_params
+from models import count_params
 from models.ea_dk import EncoderAttention, GatedKernelUpdate, apply_kernel
 
 

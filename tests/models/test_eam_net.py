@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import models
-from models._profile import count_params
+from models import count_params
 from models.eam_net import CMAM, EAB, MRCF, EAMNet
 
 PAPER_PARAMS = 4.6e6

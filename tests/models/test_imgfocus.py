@@ -35,7 +35,7 @@ def test_missing_onnx_says_how_to_install(monkeypatch):
 
 
 def test_errors_are_backbone_weight_errors():
-    from models._backbones import BackboneWeightsError
+    from models import BackboneWeightsError
 
     assert issubclass(_imgfocus.ImgFocusError, BackboneWeightsError)
 

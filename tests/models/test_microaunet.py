@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import models
-from models._profile import count_params
+from models import count_params
 from models.microaunet import (
     DWD,
     LDGA,

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import models
-from models._profile import count_params
+from models import count_params
 from models.pefnet import MultiKernelConv, SinusoidalPositionEmbedding2d, sinusoidal_position_embedding_2d
 
 PAPER_PARAMS_M = {"tiny": 52, "small": 74, "base": 129}
