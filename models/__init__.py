@@ -94,7 +94,7 @@ def _build(
     header = state = None
     if path is not None:
         header, state = read_checkpoint(path, expected_architecture=name)
-        variant_kwargs = {**header.get("variant", {}), **variant_kwargs}
+        variant_kwargs = {**entry.card.legacy_checkpoint_variant, **header.get("variant", {}), **variant_kwargs}
     model = entry.builder(
         pretrained_backbone=pretrained_backbone or _needs_frozen_backbone(entry, header),
         backbone_weights=backbone_weights,
@@ -104,7 +104,7 @@ def _build(
         load_into(model, state, path, name)
         _check_backbone(model, header, path, strict_backbone)
     model.model_name = name
-    model.variant = dict(variant_kwargs)
+    model.variant = {**getattr(model, "variant", {}), **variant_kwargs}  # the builder's own record first
     model.checkpoint_path = str(path) if path else None
     model.checkpoint_header = header
     return model

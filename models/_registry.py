@@ -34,6 +34,8 @@ class ModelCard:
     default_variant: str = ""
     attention_maps: Tuple[str, ...] = ()
     notes: str = ""
+    # variant arguments a checkpoint that does not name them was trained with (an older layout)
+    legacy_checkpoint_variant: Dict = field(default_factory=dict)
     # filled from the checkpoint that create_model(name) loads by default
     checkpoint: str = "untrained"  # path, or "untrained"
     checkpoint_sha256: str = ""
@@ -104,8 +106,11 @@ def base_card(name: str) -> ModelCard:
 def card_with_checkpoint(card: ModelCard, path: Optional[str], header: Optional[dict]) -> ModelCard:
     if path is None or header is None:
         return card
+    training = header.get("training", {})
     return dataclasses.replace(
         card,
+        # a network runs at the size it was trained at
+        input_size=int(training.get("size") or card.input_size),
         checkpoint=str(path),
         checkpoint_sha256=header.get("sha256", ""),
         training=dict(header.get("training", {}), metrics=header.get("metrics", {})),

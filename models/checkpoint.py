@@ -98,7 +98,8 @@ def save_checkpoint(
     state = trainable_state_dict(model, half=half)
     header = {
         "architecture": architecture,
-        "variant": dict(variant or {}),
+        # a network that knows its own layout (model.variant) records it even when not told
+        "variant": dict(variant if variant is not None else getattr(model, "variant", None) or {}),
         "training": dict(training or {}),
         "metrics": dict(metrics or {}),
         "sha256": weights_sha256(state),

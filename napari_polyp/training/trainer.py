@@ -42,6 +42,7 @@ from napari_polyp.inference import preprocess, resolve_device
 
 from . import data as data_mod
 from .augment import Augmenter
+from .feature_cache import VIEWS, FeatureCache, apply_view
 from .losses import LOSSES, deep_supervision
 from .metrics import MeanScores
 from .presets import get_preset, lr_at, make_optimizer
@@ -75,6 +76,8 @@ class TrainConfig:
     augment: Optional[str] = None  # preset name override
     schedule: Optional[str] = None  # learning-rate schedule override (presets.lr_at)
     cache_features: bool = True  # frozen-backbone networks: encode each image once
+    views: tuple = ("identity", "hflip")  # cached views (feature_cache.VIEWS) of each training image
+    feature_cache: Optional[str] = None  # folder of the frozen-feature cache (default: out)
     num_threads: Optional[int] = None
     command: str = ""
     val_batch: int = 8
@@ -164,59 +167,22 @@ def build_model(config: TrainConfig):
                                backbone_weights=config.backbone_weights, **config.variant)
 
 
-class FrozenFeatures:
-    """Encode/decode split of a network whose front part is frozen (DINO-keys), so
-    the frozen part runs once per image (and once for its mirror image).
-
-    A network can offer ``encode_frozen(x) -> features`` and ``decode_features(f, hw) -> out``;
-    for ``models.dino_keys.DinoKeys`` the split follows its forward (the key extraction)
-    and a test checks that ``decode(encode(x))`` equals ``model(x)["logits"]``.
-    """
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-
-    @staticmethod
-    def supports(model: nn.Module) -> bool:
-        if hasattr(model, "encode_frozen") and hasattr(model, "decode_features"):
-            return True
-        return type(model).__name__ == "DinoKeys" and hasattr(model, "_last_qkv")
-
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.model
-        if hasattr(m, "encode_frozen"):
-            return m.encode_frozen(x)
-        from models.blocks import resize_to
-
-        x = resize_to(x, m._grid_size(x.shape[-2:]))
-        h, w = x.shape[-2] // m.patch_size, x.shape[-1] // m.patch_size
-        qkv = m._last_qkv(x)
-        b, n, _ = qkv.shape
-        qkv = qkv.reshape(b, n, 3, m.num_heads, m.embed_dim // m.num_heads)
-        keys = qkv[:, m.num_prefix_tokens:, 1]
-        return keys.reshape(b, h, w, m.embed_dim).permute(0, 3, 1, 2).contiguous()
-
-    def decode(self, features: torch.Tensor, hw) -> dict:
-        m = self.model
-        if hasattr(m, "decode_features"):
-            return m.decode_features(features, hw)
-        from models.blocks import resize_to
-
-        return {"logits": resize_to(m.decoder(features), hw), "attention": {}}
+def has_frozen_features(model: nn.Module) -> bool:
+    """A network with a frozen front part (timm's ``forward_features``) and a trained
+    ``forward_head(features, x)``: training caches the first and runs only the second."""
+    return hasattr(model, "forward_head") and hasattr(model, "forward_features") and \
+        hasattr(model, "backbone_sha256")
 
 
-class _DecoderOnly(nn.Module):
+class _HeadOnly(nn.Module):
     """The trainable part as one module (so DDP wraps what actually trains)."""
 
-    def __init__(self, model: nn.Module, frozen: FrozenFeatures, hw):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.frozen = frozen
-        self.hw = tuple(hw)
 
-    def forward(self, features):
-        return self.frozen.decode(features, self.hw)
+    def forward(self, features, x):
+        return {"logits": self.model.forward_head(features, x), "attention": {}}
 
 
 class Batches:
@@ -249,40 +215,57 @@ class Batches:
 
 
 class CachedBatches(Batches):
-    """Batches of cached frozen features; the only augmentation is a horizontal flip
-    (the cache holds each image and its mirror image)."""
+    """Batches of cached frozen features (``feature_cache.FeatureCache``), each drawn under
+    one of the cached views, with the image and mask under the same view."""
 
-    def __init__(self, arrays, card, frozen: FrozenFeatures, seed: int, device, val_arrays,
-                 progress: Optional[Callable[[str], None]] = None):
+    def __init__(self, arrays, card, model: nn.Module, seed: int, device, val_arrays, folder, views):
         super().__init__(arrays, card, Augmenter("none", card.input_size), seed, device)
-        self.frozen = frozen
-        self.train_features = self._encode_all(arrays, flips=True, progress=progress)
-        self.val_features = self._encode_all(val_arrays, flips=False, progress=progress)
+        self.model = model
+        tag = "keys" + "-".join(str(b) for b in getattr(model, "key_blocks", ()))
+        sha = model.backbone_sha256()
+        self.train_cache = FeatureCache(folder, "train", sha, card.input_size, tag, arrays.stems, views)
+        self.val_cache = FeatureCache(folder, "val", sha, card.input_size, tag, val_arrays.stems, ("identity",))
+        self.val_arrays = val_arrays
 
-    def _encode_all(self, arrays, flips: bool, progress) -> torch.Tensor:
-        chunks = []
-        views = (False, True) if flips else (False,)
-        for start in range(0, len(arrays), 8):
-            x = preprocess(arrays.images[start:start + 8], self.card).to(self.device)
-            chunks.append(torch.stack(
-                [self.frozen.encode(torch.flip(x, dims=[-1]) if flip else x).half().cpu() for flip in views], dim=1
-            ))
-            if progress:
-                progress(f"encoded {min(start + 8, len(arrays))}/{len(arrays)} images with the frozen backbone")
-        return torch.cat(chunks)  # [N, views, C, h, w] float16
+    def iter_build(self, should_stop=None) -> Iterator[str]:
+        """Fill the caches (resumable); yields a progress line every 40 rows.
+        Returns early when ``should_stop()``: the rows written so far stay cached."""
+        for cache, arrays in ((self.val_cache, self.val_arrays), (self.train_cache, self.arrays)):
+            started, first = time.monotonic(), None
+            for done, total in cache.iter_build(arrays.images, self._encode):
+                first = done if first is None else first
+                if should_stop and should_stop():
+                    return
+                if done % 40 < 4 or done == total:
+                    rate = (time.monotonic() - started) / max(done - first + 4, 1)
+                    yield f"caching frozen features {cache.dir.name}: {done}/{total} ({rate:.2f} s each)"
+
+    @torch.no_grad()
+    def _encode(self, images: np.ndarray) -> torch.Tensor:
+        from models.blocks import resize_to
+
+        x = preprocess(images, self.card).to(self.device)
+        return self.model.forward_features(resize_to(x, self.model.grid_size(x.shape[-2:])))
 
     def train_batch(self, indices, epoch: int):
-        flips = [random.Random(self.sample_seed(epoch, i)).random() < 0.5 for i in indices]
-        feats = torch.stack([self.train_features[i, int(f)] for i, f in zip(indices, flips)]).float()
-        masks = [self.arrays.masks[i][:, ::-1] if f else self.arrays.masks[i] for i, f in zip(indices, flips)]
-        y = torch.from_numpy(np.ascontiguousarray(np.stack(masks)[:, None]).astype(np.float32))
-        return feats.to(self.device), y.to(self.device)
+        views = [self.train_cache.views[random.Random(self.sample_seed(epoch, i)).randrange(len(self.train_cache.views))]
+                 for i in indices]
+        feats = self.train_cache.get(indices, views)
+        images = np.stack([apply_view(self.arrays.images[i], v) for i, v in zip(indices, views)])
+        masks = np.stack([apply_view(self.arrays.masks[i], v) for i, v in zip(indices, views)])
+        y = torch.from_numpy(np.ascontiguousarray(masks[:, None]).astype(np.float32))
+        return (feats.to(self.device), preprocess(images, self.card).to(self.device)), y.to(self.device)
 
     def val_batches(self, arrays, batch: int):
         for start in range(0, len(arrays), batch):
-            feats = self.val_features[start:start + batch, 0].float()
+            rows = range(start, min(start + batch, len(arrays)))
+            feats = self.val_cache.get(rows, ["identity"] * len(rows))
+            x = preprocess(arrays.images[start:start + batch], self.card)
             y = torch.from_numpy(arrays.masks[start:start + batch][:, None].astype(np.float32))
-            yield feats.to(self.device), y.to(self.device)
+            yield (feats.to(self.device), x.to(self.device)), y.to(self.device)
+
+    def forward(self, net: nn.Module, inputs) -> dict:
+        return net(*inputs)
 
 
 # -- validation -----------------------------------------------------------------------
@@ -393,19 +376,21 @@ def iter_train(config: TrainConfig, should_stop: Optional[Callable[[], bool]] = 
     val_arrays = data_mod.PairArrays.cached(val_pairs, size, cache_dir and cache_dir / f"val-{size}px.npz")
 
     messages: List[str] = []
-    if config.cache_features and FrozenFeatures.supports(model):
-        frozen = FrozenFeatures(model)
-        batches: Batches = CachedBatches(train_arrays, card, frozen, config.seed, device, val_arrays,
-                                         progress=messages.append)
-        net: nn.Module = _DecoderOnly(model, frozen, (size, size))
-        augment_name = "flips (cached frozen features)"
+    if config.cache_features and has_frozen_features(model):
+        batches: Batches = CachedBatches(train_arrays, card, model, config.seed, device, val_arrays,
+                                         config.feature_cache or out_dir, config.views)
+        for line in batches.iter_build(should_stop):
+            yield TrainEvent("start", message=line, elapsed_s=time.monotonic() - started)
+        if not batches.train_cache.complete():  # cancelled while caching: what is cached stays
+            yield TrainEvent("done", message="cancelled while caching frozen features", stopped_early=True,
+                             elapsed_s=time.monotonic() - started)
+            return
+        net: nn.Module = _HeadOnly(model)
+        augment_name = f"views {', '.join(config.views)} (cached frozen features)"
     else:
         batches = Batches(train_arrays, card, Augmenter(preset.augment, size), config.seed, device)
         net = model
         augment_name = preset.augment
-    for message in messages[-1:]:
-        yield TrainEvent("start", message=message, elapsed_s=time.monotonic() - started)
-    messages.clear()
 
     distiller = None
     if config.teacher:

