@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from napari_polyp.corrections._durability import run_kills  # noqa: E402
+from tests.corrections.durability_harness import run_kills  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,5 @@
-"""Kill-and-check harness for the corrections dataset (used by the tests and
-benchmarks/durability.py).
+"""Kill-and-check harness for the corrections dataset (used by tests/corrections/test_durability.py
+and benchmarks/durability.py; it lives with the tests, not in the package).
 
 A child process saves into a dataset in a loop, printing each version it has
 saved; the parent SIGKILLs it at a random moment and then checks that
@@ -11,8 +11,8 @@ saved; the parent SIGKILLs it at a random moment and then checks that
 - no save the child reported as done was lost (version >= last reported);
 - every earlier version kept in history/ is the right mask.
 
-    python -m napari_polyp.corrections._durability child DATASET
-    python -m napari_polyp.corrections._durability concurrent DATASET PREFIX N
+    python tests/corrections/durability_harness.py child DATASET
+    python tests/corrections/durability_harness.py concurrent DATASET PREFIX N
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .dataset import CorrectionsDataset, decode_mask, read_manifest
+from napari_polyp.corrections.dataset import CorrectionsDataset, decode_mask, read_manifest, sha256_bytes
 
 SHAPE = (24, 32)
 ITEM = "item"
@@ -131,7 +131,7 @@ def check_dataset(root: str, last_confirmed: int = 0) -> List[str]:
 
 
 def _child_command(*args: str) -> List[str]:
-    return [sys.executable, "-m", "napari_polyp.corrections._durability", *args]
+    return [sys.executable, str(Path(__file__).resolve()), *args]
 
 
 def _child_env(extra: Optional[dict] = None) -> dict:
@@ -184,7 +184,8 @@ def kill_once(root: str, rng: random.Random) -> Dict[str, object]:
 def run_crash_point(root: str, point: str) -> subprocess.CompletedProcess:
     """One save in a child that dies (os._exit) at a named point of the save."""
     code = (
-        "import sys; from napari_polyp.corrections._durability import *; "
+        f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
+        "from durability_harness import *; "
         "from napari_polyp.corrections.dataset import CorrectionsDataset; "
         "ds = CorrectionsDataset(sys.argv[1]); cur = ds.get(ITEM); v = (cur.version if cur else 0) + 1; "
         "ds.save(image_for(0), mask_for(v), stem=ITEM, status='corrected'); "
@@ -224,8 +225,6 @@ def run_kills(root: str, kills: int, seed: int = 0, verbose: bool = False) -> Di
 
 def interrupted_save_traces(dataset: CorrectionsDataset) -> List[str]:
     """What a kill left behind mid-save (evidence the kill hit inside a save)."""
-    from .dataset import sha256_bytes
-
     found = []
     if read_manifest(dataset.manifest_path)[1]:
         found.append("torn manifest line")

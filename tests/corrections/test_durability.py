@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from napari_polyp.corrections import CorrectionsDataset
-from napari_polyp.corrections import _durability as harness
+from . import durability_harness as harness
 
 CRASH_POINTS = ("after-history", "after-image", "before-mask", "after-mask", "after-record")
 
