@@ -10,20 +10,9 @@ goes through :meth:`CorrectionsDataset.inside`, which refuses absolute paths,
 ``..`` and symbolic links that lead out (a record naming such a path was already
 skipped when the manifest was read).
 
-Durability:
-- every file is written to a temporary file in its own folder, fsynced, renamed
-  over the target (``os.replace``) and the folder fsynced;
-- a save writes, in this order: the previous mask into ``history/``, the image
-  (first save only), the new mask, and only then appends the record to the
-  manifest (fsynced). The record is the commit point: a save killed earlier
-  leaves the previous record in force, and :meth:`CorrectionsDataset.load`
-  checks ``mask_sha256`` and serves the previous mask from ``history/`` when the
-  mask file already holds the unfinished one;
-- a torn last manifest line (a write cut short) is ignored when reading and
-  repaired by the next write;
-- writers hold ``.manifest.lock`` (the ``filelock`` package) around the whole
-  read-modify-write, so two viewers saving into one dataset keep both saves.
-  Readers take no lock.
+How a save survives a crash (atomic writes, the record as commit point, the lock
+around writers) is described with the format in the README; ``tests/corrections/
+test_durability.py`` kills saves at every step to check it.
 """
 from __future__ import annotations
 

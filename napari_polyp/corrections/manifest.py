@@ -1,18 +1,10 @@
 """Manifest records of a corrections dataset: reading, checking and migrating them.
 
-The format itself (folders, fields, statuses) is described once, in README.md,
-section "Corrections dataset". This module turns manifest lines into
-:class:`Record` objects and refuses the ones it must not follow:
-
-- any path field (``image``, ``mask``, ``prediction``) that is not a string, is
-  absolute, climbs out with ``..``, or resolves (symlinks followed) outside the
-  dataset folder: the whole record is skipped;
-- stems are cleaned with :func:`safe_stem`, the very cleaning ``save`` applies;
-- other fields of the wrong type fall back to their default (the value read is
-  kept in ``extra["original_<field>"]``).
-
-A skipped line is reported once per manifest line (one ``UserWarning`` naming the
-manifest and the line), not on every read.
+The format, what a manifest path may point to and how stems are cleaned are
+described once, in README.md, section "Corrections dataset". This module turns
+manifest lines into :class:`Record` objects, skips the records the README says
+are never followed (one ``UserWarning`` per manifest line, not one per read),
+and fills in what older records lack.
 """
 from __future__ import annotations
 
