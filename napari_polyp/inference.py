@@ -60,6 +60,20 @@ def _to_image_size(t: torch.Tensor, hw) -> np.ndarray:
     return t[:, 0].clamp_(0.0, 1.0).cpu().numpy()
 
 
+# Flip test-time augmentation: the views averaged (dims of an NCHW tensor each one mirrors).
+TTA_FLIPS = ((), (-1,), (-2,))
+
+
+def probability_with_flips(model: torch.nn.Module, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Mean probability over the image and its horizontal and vertical mirror images, each
+    mirrored back (3 network passes; ``logits`` is the plain pass already made). Polyps and
+    skin lesions have no preferred orientation, so every view is an equally valid input."""
+    total = torch.sigmoid(logits.float())
+    for dims in TTA_FLIPS[1:]:
+        total += torch.sigmoid(model(torch.flip(x, dims))["logits"].float()).flip(dims)
+    return total / len(TTA_FLIPS)
+
+
 @dataclass
 class Prediction:
     probability: np.ndarray  # HxW float32 in [0,1]
@@ -76,8 +90,10 @@ class Predictor:
     """A network ready for inference, with its card's pre/post-processing."""
 
     def __init__(self, model_name: str, checkpoint=None, device: str = "auto",
-                 pretrained_backbone: bool = False, model: Optional[torch.nn.Module] = None):
+                 pretrained_backbone: bool = False, model: Optional[torch.nn.Module] = None,
+                 tta: bool = False):
         self.device = resolve_device(device)
+        self.tta = tta  # flip test-time augmentation: see probability_with_flips
         if model is None:
             model = models.create_model(model_name, pretrained_backbone=pretrained_backbone, checkpoint=checkpoint)
         self.model = model.eval().to(self.device)
@@ -96,9 +112,11 @@ class Predictor:
         """BxHxWx3 (all of one size) -> list of Prediction."""
         images = np.stack([as_rgb_uint8(im) for im in images]) if images.ndim == 4 or isinstance(images, list) else as_rgb_uint8(images)[None]
         start = time.perf_counter()
-        out = self.model(preprocess(images, self.card).to(self.device))
+        x = preprocess(images, self.card).to(self.device)
+        out = self.model(x)
         hw = images.shape[1:3]
-        probs = _to_image_size(torch.sigmoid(out["logits"]), hw)
+        prob = probability_with_flips(self.model, x, out["logits"]) if self.tta else torch.sigmoid(out["logits"])
+        probs = _to_image_size(prob, hw)
         maps = {name: _to_image_size(amap, hw) for name, amap in out["attention"].items()}
         seconds = (time.perf_counter() - start) / len(images)
         return [

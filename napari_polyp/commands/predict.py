@@ -31,6 +31,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backbone-weights", default=None)
     parser.add_argument("--allow-untrained", action="store_true", help="run a network that has no checkpoint")
     parser.add_argument("--strict", action="store_true", help="stop at the first file that cannot be read")
+    parser.add_argument("--tta", action="store_true",
+                        help="flip test-time augmentation: average over the image and its mirror images (3× slower)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -133,7 +135,7 @@ def _load_predictor(args):
         raise UserError(f"{args.model} has no trained checkpoint: predictions would not be meaningful "
                         "(pass --checkpoint, or --allow-untrained)")
     model = models.create_model(args.model, checkpoint=args.checkpoint or None, backbone_weights=args.backbone_weights)
-    return Predictor(args.model, device=args.device, model=model)
+    return Predictor(args.model, device=args.device, model=model, tta=args.tta)
 
 
 def run(args) -> int:

@@ -30,6 +30,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backbone-weights", default=None, help="local pretrained backbone weights (file/folder)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N pairs (quick checks)")
     parser.add_argument("--strict", action="store_true", help="stop at the first pair that cannot be read")
+    parser.add_argument("--tta", action="store_true",
+                        help="flip test-time augmentation: average over the image and its mirror images (3× slower)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
@@ -46,7 +48,7 @@ def load_model(name: str, checkpoint=None, backbone_weights=None):
 
 def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str = "auto",
              backbone_weights=None, threshold: float = 0.5, limit: Optional[int] = None,
-             model=None, progress: bool = False, strict: bool = False) -> Dict:
+             model=None, progress: bool = False, strict: bool = False, tta: bool = False) -> Dict:
     """Mean per-image metrics of a checkpoint on ``data``; returns a plain dict
     (n, dice, iou, precision, recall, model, checkpoint, checkpoint_sha256, split,
     ``skipped``: [{file, problem}], ``resized``: [files whose mask size differs from the image])."""
@@ -70,7 +72,7 @@ def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str =
             raise UserError(f"{data}: none of the checkpoint's {len(stems)} validation stems are there")
     if limit:
         pairs = pairs[:limit]
-    predictor = Predictor(name, device=device, model=model)
+    predictor = Predictor(name, device=device, model=model, tta=tta)
     scores = MeanScores()
     iterator = pairs
     if progress:
@@ -96,7 +98,7 @@ def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str =
     result = scores.result()
     result.update(model=name, checkpoint=str(getattr(model, "checkpoint_path", "") or ""),
                   checkpoint_sha256=header.get("sha256", ""), split=split, threshold=threshold,
-                  data=str(Path(data)), skipped=skipped, resized=resized)
+                  data=str(Path(data)), skipped=skipped, resized=resized, tta=tta)
     return result
 
 
@@ -120,7 +122,7 @@ def run(args) -> int:
     from napari_polyp.commands.batch import report_skipped
 
     result = evaluate(args.model, args.data, args.checkpoint, args.split, args.device, args.backbone_weights,
-                      args.threshold, args.limit, progress=not args.json, strict=args.strict)
+                      args.threshold, args.limit, progress=not args.json, strict=args.strict, tta=args.tta)
     if not args.json:
         print(f"{args.model} on {result['n']} images ({args.split}): dice {result['dice']:.4f} "
               f"iou {result['iou']:.4f} precision {result['precision']:.4f} recall {result['recall']:.4f}")
