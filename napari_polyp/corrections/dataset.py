@@ -28,6 +28,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
+from ..errors import UserError
 from ..io.images import IMAGE_EXTENSIONS, as_rgb_uint8, find_image, read_image
 from ..io.masks import decode_mask, encode_mask_png
 from ._atomic import atomic_write_bytes, encode_image_png, fsync_dir, remove_stale_temporaries
@@ -50,8 +51,8 @@ LOCK_TIMEOUT_S = 60.0
 PathLike = Union[str, os.PathLike]
 
 
-class DatasetError(Exception):
-    """The dataset cannot do what was asked; the message says why."""
+class DatasetError(UserError):
+    """The dataset cannot do what was asked; the message names the folder or file and says why."""
 
 
 def default_reviewer() -> str:
