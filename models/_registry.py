@@ -30,6 +30,9 @@ class ModelCard:
     backbone: str = "none"
     params: int = 0  # default variant, counted (tests check it)
     gflops: float = 0.0  # default variant at input_size, batch 1, measured by `napari-polyp bench`
+    # median latency of the default variant at input_size, batch 1, one CPU thread, on the
+    # project's reference machine (2-core x86-64; `benchmarks/bench_all.py`): picks defaults
+    cpu_ms: float = 0.0
     variants: Tuple[str, ...] = ()
     default_variant: str = ""
     attention_maps: Tuple[str, ...] = ()
@@ -44,6 +47,11 @@ class ModelCard:
     @property
     def trained(self) -> bool:
         return self.checkpoint != "untrained"
+
+    @property
+    def validation_dice(self) -> float:
+        dice = self.training.get("metrics", {}).get("dice")
+        return float(dice) if isinstance(dice, (int, float)) else float("nan")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -189,6 +189,7 @@ class EADK(nn.Module):
     backbone="res2net50d (timm, ImageNet-1k)",
     params=25_825_612,
     gflops=24.85,
+    cpu_ms=516.6,
     variants=BACKBONES,
     default_variant="res2net50d",
     attention_maps=("kernel_init", "stage4", "stage3", "stage2", "stage1"),

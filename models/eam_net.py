@@ -238,6 +238,7 @@ class EAMNet(nn.Module):
         backbone="none (trained from scratch)",
         params=4199127,
         gflops=25.04,
+        cpu_ms=578.0,
         variants=("default",),
         default_variant="default",
         attention_maps=("cmam_spatial", "eab_max"),

@@ -474,6 +474,7 @@ def build_teacher(kind: str = "malunet", pretrained_backbone: bool = False, back
         backbone="none (trained from scratch; MALUNet teacher for distillation)",
         params=24881,
         gflops=0.0320,
+        cpu_ms=31.9,
         variants=("paper", "repo"),
         default_variant="paper",
         attention_maps=("lscab_spatial",),

@@ -155,6 +155,7 @@ class PEFNet(nn.Module):
     backbone=f"convnext_base.{PRETRAINED_TAG} (timm)",
     params=122_946_497,
     gflops=77.29,
+    cpu_ms=1595.3,
     variants=VARIANTS,
     default_variant="base",
     attention_maps=("mpe_energy",),

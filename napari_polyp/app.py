@@ -1,6 +1,7 @@
 """`napari-polyp app`: napari with the Segment widget docked, a sample image and the default model.
 
-    napari-polyp app                       # sample colonoscopy image, microaunet
+    napari-polyp app                       # sample colonoscopy image, the best polyp network
+    napari-polyp app --task dermoscopy     # sample dermoscopy image, the best skin network
     napari-polyp app my_image.png --model eam-net
     napari-polyp app --screenshot shot.png # run once, save a screenshot, exit (smoke test / README)
 """
@@ -8,15 +9,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Optional
 
-DEFAULT_MODEL = "microaunet"
+SAMPLES = {"colonoscopy": "colonoscopy", "dermoscopy": "dermoscopy"}  # task -> napari.yaml sample key
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("image", nargs="?", help="image, folder of images or video to open "
                         "(default: a Kvasir-SEG colonoscopy sample)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"network to select (default: {DEFAULT_MODEL}); "
-                        "see `napari-polyp models`")
+    parser.add_argument("--task", default="colonoscopy", choices=tuple(SAMPLES),
+                        help="what the images show: picks the sample and the network (default: colonoscopy)")
+    parser.add_argument("--model", default=None, help="network to select (default: the task's best trained "
+                        "network that answers within a second on a CPU); see `napari-polyp models`")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--screenshot", metavar="PATH", help="instead of staying open: run the model once, "
                         "save a screenshot of the window to PATH (PNG) and exit")
@@ -44,20 +48,25 @@ def _layer_data(path):
     return reader(str(path))
 
 
-def open_app(viewer, image=None, model: str = DEFAULT_MODEL, device: str = "auto", layer_data=None):
-    """Load the image (or the colonoscopy sample) into ``viewer``, dock Segment, select ``model``.
+def open_app(viewer, image=None, model: Optional[str] = None, device: str = "auto", layer_data=None,
+             task: str = "colonoscopy"):
+    """Load the image (or the task's sample) into ``viewer``, dock Segment, select ``model``
+    (default: ``models.default_model(task)``).
 
     ``layer_data``: the image already read (else ``image`` is read here). Returns the SegmentWidget.
     """
+    import models
     from napari.layers import Layer
 
+    model = model or models.default_model(task)
     _check_model(model)
     if image is None and layer_data is None:
-        viewer.open_sample("napari-polyp", "colonoscopy")
+        viewer.open_sample("napari-polyp", SAMPLES[task])
     else:
         for data in layer_data if layer_data is not None else _layer_data(image):
             viewer.add_layer(Layer.create(*data))
     _, widget = viewer.window.add_plugin_dock_widget("napari-polyp", "Segment")
+    widget.task_combo.setCurrentText(task)
     widget.model_combo.setCurrentText(model)
     widget.device_combo.setCurrentText(device)
     images = widget._candidate_images()
@@ -105,14 +114,15 @@ def _quiet_pyqt5_notice() -> None:
 def run(args) -> int:
     import napari
 
-    _check_model(args.model)
+    if args.model is not None:
+        _check_model(args.model)
     # A bad file gives one clean error line before any window opens.
     layer_data = _layer_data(args.image) if args.image is not None else None
     _quiet_pyqt5_notice()
     viewer = napari.Viewer(title="napari-polyp")
     viewer.window.resize(1400, 900)
     try:
-        widget = open_app(viewer, args.image, args.model, args.device, layer_data=layer_data)
+        widget = open_app(viewer, args.image, args.model, args.device, layer_data=layer_data, task=args.task)
         if args.screenshot:
             path = run_once_and_screenshot(viewer, widget, args.screenshot, args.timeout)
             mask = widget.mask_layer()

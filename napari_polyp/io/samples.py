@@ -19,6 +19,8 @@ _SOURCES = {
     "kvasir-seg": "Kvasir-SEG (Jha et al., MMM 2020)",
     "ph2": "PH2 (Mendonça et al., EMBC 2013)",
 }
+# the model cards' task each data set is for (layer metadata "task": Segment warns on a mismatch)
+_TASKS = {"kvasir-seg": "polyp", "ph2": "skin"}
 
 
 def sample_paths(stem: str) -> Tuple[Path, Path]:
@@ -33,7 +35,8 @@ def sample_layers(stem: str, dataset: str, name: str) -> List[tuple]:
     image_path, mask_path = sample_paths(stem)
     image = read_image(image_path)
     mask = read_mask(mask_path)
-    meta = {"source_path": str(image_path), "dataset": _SOURCES[dataset], "citation": str(CITATION)}
+    meta = {"source_path": str(image_path), "dataset": _SOURCES[dataset], "citation": str(CITATION),
+            "task": _TASKS[dataset]}
     return [
         (image, {"name": name, "rgb": True, "metadata": meta}, "image"),
         (mask, {"name": f"{name} ground truth", "visible": False, "opacity": 0.5,

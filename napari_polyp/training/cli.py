@@ -35,6 +35,8 @@ def add_arguments(parser) -> None:
                              "(identity, hflip, vflip, rot180)")
     parser.add_argument("--feature-cache", default=None,
                         help="folder of the frozen-feature cache (default: --out); runs can share one")
+    parser.add_argument("--cache-only", action="store_true",
+                        help="frozen-feature networks: fill the feature cache, then stop (resumable)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     parser.add_argument("--time-budget-min", type=float, default=None, help="stop cleanly after this many minutes")
@@ -71,7 +73,8 @@ def config_from_args(args):
         variant=variant, teacher=args.teacher, teacher_kind=args.train_teacher,
         backbone_weights=args.backbone_weights, pretrained_backbone=args.pretrained_backbone,
         augment=args.augment, schedule=args.schedule, cache_features=not args.no_cache,
-        views=tuple(v.strip() for v in args.views.split(",") if v.strip()), feature_cache=args.feature_cache,
+        views=tuple(v.strip() for v in args.views.split(",") if v.strip()),
+        feature_cache=args.feature_cache, cache_only=args.cache_only,
         device=args.device, amp=not args.no_amp,
         time_budget_min=args.time_budget_min, max_steps=args.max_steps, num_threads=args.threads,
         command="napari-polyp " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

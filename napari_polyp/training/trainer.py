@@ -78,6 +78,7 @@ class TrainConfig:
     cache_features: bool = True  # frozen-backbone networks: encode each image once
     views: tuple = ("identity", "hflip")  # cached views (feature_cache.VIEWS) of each training image
     feature_cache: Optional[str] = None  # folder of the frozen-feature cache (default: out)
+    cache_only: bool = False  # fill the frozen-feature cache, then stop (no training)
     num_threads: Optional[int] = None
     command: str = ""
     val_batch: int = 8
@@ -381,9 +382,11 @@ def iter_train(config: TrainConfig, should_stop: Optional[Callable[[], bool]] = 
                                          config.feature_cache or out_dir, config.views)
         for line in batches.iter_build(should_stop):
             yield TrainEvent("start", message=line, elapsed_s=time.monotonic() - started)
-        if not batches.train_cache.complete():  # cancelled while caching: what is cached stays
-            yield TrainEvent("done", message="cancelled while caching frozen features", stopped_early=True,
-                             elapsed_s=time.monotonic() - started)
+        if config.cache_only or not batches.train_cache.complete():  # what is cached stays
+            cancelled = not batches.train_cache.complete()
+            yield TrainEvent("done", message="cancelled while caching frozen features" if cancelled
+                             else f"frozen features cached in {batches.train_cache.dir.parent}",
+                             stopped_early=cancelled, elapsed_s=time.monotonic() - started)
             return
         net: nn.Module = _HeadOnly(model)
         augment_name = f"views {', '.join(config.views)} (cached frozen features)"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -24,7 +24,6 @@ from qtpy.QtWidgets import (
 )
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DEFAULT_MODEL = "microaunet"
 BROWSE = "browse..."
 RANDOM_WEIGHTS = "random weights (untrained)"
 
@@ -88,16 +87,39 @@ def column_with_form(widget) -> Tuple[QVBoxLayout, QFormLayout]:
     return root, form
 
 
-def model_combo(default: str = DEFAULT_MODEL) -> QComboBox:
-    """The registered networks, ``default`` selected when registered."""
+def model_combo(default: Optional[str] = None) -> QComboBox:
+    """The registered networks, ``default`` (else the best polyp network) selected."""
     import models
 
     combo = QComboBox()
     names = models.list_models()
     combo.addItems(names)
-    if default in names:
-        combo.setCurrentText(default)
+    combo.setCurrentText(default if default in names else models.default_model("polyp"))
     return combo
+
+
+def task_combo() -> QComboBox:
+    """Colonoscopy / dermoscopy: picking one selects that task's default network."""
+    import models
+
+    combo = QComboBox()
+    combo.addItems(list(models.TASKS))
+    combo.setToolTip("What the images show; selects the best network for it")
+    return combo
+
+
+def task_mismatch(layer, model_name: str) -> str:
+    """A warning when the image layer says it shows another task than the network's, else ""."""
+    import models
+
+    image_task = (getattr(layer, "metadata", None) or {}).get("task")
+    card_task = models.base_card(model_name).task
+    if not image_task or image_task == card_task:
+        return ""
+    shows = {v: k for k, v in models.TASKS.items()}
+    return (f"{layer.name} is a {shows.get(image_task, image_task)} image, but {model_name} was made for "
+            f"{shows.get(card_task, card_task)} images: expect a poor mask "
+            f"({models.default_model(image_task)} fits this image)")
 
 
 def device_combo() -> QComboBox:

@@ -35,6 +35,8 @@ from ._common import (
     model_combo,
     run_controls,
     show_error,
+    task_combo,
+    task_mismatch,
     text_label,
 )
 
@@ -81,6 +83,8 @@ class SegmentWidget(QWidget):
         self.image_combo.setToolTip("Image or video layer to segment")
         form.addRow("image", self.image_combo)
 
+        self.task_combo = task_combo()
+        form.addRow("task", self.task_combo)
         self.model_combo = model_combo()
         form.addRow("model", self.model_combo)
 
@@ -137,11 +141,13 @@ class SegmentWidget(QWidget):
         root.addWidget(compare)
         root.addStretch(1)
 
+        self.task_combo.currentTextChanged.connect(self._on_task_changed)
         self.model_combo.currentTextChanged.connect(self._on_model_changed)
         self.checkpoint_combo.currentIndexChanged.connect(self._update_card)
         self.threshold_slider.valueChanged.connect(lambda v: self.threshold_spin.setValue(v / 100.0))
         self.threshold_spin.valueChanged.connect(self._on_threshold_changed)
         self.image_combo.currentTextChanged.connect(self._update_scope)
+        self.image_combo.currentTextChanged.connect(self._follow_image_task)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.compare_button.clicked.connect(self.compare)
@@ -172,6 +178,8 @@ class SegmentWidget(QWidget):
             self.image_combo.setCurrentText(active.name if active is not None and active.name in names else names[-1])
         self.image_combo.blockSignals(False)
         self._update_scope()
+        if self.image_combo.currentText() != current:
+            self._follow_image_task()
 
     def _follow_active_layer(self, event=None):
         active = self.viewer.layers.selection.active
@@ -181,6 +189,20 @@ class SegmentWidget(QWidget):
     def image_layer(self):
         name = self.image_combo.currentText()
         return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def _on_task_changed(self, task: str) -> None:
+        import models
+
+        self.model_combo.setCurrentText(models.default_model(task))
+
+    def _follow_image_task(self, *_):
+        """An image that says what it shows (samples do) selects that task's network."""
+        import models
+
+        task = (getattr(self.image_layer(), "metadata", None) or {}).get("task")
+        shows = {card_task: name for name, card_task in models.TASKS.items()}
+        if task in shows and shows[task] != self.task_combo.currentText():
+            self.task_combo.setCurrentText(shows[task])
 
     def _update_scope(self, *_):
         layer = self.image_layer()
@@ -287,6 +309,11 @@ class SegmentWidget(QWidget):
             return
         job = dict(image_layer=image_layer, frames=frames, model=model_name, checkpoint=self.checkpoint(),
                    device=self.device_combo.currentText())
+        mismatch = task_mismatch(image_layer, model_name)
+        if mismatch:
+            from napari.utils.notifications import show_warning
+
+            show_warning(mismatch)
         self._run_decision = None
         self._start(self._predict_frames, job, total=len(frames), on_item=self._show_prediction,
                     status=f"running {model_name} on {len(frames)} frame(s)…" if frames != [None]

@@ -276,3 +276,20 @@ def test_threshold_moved_during_a_run_applies_to_every_frame(make_napari_viewer,
     for t in range(4):
         np.testing.assert_array_equal(labels.data[t][0], expected)
     assert fake.calls == 4
+
+
+def test_task_choice_selects_a_fitting_network_and_a_mismatch_warns(make_napari_viewer, qtbot, monkeypatch):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-polyp", "dermoscopy")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-polyp", "Segment")
+    dermoscopy = next(layer for layer in viewer.layers if layer.name.startswith("dermoscopy") and layer.rgb)
+    widget.image_combo.setCurrentText(dermoscopy.name)
+    assert widget.task_combo.currentText() == "dermoscopy"  # the sample says what it shows
+    assert widget.model_combo.currentText() == models.default_model("skin")
+    widget.task_combo.setCurrentText("colonoscopy")
+    assert widget.model_combo.currentText() == models.default_model("polyp")
+    warnings = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", warnings.append)
+    monkeypatch.setattr(widget, "_start", lambda *a, **k: None)  # the warning is what is tested, not the run
+    widget.run()
+    assert len(warnings) == 1 and "dermoscopy image" in warnings[0] and models.default_model("skin") in warnings[0]

@@ -1,0 +1,37 @@
+"""Which network the app starts with (models.default_model): the cards decide."""
+import dataclasses
+
+import pytest
+
+import models
+from models import ModelCard
+
+
+def _card(name, task="polyp", dice=None, cpu_ms=100.0):
+    card = ModelCard(name=name, title=name, arxiv="x", task=task, input_size=64, cpu_ms=cpu_ms)
+    if dice is None:
+        return card
+    return dataclasses.replace(card, checkpoint=f"{name}.pt", training={"metrics": {"dice": dice}})
+
+
+def test_the_most_accurate_trained_network_that_answers_within_a_second_wins():
+    cards = [_card("fast", dice=0.60, cpu_ms=30), _card("accurate", dice=0.85, cpu_ms=600),
+             _card("too-slow", dice=0.90, cpu_ms=1600), _card("untrained", cpu_ms=10),
+             _card("skin-net", task="skin", dice=0.95, cpu_ms=500)]
+    assert models.default_model("polyp", cards) == "accurate"
+    assert models.default_model("colonoscopy", cards) == "accurate"  # the app's task names map to card tasks
+    assert models.default_model("dermoscopy", cards) == "skin-net"
+    assert models.default_model("polyp", cards, max_cpu_ms=2000) == "too-slow"
+
+
+def test_with_nothing_trained_the_fastest_network_of_the_task():
+    cards = [_card("slow", cpu_ms=900), _card("quick", cpu_ms=40), _card("skin", task="skin", cpu_ms=1)]
+    assert models.default_model("polyp", cards) == "quick"
+    with pytest.raises(KeyError, match="no network for task"):
+        models.default_model("retina", cards)
+
+
+def test_the_real_cards_pick_a_trained_network_per_task():
+    for task in models.TASKS:
+        card = models.get_card(models.default_model(task))
+        assert card.task == models.TASKS[task] and card.trained
