@@ -7,6 +7,8 @@ repeatable and a resumed run draws the same augmentations as an unbroken one.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import albumentations as A
 import cv2
 import numpy as np
@@ -47,19 +49,26 @@ def build(preset: str, size: int) -> A.Compose:
         transforms = _flips() + [_affine(rotate=90), _colour()]
     else:
         raise ValueError(f"unknown augmentation preset {preset!r}")
-    return A.Compose(transforms)
+    # a teacher's probability map (uint8) moves with the image exactly as the mask does
+    return A.Compose(transforms, additional_targets={"teacher": "mask"})
 
 
 class Augmenter:
-    """Callable (image, mask, seed) -> (image, mask), deterministic per seed."""
+    """Callable (image, mask, seed[, teacher]) -> (image, mask[, teacher]), deterministic per seed.
+
+    ``teacher``: a precomputed teacher probability map (HxW uint8), warped with the very
+    geometric transform of the image and mask (as a mask: no colour changes)."""
 
     def __init__(self, preset: str, size: int):
         self.preset = preset
         self.pipeline = build(preset, size)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, seed: int):
+    def __call__(self, image: np.ndarray, mask: np.ndarray, seed: int, teacher: Optional[np.ndarray] = None):
         if not self.pipeline.transforms:
-            return image, mask
+            return (image, mask) if teacher is None else (image, mask, teacher)
         self.pipeline.set_random_seed(int(seed) % (2 ** 32))
-        out = self.pipeline(image=image, mask=mask)
-        return out["image"], out["mask"]
+        if teacher is None:
+            out = self.pipeline(image=image, mask=mask)
+            return out["image"], out["mask"]
+        out = self.pipeline(image=image, mask=mask, teacher=teacher)
+        return out["image"], out["mask"], out["teacher"]

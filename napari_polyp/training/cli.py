@@ -22,6 +22,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--init-checkpoint", default=None, help="start from these weights")
     parser.add_argument("--variant", default=None, help="variant (e.g. MicroAUNet 'repo')")
     parser.add_argument("--teacher", default=None, help="MicroAUNet: distil from this teacher checkpoint")
+    parser.add_argument("--teacher-maps", default=None, metavar="CHECKPOINT",
+                        help="distil from this checkpoint's probability maps (any network of the task, e.g. "
+                             "dino-keys), predicted once per training image and warped with its augmentation")
     parser.add_argument("--train-teacher", default=None, metavar="KIND",
                         help="MicroAUNet: train a distillation teacher instead (malunet | efficientnet_lite0)")
     parser.add_argument("--backbone-weights", default=None, help="local pretrained backbone weights (file/folder)")
@@ -70,7 +73,7 @@ def config_from_args(args):
         model=args.model, data=args.data, out=args.out or f"runs/{args.model}", epochs=args.epochs,
         batch=args.batch, size=args.size, lr=args.lr, seed=args.seed, split_seed=args.split_seed,
         val_fraction=args.val_fraction, resume=args.resume, init_checkpoint=args.init_checkpoint,
-        variant=variant, teacher=args.teacher, teacher_kind=args.train_teacher,
+        variant=variant, teacher=args.teacher, teacher_kind=args.train_teacher, teacher_maps=args.teacher_maps,
         backbone_weights=args.backbone_weights, pretrained_backbone=args.pretrained_backbone,
         augment=args.augment, schedule=args.schedule, cache_features=not args.no_cache,
         views=tuple(v.strip() for v in args.views.split(",") if v.strip()),

@@ -25,6 +25,7 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1
 
 
 def bce_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE + soft Dice; ``target`` may be soft (a teacher's probability map in [0, 1])."""
     bce = F.binary_cross_entropy_with_logits(logits.float(), target.float())
     return bce + soft_dice_loss(logits, target)
 

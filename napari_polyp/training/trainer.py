@@ -43,7 +43,7 @@ from napari_polyp.inference import preprocess, resolve_device
 from . import data as data_mod
 from .augment import Augmenter
 from .feature_cache import VIEWS, FeatureCache, apply_view
-from .losses import LOSSES, deep_supervision
+from .losses import LOSSES, bce_dice, deep_supervision
 from .metrics import MeanScores
 from .presets import get_preset, lr_at, make_optimizer
 
@@ -68,6 +68,7 @@ class TrainConfig:
     backbone_weights: Optional[str] = None
     pretrained_backbone: bool = False
     teacher: Optional[str] = None  # MicroAUNet distillation teacher checkpoint
+    teacher_maps: Optional[str] = None  # checkpoint of any network: distil from its precomputed maps
     teacher_kind: Optional[str] = None  # train a MicroAUNet teacher of this kind instead
     device: str = "auto"
     amp: bool = True  # on CUDA only
@@ -191,19 +192,24 @@ class Batches:
 
     def __init__(self, arrays: data_mod.PairArrays, card, augmenter: Augmenter, seed: int, device):
         self.arrays, self.card, self.augmenter, self.seed, self.device = arrays, card, augmenter, seed, device
+        self.teacher_maps: Optional[np.ndarray] = None  # N x S x S uint8, see distill.TeacherMaps
 
     def sample_seed(self, epoch: int, index: int) -> int:
         return (self.seed * 1_000_003 + epoch * 10_007 + index) * 2_654_435_761 % (2 ** 32)
 
     def train_batch(self, indices, epoch: int):
-        images, masks = [], []
+        """(inputs, mask targets, teacher targets or None), augmented alike."""
+        images, masks, soft = [], [], []
         for i in indices:
-            image, mask = self.augmenter(self.arrays.images[i], self.arrays.masks[i], self.sample_seed(epoch, i))
-            images.append(image)
-            masks.append(mask)
+            teacher = None if self.teacher_maps is None else self.teacher_maps[i]
+            out = self.augmenter(self.arrays.images[i], self.arrays.masks[i], self.sample_seed(epoch, i), teacher)
+            images.append(out[0])
+            masks.append(out[1])
+            soft.extend(out[2:])
         x = preprocess(np.stack(images), self.card)
         y = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))
-        return x.to(self.device), y.to(self.device)
+        y_soft = torch.from_numpy(np.stack(soft)[:, None].astype(np.float32) / 255.0).to(self.device) if soft else None
+        return x.to(self.device), y.to(self.device), y_soft
 
     def val_batches(self, arrays: data_mod.PairArrays, batch: int):
         for start in range(0, len(arrays), batch):
@@ -255,7 +261,7 @@ class CachedBatches(Batches):
         images = np.stack([apply_view(self.arrays.images[i], v) for i, v in zip(indices, views)])
         masks = np.stack([apply_view(self.arrays.masks[i], v) for i, v in zip(indices, views)])
         y = torch.from_numpy(np.ascontiguousarray(masks[:, None]).astype(np.float32))
-        return (feats.to(self.device), preprocess(images, self.card).to(self.device)), y.to(self.device)
+        return (feats.to(self.device), preprocess(images, self.card).to(self.device)), y.to(self.device), None
 
     def val_batches(self, arrays, batch: int):
         for start in range(0, len(arrays), batch):
@@ -394,6 +400,14 @@ def iter_train(config: TrainConfig, should_stop: Optional[Callable[[], bool]] = 
         batches = Batches(train_arrays, card, Augmenter(preset.augment, size), config.seed, device)
         net = model
         augment_name = preset.augment
+        if config.teacher_maps:
+            from .distill import TeacherMaps
+
+            teacher = TeacherMaps(config.teacher_maps, config.feature_cache or out_dir, size, config.device,
+                                  config.backbone_weights)
+            for line in teacher.iter_build(train_pairs):
+                yield TrainEvent("start", message=line, elapsed_s=time.monotonic() - started)
+            batches.teacher_maps = teacher.maps
 
     distiller = None
     if config.teacher:
@@ -462,6 +476,7 @@ def iter_train(config: TrainConfig, should_stop: Optional[Callable[[], bool]] = 
             "device": device.type, "amp": use_amp, "augment": augment_name, "best_epoch": best_epoch,
             "preset": dataclasses.asdict(preset), "teacher": config.teacher or "",
             "init_checkpoint": config.init_checkpoint or "", "baseline_metrics": baseline,
+            "teacher_maps": config.teacher_maps or "",
         })
 
     if is_main:
@@ -483,12 +498,14 @@ def iter_train(config: TrainConfig, should_stop: Optional[Callable[[], bool]] = 
             lr = lr_at(preset, epoch + b / len(order), planned)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            inputs, target = batches.train_batch(order[b], epoch)
+            inputs, target, teacher_target = batches.train_batch(order[b], epoch)
             with _autocast(device, use_amp):
                 out = batches.forward(train_net, inputs)
                 loss = deep_supervision(out, target, loss_fn) if preset.deep_supervision else loss_fn(out["logits"], target)
                 if distiller is not None:
                     loss = loss + distiller.loss(out, inputs, target, epoch, planned)
+                if teacher_target is not None:
+                    loss = loss + bce_dice(out["logits"], teacher_target)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)

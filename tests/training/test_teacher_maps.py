@@ -1,0 +1,56 @@
+"""Distillation from precomputed teacher maps (napari_polyp/training/distill.TeacherMaps):
+the maps move with the image's augmentation, are predicted once and reused."""
+import numpy as np
+import pytest
+
+from models.checkpoint import read_checkpoint
+from napari_polyp.training import TrainConfig, train
+from napari_polyp.training.augment import Augmenter
+
+
+def _config(data, out, **kw):
+    base = dict(model="microaunet", data=str(data), out=str(out), size=64, batch=4, num_threads=1, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("preset", ["microaunet", "standard", "pefnet"])
+def test_a_teacher_map_is_warped_exactly_as_the_mask_and_with_the_image(preset):
+    size = 64
+    yy, xx = np.mgrid[0:size, 0:size]
+    ramp = ((xx + 2 * yy) * 255 // (3 * size)).astype(np.uint8)  # smooth, no symmetry
+    mask = (xx < yy).astype(np.uint8)
+    image = np.stack([ramp, ramp, ramp], axis=-1)
+    augmenter = Augmenter(preset, size)
+    moved = 0
+    for seed in range(12):
+        out_image, out_mask, out_teacher = augmenter(image, mask, seed, teacher=mask * 255)
+        np.testing.assert_array_equal(out_teacher, out_mask * 255)  # the very transform of the mask
+        _, _, warped_ramp = augmenter(image, mask, seed, teacher=ramp)
+        plain_image, plain_mask = augmenter(image, mask, seed)  # the map does not change the draw
+        np.testing.assert_array_equal(plain_mask, out_mask)
+        np.testing.assert_array_equal(plain_image, out_image)
+        if preset == "microaunet":  # geometric only: the image's own channel, up to resampling
+            diff = np.abs(warped_ramp.astype(int) - out_image[..., 0].astype(int))
+            assert np.median(diff) <= 2
+        moved += not np.array_equal(out_mask, mask)
+    assert moved >= 6  # the augmentation did move things
+
+
+def test_student_trains_on_teacher_maps_predicted_once(tiny_data, tmp_path, monkeypatch):
+    teacher = train(_config(tiny_data, tmp_path / "teacher", epochs=1))
+    import napari_polyp.inference as inference
+
+    calls = []
+    original = inference.Predictor.predict
+    monkeypatch.setattr(inference.Predictor, "predict", lambda self, image: calls.append(1) or original(self, image))
+    done = train(_config(tiny_data, tmp_path / "student", epochs=1, teacher_maps=teacher.checkpoint))
+    assert len(calls) == 7  # the 7 training images, once each
+    header, _ = read_checkpoint(done.checkpoint, expected_architecture="microaunet")
+    assert header["training"]["teacher_maps"] == teacher.checkpoint
+    maps = list((tmp_path / "student").glob("teacher-*-64px.npz"))
+    assert len(maps) == 1
+    with np.load(maps[0]) as saved:
+        assert saved["maps"].shape == (7, 64, 64) and saved["maps"].dtype == np.uint8
+    train(_config(tiny_data, tmp_path / "student", epochs=2, resume=True, teacher_maps=teacher.checkpoint))
+    assert len(calls) == 7  # reused: no new predictions
