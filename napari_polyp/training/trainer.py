@@ -340,236 +340,316 @@ def _batches_of(indices: List[int], batch: int) -> List[List[int]]:
     return out
 
 
-def iter_train(config: TrainConfig, should_stop: Optional[Callable[[], bool]] = None) -> Iterator[TrainEvent]:
-    """Train, yielding events. ``should_stop()`` (checked every step) ends the run
-    cleanly: validation, checkpoints, then a "done" event with ``stopped_early``."""
-    started = time.monotonic()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    device = resolve_device(config.device)
-    distributed = _init_distributed(device)
-    world, rank, local_rank = dist_info()
-    if device.type == "cuda" and distributed:
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    is_main = rank == 0
-    out_dir = Path(config.out)
-    preset = get_preset(config.model, batch=config.batch, lr=config.lr, augment=config.augment,
-                        schedule=config.schedule)
-    loss_fn = LOSSES[preset.loss]
+class _Run:
+    """One training run, cut into named steps in the manner of timm's train.py:
 
-    # data and split
-    pairs = data_mod.find_pairs(config.data)
-    state = _load_state(out_dir) if config.resume else None
-    if state is not None:
-        val_stems = list(state["val_stems"])
-    else:
-        _, val_stems = data_mod.split_stems([p.stem for p in pairs], config.val_fraction, config.split_seed)
-    val_set = set(val_stems)
-    train_pairs = [p for p in pairs if p.stem not in val_set]
-    val_pairs = [p for p in pairs if p.stem in val_set]
-    if not train_pairs:
-        raise UserError(f"{config.data}: too few pairs to train ({len(pairs)})")
+        setup_data → setup_batches → setup_optimizer → resume → measure_baseline → plan
+        → (train_one_epoch → validate_and_save)* → done
 
-    seed_everything(config.seed)
-    model = build_model(config)
-    size = config.size or models.base_card(config.model).input_size
-    card = norm_card(config.model, size)
-    model.to(device).train()
-    yield TrainEvent("start", message=f"loading {len(train_pairs)} training and {len(val_pairs)} validation pairs "
-                                      f"at {size}px", elapsed_s=time.monotonic() - started)
-    cache_dir = out_dir if is_main else None  # one writer under torchrun
-    train_arrays = data_mod.PairArrays.cached(train_pairs, size, cache_dir and cache_dir / f"train-{size}px.npz")
-    val_arrays = data_mod.PairArrays.cached(val_pairs, size, cache_dir and cache_dir / f"val-{size}px.npz")
+    Steps that report progress are generators of TrainEvents; the state they share
+    lives on the instance (what a resumed run restores is in ``_save_state``'s dict)."""
 
-    messages: List[str] = []
-    if config.cache_features and has_frozen_features(model):
-        batches: Batches = CachedBatches(train_arrays, card, model, config.seed, device, val_arrays,
-                                         config.feature_cache or out_dir, config.views)
-        for line in batches.iter_build(should_stop):
-            yield TrainEvent("start", message=line, elapsed_s=time.monotonic() - started)
-        if config.cache_only or not batches.train_cache.complete():  # what is cached stays
-            cancelled = not batches.train_cache.complete()
-            yield TrainEvent("done", message="cancelled while caching frozen features" if cancelled
-                             else f"frozen features cached in {batches.train_cache.dir.parent}",
-                             stopped_early=cancelled, elapsed_s=time.monotonic() - started)
-            return
-        net: nn.Module = _HeadOnly(model)
-        augment_name = f"views {', '.join(config.views)} (cached frozen features)"
-    else:
-        batches = Batches(train_arrays, card, Augmenter(preset.augment, size), config.seed, device)
-        net = model
-        augment_name = preset.augment
+    def __init__(self, config: TrainConfig, should_stop: Optional[Callable[[], bool]]):
+        self.config, self.should_stop = config, should_stop
+        self.started = time.monotonic()
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        self.device = resolve_device(config.device)
+        self.distributed = _init_distributed(self.device)
+        self.world, self.rank, local_rank = dist_info()
+        if self.device.type == "cuda" and self.distributed:
+            self.device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(self.device)
+        self.is_main = self.rank == 0
+        self.out_dir = Path(config.out)
+        self.preset = get_preset(config.model, batch=config.batch, lr=config.lr, augment=config.augment,
+                                 schedule=config.schedule)
+        self.loss_fn = LOSSES[self.preset.loss]
+        self.use_amp = config.amp and self.device.type == "cuda"
+        self.budget_s = config.time_budget_min * 60 if config.time_budget_min else None
+        # counters a resumed run continues from
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.best_dice, self.best_epoch, self.history, self.wall_before = -1.0, -1, [], 0.0
+        self.commands = [config.command]
+        self.baseline: Dict = {}
+        self.messages: List[str] = []
+        self.stop = self.stopped_early = False
+        self.last_val_s, self.loss_value = 0.0, float("nan")
+        self.metrics: Dict = {}
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def event(self, kind: str, **kwargs) -> TrainEvent:
+        return TrainEvent(kind, elapsed_s=self.elapsed(), **kwargs)
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def setup_data(self) -> Iterator[TrainEvent]:
+        """Pairs, the validation split (a resumed run keeps its own), the model and the arrays."""
+        config = self.config
+        pairs = data_mod.find_pairs(config.data)
+        self.state = _load_state(self.out_dir) if config.resume else None
+        if self.state is not None:
+            self.val_stems = list(self.state["val_stems"])
+        else:
+            _, self.val_stems = data_mod.split_stems([p.stem for p in pairs], config.val_fraction,
+                                                     config.split_seed)
+        val_set = set(self.val_stems)
+        self.train_pairs = [p for p in pairs if p.stem not in val_set]
+        val_pairs = [p for p in pairs if p.stem in val_set]
+        if not self.train_pairs:
+            raise UserError(f"{config.data}: too few pairs to train ({len(pairs)})")
+        seed_everything(config.seed)
+        self.model = build_model(config)
+        self.size = config.size or models.base_card(config.model).input_size
+        self.card = norm_card(config.model, self.size)
+        self.model.to(self.device).train()
+        yield self.event("start", message=f"loading {len(self.train_pairs)} training and {len(val_pairs)} "
+                                          f"validation pairs at {self.size}px")
+        cache_dir = self.out_dir if self.is_main else None  # one writer under torchrun
+        size = self.size
+        self.train_arrays = data_mod.PairArrays.cached(self.train_pairs, size,
+                                                       cache_dir and cache_dir / f"train-{size}px.npz")
+        self.val_arrays = data_mod.PairArrays.cached(val_pairs, size, cache_dir and cache_dir / f"val-{size}px.npz")
+
+    def setup_batches(self) -> Iterator[TrainEvent]:
+        """Cached frozen features, or augmented images (with teacher maps); returns False
+        when the run ends here (``cache_only``, or cancelled while caching)."""
+        config = self.config
+        if config.cache_features and has_frozen_features(self.model):
+            self.batches: Batches = CachedBatches(self.train_arrays, self.card, self.model, config.seed, self.device,
+                                                  self.val_arrays, config.feature_cache or self.out_dir, config.views)
+            for line in self.batches.iter_build(self.should_stop):
+                yield self.event("start", message=line)
+            cache = self.batches.train_cache
+            if config.cache_only or not cache.complete():  # what is cached stays
+                cancelled = not cache.complete()
+                yield self.event("done", stopped_early=cancelled,
+                                 message="cancelled while caching frozen features" if cancelled
+                                 else f"frozen features cached in {cache.dir.parent}")
+                return False
+            self.net: nn.Module = _HeadOnly(self.model)
+            self.augment_name = f"views {', '.join(config.views)} (cached frozen features)"
+            return True
+        self.batches = Batches(self.train_arrays, self.card, Augmenter(self.preset.augment, self.size),
+                               config.seed, self.device)
+        self.net = self.model
+        self.augment_name = self.preset.augment
         if config.teacher_maps:
             from .distill import TeacherMaps
 
-            teacher = TeacherMaps(config.teacher_maps, config.feature_cache or out_dir, size, config.device,
-                                  config.backbone_weights)
-            for line in teacher.iter_build(train_pairs):
-                yield TrainEvent("start", message=line, elapsed_s=time.monotonic() - started)
-            batches.teacher_maps = teacher.maps
+            teacher = TeacherMaps(config.teacher_maps, config.feature_cache or self.out_dir, self.size,
+                                  config.device, config.backbone_weights)
+            for line in teacher.iter_build(self.train_pairs):
+                yield self.event("start", message=line)
+            self.batches.teacher_maps = teacher.maps
+        return True
 
-    distiller = None
-    if config.teacher:
-        from .distill import Distiller
+    def setup_optimizer(self) -> None:
+        self.distiller = None
+        if self.config.teacher:
+            from .distill import Distiller
 
-        distiller = Distiller.from_checkpoint(config.teacher, model, device)
+            self.distiller = Distiller.from_checkpoint(self.config.teacher, self.model, self.device)
+        extra = self.distiller.parameters() if self.distiller else []
+        self.optimizer = make_optimizer(self.preset, list(self.model.parameters()) + extra)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.train_net = self.net
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
 
-    optimizer = make_optimizer(preset, list(model.parameters()) + (distiller.parameters() if distiller else []))
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    train_net = net
-    if distributed:
-        from torch.nn.parallel import DistributedDataParallel as DDP
+            self.train_net = DDP(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
-        train_net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
-
-    per_rank = len(_sampler_indices(len(train_arrays), world, rank, config.seed, 0))
-    steps_per_epoch = len(_batches_of(list(range(per_rank)), preset.batch))
-    total_epochs = config.epochs or (None if config.time_budget_min else preset.epochs)
-    epoch, step_in_epoch, global_step = 0, 0, 0
-    commands = [config.command]
-    best_dice, best_epoch, history, wall_before = -1.0, -1, [], 0.0
-    if state is not None:
-        _resume_weights(model, out_dir, architecture_of(config))
-        if distiller is not None and "distiller" in state:
-            distiller.load_state_dict(state["distiller"])
-        optimizer.load_state_dict(state["optimizer"])
+    def resume(self) -> None:
+        """Weights, optimizer, RNG and counters of the run in ``out`` (``config.resume``)."""
+        state = self.state
+        self.total_epochs = self.config.epochs or (None if self.config.time_budget_min else self.preset.epochs)
+        if state is None:
+            return
+        _resume_weights(self.model, self.out_dir, architecture_of(self.config))
+        if self.distiller is not None and "distiller" in state:
+            self.distiller.load_state_dict(state["distiller"])
+        self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+            self.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"])
-        epoch, step_in_epoch, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
-        total_epochs = config.epochs or state.get("total_epochs") or total_epochs
-        best_dice, best_epoch = state["best_dice"], state["best_epoch"]
-        history, wall_before = list(state["history"]), float(state["wall_time_s"])
-        commands = list(state.get("commands", [])) + [config.command]
-    baseline: Dict = {}
-    if config.init_checkpoint and is_main and len(val_arrays):
-        if state is not None and state.get("baseline_metrics"):
-            baseline = dict(state["baseline_metrics"])
-        else:  # the start weights on the same validation items, for the "did it improve" guard
-            baseline = validate(net, batches, val_arrays, config.val_batch)
-            yield TrainEvent("baseline", metrics=baseline, elapsed_s=time.monotonic() - started,
-                             message=f"start checkpoint: validation dice {baseline.get('dice', float('nan')):.4f}")
-    budget_s = config.time_budget_min * 60 if config.time_budget_min else None
-    # With a time budget and no --epochs, the planned length is re-estimated after every
-    # epoch from the last epoch's duration, so the schedule anneals within the budget even
-    # when the machine gets faster or slower (such runs are not bit-repeatable; pass
-    # --epochs for that).
-    fit_to_budget = budget_s is not None and not config.epochs
-    planned = total_epochs or preset.epochs
-    if fit_to_budget and state is not None and len(history) >= 2:
-        # resumed with a (new) budget: re-estimate the length from the last epoch's duration;
-        # for a run that had finished, the schedule restarts from there (a warm restart)
-        epoch_s = max(history[-1]["elapsed_s"] - history[-2]["elapsed_s"], 1e-3)
-        planned = max(epoch + 1, epoch + int((budget_s - (time.monotonic() - started)) // (epoch_s * 1.05)))
-    elif fit_to_budget and state is not None:
-        planned = max(planned, epoch + 1)
+        self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
+        self.total_epochs = self.config.epochs or state.get("total_epochs") or self.total_epochs
+        self.best_dice, self.best_epoch = state["best_dice"], state["best_epoch"]
+        self.history, self.wall_before = list(state["history"]), float(state["wall_time_s"])
+        self.commands = list(state.get("commands", [])) + [self.config.command]
+        self.metrics = self.history[-1]["metrics"] if self.history else {}
 
-    def training_facts(done_epochs: float) -> dict:
+    def measure_baseline(self) -> Iterator[TrainEvent]:
+        """Fine-tuning: the start weights on the same validation items (the "did it improve" guard)."""
+        if not (self.config.init_checkpoint and self.is_main and len(self.val_arrays)):
+            return
+        if self.state is not None and self.state.get("baseline_metrics"):
+            self.baseline = dict(self.state["baseline_metrics"])
+            return
+        self.baseline = validate(self.net, self.batches, self.val_arrays, self.config.val_batch)
+        yield self.event("baseline", metrics=self.baseline,
+                         message=f"start checkpoint: validation dice {self.baseline.get('dice', float('nan')):.4f}")
+
+    def plan(self) -> None:
+        """The planned length. With a time budget and no --epochs it is re-estimated after
+        every epoch from the last epoch's duration, so the schedule anneals within the
+        budget even when the machine gets faster or slower (such runs are not
+        bit-repeatable; pass --epochs for that)."""
+        self.fit_to_budget = self.budget_s is not None and not self.config.epochs
+        self.planned = self.total_epochs or self.preset.epochs
+        if self.fit_to_budget and self.state is not None and len(self.history) >= 2:
+            # resumed with a (new) budget: re-estimate the length from the last epoch's duration;
+            # for a run that had finished, the schedule restarts from there (a warm restart)
+            epoch_s = max(self.history[-1]["elapsed_s"] - self.history[-2]["elapsed_s"], 1e-3)
+            fits = int((self.budget_s - self.elapsed()) // (epoch_s * 1.05))
+            self.planned = max(self.epoch + 1, self.epoch + fits)
+        elif self.fit_to_budget and self.state is not None:
+            self.planned = max(self.planned, self.epoch + 1)
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "split.json").write_text(json.dumps(
+                {"data": str(Path(self.config.data).resolve()), "split_seed": self.config.split_seed,
+                 "val_fraction": self.config.val_fraction, "val_stems": self.val_stems}, indent=1))
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def train_one_epoch(self) -> Iterator[TrainEvent]:
+        """The optimiser steps of one epoch (from mid-epoch when resumed or stopped)."""
+        config, preset = self.config, self.preset
+        self.epoch_started = time.monotonic()
+        order = _batches_of(_sampler_indices(len(self.train_arrays), self.world, self.rank, config.seed, self.epoch),
+                            preset.batch)
+        self.steps_in_order = len(order)
+        b = self.step_in_epoch
+        for b in range(self.step_in_epoch, len(order)):
+            lr = lr_at(preset, self.epoch + b / len(order), self.planned)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self._step(order[b])
+            if self.global_step % config.log_every == 0:
+                yield self.event("step", epoch=self.epoch, step=self.global_step, steps_per_epoch=len(order),
+                                 total_epochs=self.planned, loss=self.loss_value, lr=lr, best_dice=self.best_dice)
+            if self._want_stop():
+                self.stop = self.stopped_early = True
+                break
+        finished_epoch = not self.stop or b + 1 >= len(order)
+        if self.stop and b + 1 < len(order):
+            self.step_in_epoch = b + 1  # resume mid-epoch
+        else:
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+        if self.fit_to_budget and finished_epoch:
+            epoch_s = time.monotonic() - self.epoch_started + self.last_val_s
+            remaining = self.budget_s - self.elapsed()
+            self.planned = max(self.epoch, self.epoch + int(remaining // (epoch_s * 1.05)))
+
+    def _step(self, indices) -> None:
+        inputs, target, teacher_target = self.batches.train_batch(indices, self.epoch)
+        with _autocast(self.device, self.use_amp):
+            out = self.batches.forward(self.train_net, inputs)
+            if self.preset.deep_supervision:
+                loss = deep_supervision(out, target, self.loss_fn)
+            else:
+                loss = self.loss_fn(out["logits"], target)
+            if self.distiller is not None:
+                loss = loss + self.distiller.loss(out, inputs, target, self.epoch, self.planned)
+            if teacher_target is not None:
+                loss = loss + bce_dice(out["logits"], teacher_target)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.global_step += 1
+        self.loss_value = float(loss.detach())
+        if not math.isfinite(self.loss_value):
+            self.messages.append(f"loss is {self.loss_value} at step {self.global_step}")
+
+    def _want_stop(self) -> bool:
+        config = self.config
+        want = bool(self.should_stop and self.should_stop())
+        want |= bool(config.max_steps and self.global_step >= config.max_steps)
+        want |= bool(self.budget_s and self.elapsed() + self.last_val_s * 1.2 >= self.budget_s)
+        return _any_rank(want, self.distributed)
+
+    def validate_and_save(self) -> TrainEvent:
+        """Validation, last.pt (and best.pt when it improved) and the resume state, on rank 0."""
+        val_started = time.monotonic()
+        if self.is_main:
+            self.metrics = validate(self.net, self.batches, self.val_arrays, self.config.val_batch) \
+                if len(self.val_arrays) else {}
+            done_epochs = self.epoch + (self.step_in_epoch / self.steps_in_order if self.step_in_epoch else 0.0)
+            self.history.append({"epoch": round(done_epochs, 3), "step": self.global_step, "loss": self.loss_value,
+                                 "lr": lr_at(self.preset, done_epochs, self.planned), "metrics": self.metrics,
+                                 "elapsed_s": round(self.wall_before + self.elapsed(), 1)})
+            dice = self.metrics.get("dice", float("nan"))
+            improved = isinstance(dice, float) and math.isfinite(dice) and dice > self.best_dice
+            if improved:
+                self.best_dice, self.best_epoch = dice, self.epoch
+            _save(self.model, self.out_dir, self.config, self.training_facts(done_epochs), self.metrics, improved)
+            _save_state(self.out_dir, self.resume_state())
+        _barrier(self.distributed)
+        self.last_val_s = time.monotonic() - val_started
+        event = self.event("epoch", epoch=self.epoch, step=self.global_step, steps_per_epoch=self.steps_in_order,
+                           total_epochs=self.planned, loss=self.loss_value,
+                           lr=lr_at(self.preset, self.epoch, self.planned), metrics=self.metrics,
+                           best_dice=self.best_dice, message="; ".join(self.messages[-1:]))
+        self.messages.clear()  # each message is shown once
+        if self.budget_s and self.elapsed() + (time.monotonic() - self.epoch_started) * 0.05 >= self.budget_s:
+            self.stop = self.stopped_early = self.stopped_early or self.epoch < self.planned
+        return event
+
+    def training_facts(self, done_epochs: float) -> dict:
+        config = self.config
         return _plain({
-            "data": str(Path(config.data).resolve()), "epochs": round(done_epochs, 3), "planned_epochs": planned,
-            "steps": global_step, "wall_time_s": round(wall_before + time.monotonic() - started, 1),
-            "command": commands[0], "resumed_with": commands[1:], "seed": config.seed, "split_seed": config.split_seed,
-            "val_fraction": config.val_fraction, "val_stems_count": len(val_stems), "val_stems": val_stems,
-            "train_count": len(train_pairs), "size": size, "batch": preset.batch * world, "world_size": world,
-            "device": device.type, "amp": use_amp, "augment": augment_name, "best_epoch": best_epoch,
-            "preset": dataclasses.asdict(preset), "teacher": config.teacher or "",
-            "init_checkpoint": config.init_checkpoint or "", "baseline_metrics": baseline,
+            "data": str(Path(config.data).resolve()), "epochs": round(done_epochs, 3), "planned_epochs": self.planned,
+            "steps": self.global_step, "wall_time_s": round(self.wall_before + self.elapsed(), 1),
+            "command": self.commands[0], "resumed_with": self.commands[1:], "seed": config.seed,
+            "split_seed": config.split_seed, "val_fraction": config.val_fraction,
+            "val_stems_count": len(self.val_stems), "val_stems": self.val_stems,
+            "train_count": len(self.train_pairs), "size": self.size, "batch": self.preset.batch * self.world,
+            "world_size": self.world, "device": self.device.type, "amp": self.use_amp, "augment": self.augment_name,
+            "best_epoch": self.best_epoch, "preset": dataclasses.asdict(self.preset), "teacher": config.teacher or "",
+            "init_checkpoint": config.init_checkpoint or "", "baseline_metrics": self.baseline,
             "teacher_maps": config.teacher_maps or "",
         })
 
-    if is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "split.json").write_text(json.dumps(
-            {"data": str(Path(config.data).resolve()), "split_seed": config.split_seed,
-             "val_fraction": config.val_fraction, "val_stems": val_stems}, indent=1))
+    def resume_state(self) -> dict:
+        return {
+            "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+            "total_epochs": self.planned, "best_dice": self.best_dice, "best_epoch": self.best_epoch,
+            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict() if self.use_amp else {},
+            "rng": _rng_state(), "history": _plain(self.history), "val_stems": self.val_stems,
+            "wall_time_s": self.wall_before + self.elapsed(),
+            "distiller": self.distiller.state_dict() if self.distiller is not None else {},
+            "baseline_metrics": self.baseline, "commands": self.commands,
+        }
 
-    stop = False
-    stopped_early = False
-    last_val_s = 0.0
-    loss_value = float("nan")
-    metrics: Dict = history[-1]["metrics"] if history else {}
-    while not stop and epoch < planned:
-        epoch_started = time.monotonic()
-        order = _batches_of(_sampler_indices(len(train_arrays), world, rank, config.seed, epoch), preset.batch)
-        b = step_in_epoch
-        for b in range(step_in_epoch, len(order)):
-            lr = lr_at(preset, epoch + b / len(order), planned)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            inputs, target, teacher_target = batches.train_batch(order[b], epoch)
-            with _autocast(device, use_amp):
-                out = batches.forward(train_net, inputs)
-                loss = deep_supervision(out, target, loss_fn) if preset.deep_supervision else loss_fn(out["logits"], target)
-                if distiller is not None:
-                    loss = loss + distiller.loss(out, inputs, target, epoch, planned)
-                if teacher_target is not None:
-                    loss = loss + bce_dice(out["logits"], teacher_target)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            global_step += 1
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                messages.append(f"loss is {loss_value} at step {global_step}")
-            if global_step % config.log_every == 0:
-                yield TrainEvent("step", epoch, global_step, len(order), planned, loss_value, lr,
-                                 best_dice=best_dice, elapsed_s=time.monotonic() - started)
-            elapsed = time.monotonic() - started
-            want_stop = bool(should_stop and should_stop())
-            want_stop |= bool(config.max_steps and global_step >= config.max_steps)
-            want_stop |= bool(budget_s and elapsed + last_val_s * 1.2 >= budget_s)
-            if _any_rank(want_stop, distributed):
-                stop = stopped_early = True
-                break
-        finished_epoch = not stop or b + 1 >= len(order)
-        if stop and b + 1 < len(order):
-            step_in_epoch = b + 1  # resume mid-epoch
-        else:
-            epoch, step_in_epoch = epoch + 1, 0
-        if fit_to_budget and finished_epoch:
-            epoch_s = time.monotonic() - epoch_started + last_val_s
-            remaining = budget_s - (time.monotonic() - started)
-            planned = max(epoch, epoch + int(remaining // (epoch_s * 1.05)))
+    def done(self) -> TrainEvent:
+        if self.distributed:
+            import torch.distributed as dist
 
-        # validation + checkpoints (rank 0)
-        val_started = time.monotonic()
-        if is_main:
-            metrics = validate(net, batches, val_arrays, config.val_batch) if len(val_arrays) else {}
-            done_epochs = epoch + (step_in_epoch / len(order) if step_in_epoch else 0.0)
-            history.append({"epoch": round(done_epochs, 3), "step": global_step, "loss": loss_value,
-                            "lr": lr_at(preset, done_epochs, planned), "metrics": metrics,
-                            "elapsed_s": round(wall_before + time.monotonic() - started, 1)})
-            dice = metrics.get("dice", float("nan"))
-            improved = isinstance(dice, float) and math.isfinite(dice) and dice > best_dice
-            if improved:
-                best_dice, best_epoch = dice, epoch
-            _save(model, out_dir, config, training_facts(done_epochs), metrics, improved)
-            _save_state(out_dir, {
-                "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
-                "total_epochs": planned, "best_dice": best_dice, "best_epoch": best_epoch,
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if use_amp else {},
-                "rng": _rng_state(), "history": _plain(history), "val_stems": val_stems,
-                "wall_time_s": wall_before + time.monotonic() - started,
-                "distiller": distiller.state_dict() if distiller is not None else {},
-                "baseline_metrics": baseline, "commands": commands,
-            })
-        _barrier(distributed)
-        last_val_s = time.monotonic() - val_started
-        yield TrainEvent("epoch", epoch, global_step, len(order), planned, loss_value,
-                         lr_at(preset, epoch, planned), metrics, best_dice, time.monotonic() - started,
-                         message="; ".join(messages[-1:]))
-        messages.clear()  # each message is shown once
-        if budget_s and time.monotonic() - started + (time.monotonic() - epoch_started) * 0.05 >= budget_s:
-            stop = stopped_early = stopped_early or epoch < planned
-    yield TrainEvent("done", epoch, global_step, 0, planned, loss_value, 0.0, metrics, best_dice,
-                     time.monotonic() - started, checkpoint=str(out_dir / "best.pt"), stopped_early=stopped_early)
-    if distributed:
-        import torch.distributed as dist
+            dist.destroy_process_group()
+        return self.event("done", epoch=self.epoch, step=self.global_step, total_epochs=self.planned,
+                          loss=self.loss_value, metrics=self.metrics, best_dice=self.best_dice,
+                          checkpoint=str(self.out_dir / "best.pt"), stopped_early=self.stopped_early)
 
-        dist.destroy_process_group()
+
+def iter_train(config: TrainConfig, should_stop: Optional[Callable[[], bool]] = None) -> Iterator[TrainEvent]:
+    """Train, yielding events. ``should_stop()`` (checked every step) ends the run
+    cleanly: validation, checkpoints, then a "done" event with ``stopped_early``."""
+    run = _Run(config, should_stop)
+    yield from run.setup_data()
+    if not (yield from run.setup_batches()):
+        return
+    run.setup_optimizer()
+    run.resume()
+    yield from run.measure_baseline()
+    run.plan()
+    while not run.stop and run.epoch < run.planned:
+        yield from run.train_one_epoch()
+        yield run.validate_and_save()
+    yield run.done()
 
 
 def train(config: TrainConfig, on_event: Optional[Callable[[TrainEvent], None]] = None,
@@ -622,15 +702,6 @@ def _load_state(out_dir: Path) -> Optional[dict]:
         raise CheckpointError(f"{path} cannot be read to resume ({type(err).__name__}: {err})") from None
 
 
-def read_own_checkpoint(path, architecture: Optional[str] = None):
-    """read_checkpoint that also accepts headers whose "torch" field is a TorchVersion
-    (a str subclass, harmless) as written by save_checkpoint before the fix."""
-    from torch.torch_version import TorchVersion
-
-    with torch.serialization.safe_globals([TorchVersion]):
-        return read_checkpoint(path, expected_architecture=architecture)
-
-
 def _resume_weights(model: nn.Module, out_dir: Path, name: str) -> None:
-    header, state = read_own_checkpoint(out_dir / "last.pt", name)
+    header, state = read_checkpoint(out_dir / "last.pt", expected_architecture=name)
     load_into(model, state, out_dir / "last.pt", name)
