@@ -6,8 +6,9 @@
 1. scores best.pt (float32) on its validation stems with `evaluate` (full resolution);
 2. writes a float16 copy and scores it the same way; keeps float16 when validation
    Dice changes by less than 0.001 (else float32);
-3. records those validation metrics (n, dice, iou, precision, recall) in the header
-   and refuses files over 25 MB.
+3. scores the kept copy once more with flip test-time augmentation (``--tta``);
+4. records those validation metrics (n, dice, iou, precision, recall; tta_dice, tta_iou)
+   in the header and refuses files over 25 MB.
 """
 from __future__ import annotations
 
@@ -20,9 +21,8 @@ from pathlib import Path
 import torch
 
 import models
-from models.checkpoint import SHIPPED_DIR, load_into, save_checkpoint
+from models.checkpoint import SHIPPED_DIR, load_into, read_checkpoint, save_checkpoint
 from napari_polyp.training.evaluate_cli import evaluate
-from napari_polyp.training.trainer import read_own_checkpoint
 
 MAX_BYTES = 25 * 1024 * 1024
 
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
 
     best = Path(args.run) / "best.pt"
-    header, state = read_own_checkpoint(best, args.model)
+    header, state = read_checkpoint(best, expected_architecture=args.model)
     fp32 = evaluate(args.model, args.data, split="val", model=_model_from(args.model, header, state, best,
                                                                           args.backbone_weights))
     print("float32:", json.dumps(fp32), file=sys.stderr)
@@ -67,10 +67,12 @@ def main(argv=None) -> int:
     print("float16:", json.dumps(fp16), file=sys.stderr)
     use_half = abs(fp16["dice"] - fp32["dice"]) < 1e-3
     chosen = fp16 if use_half else fp32
+    tta = evaluate(args.model, args.data, split="val", model=half if use_half else model, tta=True)
+    print("with flip TTA:", json.dumps(tta), file=sys.stderr)
     metrics = {k: chosen[k] for k in ("n", "dice", "iou", "precision", "recall")}
     metrics.update(split="validation", resolution="each image's own size (napari-polyp evaluate)",
                    threshold=0.5, training_time_metrics=header.get("metrics", {}),
-                   float32_dice=fp32["dice"], float16_dice=fp16["dice"])
+                   float32_dice=fp32["dice"], float16_dice=fp16["dice"], tta_dice=tta["dice"], tta_iou=tta["iou"])
     target = SHIPPED_DIR / f"{args.model}.pt"
     save_checkpoint(model, target, architecture=args.model, variant=header.get("variant"),
                     training=header.get("training"), metrics=metrics, extra=keep, half=use_half)
