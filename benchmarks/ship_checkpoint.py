@@ -1,7 +1,7 @@
 """Turn a run's best.pt into the shipped checkpoint models/checkpoints/<name>.pt.
 
     python benchmarks/ship_checkpoint.py --model microaunet --run runs/microaunet \
-        --data /work/shared/data/kvasir-seg [--backbone-weights FILE]
+        --data ../shared/data/kvasir-seg [--backbone-weights FILE]
 
 1. scores best.pt (float32) on its validation stems with `evaluate` (full resolution);
 2. writes a float16 copy and scores it the same way; keeps float16 when validation

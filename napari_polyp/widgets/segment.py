@@ -12,6 +12,7 @@ from typing import Callable, List, Optional
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -119,6 +120,10 @@ class SegmentWidget(QWidget):
         self.scope_combo = QComboBox()
         self.scope_combo.addItems(SCOPES)
         form2.addRow("scope", self.scope_combo)
+        self.tta_check = QCheckBox("average with mirror images (3× slower)")
+        self.tta_check.setToolTip("Flip test-time augmentation: the network also sees the image mirrored "
+                                  "left-right and top-bottom, and the three probabilities are averaged")
+        form2.addRow("TTA", self.tta_check)
 
         self.run_button, self.cancel_button, self.progress = run_controls(root, "Run")
         self.status_label = text_label()
@@ -308,7 +313,7 @@ class SegmentWidget(QWidget):
             self._report_error(str(err))
             return
         job = dict(image_layer=image_layer, frames=frames, model=model_name, checkpoint=self.checkpoint(),
-                   device=self.device_combo.currentText())
+                   device=self.device_combo.currentText(), tta=self.tta_check.isChecked())
         mismatch = task_mismatch(image_layer, model_name)
         if mismatch:
             from napari.utils.notifications import show_warning
@@ -375,6 +380,8 @@ class SegmentWidget(QWidget):
         except Exception as err:  # noqa: BLE001 -- shown to the user, never a traceback
             yield ("error", f"cannot load {job['model']}: {error_text(err)}")
             return
+        if hasattr(predictor, "tta"):  # the cached predictor follows the checkbox of this run
+            predictor.tta = job.get("tta", False)
         for frame in job["frames"]:
             try:
                 image = L.image_frame(job["image_layer"], frame)

