@@ -29,7 +29,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from ..errors import UserError
-from ..io.images import IMAGE_EXTENSIONS, as_rgb_uint8, find_image, read_image
+from ..io.images import IMAGE_EXTENSIONS, as_rgb_uint8, decode_raw, find_image, read_image
 from ..io.masks import decode_mask, encode_mask_png
 from ._atomic import atomic_write_bytes, encode_image_png, fsync_dir, remove_stale_temporaries
 from .manifest import (
@@ -238,6 +238,20 @@ class CorrectionsDataset:
         path = self.inside(record.prediction or f"predictions/{record.stem}.png")
         return self._decode(path) if path.exists() else None
 
+    def load_strokes(self, stem: str) -> Optional[np.ndarray]:
+        """The refine strokes of an item's current version (HxW uint8: 0 none, 1 fg, 2 bg), if saved."""
+        record = self._require(stem)
+        if not record.strokes:
+            return None
+        path = self.inside(record.strokes)
+        if not path.is_file():
+            raise DatasetError(f"{path}: the strokes of {record.stem!r} (version {record.version}) are missing")
+        array, _ = decode_raw(path.read_bytes(), path)
+        labels = np.asarray(array)
+        if labels.ndim != 2 or not np.isin(labels, (0, 1, 2)).all():
+            raise DatasetError(f"{path}: not a stroke label image (2-D, values 0/1/2)")
+        return labels.astype(np.uint8)
+
     @staticmethod
     def _decode(path: Path) -> np.ndarray:
         return decode_mask(path.read_bytes(), path)
@@ -310,6 +324,7 @@ class CorrectionsDataset:
         status: str = "corrected",
         note: str = "",
         reviewer: Optional[str] = None,
+        strokes: Optional[np.ndarray] = None,
         **extra,
     ) -> Record:
         """Save an item's mask as its new current version and return the new record.
@@ -318,6 +333,9 @@ class CorrectionsDataset:
             item is already in the dataset. mask: HxW, nonzero = object.
         predicted: the network's mask, to count ``pixels_changed`` (kept in
             predictions/); without it an earlier saved prediction is used.
+        strokes: the refine strokes this mask was made with (HxW, 0 none, 1 foreground,
+            2 background; :mod:`napari_polyp.corrections.refine`), kept as
+            strokes/<stem>/<version>.png and named by the record's ``strokes`` field.
         """
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
@@ -340,6 +358,7 @@ class CorrectionsDataset:
         prediction_png = encode_mask_png(predicted) if predicted is not None else None
         if predicted is not None and np.asarray(predicted).shape != mask.shape:
             raise ValueError(f"prediction {np.asarray(predicted).shape} and mask {mask.shape} differ in shape")
+        strokes_png = _encode_strokes(strokes, mask.shape)
 
         with self.lock():
             latest = self._prepare_for_write()
@@ -348,6 +367,12 @@ class CorrectionsDataset:
             previous = latest.get(stem)
             if previous is None and image_bytes is None:
                 raise ValueError(f"{stem!r} is new to the dataset: save needs its image or an image source_path")
+
+            version = (previous.version + 1) if previous is not None else 1
+            # one strokes file per version, so a save cut short never overwrites a confirmed one;
+            # its path is checked now, before anything is written
+            strokes_rel = f"strokes/{stem}/{version}.png" if strokes_png is not None else ""
+            strokes_target = self.inside(strokes_rel) if strokes_rel else None
 
             # 1. the previous good mask into history/ (unless already there)
             if previous is not None:
@@ -376,12 +401,14 @@ class CorrectionsDataset:
             mask_rel = f"masks/{stem}.png"
             atomic_write_bytes(self.inside(mask_rel), mask_png)
             _crash_point("after-mask")
+            if strokes_png is not None:
+                atomic_write_bytes(strokes_target, strokes_png)
 
             # 4. the record: the commit point
             stamp = now_iso()
             record = Record(
                 stem=stem,
-                version=(previous.version + 1) if previous is not None else 1,
+                version=version,
                 image=image_rel,
                 mask=mask_rel,
                 prediction=prediction_rel,
@@ -398,6 +425,7 @@ class CorrectionsDataset:
                 created=previous.created if previous is not None and previous.created else stamp,
                 updated=stamp,
                 pixels_changed=pixels_changed(mask, predicted) if predicted is not None else None,
+                strokes=strokes_rel,
                 extra=dict(extra),
             )
             self._append(record)
@@ -556,6 +584,18 @@ class CorrectionsDataset:
 
 
 # --------------------------------------------------------------------------- small helpers
+
+
+def _encode_strokes(strokes: Optional[np.ndarray], shape) -> Optional[bytes]:
+    """A stroke label array as an 8-bit PNG of labels 0/1/2 (None when there are no strokes)."""
+    if strokes is None:
+        return None
+    strokes = np.asarray(strokes)
+    if strokes.shape != tuple(shape):
+        raise ValueError(f"strokes {strokes.shape} and mask {tuple(shape)} differ in shape")
+    if not np.isin(strokes, (0, 1, 2)).all():
+        raise ValueError("strokes hold labels other than 0 (none), 1 (foreground) and 2 (background)")
+    return encode_image_png(strokes.astype(np.uint8)) if strokes.any() else None
 
 
 def _ends_with_newline(path: Path) -> bool:

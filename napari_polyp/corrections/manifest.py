@@ -25,7 +25,8 @@ MANIFEST = "manifest.jsonl"
 LOCK = ".manifest.lock"
 STATUSES = ("unreviewed", "accepted", "corrected", "rejected")
 TRAINING_STATUSES = ("accepted", "corrected")
-PATH_FIELDS = ("image", "mask", "prediction")
+PATH_FIELDS = ("image", "mask", "prediction", "strokes")
+OPTIONAL_FIELDS = ("strokes",)  # written only when set, so most manifest lines stay as they were
 
 PathLike = Union[str, os.PathLike]
 
@@ -51,6 +52,7 @@ class Record:
     created: str = ""
     updated: str = ""
     pixels_changed: Optional[int] = None
+    strokes: str = ""  # strokes/<stem>/<version>.png: the refine strokes of this save (0 none, 1 fg, 2 bg)
     format_version: int = FORMAT_VERSION
     extra: Dict[str, object] = field(default_factory=dict)
 
@@ -58,6 +60,9 @@ class Record:
         data = asdict(self)
         extra = data.pop("extra")
         data = {"format_version": data.pop("format_version"), **data}
+        for key in OPTIONAL_FIELDS:
+            if not data[key]:
+                del data[key]
         for key, value in extra.items():
             data.setdefault(key, value)
         return json.dumps(data, ensure_ascii=False, separators=(", ", ": "), default=_json_default)
@@ -141,7 +146,7 @@ def path_problem(root: Path, value: object) -> Optional[str]:
 
 _FIELD_NAMES = tuple(f.name for f in fields(Record) if f.name != "extra")
 _TEXT_FIELDS = ("source_path", "image_sha256", "mask_sha256", "model", "checkpoint_sha256", "status",
-                "note", "reviewer", "created", "updated")
+                "note", "reviewer", "created", "updated", "strokes")
 
 
 def migrate_record(raw: dict, order: int) -> Record:
