@@ -61,6 +61,7 @@ class TrainConfig:
     lr: Optional[float] = None
     seed: int = 0
     val_fraction: float = 0.1
+    val_stems: Optional[list] = None  # the validation stems, chosen by the caller (fine-tuning); None: split
     split_seed: int = 0
     resume: bool = False
     init_checkpoint: Optional[str] = None  # start weights (fine-tuning)
@@ -392,6 +393,8 @@ class _Run:
         self.state = _load_state(self.out_dir) if config.resume else None
         if self.state is not None:
             self.val_stems = list(self.state["val_stems"])
+        elif config.val_stems is not None:
+            self.val_stems = sorted(config.val_stems)
         else:
             _, self.val_stems = data_mod.split_stems([p.stem for p in pairs], config.val_fraction,
                                                      config.split_seed)
