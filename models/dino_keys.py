@@ -40,11 +40,13 @@ Where pretrained backbone weights come from (``pretrained_backbone=True``), firs
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import _compat  # noqa: F401  (before timm: repairs torchvision on CPU torch)
 from . import _imgfocus
@@ -174,6 +176,31 @@ class DinoKeys(nn.Module):
         if self._sha_cache is None or self._sha_cache[0] != fingerprint:
             self._sha_cache = (fingerprint, weights_sha256(state))
         return self._sha_cache[1]
+
+    @contextlib.contextmanager
+    def fixed_input_size(self, size: int) -> Iterator[None]:
+        """For an ONNX export at one square input ``size``: the backbone adds a constant
+        position embedding, resampled once for that token grid, instead of resampling it
+        (antialiased bicubic, which ONNX has no operator for) on every call.
+
+        Exact because timm's ``_pos_embed`` is affine in the patch tokens with unit
+        weight: ``_pos_embed(x) == _pos_embed(0) + [0 for the prefix tokens; x]``.
+        """
+        bb = self.backbone
+        gh, gw = (s // self.patch_size for s in self.grid_size((size, size)))
+        with torch.no_grad():
+            constant = bb._pos_embed(torch.zeros(1, gh, gw, self.embed_dim)).detach()
+        prefix = self.num_prefix_tokens
+
+        def constant_pos_embed(x: torch.Tensor) -> torch.Tensor:
+            tokens = x.reshape(x.shape[0], -1, x.shape[-1])
+            return constant + F.pad(tokens, (0, 0, prefix, 0))
+
+        bb._pos_embed = constant_pos_embed  # an instance attribute shadows the method
+        try:
+            yield
+        finally:
+            del bb._pos_embed
 
     # -- forward -----------------------------------------------------------------------
 

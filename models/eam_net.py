@@ -111,7 +111,8 @@ class CMAM(nn.Module):
     def _tokens(self, q_proj: nn.Conv2d, kv_proj: nn.Conv2d, x: torch.Tensor):
         """Queries at full size; keys/values from the map pooled to <= 16x16 (pooling first is
         exact for a bias-free 1x1 projection and saves its full-size cost)."""
-        pooled = F.adaptive_avg_pool2d(x, (min(x.shape[-2], self.kv_pool), min(x.shape[-1], self.kv_pool)))
+        # int(): a plain size, so an ONNX export (fixed input size) sees a constant pooling size
+        pooled = F.adaptive_avg_pool2d(x, (min(int(x.shape[-2]), self.kv_pool), min(int(x.shape[-1]), self.kv_pool)))
         k, v = kv_proj(pooled).flatten(2).transpose(1, 2).chunk(2, dim=-1)
         return q_proj(x).flatten(2).transpose(1, 2), k, v
 

@@ -8,13 +8,15 @@
 
 Pre- and post-processing follow the model card: resize to the network's native
 square input, normalise (ImageNet mean/std, or per-image min-max), and map the
-outputs back to the image's own size.
+outputs back to the image's own size. The network itself runs in the engine
+chosen by ``engine`` (see :mod:`napari_polyp.engine`): "auto" is ONNX Runtime on
+the CPU, torch on a GPU.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, Optional
+from typing import Callable, Dict, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 import models
 from models import ModelCard
 
+from .engine import make_runner
 from .io.images import as_rgb_uint8
 
 
@@ -64,7 +67,7 @@ def _to_image_size(t: torch.Tensor, hw) -> np.ndarray:
 TTA_FLIPS = ((), (-1,), (-2,))
 
 
-def probability_with_flips(model: torch.nn.Module, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+def probability_with_flips(model: Callable, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """Mean probability over the image and its horizontal and vertical mirror images, each
     mirrored back (3 network passes; ``logits`` is the plain pass already made). Polyps and
     skin lesions have no preferred orientation, so every view is an equally valid input."""
@@ -87,11 +90,17 @@ class Prediction:
 
 
 class Predictor:
-    """A network ready for inference, with its card's pre/post-processing."""
+    """A network ready for inference, with its card's pre/post-processing.
+
+    ``engine``: "auto" | "torch" | "onnxruntime" (see :mod:`napari_polyp.engine`);
+    ``threads``: CPU threads of the engine (default: ONNX Runtime uses the physical
+    cores, torch keeps its own setting). ``self.engine`` says which one runs, and
+    ``self.engine_note`` why it is not the one asked for ("" when it is).
+    """
 
     def __init__(self, model_name: str, checkpoint=None, device: str = "auto",
                  pretrained_backbone: bool = False, model: Optional[torch.nn.Module] = None,
-                 tta: bool = False):
+                 tta: bool = False, engine: str = "auto", threads: Optional[int] = None):
         self.device = resolve_device(device)
         self.tta = tta  # flip test-time augmentation: see probability_with_flips
         if model is None:
@@ -102,6 +111,17 @@ class Predictor:
         self.checkpoint_sha256 = header.get("sha256", "")
         self.checkpoint_path = getattr(model, "checkpoint_path", None)
         self.card = models.card_with_checkpoint(models.base_card(model_name), self.checkpoint_path, header or None)
+        if threads and self.device.type == "cpu":
+            torch.set_num_threads(int(threads))
+        self.runner = make_runner(self.model, model_name, self.card.input_size, engine, self.device, threads)
+
+    @property
+    def engine(self) -> str:
+        return self.runner.engine
+
+    @property
+    def engine_note(self) -> str:
+        return self.runner.note
 
     @property
     def trained(self) -> bool:
@@ -113,9 +133,9 @@ class Predictor:
         images = np.stack([as_rgb_uint8(im) for im in images]) if images.ndim == 4 or isinstance(images, list) else as_rgb_uint8(images)[None]
         start = time.perf_counter()
         x = preprocess(images, self.card).to(self.device)
-        out = self.model(x)
+        out = self.runner(x)
         hw = images.shape[1:3]
-        prob = probability_with_flips(self.model, x, out["logits"]) if self.tta else torch.sigmoid(out["logits"])
+        prob = probability_with_flips(self.runner, x, out["logits"]) if self.tta else torch.sigmoid(out["logits"])
         probs = _to_image_size(prob, hw)
         maps = {name: _to_image_size(amap, hw) for name, amap in out["attention"].items()}
         seconds = (time.perf_counter() - start) / len(images)

@@ -1,0 +1,148 @@
+"""Inference engines (napari_polyp/engine.py): ONNX Runtime matches torch, exports are cached
+by what they depend on, and anything wrong falls back to torch with one message."""
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from napari_polyp import engine as E
+from napari_polyp.inference import Predictor
+
+# Tiny inputs keep exports quick; dino-keys needs a multiple of its 14-px patch.
+PARITY_SIZE = {"dino-keys": 56}
+VARIANT = {"pefnet": {"variant": "tiny"}}  # ConvNeXt-T: the same graph as B, a 5x smaller export
+# Tolerance (float32, same weights, batch of 2): |Δ| <= ATOL + RTOL * |torch|.
+ATOL, RTOL = 1e-4, 1e-3
+
+
+@pytest.fixture(autouse=True)
+def _fresh_warnings(monkeypatch):
+    monkeypatch.setattr(E, "_warned", set())
+
+
+def _net(name, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return models.create_model(name, checkpoint=False, **VARIANT.get(name, {}), **kwargs).eval()
+
+
+@pytest.mark.parametrize("name", models.list_models())
+def test_onnxruntime_matches_torch(name, tmp_path):
+    model = _net(name)
+    size = PARITY_SIZE.get(name, 64)
+    runner = E.load_or_export(model, name, size, threads=1, directory=tmp_path)
+    assert runner.engine == "onnxruntime" and runner.input_size == size
+    assert not any(m.training for m in model.modules())  # exporting leaves the network in eval mode
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))  # batch is dynamic
+    with torch.inference_mode():
+        expected = model(x)
+    got = runner(x)
+    assert set(got["attention"]) == set(expected["attention"]) == set(models.base_card(name).attention_maps)
+    pairs = [("logits", got["logits"], expected["logits"])] + [
+        (k, got["attention"][k], expected["attention"][k]) for k in expected["attention"]]
+    for label, ort_out, torch_out in pairs:
+        assert ort_out.shape == torch_out.shape, label
+        torch.testing.assert_close(ort_out, torch_out.float(), atol=ATOL, rtol=RTOL, msg=f"{name} {label}")
+
+
+def test_predictor_engines_agree_with_flip_tta():
+    image = np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype=np.uint8)
+    model = _net("microaunet")
+    by_torch = Predictor("microaunet", model=model, device="cpu", engine="torch", tta=True)
+    by_ort = Predictor("microaunet", model=model, device="cpu", engine="onnxruntime", tta=True, threads=1)
+    assert (by_torch.engine, by_ort.engine) == ("torch", "onnxruntime") and by_ort.engine_note == ""
+    a, b = by_torch.predict(image), by_ort.predict(image)
+    np.testing.assert_allclose(b.probability, a.probability, atol=1e-4)
+    np.testing.assert_allclose(b.attention["lscab_spatial"], a.attention["lscab_spatial"], atol=1e-4)
+
+
+def test_auto_is_onnxruntime_on_cpu_and_torch_elsewhere(tmp_path):
+    model = _net("microaunet")
+    assert E.make_runner(model, "microaunet", 64, "auto", torch.device("cpu"), directory=tmp_path).engine == "onnxruntime"
+    assert E.make_runner(model, "microaunet", 64, "torch", torch.device("cpu")).engine == "torch"
+    assert E.make_runner(model, "microaunet", 64, "auto", torch.device("meta")).engine == "torch"
+    with pytest.raises(ValueError, match="engine must be one of"):
+        E.make_runner(model, "microaunet", 64, "tensorrt")
+    assert 1 <= E.physical_cores() <= (__import__("os").cpu_count() or 1)
+
+
+def test_cached_export_is_reused_and_a_new_checkpoint_exports_again(tmp_path, monkeypatch):
+    first = tmp_path / "a.pt"
+    models.save_checkpoint(_net("microaunet", seed=1), first, architecture="microaunet")
+    model = models.create_model("microaunet", checkpoint=first)
+    path = E.load_or_export(model, "microaunet", 64, directory=tmp_path / "cache").path
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again although a valid cached file is there")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(E, "export", no_export)
+        again = E.load_or_export(models.create_model("microaunet", checkpoint=first), "microaunet", 64,
+                                 directory=tmp_path / "cache")
+    assert again.path == path
+
+    second = tmp_path / "b.pt"  # fine-tuned: other weights, so another graph
+    models.save_checkpoint(_net("microaunet", seed=2), second, architecture="microaunet")
+    other = E.load_or_export(models.create_model("microaunet", checkpoint=second), "microaunet", 64,
+                             directory=tmp_path / "cache")
+    assert other.path != path and other.path.is_file()
+    assert E.export_key(model, "microaunet", 128) != E.export_key(model, "microaunet", 64)  # input size
+    assert E.export_key(model, "microaunet", 64, opset=18) != E.export_key(model, "microaunet", 64)
+    x = torch.rand(1, 3, 64, 64)
+    assert not torch.allclose(other(x)["logits"], again(x)["logits"])
+
+
+def test_a_corrupt_cached_export_is_exported_again(tmp_path):
+    model = _net("microaunet")
+    path = E.load_or_export(model, "microaunet", 64, directory=tmp_path).path
+    path.write_bytes(b"not an onnx file")
+    with pytest.warns(E.EngineFallbackWarning, match="cannot be used"):
+        runner = E.load_or_export(model, "microaunet", 64, directory=tmp_path)
+    assert runner.path == path and runner(torch.rand(1, 3, 64, 64))["logits"].shape == (1, 1, 64, 64)
+
+
+def test_an_export_of_other_weights_under_the_same_name_is_refused(tmp_path):
+    path = E.load_or_export(_net("microaunet", seed=1), "microaunet", 64, directory=tmp_path).path
+    key = E.export_key(_net("microaunet", seed=2), "microaunet", 64)
+    with pytest.raises(ValueError, match="metadata does not match"):
+        E.open_export(path, key, threads=1)
+
+
+def _fallback_warnings(record):
+    return [w for w in record if issubclass(w.category, E.EngineFallbackWarning)]
+
+
+def test_without_onnxruntime_torch_runs_with_one_message(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
+    image = np.full((32, 32, 3), 100, np.uint8)
+    model = _net("microaunet")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        predictors = [Predictor("microaunet", model=model, device="cpu", engine=e) for e in ("auto", "onnxruntime")]
+        for p in predictors:
+            p.predict(image)
+    assert [p.engine for p in predictors] == ["torch", "torch"]
+    [message] = _fallback_warnings(record)
+    assert "onnxruntime cannot be imported" in str(message.message)
+    assert "onnxruntime" in predictors[0].engine_note
+
+
+def test_a_failed_export_runs_torch_with_one_message(monkeypatch, tmp_path):
+    def broken_export(*args, **kwargs):
+        raise RuntimeError("Exporting the operator 'aten::weird' is not supported")
+
+    monkeypatch.setattr(torch.onnx, "export", broken_export)
+    image = np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    model = _net("microaunet")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            predictor = Predictor("microaunet", model=model, device="cpu", engine="auto")
+    [message] = _fallback_warnings(record)
+    assert "export failed" in str(message.message) and "aten::weird" in str(message.message)
+    assert predictor.engine == "torch"
+    plain = Predictor("microaunet", model=model, device="cpu", engine="torch").predict(image).probability
+    np.testing.assert_array_equal(predictor.predict(image).probability, plain)
+    assert not list(E.cache_dir().glob("*.onnx*"))  # no half-written file left behind
