@@ -14,7 +14,9 @@ import models
 from models.checkpoint import default_checkpoint, read_checkpoint
 from napari_polyp.cli import main
 from napari_polyp.training import TrainConfig, train
-from napari_polyp.training.data import find_pairs, split_stems
+from napari_polyp.training.data import find_pairs
+from napari_polyp.training.finetune_cli import (MIN_ITEMS, MIN_VAL_ITEMS, choose_validation, claim_problem, decide,
+                                                item_kinds)
 
 from .conftest import copy_pairs, set_masks, write_manifest
 
@@ -44,18 +46,22 @@ def test_evaluate_without_a_checkpoint_is_a_clean_error(tiny_data, capsys, no_sh
     assert "no trained checkpoint" in capsys.readouterr().err
 
 
-def _corrections(shared_data, tmp_path):
-    root = copy_pairs(shared_data, tmp_path / "corrections", count=6)
+def _corrections(shared_data, tmp_path, count=6, statuses=("accepted", "corrected")):
+    root = copy_pairs(shared_data, tmp_path / "corrections", count=count)
     stems = sorted(p.stem for p in find_pairs(root))
-    write_manifest(root, {s: ("corrected" if i % 2 else "accepted") for i, s in enumerate(stems)})
+    write_manifest(root, {s: statuses[i % len(statuses)] for i, s in enumerate(stems)})
     return root, stems
+
+
+def _finetune_args(data, start, *more):
+    return ["finetune", "--data", str(data), "--model", "microaunet", "--checkpoint", str(start),
+            "--size", "64", "--batch", "4", "--threads", "1", "--json", *more]
 
 
 def test_finetune_writes_a_checkpoint_that_loads(shared_data, tiny_data, tmp_path, capsys):
     start = _train_small(tiny_data, tmp_path / "start")
     data, _ = _corrections(shared_data, tmp_path)
-    assert main(["finetune", "--data", str(data), "--model", "microaunet", "--checkpoint", start,
-                 "--epochs", "1", "--size", "64", "--batch", "4", "--threads", "1", "--json"]) == 0
+    assert main(_finetune_args(data, start, "--epochs", "1")) == 0
     result = _last_json(capsys)
     path = Path(result["checkpoint"])
     assert path.is_file() and path.parent == models.checkpoint.user_checkpoint_dir()
@@ -63,13 +69,22 @@ def test_finetune_writes_a_checkpoint_that_loads(shared_data, tiny_data, tmp_pat
     assert header["training"]["init_checkpoint"] == start and header["training"]["val_stems_count"] == 1
     model = models.create_model("microaunet", checkpoint=path)
     assert model(torch.rand(1, 3, 64, 64))["logits"].shape == (1, 1, 64, 64)
-    assert result["before"]["n"] == result["after"]["n"] == 1
-    assert result["preferred"] == (result["after"]["dice"] >= result["before"]["dice"])
+    # 6 items give 1 validation item: measured, but no before/after is claimed, and it is not the default
+    assert result["validation"] == {**result["validation"], "n": 1, "corrected": 1, "accepted": 0}
+    assert result["measured"]["before"]["n"] == result["measured"]["after"]["n"] == 1
+    assert not result["claim"] and result["before"] == result["after"] == {}
+    assert not result["preferred"] and f"fewer than {MIN_VAL_ITEMS}" in result["reason"]
+    # the anchor is the start checkpoint's own validation split (its data folder is here)
+    anchor = result["anchor"]
+    assert "start checkpoint's validation split" in anchor["source"] and anchor["n"] == 1
+    assert anchor["before"]["n"] == anchor["after"]["n"] == 1
 
 
 def test_guard_keeps_the_previous_default_when_validation_gets_worse(shared_data, tmp_path, capsys, no_shipped):
-    data, stems = _corrections(shared_data, tmp_path)
-    _, val = split_stems(stems, 0.2, seed=0)  # finetune's default split
+    data, stems = _corrections(shared_data, tmp_path, count=10)
+    kinds = item_kinds(data)
+    val = choose_validation(kinds, 0.5, seed=0)  # what finetune will choose
+    assert len(val) == MIN_VAL_ITEMS and any(kinds[s] == "corrected" for s in val)
     # validation items are all lesion, training items all background: learning the
     # training items must make the start network (which calls everything lesion) worse
     set_masks(data, val, 255)
@@ -80,18 +95,61 @@ def test_guard_keeps_the_previous_default_when_validation_gets_worse(shared_data
         start_model.head.bias.fill_(0.3)
     start = tmp_path / "start.pt"
     models.save_checkpoint(start_model, start, architecture="microaunet")
-    args = ["finetune", "--data", str(data), "--model", "microaunet", "--checkpoint", str(start),
-            "--epochs", "3", "--size", "64", "--batch", "5", "--lr", "0.1", "--threads", "1", "--json"]
+    args = _finetune_args(data, start, "--epochs", "3", "--batch", "5", "--lr", "0.1", "--val-fraction", "0.5")
     assert main(args) == 0
     result = _last_json(capsys)
+    assert result["claim"] and sorted(result["validation"]["stems"]) == val
     assert result["before"]["dice"] == pytest.approx(1.0)
     assert result["after"]["dice"] < result["before"]["dice"]
     assert not result["preferred"] and "fell" in result["reason"]
     assert Path(result["checkpoint"]).is_file()  # written, but not made the default
     assert default_checkpoint("microaunet") is None
+    # no training split in the start checkpoint: the anchor is the accepted items outside validation
+    assert result["anchor"]["source"].startswith("accepted items outside validation")
     assert main(args + ["--force"]) == 0
     forced = _last_json(capsys)
     assert forced["preferred"] and default_checkpoint("microaunet") == Path(forced["checkpoint"]).resolve()
+
+
+@pytest.mark.parametrize("case, words", [
+    ("all empty", "masks is empty"),
+    ("self-scored", "against its own output"),
+    ("too few", f"at least {MIN_ITEMS}"),
+])
+def test_finetune_refuses_sets_it_cannot_learn_from_honestly(shared_data, tmp_path, capsys, case, words):
+    count = MIN_ITEMS - 1 if case == "too few" else 6
+    statuses = ("accepted",) if case == "self-scored" else ("accepted", "corrected")
+    data, stems = _corrections(shared_data, tmp_path, count=count, statuses=statuses)
+    if case == "all empty":
+        set_masks(data, stems, 0)
+    start = tmp_path / "start.pt"
+    models.save_checkpoint(models.create_model("microaunet", checkpoint=False), start, architecture="microaunet")
+    assert main(_finetune_args(data, start, "--epochs", "1")) == 2
+    assert words in capsys.readouterr().err
+    assert not list(models.checkpoint.user_checkpoint_dir().glob("*.pt"))  # nothing trained, nothing written
+
+
+def test_validation_always_holds_corrected_items_and_accepted_only_beside_them():
+    kinds = {**{f"a{i}": "accepted" for i in range(20)}, **{f"c{i}": "corrected" for i in range(5)}}
+    val = choose_validation(kinds, 0.2, seed=3)
+    assert len(val) == 5 and {kinds[s] for s in val} == {"accepted", "corrected"}
+    assert choose_validation(kinds, 0.2, seed=3) == val  # seeded
+    assert choose_validation({f"a{i}": "accepted" for i in range(9)}, 0.2, 0) == []
+    assert "c0" in choose_validation({"c0": "corrected", **{f"a{i}": "accepted" for i in range(30)}}, 0.2, 0)
+
+
+def test_equal_figures_on_a_degenerate_set_never_replace_the_default():
+    kinds = {f"c{i}": "corrected" for i in range(10)}
+    val = sorted(kinds)[:5]
+    problem = claim_problem(val, kinds, empty=val)  # every validation mask empty: both score 1
+    assert "empty" in problem
+    perfect = {"dice": 1.0, "n": 5}
+    assert decide(perfect, perfect, {}, problem, force=False)[0] is False
+    assert decide(perfect, perfect, {}, problem, force=True)[0] is True
+    assert decide(perfect, perfect, {}, "", force=False)[0] is True
+    forgot = {"before": {"dice": 0.8}, "after": {"dice": 0.7}}
+    preferred, reason = decide({"dice": 0.5}, {"dice": 0.6}, forgot, "", force=False)
+    assert not preferred and "anchor" in reason
 
 
 def test_predict_writes_masks_for_a_folder_and_a_video(tiny_data, tmp_path, capsys):

@@ -66,6 +66,7 @@ def test_one_epoch_registers_checkpoint_for_segment(make_napari_viewer, qtbot, c
     assert not [p for p in list_checkpoints("microaunet") if Path(p).parent == user_checkpoint_dir()]
 
     widget = _finetune_widget(viewer, corrections, start_checkpoint, epochs=1)
+    widget.force_check.setChecked(True)  # 6 items give 1 validation item: no claim, so only forced it is the default
     assert widget.data_label.text().startswith("6 ")
     assert widget.checkpoint() == str(start_checkpoint)
     with qtbot.waitSignal(widget.finetuned, timeout=WAIT_MS) as signal:
@@ -82,12 +83,14 @@ def test_one_epoch_registers_checkpoint_for_segment(make_napari_viewer, qtbot, c
     assert widget.plot.loss_points and len(widget.plot.dice_points) == 1
     assert widget.plot.baseline is not None
     widget.plot.grab()  # paints without error
-    before, after = result["before"]["dice"], result["after"]["dice"]
-    assert f"before {before:.4f}" in widget.dice_label.text()
-    assert f"after {after:.4f}" in widget.dice_label.text()
+    # one validation item: the figures are measured but not claimed as before/after
+    assert not result["claim"] and result["before"] == result["after"] == {}
+    assert result["measured"]["before"]["n"] == result["measured"]["after"]["n"] == 1
+    assert "before – after –" in widget.dice_label.text()
     assert widget.progress.value() == widget.progress.maximum()
-    # the guard: preferred exactly when validation Dice did not fall
-    assert result["preferred"] == (after >= before)
+    # no claim: only the forced run becomes the default, and it says why
+    assert result["preferred"] and result["reason"].startswith("forced although only 1 validation item")
+    assert "now the default" in widget.status_label.text()
     # the Segment widget now offers it (first, as the default, when it was preferred)
     offered = [segment.checkpoint_combo.itemData(i) for i in range(segment.checkpoint_combo.count())]
     assert str(new) in offered
