@@ -4,6 +4,11 @@ Batch of random input at the network's native size (or --size), inference
 mode, after warm-up, median over --runs (at least 20). On CPU the thread count
 is stated and peak memory is the process's peak RSS; on CUDA it is
 ``torch.cuda.max_memory_allocated``. Prints one JSON line with --json.
+
+``--engine`` picks what runs the network (see :mod:`napari_polyp.engine`): torch
+eagerly, or ONNX Runtime on a graph exported (into a temporary folder, not the
+cache: bench uses random weights) before the clock starts. The JSON names the
+engine that ran and, for ONNX Runtime, the export time.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import json
 import resource
 import statistics
 import time
+from pathlib import Path
 
 
 def add_arguments(parser):
@@ -24,16 +30,21 @@ def add_arguments(parser):
     parser.add_argument("--amp", action="store_true", help="fp16 autocast (CUDA)")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--variant", default=None, help="variant keyword for networks that have one")
+    parser.add_argument("--engine", choices=("auto", "torch", "onnxruntime"), default="auto",
+                        help="auto (default): ONNX Runtime on the CPU, torch on a GPU")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
 
 
 def benchmark(model_name: str, size=None, device: str = "cpu", batch: int = 1, runs: int = 20,
               warmup: int = 3, threads=None, amp: bool = False, channels_last: bool = False,
-              variant=None) -> dict:
+              variant=None, engine: str = "auto") -> dict:
+    import tempfile
+
     import torch
 
     import models
     from models import count_flops, count_params
+    from napari_polyp.engine import physical_cores
 
     if threads:
         torch.set_num_threads(threads)
@@ -52,21 +63,18 @@ def benchmark(model_name: str, size=None, device: str = "cpu", batch: int = 1, r
         x = x.to(memory_format=torch.channels_last)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    run_network = model
+    export_s = None
+    with tempfile.TemporaryDirectory() as scratch:
+        if engine != "torch" and dev.type == "cpu" and not amp and not channels_last:
+            from napari_polyp.engine import make_runner
 
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
-    times = []
-    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
-        for i in range(warmup + runs):
-            sync()
             start = time.perf_counter()
-            model(x)
-            sync()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    median_s = statistics.median(times)
+            run_network = make_runner(model, model_name, size, engine, dev, threads, directory=Path(scratch))
+            export_s = round(time.perf_counter() - start, 2) if run_network.engine == "onnxruntime" else None
+        median_s = _median_seconds(run_network, x, dev, warmup, runs, amp)
+        ran = getattr(run_network, "engine", "torch")
+
     if dev.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
         memory_kind = "cuda_max_allocated"
@@ -81,7 +89,10 @@ def benchmark(model_name: str, size=None, device: str = "cpu", batch: int = 1, r
         "size": size,
         "batch": batch,
         "device": device_name,
-        "threads": torch.get_num_threads() if dev.type == "cpu" else None,
+        "engine": ran,
+        "export_s": export_s,
+        "threads": (threads or physical_cores() if ran == "onnxruntime" else torch.get_num_threads())
+        if dev.type == "cpu" else None,
         "amp_fp16": amp,
         "channels_last": channels_last,
         "params": params,
@@ -95,9 +106,28 @@ def benchmark(model_name: str, size=None, device: str = "cpu", batch: int = 1, r
     }
 
 
+def _median_seconds(run_network, x, dev, warmup: int, runs: int, amp: bool) -> float:
+    import torch
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    times = []
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
+        for i in range(warmup + runs):
+            sync()
+            start = time.perf_counter()
+            run_network(x)
+            sync()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def run(args) -> int:
     result = benchmark(args.model, args.size, args.device, args.batch, args.runs, args.warmup,
-                       args.threads, args.amp, args.channels_last, args.variant)
+                       args.threads, args.amp, args.channels_last, args.variant, args.engine)
     if args.json:
         print(json.dumps(result))
     else:

@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-import torch
-
 ENGINES = ("auto", "torch", "onnxruntime")
 OPSET = 17
 EXPORT_FORMAT = 1  # bump when the exported graph's layout (names, axes) changes
@@ -72,10 +70,26 @@ def onnxruntime_problem() -> str:
     return ""
 
 
+ENGINE_ENV = "NAPARI_POLYP_ENGINE"  # the engine used when none is chosen (default "auto")
+
+
 def check_engine(engine: str) -> str:
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     return engine
+
+
+def default_engine() -> str:
+    """``$NAPARI_POLYP_ENGINE`` when set (the test suite picks torch there), else "auto"."""
+    return check_engine(os.environ.get(ENGINE_ENV) or "auto")
+
+
+def add_arguments(parser) -> None:
+    """``--engine`` and ``--threads``, worded alike for every command that runs a network."""
+    parser.add_argument("--engine", choices=ENGINES, default=None,
+                        help=f"auto (default, or ${ENGINE_ENV}): ONNX Runtime on the CPU, torch on a GPU")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for the network (default: the physical cores)")
 
 
 def cache_dir() -> Path:
@@ -113,7 +127,9 @@ class OnnxRunner:
         self.input_size = int(self.session.get_inputs()[0].shape[-1])
         self._outputs = [LOGITS] + [ATTENTION_PREFIX + n for n in self.attention_names]
 
-    def __call__(self, x: torch.Tensor) -> dict:
+    def __call__(self, x: "torch.Tensor") -> dict:
+        import torch
+
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
         logits, *maps = self.session.run(self._outputs, {INPUT_NAME: array})
         return {"logits": torch.from_numpy(logits),
@@ -139,7 +155,9 @@ def make_runner(model: torch.nn.Module, model_name: str, input_size: int, engine
     ``threads``: ONNX Runtime's intra-op threads (default: :func:`physical_cores`);
     ``directory``: where exports are cached (default :func:`cache_dir`).
     """
-    check_engine(engine)
+    import torch
+
+    engine = check_engine(engine or default_engine())
     device = torch.device(device or "cpu")
     if engine == "torch" or (engine == "auto" and device.type != "cpu"):
         return TorchRunner(model)
@@ -158,6 +176,7 @@ def make_runner(model: torch.nn.Module, model_name: str, input_size: int, engine
 # -- export and cache -------------------------------------------------------------
 def export_key(model: torch.nn.Module, model_name: str, input_size: int, opset: int = OPSET) -> dict:
     """Everything the exported graph depends on, as plain values."""
+    import torch
     from models.checkpoint import weights_sha256
 
     header = getattr(model, "checkpoint_header", None) or {}
@@ -220,6 +239,7 @@ def load_or_export(model: torch.nn.Module, model_name: str, input_size: int, thr
 def export(model: torch.nn.Module, path: Path, input_size: int, key: dict, opset: int = OPSET) -> Path:
     """Write ``model`` as ONNX (dynamic batch, fixed square ``input_size``) to ``path``, atomically."""
     import onnx
+    import torch
 
     model = model.eval()
     x = torch.zeros(1, 3, input_size, input_size)
@@ -249,16 +269,20 @@ def export(model: torch.nn.Module, path: Path, input_size: int, key: dict, opset
     return path
 
 
-class _TupleOutputs(torch.nn.Module):
+def _TupleOutputs(model):  # noqa: N802 -- a class made on first use: torch is imported lazily
     """The network with its output dict flattened to (logits, *attention maps): ONNX outputs are a list."""
+    import torch
 
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
+    class TupleOutputs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
 
-    def forward(self, x):
-        out = self.model(x)
-        return (out["logits"],) + tuple(out["attention"].values())
+        def forward(self, x):
+            out = self.model(x)
+            return (out["logits"],) + tuple(out["attention"].values())
+
+    return TupleOutputs()
 
 
 def open_export(path: Path, key: dict, threads: int) -> OnnxRunner:

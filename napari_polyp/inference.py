@@ -92,7 +92,8 @@ class Prediction:
 class Predictor:
     """A network ready for inference, with its card's pre/post-processing.
 
-    ``engine``: "auto" | "torch" | "onnxruntime" (see :mod:`napari_polyp.engine`);
+    ``engine``: "auto" | "torch" | "onnxruntime" (see :mod:`napari_polyp.engine`; None: "auto"
+    unless ``$NAPARI_POLYP_ENGINE`` says otherwise);
     ``threads``: CPU threads of the engine (default: ONNX Runtime uses the physical
     cores, torch keeps its own setting). ``self.engine`` says which one runs, and
     ``self.engine_note`` why it is not the one asked for ("" when it is).
@@ -100,7 +101,7 @@ class Predictor:
 
     def __init__(self, model_name: str, checkpoint=None, device: str = "auto",
                  pretrained_backbone: bool = False, model: Optional[torch.nn.Module] = None,
-                 tta: bool = False, engine: str = "auto", threads: Optional[int] = None):
+                 tta: bool = False, engine: Optional[str] = None, threads: Optional[int] = None):
         self.device = resolve_device(device)
         self.tta = tta  # flip test-time augmentation: see probability_with_flips
         if model is None:

@@ -15,6 +15,10 @@ def _isolated_home(tmp_path, monkeypatch):
     """User checkpoints/settings go to a temp folder, never the tester's home."""
     monkeypatch.setenv("NAPARI_POLYP_HOME", str(tmp_path / "napari-polyp-home"))
     monkeypatch.delenv("NAPARI_POLYP_WEIGHTS", raising=False)
+    # Each test has its own home, so an ONNX export would be redone in every test that builds
+    # a Predictor (random weights are new each time too): eager torch by default here;
+    # tests/test_engine.py and the tests that choose "onnxruntime" cover ONNX Runtime.
+    monkeypatch.setenv("NAPARI_POLYP_ENGINE", "torch")
 
 
 @pytest.fixture

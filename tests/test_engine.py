@@ -146,3 +146,26 @@ def test_a_failed_export_runs_torch_with_one_message(monkeypatch, tmp_path):
     plain = Predictor("microaunet", model=model, device="cpu", engine="torch").predict(image).probability
     np.testing.assert_array_equal(predictor.predict(image).probability, plain)
     assert not list(E.cache_dir().glob("*.onnx*"))  # no half-written file left behind
+
+
+def test_the_default_engine_comes_from_the_environment(monkeypatch):
+    model = _net("microaunet")
+    monkeypatch.setenv(E.ENGINE_ENV, "onnxruntime")
+    assert Predictor("microaunet", model=model, device="cpu", threads=1).engine == "onnxruntime"
+    monkeypatch.setenv(E.ENGINE_ENV, "torch")
+    assert Predictor("microaunet", model=model, device="cpu").engine == "torch"
+    monkeypatch.delenv(E.ENGINE_ENV)
+    assert E.default_engine() == "auto"
+
+
+def test_bench_names_its_engine(capsys):
+    import json
+
+    from napari_polyp import cli
+
+    for engine in ("torch", "onnxruntime"):
+        assert cli.main(["bench", "--model", "microaunet", "--size", "64", "--engine", engine, "--threads", "1",
+                         "--json"]) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert result["engine"] == engine and result["threads"] == 1 and result["median_ms"] > 0
+        assert (result["export_s"] is None) == (engine == "torch")

@@ -33,6 +33,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--strict", action="store_true", help="stop at the first file that cannot be read")
     parser.add_argument("--tta", action="store_true",
                         help="flip test-time augmentation: average over the image and its mirror images (3× slower)")
+    from napari_polyp.engine import add_arguments as add_engine_arguments
+
+    add_engine_arguments(parser)
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -135,7 +138,8 @@ def _load_predictor(args):
         raise UserError(f"{args.model} has no trained checkpoint: predictions would not be meaningful "
                         "(pass --checkpoint, or --allow-untrained)")
     model = models.create_model(args.model, checkpoint=args.checkpoint or None, backbone_weights=args.backbone_weights)
-    return Predictor(args.model, device=args.device, model=model, tta=args.tta)
+    return Predictor(args.model, device=args.device, model=model, tta=args.tta, engine=args.engine,
+                     threads=args.threads)
 
 
 def run(args) -> int:

@@ -33,6 +33,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tta", action="store_true",
                         help="flip test-time augmentation: average over the image and its mirror images (3× slower)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    from napari_polyp.engine import add_arguments as add_engine_arguments
+
+    add_engine_arguments(parser)
 
 
 def load_model(name: str, checkpoint=None, backbone_weights=None):
@@ -48,7 +51,8 @@ def load_model(name: str, checkpoint=None, backbone_weights=None):
 
 def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str = "auto",
              backbone_weights=None, threshold: float = 0.5, limit: Optional[int] = None,
-             model=None, progress: bool = False, strict: bool = False, tta: bool = False) -> Dict:
+             model=None, progress: bool = False, strict: bool = False, tta: bool = False,
+             engine: Optional[str] = None, threads: Optional[int] = None) -> Dict:
     """Mean per-image metrics of a checkpoint on ``data``; returns a plain dict
     (n, dice, iou, precision, recall, model, checkpoint, checkpoint_sha256, split,
     ``skipped``: [{file, problem}], ``resized``: [files whose mask size differs from the image])."""
@@ -72,7 +76,7 @@ def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str =
             raise UserError(f"{data}: none of the checkpoint's {len(stems)} validation stems are there")
     if limit:
         pairs = pairs[:limit]
-    predictor = Predictor(name, device=device, model=model, tta=tta)
+    predictor = Predictor(name, device=device, model=model, tta=tta, engine=engine, threads=threads)
     scores = MeanScores()
     iterator = pairs
     if progress:
@@ -98,7 +102,7 @@ def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str =
     result = scores.result()
     result.update(model=name, checkpoint=str(getattr(model, "checkpoint_path", "") or ""),
                   checkpoint_sha256=header.get("sha256", ""), split=split, threshold=threshold,
-                  data=str(Path(data)), skipped=skipped, resized=resized, tta=tta)
+                  data=str(Path(data)), skipped=skipped, resized=resized, tta=tta, engine=predictor.engine)
     return result
 
 
@@ -122,7 +126,8 @@ def run(args) -> int:
     from napari_polyp.commands.batch import report_skipped
 
     result = evaluate(args.model, args.data, args.checkpoint, args.split, args.device, args.backbone_weights,
-                      args.threshold, args.limit, progress=not args.json, strict=args.strict, tta=args.tta)
+                      args.threshold, args.limit, progress=not args.json, strict=args.strict, tta=args.tta,
+                      engine=args.engine, threads=args.threads)
     if not args.json:
         print(f"{args.model} on {result['n']} images ({args.split}): dice {result['dice']:.4f} "
               f"iou {result['iou']:.4f} precision {result['precision']:.4f} recall {result['recall']:.4f}")
