@@ -84,6 +84,7 @@ class Prediction:
     model: str = ""
     checkpoint_sha256: str = ""  # "" when the weights are untrained
     seconds: float = 0.0
+    engine: str = ""  # what ran the network: "torch" | "onnxruntime"
 
     def mask(self, threshold: float = 0.5) -> np.ndarray:
         return (self.probability >= threshold).astype(np.uint8)
@@ -141,9 +142,16 @@ class Predictor:
         maps = {name: _to_image_size(amap, hw) for name, amap in out["attention"].items()}
         seconds = (time.perf_counter() - start) / len(images)
         return [
-            Prediction(probs[i], {k: v[i] for k, v in maps.items()}, self.model_name, self.checkpoint_sha256, seconds)
+            Prediction(probs[i], {k: v[i] for k, v in maps.items()}, self.model_name, self.checkpoint_sha256, seconds,
+                       self.engine)
             for i in range(len(images))
         ]
+
+    def warm_up(self) -> None:
+        """One run on a blank image: a session's first call allocates its buffers, and the
+        user's first Run should not be the one paying for that."""
+        size = self.card.input_size
+        self.predict(np.zeros((size, size, 3), np.uint8))
 
     def predict(self, image: np.ndarray) -> Prediction:
         return self.predict_batch(as_rgb_uint8(image)[None])[0]

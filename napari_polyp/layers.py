@@ -226,6 +226,7 @@ def layer_names(image_name: str) -> dict:
         "probability": f"{image_name} probability",
         "attention": f"{image_name} attention: ",
         "disagreement": f"{image_name} disagreement",
+        "live": f"{image_name} live",
     }
 
 
@@ -264,26 +265,62 @@ def _place_like(layer, image_layer) -> None:
     layer.translate = image_layer.translate
 
 
+def _orphan(viewer, role: str, image_layer):
+    """An output layer of ``role`` whose image layer is gone (closed, or replaced by another file).
+
+    Re-used for the next image instead of adding a new layer: adding a layer costs napari
+    tens of milliseconds, and the layer list stays as long as the user made it."""
+    names = {layer.name for layer in viewer.layers}
+    for layer in viewer.layers:
+        owner = layer.metadata.get("image_layer")
+        if layer.metadata.get(ROLE) == role and owner and owner not in names and owner != image_layer.name:
+            if role == "mask" and (prediction_state(layer) is None or has_manual_edits(layer)):
+                continue  # hand-edited (or foreign) masks are the user's work: never recycled
+            return layer
+    return None
+
+
+def _reuse(layer, name: str, data, image_layer):
+    """Give an existing output layer a new name, new data and the image's placement."""
+    layer.name = name
+    layer.data = data
+    layer.metadata = {ROLE: layer.metadata.get(ROLE)}
+    _place_like(layer, image_layer)
+    return layer
+
+
 def _per_frame_target(viewer, name: str, role: str, n: Optional[int], hw, dtype, make_kwargs: dict, image_layer):
-    """Find or create the Image layer ``name``; returns it (data: array for 2D, FrameStack for T frames)."""
+    """Find, re-use or create the Image layer ``name``; returns it (data: array for 2D, FrameStack for T frames).
+
+    A layer of another shape (the image layer now holds another image) gets new ``.data``
+    rather than being removed and added again."""
     layer = _find(viewer, name, role)
     expected = tuple(hw) if n is None else (n,) + tuple(hw)
+    fresh = (lambda: np.zeros(hw, np.float32)) if n is None else (lambda: FrameStack(n, hw, dtype))
     if layer is not None and tuple(layer.data.shape) != expected:
-        viewer.layers.remove(layer)
-        layer = None
+        layer.data = fresh()
+        _place_like(layer, image_layer)
     if layer is None:
-        data = np.zeros(hw, np.float32) if n is None else FrameStack(n, hw, dtype)
-        layer = viewer.add_image(data, name=name, contrast_limits=(0.0, 1.0), metadata={ROLE: role}, **make_kwargs)
+        layer = _orphan(viewer, role, image_layer)
+        if layer is not None:
+            return _reuse(layer, name, fresh(), image_layer)
+        layer = viewer.add_image(fresh(), name=name, contrast_limits=(0.0, 1.0), metadata={ROLE: role},
+                                 **make_kwargs)
         _place_like(layer, image_layer)
     return layer
 
 
-def _set_float_frame(layer, frame: Optional[int], values: np.ndarray) -> None:
+def _set_float_frame(layer, frame: Optional[int], values: np.ndarray, on_screen: bool = True) -> None:
     if frame is None:
         layer.data = np.asarray(values, dtype=np.float32)
     else:
         layer.data[frame] = values
-        layer.refresh()
+        if on_screen:  # another frame is read when the slider gets there: no redraw now
+            layer.refresh()
+
+
+def _on_screen(viewer, image_layer, frame: Optional[int]) -> bool:
+    return frame is None or current_frame(viewer, image_layer) == frame
 
 
 def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attention: Mapping[str, np.ndarray],
@@ -311,8 +348,14 @@ def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attentio
     labels = _find(viewer, names["mask"], "mask")
     expected = hw if n is None else (n,) + hw
     if labels is not None and tuple(labels.data.shape) != expected:
-        viewer.layers.remove(labels)
-        labels = None
+        # another image in the same layer: the old mask belongs to the old image
+        _reuse(labels, names["mask"], np.zeros(expected, np.uint8), image_layer)
+        _STATES.pop(_unwrap(labels), None)
+    if labels is None:
+        labels = _orphan(viewer, "mask", image_layer)
+        if labels is not None:
+            _reuse(labels, names["mask"], np.zeros(expected, np.uint8), image_layer)
+            _STATES.pop(_unwrap(labels), None)
     state = prediction_state(labels) if labels is not None else None
     edited, decision = None, DISCARD
     if labels is not None:
@@ -325,10 +368,11 @@ def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attentio
             if decision == KEEP:
                 new_mask = np.where(edited, np.asarray(_labels_frame(labels, frame)), new_mask).astype(np.uint8)
     run_meta = _run_metadata(image_layer, meta, threshold, "probability")
+    on_screen = _on_screen(viewer, image_layer, frame)
 
     prob_layer = _per_frame_target(viewer, names["probability"], "probability", n, hw, np.float16,
                                    {"visible": False, "colormap": "gray"}, image_layer)
-    _set_float_frame(prob_layer, frame, probability)
+    _set_float_frame(prob_layer, frame, probability, on_screen)
     prob_layer.metadata.update(_frame_metadata(prob_layer.metadata, run_meta, frame))
 
     attention_names = []
@@ -341,7 +385,7 @@ def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attentio
         layer = _per_frame_target(viewer, name, "attention", n, hw, np.float16,
                                   {"colormap": ATTENTION_COLORMAP, "blending": "additive", "opacity": 0.5},
                                   image_layer)
-        _set_float_frame(layer, frame, amap)
+        _set_float_frame(layer, frame, amap, on_screen)
         layer.metadata.update(_frame_metadata(layer.metadata, {**run_meta, ROLE: "attention",
                                                                 "attention_map": map_name}, frame))
     if n is None:  # a 2D image shows the maps of its latest model only
@@ -366,8 +410,30 @@ def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attentio
     state.derived[frame] = (probability >= threshold).astype(np.uint8)
     state.thresholds[frame] = float(threshold)
     labels.metadata.update(_frame_metadata(labels.metadata, {**run_meta, ROLE: "mask"}, frame))
-    labels.refresh()
+    if on_screen or labels.data.ndim == 2:
+        labels.refresh()
     return labels
+
+
+def show_live_mask(viewer, image_layer, frame: int, mask: np.ndarray):
+    """Move the viewer to ``frame`` of ``image_layer`` and show ``mask`` (HxW, that frame's) as a
+    contour in the 2-D Labels layer ``NAME live`` (created on first use, then updated in place)."""
+    name = layer_names(image_layer.name)["live"]
+    layer = _find(viewer, name, "live")
+    mask = np.asarray(mask, dtype=np.uint8)
+    if layer is None:
+        layer = viewer.add_labels(mask.copy(), name=name, opacity=1.0,
+                                  metadata={ROLE: "live", "image_layer": image_layer.name})
+        layer.contour = 2  # the outline only: the frame underneath stays visible
+        layer.scale, layer.translate = image_layer.scale[-2:], image_layer.translate[-2:]
+    elif layer.data.shape != mask.shape:
+        layer.data = mask.copy()
+    else:
+        layer.data[...] = mask
+    axis = viewer.dims.ndim - image_layer.ndim  # layers are right-aligned in the world's axes
+    viewer.dims.set_point(axis, image_layer.translate[0] + frame * image_layer.scale[0])
+    layer.refresh()
+    return layer
 
 
 def _frame_metadata(existing: Mapping, run_meta: dict, frame: Optional[int]) -> dict:

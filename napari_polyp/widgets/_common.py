@@ -43,10 +43,22 @@ def error_text(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"
 
 
-def default_predictor_factory(model_name: str, checkpoint, device: str = "auto"):
+def default_predictor_factory(model_name: str, checkpoint, device: str = "auto", engine: Optional[str] = None,
+                              threads: Optional[int] = None):
     from ..inference import Predictor
 
-    return Predictor(model_name, checkpoint=checkpoint, device=device)
+    return Predictor(model_name, checkpoint=checkpoint, device=device, engine=engine, threads=threads)
+
+
+def _takes(factory: Callable, name: str) -> bool:
+    """Whether ``factory`` accepts the keyword ``name`` (factories written before it existed do not)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind == p.VAR_KEYWORD for p in parameters)
 
 
 def _checkpoint_key(checkpoint) -> str:
@@ -60,22 +72,29 @@ def _checkpoint_key(checkpoint) -> str:
 
 
 class PredictorCache:
-    """Predictors by (model, checkpoint@mtime, device), built on first use; safe to
-    call from a worker thread. The factory is passed per call so a widget's
-    ``predictor_factory`` may be replaced after construction."""
+    """Predictors by (model, checkpoint@mtime, device, engine options), built on first
+    use; safe to call from worker threads (a predictor being built by one thread, e.g.
+    a preload, is waited for by the others, never built twice). The factory is passed
+    per call so a widget's ``predictor_factory`` may be replaced after construction.
+    ``options`` (engine, threads) reach the factories that accept them."""
 
     def __init__(self):
-        self._predictors: Dict[Tuple[str, str, str], object] = {}
+        self._predictors: Dict[tuple, object] = {}
+        self._building: Dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, factory: Callable, model_name: str, checkpoint, device: str):
-        key = (model_name, _checkpoint_key(checkpoint), device)
+    def get(self, factory: Callable, model_name: str, checkpoint, device: str, **options):
+        options = {k: v for k, v in options.items() if _takes(factory, k)}
+        key = (model_name, _checkpoint_key(checkpoint), device, tuple(sorted(options.items())))
         with self._lock:
-            found = self._predictors.get(key)
-        if found is None:
-            found = factory(model_name, checkpoint, device)
+            build_lock = self._building.setdefault(key, threading.Lock())
+        with build_lock:
             with self._lock:
-                self._predictors[key] = found
+                found = self._predictors.get(key)
+            if found is None:
+                found = factory(model_name, checkpoint, device, **options)
+                with self._lock:
+                    self._predictors[key] = found
         return found
 
 

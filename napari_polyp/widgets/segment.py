@@ -1,14 +1,23 @@
 """The "Segment" dock widget: run a network on an image or video, edit the mask.
 
 Thin over the headless parts: :class:`napari_polyp.inference.Predictor` does
-the network work (in a napari ``thread_worker``, one frame per step so Cancel
-stops within a frame) and :mod:`napari_polyp.layers` turns predictions into
-layers and re-thresholds masks without the network.
+the network work (in a napari ``thread_worker``; a video in small batches, each
+frame shown as it comes, so Cancel stops within a batch),
+:mod:`napari_polyp.layers` turns predictions into layers (re-using the layers of
+an earlier image) and re-thresholds masks without the network, and
+:mod:`napari_polyp.live` plays a video with the mask of each frame ("Live").
+
+With ``preload_on_change`` (the app sets it) the chosen network is built, and run
+once to warm it, in the background as soon as it is chosen, so Run only pays for
+the image.
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable, List, Optional
+
+import numpy as np
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -21,6 +30,7 @@ from qtpy.QtWidgets import (
     QMessageBox,
     QPushButton,
     QSlider,
+    QSpinBox,
     QWidget,
 )
 
@@ -44,6 +54,7 @@ from ._common import (
 SCOPES = ("current frame", "all frames")
 UNTRAINED_WARNING = "⚠ untrained: predictions are not meaningful"
 _OUTPUT_ROLES = ("probability", "attention", "probability_difference")
+VIDEO_BATCH = 4  # frames per network call in whole-video runs: small, so results show as they come
 
 
 class SegmentWidget(QWidget):
@@ -67,6 +78,14 @@ class SegmentWidget(QWidget):
         self._frames_done = 0
         self._frames_total = 0
         self._cancel_requested = False
+        self._preload_pending = False
+        # Build the network in the background whenever the choice changes (the app turns this on;
+        # off by default so that a widget made in a script or a test builds nothing unasked).
+        self.preload_on_change = False
+        self._live_shown = threading.Event()  # set when the last live frame is on screen
+        self._live_stop = threading.Event()
+        self._live_active = False
+        self.live_stats = None  # the last napari_polyp.live.LiveFrame shown
         self.last_latency_s: Optional[float] = None  # Run pressed -> first mask shown
         self.last_error: Optional[str] = None
         self._build_ui()
@@ -103,6 +122,9 @@ class SegmentWidget(QWidget):
         form2.addRow("checkpoint", self.checkpoint_combo)
         self.device_combo = device_combo()
         form2.addRow("device", self.device_combo)
+        self.engine_combo, self.threads_spin = _engine_controls()
+        form2.addRow("engine", self.engine_combo)
+        form2.addRow("threads", self.threads_spin)
 
         threshold_row = QHBoxLayout()
         self.threshold_slider = QSlider(Qt.Horizontal)
@@ -126,6 +148,11 @@ class SegmentWidget(QWidget):
         form2.addRow("TTA", self.tta_check)
 
         self.run_button, self.cancel_button, self.progress = run_controls(root, "Run")
+        self.live_button = QPushButton("Live")
+        self.live_button.setCheckable(True)
+        self.live_button.setToolTip("Play the video at its frame rate with the network's mask of each frame as a "
+                                    "contour, computed on the fly (frames are skipped when the network falls behind)")
+        root.addWidget(self.live_button)
         self.status_label = text_label()
         root.addWidget(self.status_label)
 
@@ -155,6 +182,10 @@ class SegmentWidget(QWidget):
         self.image_combo.currentTextChanged.connect(self._follow_image_task)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
+        self.live_button.toggled.connect(self._on_live_toggled)
+        for combo in (self.model_combo, self.checkpoint_combo, self.device_combo, self.engine_combo):
+            combo.currentIndexChanged.connect(self._schedule_preload)
+        self.threads_spin.valueChanged.connect(self._schedule_preload)
         self.compare_button.clicked.connect(self.compare)
 
     def _connect_viewer(self) -> None:
@@ -218,6 +249,7 @@ class SegmentWidget(QWidget):
             except ValueError:
                 has_frames = False
         self.scope_combo.setEnabled(has_frames)
+        self.live_button.setEnabled(has_frames or self.live_button.isChecked())
 
     # -- model / checkpoint -------------------------------------------------------------
     def _on_model_changed(self, *_):
@@ -277,9 +309,49 @@ class SegmentWidget(QWidget):
         self.warning_label.setVisible(not card.trained)
 
     # -- predictors -------------------------------------------------------------------
-    def predictor(self, model_name: str, checkpoint, device: str):
-        """The cached predictor for (model, checkpoint, device), built on first use."""
-        return self._predictors.get(self.predictor_factory, model_name, checkpoint, device)
+    def engine_options(self) -> dict:
+        """The engine settings, read on the main thread and handed to workers."""
+        return {"engine": self.engine_combo.currentText(), "threads": int(self.threads_spin.value())}
+
+    def predictor(self, model_name: str, checkpoint, device: str, engine: Optional[str] = None,
+                  threads: Optional[int] = None):
+        """The cached predictor for (model, checkpoint, device, engine, threads), built on first use.
+        Without ``engine`` and ``threads``: the widget's settings (on the main thread only; workers
+        get them in their job)."""
+        if engine is None and threads is None:
+            engine, threads = self.engine_options().values()
+        return self._predictors.get(self.predictor_factory, model_name, checkpoint, device,
+                                    engine=engine, threads=threads)
+
+    def _schedule_preload(self, *_):
+        # Coalesce the several signals one user action sends (model -> checkpoint list -> ...).
+        if self.preload_on_change and not self._preload_pending:
+            self._preload_pending = True
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(0, self.preload)
+
+    def preload(self) -> Optional[threading.Thread]:
+        """Build the chosen network and run it once, in a background thread (keeps Run fast).
+        Errors are left for Run to report. Returns the thread (None when nothing is chosen)."""
+        self._preload_pending = False
+        model_name, checkpoint = self.model_combo.currentText(), self.checkpoint()
+        if not model_name or checkpoint is None:
+            return None
+        args = (model_name, checkpoint, self.device_combo.currentText())
+        options = self.engine_options()
+
+        def build_and_warm():
+            try:
+                predictor = self.predictor(*args, **options)
+                if hasattr(predictor, "warm_up"):
+                    predictor.warm_up()
+            except Exception:  # noqa: BLE001 -- Run builds it again and shows the error
+                pass
+
+        thread = threading.Thread(target=build_and_warm, name="napari-polyp-preload", daemon=True)
+        thread.start()
+        return thread
 
     # -- run -----------------------------------------------------------------------
     @property
@@ -313,7 +385,7 @@ class SegmentWidget(QWidget):
             self._report_error(str(err))
             return
         job = dict(image_layer=image_layer, frames=frames, model=model_name, checkpoint=self.checkpoint(),
-                   device=self.device_combo.currentText(), tta=self.tta_check.isChecked())
+                   device=self.device_combo.currentText(), tta=self.tta_check.isChecked(), **self.engine_options())
         mismatch = task_mismatch(image_layer, model_name)
         if mismatch:
             from napari.utils.notifications import show_warning
@@ -338,7 +410,7 @@ class SegmentWidget(QWidget):
         default_b = default_checkpoint(model_b)
         job = dict(image_layer=image_layer, frame=L.current_frame(self.viewer, image_layer),
                    a=(model_a, self.checkpoint()), b=(model_b, str(default_b) if default_b else False),
-                   device=self.device_combo.currentText())
+                   device=self.device_combo.currentText(), **self.engine_options())
         self._start(self._compare_frame, job, total=2, on_item=self._show_comparison,
                     status=f"comparing {model_a} with {model_b}…")
 
@@ -349,7 +421,8 @@ class SegmentWidget(QWidget):
             self._worker.quit()
             self.status_label.setText(f"cancelling after frame {self._frames_done + 1}…")
 
-    def _start(self, generator_function, job: dict, total: int, on_item, status: str) -> None:
+    def _start(self, generator_function, job: dict, total: int, on_item, status: str,
+               finished: Optional[Callable] = None) -> None:
         from napari.qt.threading import create_worker
 
         self._frames_done, self._frames_total = 0, total
@@ -363,7 +436,7 @@ class SegmentWidget(QWidget):
         worker = create_worker(generator_function, job, _start_thread=False)
         worker.yielded.connect(lambda item: self._on_item(item, on_item))
         worker.errored.connect(lambda err: self._report_error(error_text(err)))
-        worker.finished.connect(self._on_finished)
+        worker.finished.connect(finished or self._on_finished)
         self._worker = worker
         self._set_running(True)
         worker.start()
@@ -371,32 +444,43 @@ class SegmentWidget(QWidget):
     def _set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)
         self.compare_button.setEnabled(not running)
-        self.cancel_button.setEnabled(running)
+        self.cancel_button.setEnabled(running and not self.live_button.isChecked())
 
     # worker side (a thread): only network and file work, no layer changes
+    def _job_predictor(self, job: dict, model_name: Optional[str] = None, checkpoint=None):
+        return self.predictor(model_name or job["model"], job["checkpoint"] if model_name is None else checkpoint,
+                              job["device"], engine=job.get("engine"), threads=job.get("threads"))
+
     def _predict_frames(self, job: dict):
         try:
-            predictor = self.predictor(job["model"], job["checkpoint"], job["device"])
+            predictor = self._job_predictor(job)
         except Exception as err:  # noqa: BLE001 -- shown to the user, never a traceback
             yield ("error", f"cannot load {job['model']}: {error_text(err)}")
             return
         if hasattr(predictor, "tta"):  # the cached predictor follows the checkbox of this run
             predictor.tta = job.get("tta", False)
-        for frame in job["frames"]:
+        if getattr(predictor, "engine_note", ""):  # e.g. ONNX Runtime could not be used
+            yield ("note", predictor.engine_note)
+        frames = job["frames"]
+        batch = VIDEO_BATCH if len(frames) > 1 and hasattr(predictor, "predict_batch") else 1
+        for start in range(0, len(frames), batch):
+            chunk = frames[start:start + batch]
             try:
-                image = L.image_frame(job["image_layer"], frame)
-                prediction = predictor.predict(image)
+                images = [L.image_frame(job["image_layer"], frame) for frame in chunk]
+                predictions = predictor.predict_batch(np.stack(images)) if batch > 1 and _same_shape(images) \
+                    else [predictor.predict(image) for image in images]
             except Exception as err:  # noqa: BLE001
-                where = "" if frame is None else f" (frame {frame})"
+                where = "" if chunk == [None] else f" (frames {chunk[0]}-{chunk[-1]})"
                 yield ("error", f"{job['model']} failed on {job['image_layer'].name}{where}: {error_text(err)}")
                 return
-            yield ("result", job, frame, prediction)
+            for frame, prediction in zip(chunk, predictions):
+                yield ("result", job, frame, prediction)
 
     def _compare_frame(self, job: dict):
         results = []
         for model_name, checkpoint in (job["a"], job["b"]):
             try:
-                predictor = self.predictor(model_name, checkpoint, job["device"])
+                predictor = self._job_predictor(job, model_name, checkpoint)
                 prediction = predictor.predict(L.image_frame(job["image_layer"], job["frame"]))
             except Exception as err:  # noqa: BLE001
                 yield ("error", f"compare: {model_name} failed: {error_text(err)}")
@@ -410,6 +494,9 @@ class SegmentWidget(QWidget):
         kind = item[0]
         if kind == "error":
             self._report_error(item[1])
+            return
+        if kind == "note":  # said once, in the status line; the run goes on
+            self.status_label.setText(item[1])
             return
         if kind == "progress":
             self._frames_done += 1
@@ -427,6 +514,7 @@ class SegmentWidget(QWidget):
         if image_layer not in self.viewer.layers:
             raise ValueError(f"the layer {image_layer.name!r} was closed")
         meta = {"model": prediction.model or job["model"], "checkpoint_sha256": prediction.checkpoint_sha256,
+                "engine": getattr(prediction, "engine", ""),
                 "checkpoint": str(job["checkpoint"]) if job["checkpoint"] else "random weights",
                 "device": job["device"], "seconds": round(float(prediction.seconds), 4)}
         L.add_prediction_layers(self.viewer, image_layer, prediction.probability, prediction.attention, meta,
@@ -467,6 +555,86 @@ class SegmentWidget(QWidget):
 
     def _report_error(self, message: str) -> None:
         show_error(self, message)
+
+    # -- live video ----------------------------------------------------------------------
+    def _on_live_toggled(self, checked: bool) -> None:
+        if checked:
+            self.start_live()
+        else:
+            self.stop_live()
+
+    def start_live(self) -> None:
+        """Play the chosen video with the network's mask of each frame (the Live button)."""
+        image_layer = self.image_layer()
+        frames = L.frame_count(image_layer) if image_layer is not None else None
+        if self.busy or frames is None:
+            self.live_button.setChecked(False)
+            if frames is None:
+                self._report_error("Live plays a video or a stack of frames: open one first")
+            return
+        first = L.current_frame(self.viewer, image_layer)
+        job = dict(image_layer=image_layer, model=self.model_combo.currentText(), checkpoint=self.checkpoint(),
+                   device=self.device_combo.currentText(), threshold=self.threshold(),
+                   fps=image_layer.metadata.get("fps") or 25.0, frames=frames,
+                   first=0 if first >= frames - 1 else first, **self.engine_options())
+        self._live_stop.clear()
+        self._live_shown.set()
+        self.live_stats = None
+        self._start(self._live_frames, job, total=frames, on_item=self._show_live_frame,
+                    status=f"live: {job['model']} on {image_layer.name} at {job['fps']:.3g} fps…",
+                    finished=self._on_live_finished)
+        self._live_active = True
+
+    def stop_live(self) -> None:
+        """Stop playing (the Live button, unchecked); the frame on screen and its mask stay."""
+        if self._live_active:
+            self._live_stop.set()
+            self._worker.quit()
+
+    def _live_frames(self, job: dict):  # worker thread
+        from ..live import PlaybackClock, live_masks
+
+        try:
+            predictor = self._job_predictor(job)
+        except Exception as err:  # noqa: BLE001
+            yield ("error", f"cannot load {job['model']}: {error_text(err)}")
+            return
+        if hasattr(predictor, "tta"):
+            predictor.tta = False  # live is about speed
+        clock = PlaybackClock(job["fps"], job["first"], job["frames"])
+        try:
+            for shown in live_masks(predictor, job["image_layer"].data, clock, job["threshold"],
+                                    self._live_shown, self._live_stop):
+                yield ("result", job, shown)
+        except Exception as err:  # noqa: BLE001
+            yield ("error", f"live: {job['model']} failed on {job['image_layer'].name}: {error_text(err)}")
+
+    def _show_live_frame(self, job: dict, shown) -> None:
+        image_layer = job["image_layer"]
+        if image_layer not in self.viewer.layers:
+            raise ValueError(f"the layer {image_layer.name!r} was closed")
+        try:
+            L.show_live_mask(self.viewer, image_layer, shown.frame, shown.mask)
+        finally:
+            self._live_shown.set()
+        self.live_stats = shown
+        self.progress.setValue(shown.frame + 1)
+        self.status_label.setText(f"live: frame {shown.frame + 1}/{job['frames']}, {shown.fps:.1f} fps segmented, "
+                                  f"{shown.dropped} skipped")
+
+    def _on_live_finished(self) -> None:
+        self._worker = None
+        self._live_active = False
+        self._live_stop.set()
+        self._set_running(False)
+        self.live_button.blockSignals(True)
+        self.live_button.setChecked(False)
+        self.live_button.blockSignals(False)
+        self._update_scope()
+        stats = self.live_stats
+        if stats is not None and not self.last_error:
+            self.status_label.setText(f"live stopped: {stats.shown} frame(s) segmented at {stats.fps:.1f} fps, "
+                                      f"{stats.dropped} skipped")
 
     # -- threshold ---------------------------------------------------------------------
     def mask_layer(self):
@@ -532,5 +700,28 @@ class SegmentWidget(QWidget):
         return L.CANCEL
 
     def closeEvent(self, event):  # noqa: N802 (Qt)
+        self._live_stop.set()
         self.cancel()
         super().closeEvent(event)
+
+
+def _engine_controls():
+    """The engine choice (auto: ONNX Runtime on the CPU) and the CPU threads (default: physical cores)."""
+    import os
+
+    from ..engine import ENGINES, default_engine, physical_cores
+
+    engine = QComboBox()
+    engine.addItems(ENGINES)
+    engine.setCurrentText(default_engine())
+    engine.setToolTip("What runs the network: auto = ONNX Runtime on the CPU (exported once, then cached), "
+                      "PyTorch on a GPU")
+    threads = QSpinBox()
+    threads.setRange(1, max(1, os.cpu_count() or 1))
+    threads.setValue(physical_cores())
+    threads.setToolTip("CPU threads for the network (default: the physical cores)")
+    return engine, threads
+
+
+def _same_shape(images) -> bool:
+    return len({image.shape for image in images}) == 1

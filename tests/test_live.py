@@ -1,0 +1,67 @@
+"""Live playback (napari_polyp/live.py): the clock decides the frame, a slow network skips frames."""
+import numpy as np
+
+from napari_polyp.inference import Prediction
+from napari_polyp.live import PlaybackClock, live_masks
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+class SlowNetwork:
+    """Takes ``cost`` seconds of the fake clock per frame."""
+
+    def __init__(self, clock, cost):
+        self.clock, self.cost, self.seen = clock, cost, []
+
+    def predict(self, image):
+        self.seen.append(int(image[0, 0, 0]))
+        self.clock.t += self.cost
+        return Prediction(np.full(image.shape[:2], 0.9, np.float32))
+
+
+def _video(n):
+    return np.arange(n, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
+
+
+def test_a_fast_network_segments_every_frame_at_the_video_rate(monkeypatch):
+    now = FakeClock()
+    monkeypatch.setattr("napari_polyp.live.time.sleep", lambda s: setattr(now, "t", now.t + max(s, 1e-3)))
+    net = SlowNetwork(now, cost=0.01)
+    shown = list(live_masks(net, _video(20), PlaybackClock(25, 0, 20, now=now)))
+    assert [s.frame for s in shown] == list(range(20)) and shown[-1].dropped == 0
+    assert abs(shown[-1].fps - 25) < 2 and shown[0].mask.dtype == np.uint8 and shown[0].mask.all()
+
+
+def test_a_slow_network_skips_frames_instead_of_falling_behind(monkeypatch):
+    now = FakeClock()
+    monkeypatch.setattr("napari_polyp.live.time.sleep", lambda s: setattr(now, "t", now.t + max(s, 1e-3)))
+    net = SlowNetwork(now, cost=0.1)  # 10 fps for a 25 fps video
+    shown = list(live_masks(net, _video(50), PlaybackClock(25, 0, 50, now=now)))
+    frames = [s.frame for s in shown]
+    assert frames == net.seen and frames == sorted(set(frames))
+    assert all(b - a in (2, 3) for a, b in zip(frames, frames[1:]))  # 2.5 frames per network call
+    assert now.t < 50 / 25 + 0.2  # the video took its own length, not the network's
+    assert shown[-1].dropped == frames[-1] + 1 - len(frames)
+
+
+def test_stop_ends_the_playback():
+    import threading
+
+    stop = threading.Event()
+    clock = PlaybackClock(1000, 0, 10**6)
+    net = SlowNetwork(FakeClock(), cost=0.0)
+    endless = type("Endless", (), {"__getitem__": lambda self, t: _video(1)[0]})()
+    for count, _ in enumerate(live_masks(net, endless, clock, stop=stop), 1):
+        if count == 3:
+            stop.set()
+    assert count == 3
+
+
+def test_a_video_without_a_frame_rate_plays_at_25():
+    assert PlaybackClock(0, 0, 10).fps == 25.0

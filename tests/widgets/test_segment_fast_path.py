@@ -1,0 +1,131 @@
+"""Segment's fast path in a real napari viewer (pytest-xvfb), docked as users get it: ONNX
+Runtime from the engine setting, output layers re-used across images, whole-video runs in
+batches, and Live playing a video written here."""
+import numpy as np
+import pytest
+
+from napari_polyp.io.video import write_video
+from napari_polyp.widgets.segment import RANDOM_WEIGHTS
+
+WAIT_MS = 120_000
+
+
+def _segment(viewer, engine="onnxruntime"):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-polyp", "Segment")
+    widget.model_combo.setCurrentText("microaunet")
+    widget.checkpoint_combo.setCurrentText(RANDOM_WEIGHTS)
+    widget.device_combo.setCurrentText("cpu")
+    widget.engine_combo.setCurrentText(engine)
+    widget.threads_spin.setValue(1)
+    return widget
+
+
+def _run(qtbot, widget):
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert widget.last_error is None
+
+
+def _image(h, w, seed):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(40, 120, (h, w, 3), dtype=np.uint8)
+    image[h // 4: h // 2, w // 4: w // 2] = (210, 120, 110)
+    return image
+
+
+def test_output_layers_are_reused_across_images(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(_image(64, 64, 0), name="frame")
+    widget = _segment(viewer)
+    _run(qtbot, widget)
+    outputs = [lay for lay in viewer.layers if lay is not layer]
+    count = len(viewer.layers)
+    assert widget.mask_layer().metadata["engine"] == "onnxruntime"
+
+    layer.data = _image(72, 96, 1)  # another image in the same layer, of another size
+    _run(qtbot, widget)
+    assert len(viewer.layers) == count
+    assert all(any(o is lay for lay in viewer.layers) for o in outputs)  # the same layer objects
+    assert viewer.layers["frame mask"].data.shape == (72, 96)
+
+    viewer.layers.remove(layer)  # the next file replaces the image
+    viewer.add_image(_image(48, 40, 2), name="next")
+    widget.image_combo.setCurrentText("next")
+    _run(qtbot, widget)
+    assert len(viewer.layers) == count
+    mask = viewer.layers["next mask"]
+    assert mask.data.shape == (48, 40) and mask.metadata["image_layer"] == "next"
+    assert viewer.layers["next probability"].data.shape == (48, 40)
+    assert "frame mask" not in viewer.layers
+
+
+def test_a_hand_edited_mask_of_a_closed_image_is_kept(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(_image(64, 64, 0), name="first")
+    widget = _segment(viewer, engine="torch")
+    _run(qtbot, widget)
+    edited = viewer.layers["first mask"]
+    edited.data[:5, :5] = 1 - edited.data[:5, :5]  # the user's brush
+    viewer.layers.remove(layer)
+    viewer.add_image(_image(64, 64, 3), name="second")
+    widget.image_combo.setCurrentText("second")
+    _run(qtbot, widget)
+    assert "first mask" in viewer.layers and "second mask" in viewer.layers
+
+
+def test_whole_video_runs_in_batches(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    frames = np.stack([_image(32, 48, t) for t in range(9)])
+    viewer.add_image(frames, name="clip", rgb=True)
+    widget = _segment(viewer)
+    widget.scope_combo.setCurrentText("all frames")
+    _run(qtbot, widget)
+    labels = viewer.layers["clip mask"]
+    assert labels.metadata["predicted_frames"] == list(range(9)) and widget.progress.value() == 9
+    single = widget.predictor("microaunet", False, "cpu", **widget.engine_options()).predict(frames[7])
+    np.testing.assert_array_equal(labels.data[7], single.mask(0.5))  # batching changes nothing
+
+
+@pytest.fixture
+def short_video(tmp_path):
+    """100 frames (4 s at 25 fps) of a bright square moving right."""
+    def frame(t):
+        image = np.full((48, 64, 3), 40, np.uint8)
+        image[16:32, t % 48: t % 48 + 16] = (230, 140, 120)
+        return image
+
+    return write_video(tmp_path / "clip.mp4", (frame(t) for t in range(100)), fps=25)
+
+
+def test_live_mode_starts_advances_and_stops(make_napari_viewer, qtbot, short_video):
+    viewer = make_napari_viewer()
+    [video] = viewer.open(str(short_video), plugin="napari-polyp")
+    widget = _segment(viewer)
+    assert widget.live_button.isEnabled()
+    viewer.dims.set_current_step(0, 5)
+    widget.live_button.click()
+    assert widget.busy and not widget.run_button.isEnabled()
+    qtbot.waitUntil(lambda: widget.live_stats is not None and widget.live_stats.shown >= 3, timeout=WAIT_MS)
+    live = viewer.layers["clip live"]
+    assert live.contour == 2 and live.data.shape == (48, 64)
+    shown = widget.live_stats.frame
+    assert shown > 5 and int(round(viewer.dims.point[0])) == shown  # napari's frame slider follows playback
+
+    widget.live_button.click()  # stop
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    stopped_at = widget.live_stats.frame
+    assert stopped_at < 99 and "live stopped" in widget.status_label.text()
+    assert not widget.live_button.isChecked() and widget.run_button.isEnabled()
+    qtbot.wait(200)
+    assert widget.live_stats.frame == stopped_at  # nothing runs once stopped
+    stats = widget.live_stats
+    assert stats.shown + stats.dropped == stats.frame - 5 + 1  # every frame from 5 on: shown or skipped
+
+
+def test_live_needs_a_video(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(_image(32, 32, 0), name="still")
+    widget = _segment(viewer)
+    assert not widget.live_button.isEnabled()
+    widget.start_live()
+    assert "Live plays a video" in widget.last_error and not widget.busy
