@@ -29,7 +29,11 @@ Both run at a working resolution whose long side is at most ``WORK_SIDE`` px (th
 result is scaled back and the strokes are re-imposed at full size), so a 600 px
 image refines within the issue's 0.5 s budget; ``benchmarks/refine_strokes.py``
 measures the time and the Dice per round of both methods against a plain brush,
-and chose :data:`DEFAULT_METHOD`.
+and chose :data:`DEFAULT_METHOD`: on 50 Kvasir-SEG validation images GrabCut reached
+a higher Dice than the random walker after every round for both MicroAUNet and
+DINO-keys (after 5 rounds 0.894 vs 0.858 and 0.885 vs 0.856; the brush 0.564 and
+0.781), at a median 0.23-0.37 s per call against 0.10-0.14 s (2 loaded CPU cores;
+README, "Refine from strokes").
 
 Bad strokes (none, all outside the image, one pixel marked both foreground and
 background, a label array of another shape or with other values) raise
