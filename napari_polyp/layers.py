@@ -266,12 +266,16 @@ def _place_like(layer, image_layer) -> None:
 
 
 def _orphan(viewer, role: str, image_layer):
-    """An output layer of ``role`` whose image layer is gone (closed, or replaced by another file).
+    """An output layer of ``role`` above ``image_layer`` whose own image layer is gone (closed,
+    or replaced by another file).
 
     Re-used for the next image instead of adding a new layer: adding a layer costs napari
-    tens of milliseconds, and the layer list stays as long as the user made it."""
+    tens of milliseconds, and the layer list stays as long as the user made it. Only layers
+    already above the image qualify: moving a layer and then changing its data crashes
+    napari 0.9's OpenGL canvas (seen under Mesa), and a layer below the image would hide."""
     names = {layer.name for layer in viewer.layers}
-    for layer in viewer.layers:
+    above = list(viewer.layers)[viewer.layers.index(image_layer) + 1:]
+    for layer in above:
         owner = layer.metadata.get("image_layer")
         if layer.metadata.get(ROLE) == role and owner and owner not in names and owner != image_layer.name:
             if role == "mask" and (prediction_state(layer) is None or has_manual_edits(layer)):
@@ -312,7 +316,13 @@ def _per_frame_target(viewer, name: str, role: str, n: Optional[int], hw, dtype,
 
 def _set_float_frame(layer, frame: Optional[int], values: np.ndarray, on_screen: bool = True) -> None:
     if frame is None:
-        layer.data = np.asarray(values, dtype=np.float32)
+        data = layer.data
+        if isinstance(data, np.ndarray) and data.shape == values.shape and data.dtype == np.float32 \
+                and data.flags.writeable:
+            data[...] = values  # in place: assigning .data makes napari re-derive dims and transforms
+            layer.refresh()
+        else:
+            layer.data = np.asarray(values, dtype=np.float32)
     else:
         layer.data[frame] = values
         if on_screen:  # another frame is read when the slider gets there: no redraw now

@@ -48,8 +48,8 @@ def test_output_layers_are_reused_across_images(make_napari_viewer, qtbot):
     assert all(any(o is lay for lay in viewer.layers) for o in outputs)  # the same layer objects
     assert viewer.layers["frame mask"].data.shape == (72, 96)
 
-    viewer.layers.remove(layer)  # the next file replaces the image
-    viewer.add_image(_image(48, 40, 2), name="next")
+    viewer.layers.remove(layer)  # the next file takes the closed image's place, under its outputs
+    viewer.layers.insert(0, __import__("napari").layers.Image(_image(48, 40, 2), name="next"))
     widget.image_combo.setCurrentText("next")
     _run(qtbot, widget)
     assert len(viewer.layers) == count
@@ -67,7 +67,7 @@ def test_a_hand_edited_mask_of_a_closed_image_is_kept(make_napari_viewer, qtbot)
     edited = viewer.layers["first mask"]
     edited.data[:5, :5] = 1 - edited.data[:5, :5]  # the user's brush
     viewer.layers.remove(layer)
-    viewer.add_image(_image(64, 64, 3), name="second")
+    viewer.layers.insert(0, __import__("napari").layers.Image(_image(64, 64, 3), name="second"))
     widget.image_combo.setCurrentText("second")
     _run(qtbot, widget)
     assert "first mask" in viewer.layers and "second mask" in viewer.layers
