@@ -25,32 +25,47 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, that command's module is the only one imported (some
+    import torch at the top: `napari-polyp app` must not wait for the training code)."""
     parser = argparse.ArgumentParser(prog="napari-polyp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if only is not None and name != only:
+            continue
+        module = importlib.import_module(module_name)
         module.add_arguments(command_parser)
         command_parser.set_defaults(_run=module.run)
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    from models.checkpoint import CheckpointError
-    from models import BackboneWeightsError  # ImgFocusError is one too
+def _input_errors() -> tuple:
+    """The errors that mean bad input, printed as one line. The network package is not
+    imported for this (it imports torch): an error of a module never loaded was not raised."""
     from napari_polyp.errors import UserError
 
+    found = [UserError, FileNotFoundError]
+    networks = sys.modules.get("models")
+    for name in ("CheckpointError", "BackboneWeightsError"):  # ImgFocusError is a BackboneWeightsError
+        if networks is not None and hasattr(networks, name):
+            found.append(getattr(networks, name))
+    return tuple(found)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         argv = ["app"]
-    args = build_parser().parse_args(argv)
+    args = build_parser(only=argv[0] if argv[0] in COMMANDS else None).parse_args(argv)
     if not getattr(args, "_run", None):
         build_parser().print_help()
         return 2
     try:
         return int(args._run(args) or 0)
-    except (UserError, CheckpointError, BackboneWeightsError, FileNotFoundError) as err:
+    except Exception as err:  # noqa: BLE001 -- only bad input becomes one line; the rest propagates
+        if not isinstance(err, _input_errors()):
+            raise
         print(f"napari-polyp {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
