@@ -425,21 +425,26 @@ def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attentio
     return labels
 
 
-def show_live_mask(viewer, image_layer, frame: int, mask: np.ndarray):
-    """Move the viewer to ``frame`` of ``image_layer`` and show ``mask`` (HxW, that frame's) as a
-    contour in the 2-D Labels layer ``NAME live`` (created on first use, then updated in place)."""
+def live_layer(viewer, image_layer, hw=None):
+    """The 2-D Labels layer ``NAME live`` that shows the live outline (created on first use)."""
     name = layer_names(image_layer.name)["live"]
     layer = _find(viewer, name, "live")
-    mask = np.asarray(mask, dtype=np.uint8)
+    hw = tuple(hw or spatial_shape(image_layer))
     if layer is None:
-        layer = viewer.add_labels(mask.copy(), name=name, opacity=1.0,
+        layer = viewer.add_labels(np.zeros(hw, np.uint8), name=name, opacity=1.0,
                                   metadata={ROLE: "live", "image_layer": image_layer.name})
-        layer.contour = 2  # the outline only: the frame underneath stays visible
         layer.scale, layer.translate = image_layer.scale[-2:], image_layer.translate[-2:]
-    elif layer.data.shape != mask.shape:
-        layer.data = mask.copy()
-    else:
-        layer.data[...] = mask
+    elif layer.data.shape != hw:
+        layer.data = np.zeros(hw, np.uint8)
+    return layer
+
+
+def show_live_mask(viewer, image_layer, frame: int, contour: np.ndarray):
+    """Move the viewer to ``frame`` of ``image_layer`` and show ``contour`` (HxW, that frame's
+    mask outline, see ``napari_polyp.live.outline``) in the 2-D Labels layer ``NAME live``."""
+    contour = np.asarray(contour, dtype=np.uint8)
+    layer = live_layer(viewer, image_layer, contour.shape)
+    layer.data[...] = contour
     axis = viewer.dims.ndim - image_layer.ndim  # layers are right-aligned in the world's axes
     viewer.dims.set_point(axis, image_layer.translate[0] + frame * image_layer.scale[0])
     layer.refresh()

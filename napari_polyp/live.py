@@ -2,7 +2,7 @@
 
     clock = PlaybackClock(fps=25, first=0, frames=len(video))
     for shown in live_masks(predictor, video, clock, threshold=0.5):
-        ...  # shown.frame, shown.mask (HxW uint8), shown.dropped, shown.fps
+        ...  # shown.frame, shown.mask and shown.contour (HxW uint8), shown.dropped, shown.fps
 
 Playback follows the clock, not the network: each step segments the frame that is due
 *now*, so when the network (or the display) is slower than the video, frames are
@@ -40,10 +40,24 @@ class PlaybackClock:
         return max(0.0, self.started + (frame - self.first) / self.fps - self.now())
 
 
+def outline(mask: np.ndarray) -> np.ndarray:
+    """The mask's boundary pixels (object pixels with a background 4-neighbour), 2 px wide:
+    drawn over the video, the frame underneath stays visible. Computed in the worker thread,
+    so the display does not have to (napari's own Labels contour filters on the main thread)."""
+    inside = mask.astype(bool)
+    core = inside.copy()
+    for _ in range(2):  # erode twice with the 4-neighbourhood; the image border counts as background
+        shrunk = np.zeros_like(core)
+        shrunk[1:-1, 1:-1] = core[1:-1, 1:-1] & core[:-2, 1:-1] & core[2:, 1:-1] & core[1:-1, :-2] & core[1:-1, 2:]
+        core = shrunk
+    return (inside & ~core).astype(np.uint8)
+
+
 @dataclass
 class LiveFrame:
     frame: int
     mask: np.ndarray  # HxW uint8 {0, 1}
+    contour: np.ndarray  # HxW uint8 {0, 1}: the mask's outline, see outline()
     seconds: float  # decode + network + threshold for this frame
     shown: int  # frames segmented so far
     dropped: int  # frames skipped so far because the previous one was not done in time
@@ -70,7 +84,7 @@ def live_masks(predictor, frames, clock: PlaybackClock, threshold: float = 0.5,
             continue
         start = time.perf_counter()
         mask = predictor.predict(np.asarray(frames[frame])).mask(threshold)
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start  # decode + network (the outline is not counted)
         dropped += frame - last - 1
         count += 1
         last = frame
@@ -80,4 +94,4 @@ def live_masks(predictor, frames, clock: PlaybackClock, threshold: float = 0.5,
                 if stop is not None and stop.is_set():
                     return
             shown.clear()
-        yield LiveFrame(frame, mask, seconds, count, dropped, count / elapsed)
+        yield LiveFrame(frame, mask, outline(mask), seconds, count, dropped, count / elapsed)

@@ -65,3 +65,13 @@ def test_stop_ends_the_playback():
 
 def test_a_video_without_a_frame_rate_plays_at_25():
     assert PlaybackClock(0, 0, 10).fps == 25.0
+
+
+def test_outline_is_the_border_of_the_mask():
+    from napari_polyp.live import outline
+
+    mask = np.zeros((12, 12), np.uint8)
+    mask[2:10, 3:9] = 1
+    ring = outline(mask)
+    assert ring[2, 3:9].all() and ring[9, 3:9].all() and ring[4:8, 5:7].sum() == 0
+    assert ring[2:10, 3:9].sum() == 8 * 6 - 4 * 2 and not ring[mask == 0].any()

@@ -55,6 +55,7 @@ SCOPES = ("current frame", "all frames")
 UNTRAINED_WARNING = "⚠ untrained: predictions are not meaningful"
 _OUTPUT_ROLES = ("probability", "attention", "probability_difference")
 VIDEO_BATCH = 4  # frames per network call in whole-video runs: small, so results show as they come
+PROGRESS_INTERVAL_S = 0.25
 
 
 class SegmentWidget(QWidget):
@@ -79,6 +80,7 @@ class SegmentWidget(QWidget):
         self._frames_total = 0
         self._cancel_requested = False
         self._preload_pending = False
+        self._progress_shown = 0.0
         # Build the network in the background whenever the choice changes (the app turns this on;
         # off by default so that a widget made in a script or a test builds nothing unasked).
         self.preload_on_change = False
@@ -441,6 +443,16 @@ class SegmentWidget(QWidget):
         self._set_running(True)
         worker.start()
 
+    def _show_progress(self, value: int) -> bool:
+        """Move the progress bar, at most 4 times a second (and at the end): each move repaints
+        the whole window, canvas included, at once. Returns whether it moved."""
+        now = time.perf_counter()
+        if value < self.progress.maximum() and now - self._progress_shown < PROGRESS_INTERVAL_S:
+            return False
+        self._progress_shown = now
+        self.progress.setValue(value)
+        return True
+
     def _set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)
         self.compare_button.setEnabled(not running)
@@ -500,7 +512,7 @@ class SegmentWidget(QWidget):
             return
         if kind == "progress":
             self._frames_done += 1
-            self.progress.setValue(self._frames_done)
+            self._show_progress(self._frames_done)
             return
         try:
             handler(*item[1:])
@@ -522,7 +534,7 @@ class SegmentWidget(QWidget):
         if self.last_latency_s is None:
             self.last_latency_s = time.perf_counter() - self._run_started
         self._frames_done += 1
-        self.progress.setValue(self._frames_done)
+        self._show_progress(self._frames_done)
 
     def _show_comparison(self, job: dict, frame, results) -> None:
         (model_a, _), (model_b, _) = job["a"], job["b"]
@@ -540,6 +552,7 @@ class SegmentWidget(QWidget):
         cancelled = self._cancel_requested
         self._worker = None
         self._set_running(False)
+        self.progress.setValue(self._frames_done)
         if self.last_error:
             return
         done, total = self._frames_done, self._frames_total
@@ -580,6 +593,7 @@ class SegmentWidget(QWidget):
         self._live_stop.clear()
         self._live_shown.set()
         self.live_stats = None
+        L.live_layer(self.viewer, image_layer)  # made now, not in the middle of playback
         self._start(self._live_frames, job, total=frames, on_item=self._show_live_frame,
                     status=f"live: {job['model']} on {image_layer.name} at {job['fps']:.3g} fps…",
                     finished=self._on_live_finished)
@@ -614,13 +628,13 @@ class SegmentWidget(QWidget):
         if image_layer not in self.viewer.layers:
             raise ValueError(f"the layer {image_layer.name!r} was closed")
         try:
-            L.show_live_mask(self.viewer, image_layer, shown.frame, shown.mask)
+            L.show_live_mask(self.viewer, image_layer, shown.frame, shown.contour)
         finally:
             self._live_shown.set()
         self.live_stats = shown
-        self.progress.setValue(shown.frame + 1)
-        self.status_label.setText(f"live: frame {shown.frame + 1}/{job['frames']}, {shown.fps:.1f} fps segmented, "
-                                  f"{shown.dropped} skipped")
+        if self._show_progress(shown.frame + 1):
+            self.status_label.setText(f"live: frame {shown.frame + 1}/{job['frames']}, {shown.fps:.1f} fps "
+                                      f"segmented, {shown.dropped} skipped")
 
     def _on_live_finished(self) -> None:
         self._worker = None

@@ -107,7 +107,9 @@ def test_live_mode_starts_advances_and_stops(make_napari_viewer, qtbot, short_vi
     assert widget.busy and not widget.run_button.isEnabled()
     qtbot.waitUntil(lambda: widget.live_stats is not None and widget.live_stats.shown >= 3, timeout=WAIT_MS)
     live = viewer.layers["clip live"]
-    assert live.contour == 2 and live.data.shape == (48, 64)
+    assert live.data.shape == (48, 64) and live.data.any()
+    mask = widget.live_stats.mask
+    assert (live.data <= mask).all() and live.data.sum() < mask.sum()  # the outline of the mask
     shown = widget.live_stats.frame
     assert shown > 5 and int(round(viewer.dims.point[0])) == shown  # napari's frame slider follows playback
 
