@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..errors import UserError
 from ..io.images import find_image, list_images, read_image
 from ..io.masks import read_mask
 from ..io.video import VIDEO_EXTENSIONS
@@ -36,6 +37,26 @@ class ReviewItem:
     stem: str  # the stem it is saved under (unless another image already took it)
     source_path: Path  # the image file, or the video file
     frame: Optional[int] = None  # frame number of a video item
+
+
+def dataset_clash(source, dataset) -> str:
+    """Why ``dataset`` must not hold the corrections of ``source`` ("" when it may).
+
+    The dataset writes ``images/`` and ``masks/`` under its root: a root that is the
+    source folder, or the dataset around a source ``images/`` folder, would write copies
+    beside the originals and read the reference masks back as reviewed items."""
+    if isinstance(source, (list, tuple)) or dataset is None or not Path(source).is_dir():
+        return ""
+    folder, target = Path(source).resolve(), Path(dataset).resolve()
+    if target == folder:
+        return (f"{dataset} is the folder being reviewed: choose a separate, new folder for the corrections, "
+                "or corrected copies would be written among the originals")
+    if target / "images" == folder:
+        return (f"{dataset} is the root of the source dataset ({folder.name}/ inside it"
+                + (", reference masks in masks/" if (target / "masks").is_dir() else "")
+                + "): its reference masks would be read as reviewed items and copies written into its images/; "
+                "choose a separate, new folder for the corrections")
+    return ""
 
 
 def reference_folder_for(source: Path) -> Optional[Path]:
@@ -56,6 +77,9 @@ class ReviewSession:
     """
 
     def __init__(self, source: Union[str, os.PathLike, Sequence], dataset, reference=None, video=None):
+        clash = dataset_clash(source, dataset.root if isinstance(dataset, CorrectionsDataset) else dataset)
+        if clash:
+            raise UserError(clash)
         self.dataset = dataset if isinstance(dataset, CorrectionsDataset) else CorrectionsDataset(dataset)
         self.video = video
         self.items: List[ReviewItem] = self._make_items(source)
@@ -66,6 +90,8 @@ class ReviewSession:
         self._latest: Optional[Dict[str, Record]] = None
         # scores this session has seen: stem -> {"prediction": (dice, iou), "corrected": (dice, iou)}
         self.scores: Dict[str, Dict[str, Tuple[float, float]]] = {}
+        self.uncertainty: Dict[int, float] = {}  # item -> ranking score of its prediction (see ranking.py)
+        self._clean: Dict[int, np.ndarray] = {}  # item -> its mask as last shown/saved (to spot unsaved edits)
 
     # -- items ---------------------------------------------------------------------
     def _make_items(self, source) -> List[ReviewItem]:
@@ -168,6 +194,85 @@ class ReviewSession:
             self.score(index, prediction=predicted)
         return record
 
+    # -- workflow rules -------------------------------------------------------------------
+    def mark_clean(self, index: int, mask: np.ndarray) -> None:
+        """The mask as shown (opened, predicted, saved): edits are counted from here."""
+        self._clean[index] = np.array(mask, copy=True)
+
+    def is_dirty(self, index: Optional[int], mask: Optional[np.ndarray]) -> bool:
+        """Whether ``mask`` differs from item ``index``'s last clean mask (unsaved edits)."""
+        clean = self._clean.get(index) if index is not None else None
+        return mask is not None and clean is not None and not np.array_equal(np.asarray(mask), clean)
+
+    @staticmethod
+    def status_for(requested: str, mask: np.ndarray, predicted: Optional[np.ndarray]) -> str:
+        """The status a save gets: "accepted" of an edited mask is a correction, whatever was pressed."""
+        if requested == "accepted" and predicted is not None and np.shape(predicted) == np.shape(mask) \
+                and np.any((np.asarray(mask) > 0) != (np.asarray(predicted) > 0)):
+            return "corrected"
+        return requested
+
+    def note_prediction(self, index: int, probability: np.ndarray) -> float:
+        """Remember the uncertainty of item ``index``'s prediction (for "most uncertain first")."""
+        from .ranking import uncertainty
+
+        self.uncertainty[index] = uncertainty(probability).score
+        return self.uncertainty[index]
+
+    def most_uncertain_first(self, indices: Sequence[int]) -> List[int]:
+        """Unreviewed items by falling uncertainty (unscored last), then the reviewed ones, in order."""
+        def key(i):
+            unreviewed = self.status(i) == "unreviewed"
+            score = self.uncertainty.get(i)
+            return (not unreviewed, score is None, -(score or 0.0), i)
+        return sorted(indices, key=key)
+
+    # -- the item table -----------------------------------------------------------------
+    TABLE_COLUMNS = ("item", "status", "dice", "iou", "corrected_dice", "pixels_changed", "uncertainty", "note")
+
+    def table_row(self, index: int) -> Dict[str, object]:
+        """One item's row: status, the prediction's Dice/IoU vs the reference, the corrected
+        mask's Dice, pixels changed by the annotator, uncertainty (None where unknown)."""
+        record = self.record(index)
+        entry = self.scores.get(self.stem(index), {})
+        prediction, corrected = entry.get("prediction"), entry.get("corrected")
+        return {"item": self.items[index].name, "status": self.status(index),
+                "dice": prediction[0] if prediction else None, "iou": prediction[1] if prediction else None,
+                "corrected_dice": corrected[0] if corrected else None,
+                "pixels_changed": record.pixels_changed if record is not None else None,
+                "uncertainty": self.uncertainty.get(index), "note": record.note if record is not None else ""}
+
+    def table(self) -> List[Dict[str, object]]:
+        return [self.table_row(i) for i in range(len(self.items))]
+
+    def worst_first(self, indices: Optional[Sequence[int]] = None) -> List[int]:
+        """Items by rising prediction Dice (unscored and rejected ones last)."""
+        indices = range(len(self.items)) if indices is None else indices
+
+        def key(i):
+            dice = self.table_row(i)["dice"]
+            usable = dice is not None and self.status(i) != "rejected"
+            return (not usable, dice if usable else 0.0, i)
+        return sorted(indices, key=key)
+
+    def write_table_csv(self, path) -> Path:
+        """The item table as CSV (empty cells where a value is unknown); returns the path."""
+        import csv
+        import io
+
+        from ._atomic import atomic_write_bytes
+
+        rows = self.table()
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.TABLE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else round(v, 4) if isinstance(v, float) else v)
+                             for k, v in row.items()})
+        path = Path(path)
+        atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+        return path
+
     # -- navigation -------------------------------------------------------------------
     def visible(self, only_unreviewed: bool = False) -> List[int]:
         if not only_unreviewed:
@@ -224,7 +329,11 @@ class ReviewSession:
         return entry
 
     def running_means(self) -> Dict[str, Dict[str, float]]:
-        return {key: mean_scores(s.get(key) for s in self.scores.values()) for key in ("prediction", "corrected")}
+        """Mean Dice/IoU of the items scored so far; rejected items (unusable images) are left out,
+        not counted as 0."""
+        rejected = {stem for stem, record in self._records().items() if record.status == "rejected"}
+        kept = [s for stem, s in self.scores.items() if stem not in rejected]
+        return {key: mean_scores(s.get(key) for s in kept) for key in ("prediction", "corrected")}
 
     def scores_text(self, index: int) -> str:
         if self.reference_dir is None:

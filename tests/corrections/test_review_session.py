@@ -100,3 +100,56 @@ def test_video_frames_are_items(tmp_path):
     again = ReviewSession(path, tmp_path / "ds")
     assert [again.status(i) for i in range(3)] == ["unreviewed", "corrected", "unreviewed"]
     np.testing.assert_array_equal(again.saved_mask(1), mask)
+
+
+def test_a_source_datasets_own_root_is_refused(tmp_path):
+    from napari_polyp.errors import UserError
+
+    images = make_folder(tmp_path / "data")
+    for target in (tmp_path / "data", images):
+        with pytest.raises(UserError, match="choose a separate, new folder"):
+            ReviewSession(images, target)
+    assert not (images / "im0.png.tmp").exists() and sorted(p.name for p in images.iterdir()) == \
+        ["im0.png", "im1.png", "im2.png"]
+    ReviewSession(images, tmp_path / "data" / "corrections")  # a new folder beside is fine
+
+
+def test_workflow_rules_dirty_state_and_accept_with_edits(tmp_path):
+    session = ReviewSession(make_folder(tmp_path / "data"), tmp_path / "ds")
+    predicted = square(4, 12)
+    assert not session.is_dirty(0, predicted)  # nothing shown yet
+    session.mark_clean(0, predicted)
+    assert not session.is_dirty(0, predicted.copy())
+    edited = predicted.copy()
+    edited[0, 0] = 1
+    assert session.is_dirty(0, edited)
+    assert session.status_for("accepted", edited, predicted) == "corrected"
+    assert session.status_for("accepted", predicted, predicted) == "accepted"
+    assert session.status_for("rejected", edited, predicted) == "rejected"
+    assert session.status_for("accepted", edited, None) == "accepted"  # nothing to compare with
+
+
+def test_table_worst_first_csv_and_rejected_not_counted(tmp_path):
+    import csv
+
+    session = ReviewSession(make_folder(tmp_path / "data"), tmp_path / "ds")
+    session.score(0, prediction=square(4, 12))  # Dice 1
+    session.score(1, prediction=square(0, 8))  # Dice 0.25
+    session.save(2, None, np.zeros((16, 20), np.uint8), status="rejected", predicted=np.zeros((16, 20), np.uint8))
+    assert session.worst_first() == [1, 0, 2]
+    assert session.running_means()["prediction"]["n"] == 2  # the rejected item is left out, not a 0
+    assert session.table_row(2)["status"] == "rejected" and session.table_row(2)["pixels_changed"] == 0
+    rows = list(csv.DictReader(open(session.write_table_csv(tmp_path / "t.csv"))))
+    assert [r["item"] for r in rows] == ["im0.png", "im1.png", "im2.png"]
+    assert float(rows[1]["dice"]) == pytest.approx(0.25) and rows[0]["pixels_changed"] == ""
+
+
+def test_most_uncertain_first_puts_half_confident_unreviewed_items_first(tmp_path):
+    session = ReviewSession(make_folder(tmp_path / "data"), tmp_path / "ds")
+    confident = np.zeros((16, 20), np.float32)
+    half = np.full((16, 20), 0.5, np.float32)
+    session.note_prediction(0, confident)
+    session.note_prediction(1, half)
+    session.note_prediction(2, half)
+    session.save(2, None, square(4, 12), status="accepted")
+    assert session.most_uncertain_first([0, 1, 2]) == [1, 0, 2]
