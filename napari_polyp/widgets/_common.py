@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from psygnal import Signal
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
@@ -147,6 +148,18 @@ def device_combo() -> QComboBox:
     return combo
 
 
+class _CheckpointEvents:
+    """``changed(model_name)``: a checkpoint of that network was written or made the default.
+
+    Every :class:`CheckpointCombo` listens, whichever viewer (or plugin-dock proxy of
+    one) its widget belongs to, so a fine-tuned checkpoint shows up everywhere."""
+
+    changed = Signal(str)
+
+
+checkpoint_events = _CheckpointEvents()
+
+
 class CheckpointCombo(QComboBox):
     """A network's checkpoints (the default first, labelled "(default)" only when it
     is the real default), then fixed ``extras`` such as random weights, then
@@ -156,14 +169,23 @@ class CheckpointCombo(QComboBox):
     def __init__(self, extras: Sequence[Tuple[str, object]] = (), tooltip: str = "", parent=None):
         super().__init__(parent)
         self.extras = tuple(extras)
+        self.model_name = ""
+        self._tip = tooltip
         if tooltip:
             self.setToolTip(tooltip)
         self.activated.connect(self._on_activated)
+        # Elide long checkpoint names instead of widening the dock (the full name is in the tooltip).
+        self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(12)
+        self.currentIndexChanged.connect(self._show_path_tooltip)
+        checkpoint_events.changed.connect(self._on_checkpoints_changed)
+        self.destroyed.connect(lambda *_: _disconnect(checkpoint_events.changed, self._on_checkpoints_changed))
 
     def fill(self, model_name: str) -> None:
         """List ``model_name``'s checkpoints and select the first entry (no signals)."""
         from models.checkpoint import default_checkpoint, list_checkpoints
 
+        self.model_name = model_name
         self.blockSignals(True)
         self.clear()
         if model_name:
@@ -177,6 +199,34 @@ class CheckpointCombo(QComboBox):
         self.addItem(BROWSE, BROWSE)
         self.setCurrentIndex(0)
         self.blockSignals(False)
+
+    def refresh(self) -> None:
+        """Re-read the list: the default entry stays chosen (it may now be a new file); another
+        choice (a file, random weights) is kept. Emits ``currentIndexChanged`` once."""
+        on_default = self.currentIndex() == 0 and self.currentText().endswith("(default)")
+        chosen = self.currentData()
+        self.fill(self.model_name)
+        if not on_default and chosen not in (None, BROWSE):
+            index = self.findData(chosen)
+            if index >= 0:
+                self.setCurrentIndex(index)
+            else:
+                self.blockSignals(True)
+                self.add_path(chosen)
+                self.blockSignals(False)
+        self.currentIndexChanged.emit(self.currentIndex())
+
+    def _on_checkpoints_changed(self, model_name: str) -> None:
+        try:
+            if model_name == self.model_name:
+                self.refresh()
+        except RuntimeError:  # the Qt side is gone (dock closed) before the disconnect ran
+            _disconnect(checkpoint_events.changed, self._on_checkpoints_changed)
+
+    def _show_path_tooltip(self, index: int) -> None:
+        data = self.itemData(index)
+        shown = str(data) if isinstance(data, str) and data != BROWSE else self.itemText(index)
+        self.setToolTip(f"{self._tip}\n{shown}" if self._tip else shown)
 
     def add_path(self, path) -> None:
         """Add a checkpoint file before the extras and "browse...", and select it."""
@@ -197,6 +247,13 @@ class CheckpointCombo(QComboBox):
             self.add_path(path)
         else:
             self.setCurrentIndex(0)
+
+
+def _disconnect(signal, slot) -> None:
+    try:
+        signal.disconnect(slot)
+    except Exception:  # noqa: BLE001 -- already disconnected
+        pass
 
 
 def path_row(placeholder: str, buttons: Iterable[Tuple[str, str, Callable]], read_only: bool = False,

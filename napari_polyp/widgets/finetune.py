@@ -28,7 +28,6 @@ from typing import Dict, List, Optional, Tuple
 from qtpy.QtCore import QPointF, QRectF, Qt, Signal
 from qtpy.QtGui import QColor, QPainter, QPainterPath, QPen
 from qtpy.QtWidgets import (
-    QApplication,
     QCheckBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -42,6 +41,7 @@ from qtpy.QtWidgets import (
 from ._common import BROWSE  # noqa: F401 -- the "browse..." entry; tests and callers name it from here
 from ._common import (
     CheckpointCombo,
+    checkpoint_events,
     column_with_form,
     device_combo,
     error_text,
@@ -90,6 +90,11 @@ class LivePlot(QWidget):
         if math.isfinite(dice):
             self.dice_points.append((epoch, dice))
             self.update()
+
+    def hide_dice(self) -> None:
+        """Drop the Dice curve and the "before" point (a run that makes no before/after claim)."""
+        self.dice_points, self.baseline = [], None
+        self.update()
 
     def set_baseline(self, dice: float) -> None:
         self.baseline = dice if math.isfinite(dice) else None
@@ -401,22 +406,29 @@ class FinetuneWidget(QWidget):
 
     def _show_result(self, result: Dict) -> None:
         self.last_result = result
-        before = result.get("before", {}).get("dice", float("nan"))
-        after = result.get("after", {}).get("dice", float("nan"))
-        n = result.get("before", {}).get("n") or result.get("after", {}).get("n")
-        self.dice_label.setText(f"validation Dice: before {_fmt(before)} after {_fmt(after)}"
-                                + (f" (on {n} validation image{'s' if n != 1 else ''})" if n else ""))
+        claim = bool(result.get("claim"))
+        if claim:
+            before = result.get("before", {}).get("dice", float("nan"))
+            after = result.get("after", {}).get("dice", float("nan"))
+            n = result.get("before", {}).get("n") or result.get("after", {}).get("n")
+            self.dice_label.setText(f"validation Dice: before {_fmt(before)} after {_fmt(after)}"
+                                    + (f" (on {n} validation image{'s' if n != 1 else ''})" if n else ""))
+        else:  # the validation set cannot tell better from worse: draw and claim nothing
+            self.plot.hide_dice()
+            self.dice_label.setText("no before/after claim")
         checkpoint = result.get("checkpoint")
+        reason = result.get("reason", "")
         stopped = "cancelled; " if result.get("stopped_early") or self._stop.is_set() else ""
         if checkpoint and result.get("preferred"):
-            self.status_label.setText(f"{stopped}saved {Path(checkpoint).name}, now the default "
-                                      f"({result.get('reason', '')})")
+            text = f"{stopped}saved {Path(checkpoint).name}, now the default: {reason}"
         elif checkpoint:
-            self.status_label.setText(f"{stopped}saved {Path(checkpoint).name}, not made the default: validation "
-                                      f"Dice fell, the previous default stays (tick \"prefer the result\" to "
-                                      f"override)")
+            text = f"{stopped}saved {Path(checkpoint).name}, not made the default: {reason}"
         else:
-            self.status_label.setText(f"{stopped}no checkpoint: {result.get('reason', '')}")
+            text = f"{stopped}no checkpoint: {reason}"
+        self.status_label.setText(text)
+        from napari.utils.notifications import show_info
+
+        show_info(f"Fine-tune {result.get('model', '') or self.model_combo.currentText()}: {text}")
         self.finetuned.emit(result)
 
     def _on_finished(self) -> None:
@@ -426,8 +438,7 @@ class FinetuneWidget(QWidget):
         if self.last_result is not None and not self._stop.is_set() and not self.last_error:
             self.progress.setValue(1000)
         if self.last_result is not None and self.last_result.get("checkpoint"):
-            self.refresh_checkpoints()
-            refresh_segment_widgets(self.viewer)
+            announce_checkpoints(self.model_combo.currentText())
 
     def _report_error(self, message: str) -> None:
         show_error(self, message)
@@ -437,13 +448,6 @@ class FinetuneWidget(QWidget):
         super().closeEvent(event)
 
 
-def refresh_segment_widgets(viewer) -> int:
-    """Make every Segment widget of ``viewer`` re-read its checkpoint list; returns how many."""
-    from .segment import SegmentWidget
-
-    count = 0
-    for widget in QApplication.allWidgets():
-        if isinstance(widget, SegmentWidget) and getattr(widget, "viewer", None) is viewer:
-            widget.refresh_checkpoints()
-            count += 1
-    return count
+def announce_checkpoints(model_name: str) -> None:
+    """Tell every checkpoint list (all docks, all viewers) that ``model_name``'s checkpoints changed."""
+    checkpoint_events.changed.emit(model_name)

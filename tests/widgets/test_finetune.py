@@ -79,14 +79,14 @@ def test_one_epoch_registers_checkpoint_for_segment(make_napari_viewer, qtbot, c
     new = Path(result["checkpoint"])
     assert new.is_file() and new.parent == user_checkpoint_dir()
     _loads(new)
-    # the plot got the loss of every step and the validation Dice of the epoch (and the start's)
-    assert widget.plot.loss_points and len(widget.plot.dice_points) == 1
-    assert widget.plot.baseline is not None
+    # the plot got the loss of every step; one validation item: the figures are measured but not
+    # claimed, so no before/after is drawn or written, and the status says why
+    assert widget.plot.loss_points and widget.plot.dice_points == [] and widget.plot.baseline is None
     widget.plot.grab()  # paints without error
-    # one validation item: the figures are measured but not claimed as before/after
     assert not result["claim"] and result["before"] == result["after"] == {}
     assert result["measured"]["before"]["n"] == result["measured"]["after"]["n"] == 1
-    assert "before – after –" in widget.dice_label.text()
+    assert widget.dice_label.text() == "no before/after claim"
+    assert result["reason"] in widget.status_label.text()
     assert widget.progress.value() == widget.progress.maximum()
     # no claim: only the forced run becomes the default, and it says why
     assert result["preferred"] and result["reason"].startswith("forced although only 1 validation item")
@@ -144,24 +144,28 @@ def test_start_without_data_or_checkpoint_explains(make_napari_viewer, qtbot):
     assert not widget.busy and "checkpoint" in widget.last_error
 
 
-def test_segment_refresh_follows_default_and_keeps_other_choices(make_napari_viewer, start_checkpoint):
+def test_new_default_reaches_plugin_docked_lists(make_napari_viewer, start_checkpoint):
+    """Docked through napari's plugin path each widget gets its own viewer proxy: the
+    refresh must not depend on which viewer object a widget holds."""
     from models.checkpoint import set_preferred
 
+    from napari_polyp.widgets.finetune import announce_checkpoints
+
     viewer = make_napari_viewer()
-    segment = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(segment, name="Segment")
+    _, segment = viewer.window.add_plugin_dock_widget("napari-polyp", "Segment")
+    _, review = viewer.window.add_plugin_dock_widget("napari-polyp", "Review")
+    assert segment.viewer is not viewer  # the proxy the old allWidgets() scan tripped over
     segment.model_combo.setCurrentText("microaunet")
-    other = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(other, name="Segment 2")
-    other.model_combo.setCurrentText("microaunet")
-    other.add_checkpoint_path(start_checkpoint)  # a browsed file stays chosen
+    review.model_combo.setCurrentText("microaunet")
+    review.add_checkpoint_path(start_checkpoint)  # a browsed file stays chosen
     new = user_checkpoint_dir() / "microaunet-finetuned-x.pt"
     save_checkpoint(models.create_model("microaunet", checkpoint=False), new, architecture="microaunet")
     set_preferred("microaunet", new)
 
-    from napari_polyp.widgets.finetune import refresh_segment_widgets
-
-    assert refresh_segment_widgets(viewer) == 2
+    announce_checkpoints("microaunet")
     assert Path(segment.checkpoint()) == new.resolve() and "(default)" in segment.checkpoint_combo.currentText()
-    assert other.checkpoint() == str(start_checkpoint)
-    assert str(new.resolve()) in [other.checkpoint_combo.itemData(i) for i in range(other.checkpoint_combo.count())]
+    assert new.name in segment.card_label.text() or "finetuned" in segment.checkpoint_combo.currentText()
+    assert review.checkpoint() == str(start_checkpoint)
+    assert str(new.resolve()) in [review.checkpoint_combo.itemData(i) for i in range(review.checkpoint_combo.count())]
+    announce_checkpoints("eam-net")  # another network's news changes nothing here
+    assert Path(segment.checkpoint()) == new.resolve()
