@@ -4,8 +4,9 @@ For an image layer called ``NAME`` a run creates (or updates):
 
 - ``NAME mask``: Labels (1 = lesion), editable with napari's paint/erase/fill;
 - ``NAME probability``: Image, hidden, float in [0, 1];
-- ``NAME attention: MAP``: one Image per attention map of the model, at the
-  image's size, colormapped, additive blending, opacity 0.5.
+- ``NAME: where NETWORK looked (PAPER TERM)``: one Image per attention map of the
+  model (plain words from :mod:`napari_polyp.display`), at the image's size,
+  hidden until shown, contrast per map, a colour bar, additive blending.
 
 A video (T x H x W x 3) gets T-stacked layers; a frame that has not been
 predicted yet reads as 0. The masks of a video are a ``np.zeros`` array,
@@ -385,23 +386,7 @@ def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attentio
     _set_float_frame(prob_layer, frame, probability, on_screen)
     prob_layer.metadata.update(_frame_metadata(prob_layer.metadata, run_meta, frame))
 
-    attention_names = []
-    for map_name, amap in attention.items():
-        amap = np.asarray(amap, dtype=np.float32)
-        if amap.shape != hw:
-            amap = _resize(amap, hw)
-        name = names["attention"] + map_name
-        attention_names.append(name)
-        layer = _per_frame_target(viewer, name, "attention", n, hw, np.float16,
-                                  {"colormap": ATTENTION_COLORMAP, "blending": "additive", "opacity": 0.5},
-                                  image_layer)
-        _set_float_frame(layer, frame, amap, on_screen)
-        layer.metadata.update(_frame_metadata(layer.metadata, {**run_meta, ROLE: "attention",
-                                                                "attention_map": map_name}, frame))
-    if n is None:  # a 2D image shows the maps of its latest model only
-        for layer in [lay for lay in viewer.layers if lay.metadata.get(ROLE) == "attention"
-                      and lay.metadata.get("image_layer") == image_layer.name and lay.name not in attention_names]:
-            viewer.layers.remove(layer)
+    _show_attention(viewer, image_layer, attention, run_meta, n, hw, frame, on_screen)
 
     if labels is None:
         data = np.zeros(expected, np.uint8)  # for T frames: pages committed only as frames are written
@@ -423,6 +408,49 @@ def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attentio
     if on_screen or labels.data.ndim == 2:
         labels.refresh()
     return labels
+
+
+def attention_layers(viewer, image_layer) -> list:
+    """The attention layers of ``image_layer`` (any network)."""
+    return [layer for layer in viewer.layers if layer.metadata.get(ROLE) == "attention"
+            and layer.metadata.get("image_layer") == image_layer.name]
+
+
+def _show_attention(viewer, image_layer, attention: Mapping[str, np.ndarray], run_meta: dict, n, hw, frame,
+                    on_screen: bool) -> None:
+    """One layer per map, named in plain words with the network and the paper's term, hidden
+    until asked for, contrast set per map. The maps of another network (image or video) go:
+    they would sit beside the new ones unnamed."""
+    from . import display
+
+    model = str(run_meta.get("model") or "")
+    names = []
+    for map_name, amap in attention.items():
+        amap = np.asarray(amap, dtype=np.float32)
+        if amap.shape != hw:
+            amap = _resize(amap, hw)
+        name = display.attention_layer_name(image_layer.name, model, map_name)
+        names.append(name)
+        existing = _find(viewer, name, "attention")
+        layer = _per_frame_target(viewer, name, "attention", n, hw, np.float16,
+                                  {"colormap": ATTENTION_COLORMAP, "blending": "additive", "opacity": 0.6,
+                                   "visible": False}, image_layer)
+        _set_float_frame(layer, frame, amap, on_screen)
+        if existing is None or on_screen:
+            layer.contrast_limits = display.auto_contrast(amap)
+        layer.metadata.update(_frame_metadata(layer.metadata, {
+            **run_meta, ROLE: "attention", "attention_map": map_name,
+            "description": " — ".join(display.attention_title(model, map_name))}, frame))
+        _show_colorbar(layer)
+    for layer in attention_layers(viewer, image_layer):
+        if layer.name not in names:
+            viewer.layers.remove(layer)
+
+
+def _show_colorbar(layer) -> None:
+    colorbar = getattr(layer, "colorbar", None)  # napari >= 0.5
+    if colorbar is not None and not colorbar.visible:
+        colorbar.visible = True
 
 
 def live_layer(viewer, image_layer, hw=None):

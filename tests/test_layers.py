@@ -26,14 +26,18 @@ def test_layers_for_an_image(make_napari_viewer):
     prob = viewer.layers["img probability"]
     assert not prob.visible and prob.data.shape == (32, 48)
     for name in ("spatial", "low"):
-        layer = viewer.layers[f"img attention: {name}"]
+        layer = viewer.layers[f"img: fake: {name} ({name})"]  # unknown maps: the network and the map's own name
         assert layer.data.shape == (32, 48)  # resized to the image
-        assert layer.blending == "additive" and layer.opacity == pytest.approx(0.5)
+        assert layer.blending == "additive" and not layer.visible  # hidden until asked for
         assert layer.metadata["model"] == "fake" and layer.metadata["threshold"] == 0.5
+    low = viewer.layers["img: fake: low (low)"]
+    assert low.contrast_limits[1] > low.contrast_limits[0]  # per-map contrast, even for a flat map
+    assert low.colorbar.visible
     # a second model with other maps replaces the stale attention layers of a 2D image
-    L.add_prediction_layers(viewer, image, _ramp(), {"other": np.zeros((32, 48))}, _meta("second"), 0.5)
-    assert "img attention: spatial" not in viewer.layers and "img attention: other" in viewer.layers
-    assert viewer.layers["img mask"] is labels and labels.metadata["model"] == "second"
+    L.add_prediction_layers(viewer, image, _ramp(), {"lscab_spatial": np.zeros((32, 48))}, _meta("microaunet"), 0.5)
+    assert [layer.name for layer in L.attention_layers(viewer, image)] == \
+        ["img: where MicroAUNet looked (LSCAB spatial attention)"]
+    assert viewer.layers["img mask"] is labels and labels.metadata["model"] == "microaunet"
 
 
 def test_rethreshold_without_edits(make_napari_viewer):
@@ -127,3 +131,18 @@ def test_disagreement_layer(make_napari_viewer):
     assert ((layer.data == 1) == ((a >= 0.5) & (b < 0.5))).all()
     assert layer.metadata["model_a"] == "net-a" and 0 <= layer.metadata["dice_a_vs_b"] <= 1
     assert viewer.layers["img |pA-pB|"].data.max() == pytest.approx(1.0)
+
+
+def test_video_attention_of_another_network_goes(make_napari_viewer):
+    """On a video the previous network's maps used to stay beside the new one's, unnamed."""
+    viewer = make_napari_viewer()
+    video = viewer.add_image(np.zeros((3, 32, 48, 3), np.uint8), rgb=True, name="vid")
+    L.add_prediction_layers(viewer, video, _ramp(), {"lscab_spatial": _ramp()}, _meta("microaunet"), 0.5, frame=0)
+    L.add_prediction_layers(viewer, video, _ramp(), {"lscab_spatial": _ramp()}, _meta("microaunet"), 0.5, frame=1)
+    assert len(L.attention_layers(viewer, video)) == 1  # the same network's frames share one layer
+    L.add_prediction_layers(viewer, video, _ramp(), {"cmam_spatial": _ramp(), "eab_max": _ramp()},
+                            _meta("eam-net"), 0.5, frame=0)
+    names = sorted(layer.name for layer in L.attention_layers(viewer, video))
+    assert names == ["vid: edges EAM-Net weighed (EAB edge attention, max)",
+                     "vid: where EAM-Net looked (CMAM spatial attention)"]
+    assert all(viewer.layers[n].data.shape == (3, 32, 48) for n in names)

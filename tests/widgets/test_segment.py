@@ -93,9 +93,11 @@ def test_runs_each_network(make_napari_viewer, qtbot, rgb64, model):
     assert labels.data.shape == (64, 64) and set(np.unique(labels.data)) <= {0, 1}
     prob = viewer.layers["img probability"]
     assert prob.data.shape == (64, 64) and not prob.visible and 0 <= prob.data.min() <= prob.data.max() <= 1
+    from napari_polyp.display import attention_layer_name
+
     for map_name in models.get_card(model).attention_maps:
-        layer = viewer.layers[f"img attention: {map_name}"]
-        assert layer.data.shape == (64, 64) and layer.blending == "additive"
+        layer = viewer.layers[attention_layer_name("img", model, map_name)]
+        assert layer.data.shape == (64, 64) and layer.blending == "additive" and not layer.visible
     for layer in (labels, prob):
         assert layer.metadata["model"] == model
         assert layer.metadata["checkpoint_sha256"] == ""  # random weights
@@ -231,7 +233,11 @@ def test_screenshot_shows_image_mask_and_attention(make_napari_viewer, qtbot, tm
     widget.run()
     _wait(qtbot, widget)
     assert widget.last_error is None
-    assert any(layer.name.startswith(f"{meta['name']} attention") for layer in viewer.layers)
+    from napari_polyp.layers import attention_layers
+
+    maps = attention_layers(viewer, viewer.layers[meta["name"]])
+    assert maps and all(name.lower() in layer.name.lower() or "MicroAUNet" in layer.name for layer in maps)
+    maps[0].visible = True  # hidden by default: shown here so the shot has all three
     labels = viewer.layers[f"{meta['name']} mask"]
     labels.data[:40, :40] = 1  # make sure some mask is drawn whatever the random weights say
     labels.refresh()

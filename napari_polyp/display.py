@@ -1,0 +1,98 @@
+"""How masks, reference comparisons and attention maps look: colours, names, contrast.
+
+No Qt and no napari import at module level: the facts live here once, the layer code
+and the widgets apply them.
+
+- The mask is cyan (#00e5ff): it stands out on red-pink mucosa and on brown skin
+  lesions, where napari's default first label colour (red-orange) disappears.
+- A reference mask is shown as the comparison with the mask being edited:
+  true positive green, false positive magenta, false negative yellow.
+- Attention layers carry plain-language names with the paper's term in brackets
+  ("where MicroAUNet looked (LSCAB spatial)").
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import numpy as np
+
+MASK_COLOR = "#00e5ff"
+AGREEMENT_COLORS = {1: "#00e676", 2: "#ff00ff", 3: "#ffd600"}  # TP, FP, FN
+AGREEMENT_NAMES = {1: "true positive (both)", 2: "false positive (mask only)", 3: "false negative (reference only)"}
+TP, FP, FN = 1, 2, 3
+
+NETWORK_NAMES = {"microaunet": "MicroAUNet", "dino-keys": "DINO-keys", "eam-net": "EAM-Net", "ea-dk": "EA-DK",
+                 "pefnet": "PEFNet"}
+
+# map name -> (plain words, with {net} for the network; the paper's term)
+ATTENTION_TERMS: Dict[str, Tuple[str, str]] = {
+    "lscab_spatial": ("where {net} looked", "LSCAB spatial attention"),
+    "cls_attention": ("where {net} looked", "DINOv2 CLS self-attention"),
+    "cmam_spatial": ("where {net} looked", "CMAM spatial attention"),
+    "eab_max": ("edges {net} weighed", "EAB edge attention, max"),
+    "kernel_init": ("{net}'s first guess of the lesion", "EA kernel initialisation"),
+    "stage1": ("{net} focus, finest scale", "stage-1 attention"),
+    "stage2": ("{net} focus, scale 2", "stage-2 attention"),
+    "stage3": ("{net} focus, scale 3", "stage-3 attention"),
+    "stage4": ("{net} focus, coarsest scale", "stage-4 attention"),
+    "mpe_energy": ("where {net} found structure", "MPE positional energy"),
+}
+
+
+def network_name(model: str) -> str:
+    return NETWORK_NAMES.get(model, model or "network")
+
+
+def attention_title(model: str, map_name: str) -> Tuple[str, str]:
+    """(plain-language layer title, the paper's term) of one attention map."""
+    plain, term = ATTENTION_TERMS.get(map_name, ("{net}: " + map_name.replace("_", " "), map_name))
+    return plain.format(net=network_name(model)), term
+
+
+def attention_layer_name(image_name: str, model: str, map_name: str) -> str:
+    plain, term = attention_title(model, map_name)
+    return f"{image_name}: {plain} ({term})"
+
+
+def auto_contrast(values: np.ndarray) -> Tuple[float, float]:
+    """Contrast limits of one map: its 1st-99th percentile, so one hot pixel does not grey the rest."""
+    finite = np.asarray(values, dtype=np.float32)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = (float(v) for v in np.percentile(finite, (1, 99)))
+    if high - low < 1e-6:
+        high = low + 1e-3
+    return low, high
+
+
+def agreement(mask: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """HxW uint8: 1 where mask and reference agree on foreground, 2 mask only, 3 reference only, 0 else."""
+    mask, reference = np.asarray(mask) > 0, np.asarray(reference) > 0
+    if mask.shape != reference.shape:
+        raise ValueError(f"mask {mask.shape} and reference {reference.shape} differ in size")
+    out = np.zeros(mask.shape, np.uint8)
+    out[mask & reference] = TP
+    out[mask & ~reference] = FP
+    out[~mask & reference] = FN
+    return out
+
+
+def mask_colormap():
+    """napari's colormap for a 0/1 mask: transparent background, label 1 in MASK_COLOR."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: MASK_COLOR})
+
+
+def agreement_colormap():
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **AGREEMENT_COLORS})
+
+
+def style_mask(labels, contour: bool = False) -> None:
+    """Give a mask layer the contrasting colour, filled (50 %) or as a 2-px outline."""
+    labels.colormap = mask_colormap()
+    labels.contour = 2 if contour else 0
+    labels.opacity = 0.9 if contour else 0.5
