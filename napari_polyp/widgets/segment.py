@@ -193,8 +193,25 @@ class SegmentWidget(QWidget):
     def _connect_viewer(self) -> None:
         events = self.viewer.layers.events
         events.inserted.connect(self._refresh_images)
+        events.removed.connect(self._on_layer_removed)
         events.removed.connect(self._refresh_images)
         self.viewer.layers.selection.events.active.connect(self._follow_active_layer)
+
+    def _on_layer_removed(self, event) -> None:
+        """A layer the running job reads or writes was deleted: cancel the run and drop its
+        remaining results (they would be drawn into, or beside, a removed layer)."""
+        image_layer = (self._job or {}).get("image_layer")
+        if self._worker is None or image_layer is None or self._dropped:
+            return
+        name = getattr(event, "value", None) and event.value.name
+        outputs = set(L.layer_names(image_layer.name).values())
+        if name == image_layer.name or name in outputs or (
+                getattr(event.value, "metadata", {}).get("image_layer") == image_layer.name):
+            self._dropped = f"{name} was closed during the run: the run was cancelled"
+            self._cancel_requested = True
+            self._live_stop.set()
+            self._worker.quit()
+            self.status_label.setText(self._dropped)
 
     # -- layer choice -----------------------------------------------------------------
     def _candidate_images(self) -> List:
@@ -429,6 +446,7 @@ class SegmentWidget(QWidget):
 
         self._frames_done, self._frames_total = 0, total
         self._cancel_requested = False
+        self._job, self._dropped = job, ""
         self.last_error = None
         self._run_started = time.perf_counter()
         self.last_latency_s = None
@@ -503,6 +521,8 @@ class SegmentWidget(QWidget):
 
     # main-thread side
     def _on_item(self, item, handler) -> None:
+        if self._dropped:  # a layer of this run was deleted: nothing more is drawn
+            return
         kind = item[0]
         if kind == "error":
             self._report_error(item[1])
@@ -537,6 +557,8 @@ class SegmentWidget(QWidget):
         self._show_progress(self._frames_done)
 
     def _show_comparison(self, job: dict, frame, results) -> None:
+        if job["image_layer"].name not in self.viewer.layers:
+            raise ValueError(f"the layer {job['image_layer'].name!r} was closed")
         (model_a, _), (model_b, _) = job["a"], job["b"]
         layer = L.add_disagreement_layer(self.viewer, job["image_layer"], results[0].probability,
                                          results[1].probability, self.threshold(), model_a, model_b, frame=frame)
@@ -551,9 +573,10 @@ class SegmentWidget(QWidget):
     def _on_finished(self) -> None:
         cancelled = self._cancel_requested
         self._worker = None
+        self._job = None
         self._set_running(False)
         self.progress.setValue(self._frames_done)
-        if self.last_error:
+        if self.last_error or self._dropped:
             return
         done, total = self._frames_done, self._frames_total
         mask = self.mask_layer()
@@ -638,6 +661,7 @@ class SegmentWidget(QWidget):
 
     def _on_live_finished(self) -> None:
         self._worker = None
+        self._job = None
         self._live_active = False
         self._live_stop.set()
         self._set_running(False)

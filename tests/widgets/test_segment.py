@@ -315,3 +315,35 @@ def test_tta_checkbox_reaches_the_predictor(make_napari_viewer, qtbot, rgb64):
     widget.run()
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
     assert predictor.tta is False
+
+
+@pytest.mark.parametrize("delete", ["image", "mask"])
+def test_deleting_a_layer_mid_run_cancels_safely(make_napari_viewer, qtbot, rgb64, delete):
+    """Compare, then Run another network and delete a layer while it runs (was a segfault
+    under software OpenGL): the run stops, nothing is drawn into or beside a removed layer."""
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(rgb64, name="img")
+    viewer.add_image(rgb64[::-1].copy(), name="other")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-polyp", "Segment")
+    widget.image_combo.setCurrentText("img")
+    fakes = {"fake-a": FakePredictor("fake-a"), "fake-b": FakePredictor("fake-b", delay=0.4)}
+    widget.predictor_factory = lambda name, *a, **k: fakes["fake-a" if name == widget.model_combo.currentText()
+                                                             else "fake-b"]
+    widget.compare()
+    _wait(qtbot, widget)
+    assert "img disagreement" in viewer.layers
+    widget.predictor_factory = lambda *a, **k: fakes["fake-b"]
+    widget.model_combo.setCurrentIndex((widget.model_combo.currentIndex() + 1) % widget.model_combo.count())
+    widget.image_combo.setCurrentText("img")
+    widget.run()
+    assert widget.busy
+    qtbot.waitUntil(lambda: fakes["fake-b"].calls >= 2, timeout=WAIT_MS)
+    viewer.layers.remove("img mask" if delete == "mask" and "img mask" in viewer.layers else "img")
+    _wait(qtbot, widget)
+    qtbot.wait(200)
+    assert "closed during the run" in widget.status_label.text()
+    assert widget.last_error is None
+    if delete == "image":
+        assert "img mask" not in viewer.layers or viewer.layers["img mask"].metadata.get("image_layer") == "img"
+    assert widget.image_combo.currentText() in ("other", "img")
+    viewer.screenshot(canvas_only=True, flash=False)  # the canvas still draws
