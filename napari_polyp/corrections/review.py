@@ -180,9 +180,11 @@ class ReviewSession:
     def save(self, index: int, image: Optional[np.ndarray], mask: np.ndarray, *, status: str,
              predicted: Optional[np.ndarray] = None, note: str = "", model: str = "",
              checkpoint_sha256: str = "", threshold: Optional[float] = None,
-             reviewer: Optional[str] = None) -> Record:
+             reviewer: Optional[str] = None, strokes: Optional[np.ndarray] = None) -> Record:
         item = self.items[index]
         extra = {"frame": item.frame} if item.frame is not None else {}
+        if strokes is not None:
+            extra["strokes"] = strokes
         record = self.dataset.save(
             image=image, mask=mask, stem=self.stem(index), source_path=item.source_path, predicted=predicted,
             model=model, checkpoint_sha256=checkpoint_sha256, threshold=threshold, status=status, note=note,

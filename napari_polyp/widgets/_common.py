@@ -316,3 +316,27 @@ def show_error(widget, message: str) -> None:
     widget.last_error = message
     widget.status_label.setText(f"error: {message}")
     notify(message)
+
+
+def start_worker(function: Callable, *args, on_yield: Optional[Callable] = None,
+                 on_return: Optional[Callable] = None, on_error: Optional[Callable[[str], None]] = None,
+                 on_finished: Optional[Callable] = None):
+    """Run ``function(*args)`` (a function or a generator) in a napari thread worker.
+
+    The one way the widgets start background work: results come back on the main thread
+    (``on_yield`` per yielded item, ``on_return`` with the return value), errors as one
+    line of text (``on_error``), then ``on_finished``. Returns the started worker
+    (``quit()`` asks a generator to stop after its current item)."""
+    from napari.qt.threading import create_worker
+
+    worker = create_worker(function, *args, _start_thread=False)
+    if on_yield is not None and hasattr(worker, "yielded"):
+        worker.yielded.connect(on_yield)
+    if on_return is not None:
+        worker.returned.connect(on_return)
+    if on_error is not None:
+        worker.errored.connect(lambda err: on_error(error_text(err)))
+    if on_finished is not None:
+        worker.finished.connect(on_finished)
+    worker.start()
+    return worker
