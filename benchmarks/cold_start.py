@@ -39,12 +39,14 @@ def main(argv=None) -> int:
             out = subprocess.run(command + ["--screenshot", os.path.join(scratch, f"shot{i}.png")],
                                  capture_output=True, text=True)
             wall = time.perf_counter() - start
-            found = re.search(r"first mask after ([\d.]+) s \(([\d.]+) s after the command\)", out.stdout)
+            found = re.search(r"first mask after ([\d.]+) s \(([\d.]+) s after the command, ([\d.]+) s of CPU\)",
+                              out.stdout)
             if out.returncode != 0 or not found:
                 raise SystemExit(f"app failed:\n{out.stdout[-1000:]}\n{out.stderr[-2000:]}")
-            run_to_mask, since_command = float(found.group(1)), float(found.group(2))
+            run_to_mask, since_command, cpu = (float(g) for g in found.groups())
             figures.append(since_command)
-            print(f"run {i + 1}: first mask {since_command:.2f} s after the command (Run -> mask {run_to_mask:.2f} s; "
+            print(f"run {i + 1}: first mask {since_command:.2f} s after the command, {cpu:.1f} s of CPU by then "
+                  f"(Run -> mask {run_to_mask:.2f} s; "
                   f"process wall incl. screenshot and exit {wall:.1f} s; load avg {os.getloadavg()[0]:.2f})",
                   flush=True)
     print(f"median {statistics.median(figures):.2f} s, best {min(figures):.2f} s")

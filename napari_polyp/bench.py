@@ -30,7 +30,9 @@ def add_arguments(parser):
     parser.add_argument("--amp", action="store_true", help="fp16 autocast (CUDA)")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--variant", default=None, help="variant keyword for networks that have one")
-    parser.add_argument("--engine", choices=("auto", "torch", "onnxruntime"), default="auto",
+    from .engine import ENGINES
+
+    parser.add_argument("--engine", choices=ENGINES, default="auto",
                         help="auto (default): ONNX Runtime on the CPU, torch on a GPU")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
 

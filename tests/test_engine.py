@@ -169,3 +169,17 @@ def test_bench_names_its_engine(capsys):
         result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert result["engine"] == engine and result["threads"] == 1 and result["median_ms"] > 0
         assert (result["export_s"] is None) == (engine == "torch")
+
+
+def test_the_cache_keeps_the_most_recently_used_exports_within_its_budget(tmp_path):
+    import os
+    import time
+
+    files = []
+    for i in range(4):
+        path = tmp_path / f"net-{i}.onnx"
+        path.write_bytes(b"x" * 100)
+        os.utime(path, (time.time() - 100 + i, time.time() - 100 + i))  # 3 is the newest
+        files.append(path)
+    removed = E.prune_cache(tmp_path, keep=files[0], budget=250)
+    assert sorted(removed) == [files[1]] and files[0].exists() and files[2].exists() and files[3].exists()
