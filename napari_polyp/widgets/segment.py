@@ -81,6 +81,8 @@ class SegmentWidget(QWidget):
         self._cancel_requested = False
         self._preload_pending = False
         self._progress_shown = 0.0
+        self._job: Optional[dict] = None  # the running job (its image layer), for deletions mid-run
+        self._dropped = ""  # why the running job's results are dropped (a layer of it was deleted)
         # Build the network in the background whenever the choice changes (the app turns this on;
         # off by default so that a widget made in a script or a test builds nothing unasked).
         self.preload_on_change = False

@@ -1,0 +1,154 @@
+"""The workspace docked through napari's plugin path in a real viewer (pytest-xvfb):
+keyboard review of a folder, the item table and its CSV, a 1366×768 screenshot."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_polyp.inference import Prediction
+
+WAIT_MS = 60_000
+
+
+class DiskPredictor:
+    """No network: a soft disk whose size depends on the image (so Dice differs per item)."""
+
+    def __init__(self):
+        self.model_name = "fake"
+        self.checkpoint_sha256 = ""
+        self.calls = 0
+
+    def predict(self, image):
+        self.calls += 1
+        h, w = image.shape[:2]
+        yy, xx = np.mgrid[:h, :w]
+        radius = 6 + float(image[..., 0].mean()) / 25
+        distance = np.hypot(yy - h / 2, xx - w / 2)
+        probability = np.clip(1.2 - distance / radius, 0, 1).astype(np.float32)
+        return Prediction(probability, {"lscab_spatial": probability}, "fake", "", 0.0)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """DIR/images with 5 small images of two sizes, DIR/masks with their references."""
+    images, masks = tmp_path / "data" / "images", tmp_path / "data" / "masks"
+    images.mkdir(parents=True)
+    masks.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(5):
+        h, w = (48, 56) if i % 2 else (40, 40)
+        image = rng.integers(40 + 20 * i, 90 + 20 * i, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(image).save(images / f"im{i}.png")
+        reference = np.zeros((h, w), np.uint8)
+        reference[h // 2 - 8:h // 2 + 8, w // 2 - 8:w // 2 + 8] = 255
+        Image.fromarray(reference).save(masks / f"im{i}.png")
+    return images
+
+
+def dock(viewer, predictor):
+    _, workspace = viewer.window.add_plugin_dock_widget("napari-polyp", "Workspace")
+    workspace.segment.predictor_factory = lambda *args, **kwargs: predictor
+    return workspace
+
+
+def press(viewer, key):
+    """What napari does on a key press in the canvas (our keys are napari actions)."""
+    from napari.utils.key_bindings import KeyBinding
+
+    binding = KeyBinding.from_str(key)
+    maps = [viewer.keymap] + [getattr(cls, "class_keymap", {}) for cls in type(viewer).__mro__]
+    next(keymap[binding] for keymap in maps if binding in keymap)(viewer)
+
+
+def idle(qtbot, review):
+    qtbot.waitUntil(lambda: not review.busy and review.labels_layer() is not None, timeout=WAIT_MS)
+
+
+def test_keyboard_review_of_five_items_writes_five_records(make_napari_viewer, qtbot, folder, tmp_path):
+    viewer = make_napari_viewer()
+    predictor = DiskPredictor()
+    workspace = dock(viewer, predictor)
+    review = workspace.review
+    assert review.model_name() == workspace.segment.model_combo.currentText()  # one model picker
+    assert review.set_dataset(tmp_path / "corrections") is False and review.set_source(folder)
+    assert review.item_list.rowCount() == 5 and "0 / 5 reviewed" == review.progress_label.text()
+    for key in ("A", "A", "C", "Shift-R", "A"):
+        idle(qtbot, review)
+        if key == "C":  # a correction: paint a square first
+            labels = review.labels_layer()
+            labels.data_setitem((np.arange(3), np.arange(3)), np.ones(3, np.uint8))
+        press(viewer, key)
+    lines = (tmp_path / "corrections" / "manifest.jsonl").read_text().splitlines()
+    statuses = [json.loads(line)["status"] for line in lines]
+    assert statuses == ["accepted", "accepted", "corrected", "rejected", "accepted"]
+    assert review.progress_label.text() == "5 / 5 reviewed" and predictor.calls == 5
+    assert workspace.finetune.data_edit.text() == str(tmp_path / "corrections")  # Train follows Review
+
+    # the table: Dice of every item, worst first, CSV; the rejected item is not a 0 in the means
+    review.order_combo.setCurrentText("worst Dice first")
+    rows = [(review.item_list.item(r, 1).text(), review.item_list.item(r, 2).text()) for r in range(5)]
+    scored = [float(dice) for status, dice in rows if "rejected" not in status]
+    assert scored == sorted(scored) and "rejected" in rows[-1][0]  # rejected items go last
+    out = review.export_table(tmp_path / "table.csv")
+    rows = list(csv.DictReader(open(out)))
+    assert [r["status"] for r in rows] == statuses and all(r["dice"] for r in rows)
+    assert review.session.running_means()["prediction"]["n"] == 4
+
+
+def test_keys_previous_next_toggle_and_threshold_rederives(make_napari_viewer, qtbot, folder, tmp_path):
+    viewer = make_napari_viewer()
+    workspace = dock(viewer, DiskPredictor())
+    review = workspace.review
+    review.set_dataset(tmp_path / "c")
+    review.set_source(folder)
+    idle(qtbot, review)
+    press(viewer, "N")
+    idle(qtbot, review)
+    assert review.current == 1
+    press(viewer, "PageUp")
+    idle(qtbot, review)
+    assert review.current == 0
+    before = int(review.labels_layer().data.sum())
+    workspace.segment.threshold_spin.setValue(0.9)  # the one threshold: the mask follows at once
+    assert 0 < int(review.labels_layer().data.sum()) < before
+    press(viewer, "H")
+    assert not review.labels_layer().visible
+    press(viewer, "G")
+    assert not viewer.layers["Review reference"].visible
+    assert "accept" in review.keys_label.text() and "A" in review.status_buttons["accepted"].toolTip()
+
+
+def test_a_source_datasets_root_is_refused_with_a_message(make_napari_viewer, folder):
+    viewer = make_napari_viewer()
+    review = dock(viewer, DiskPredictor()).review
+    review.set_source(folder)
+    assert review.set_dataset(folder.parent) is False
+    assert "choose a separate, new folder" in review.last_error
+    assert sorted(p.name for p in folder.iterdir()) == [f"im{i}.png" for i in range(5)]
+
+
+def test_workspace_screenshot_at_1366x768(make_napari_viewer, qtbot, folder, tmp_path):
+    """Image, cyan mask, reference TP/FP/FN and the Accept button, on a laptop-sized window."""
+    viewer = make_napari_viewer(show=True)
+    workspace = dock(viewer, DiskPredictor())
+    window = viewer.window._qt_window
+    window.showNormal()
+    window.resize(1366, 768)
+    review = workspace.review
+    review.set_dataset(tmp_path / "c")
+    review.set_source(folder)
+    idle(qtbot, review)
+    qtbot.wait(300)
+    accept = review.status_buttons["accepted"]
+    assert accept.isVisible()
+    bottom = accept.mapTo(window, accept.rect().bottomLeft()).y()
+    assert 0 < bottom <= window.height() <= 768 + 40  # the Accept button is on screen
+    assert "Review reference" in viewer.layers and viewer.layers["Review reference"].visible
+    shot = viewer.screenshot(path=str(tmp_path / "ws.png"), canvas_only=False, flash=False)
+    assert shot.shape[1] <= 1366 + 20 and shot.shape[0] <= 768 + 40
+    assert float(shot[..., :3].astype(float).var()) > 50.0
+    canvas = viewer.screenshot(canvas_only=True, flash=False)[..., :3].reshape(-1, 3).astype(int)
+    cyan = (canvas[:, 2] > 150) & (canvas[:, 1] > 150) & (canvas[:, 0] < 120)
+    assert cyan.sum() > 20  # the mask is drawn in its contrasting colour
