@@ -20,6 +20,7 @@ MASK_COLOR = "#00e5ff"
 AGREEMENT_COLORS = {1: "#00e676", 2: "#ff00ff", 3: "#ffd600"}  # TP, FP, FN
 AGREEMENT_NAMES = {1: "true positive (both)", 2: "false positive (mask only)", 3: "false negative (reference only)"}
 TP, FP, FN = 1, 2, 3
+KEPT_ATTENTION = "attention_kept"  # layer role of maps kept to compare with another network's
 
 NETWORK_NAMES = {"microaunet": "MicroAUNet", "dino-keys": "DINO-keys", "eam-net": "EAM-Net", "ea-dk": "EA-DK",
                  "pefnet": "PEFNet"}
@@ -96,3 +97,40 @@ def style_mask(labels, contour: bool = False) -> None:
     labels.colormap = mask_colormap()
     labels.contour = 2 if contour else 0
     labels.opacity = 0.9 if contour else 0.5
+
+
+def colorize(values: np.ndarray, colormap: str = "inferno", limits: Tuple[float, float] = None) -> np.ndarray:
+    """HxW values -> HxWx3 uint8 through a napari colormap, scaled to ``limits`` (default: auto)."""
+    from napari.utils.colormaps import ensure_colormap
+
+    low, high = limits or auto_contrast(values)
+    scaled = np.clip((np.asarray(values, np.float32) - low) / max(high - low, 1e-6), 0, 1)
+    rgba = ensure_colormap(colormap).map(scaled.ravel())
+    return (np.asarray(rgba)[:, :3].reshape(scaled.shape + (3,)) * 255).astype(np.uint8)
+
+
+def outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
+    """The boundary pixels of a 0/1 mask, ``width`` pixels thick (inside the mask)."""
+    from scipy import ndimage
+
+    mask = np.asarray(mask) > 0
+    return mask & ~ndimage.binary_erosion(mask, iterations=width)
+
+
+def figure_panels(image: np.ndarray, mask: np.ndarray, maps, gap: int = 8) -> np.ndarray:
+    """One RGB figure for a paper: image | image with the mask outlined | each map, side by side
+    (white gaps). ``maps``: a list of (HxW values, colormap name)."""
+    from .io.images import as_rgb_uint8
+
+    image = as_rgb_uint8(np.asarray(image))
+    h, w = image.shape[:2]
+    if np.shape(mask) != (h, w):
+        raise ValueError(f"the mask is {np.shape(mask)}, the image {(h, w)}")
+    overlay = image.copy()
+    overlay[outline(mask, max(1, round(max(h, w) / 200)))] = (0, 229, 255)  # MASK_COLOR
+    panels = [image, overlay] + [colorize(values, colormap) for values, colormap in maps]
+    spacer = np.full((h, gap, 3), 255, np.uint8)
+    row = [panels[0]]
+    for panel in panels[1:]:
+        row += [spacer, panel]
+    return np.concatenate(row, axis=1)

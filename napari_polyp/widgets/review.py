@@ -565,6 +565,7 @@ class ReviewWidget(QWidget):
             return False
         self.session.refresh()
         self._token += 1
+        same_item = index == self.current
         self.current = index
         item = self.session.items[index]
         self.last_error = None
@@ -574,7 +575,7 @@ class ReviewWidget(QWidget):
             self._report_error(f"cannot read {item.source_path}: {error_text(err)}")
             return False
         image_layer = self._show_image(image, item)
-        self._remove_outputs()
+        self._remove_outputs(keep_kept_maps=same_item)
         record = self.session.record(index)
         self.note_edit.setText(record.note if record is not None else "")
         saved = None if force_predict else self.session.saved_mask(index)
@@ -638,12 +639,15 @@ class ReviewWidget(QWidget):
     def image_layer(self):
         return self._layer(IMAGE_LAYER)
 
-    def _remove_outputs(self) -> None:
-        """Drop the previous item's mask, reference, strokes, probability and attention layers."""
+    def _remove_outputs(self, keep_kept_maps: bool = False) -> None:
+        """Drop the previous item's mask, reference, strokes, probability and attention layers
+        (maps kept for a comparison stay while the same item is run again)."""
         labels = self.labels_layer()
         if labels is not None:
             self._labels_settings = {"mode": labels.mode, "brush_size": labels.brush_size}
         for layer in list(self.viewer.layers):
+            if keep_kept_maps and layer.metadata.get(L.ROLE) == display.KEPT_ATTENTION:
+                continue
             if layer is labels or layer.name in (REFERENCE_LAYER, STROKES_LAYER) or \
                     layer.metadata.get("image_layer") == IMAGE_LAYER:
                 self.viewer.layers.remove(layer)

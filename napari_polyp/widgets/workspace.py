@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from qtpy.QtWidgets import (
+    QCheckBox,
     QFileDialog,
     QFrame,
     QGroupBox,
@@ -29,7 +30,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..layers import ROLE as L_ROLE
 from ._common import error_text, text_label
+
+from ..display import KEPT_ATTENTION as KEPT_ROLE  # maps kept for comparison: another network's run leaves them
 
 EXPORTS = (("coco", "COCO…", "COCO instances JSON (RLE masks)"),
            ("nnunet", "nnU-Net…", "an nnU-Net v2 raw dataset folder (imagesTr, labelsTr 0/1, dataset.json)"),
@@ -71,7 +75,7 @@ class WorkspaceWidget(QWidget):
         root.setContentsMargins(2, 2, 2, 2)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.review, "Review")
-        self.tabs.addTab(_scrolled(self.segment), "Model")
+        self.tabs.addTab(_scrolled(self._model_page()), "Model")
         self.tabs.addTab(_scrolled(self._correct_page()), "Correct")
         self.tabs.addTab(_scrolled(self._train_page()), "Train && export")
         self.tabs.setTabToolTip(0, "Walk a folder or video: one image at a time, accept / correct / reject")
@@ -84,6 +88,33 @@ class WorkspaceWidget(QWidget):
         self.review.dataset_edit.textChanged.connect(self._follow_dataset)
 
     # -- pages ---------------------------------------------------------------------------
+    def _model_page(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.segment)
+        box = QGroupBox("Attention maps (where the network looked)")
+        inner = QVBoxLayout(box)
+        row = QHBoxLayout()
+        self.maps_check = QCheckBox("show")
+        self.maps_check.setToolTip("Show the attention maps of the image (hidden by default)")
+        self.maps_check.toggled.connect(self.show_maps)
+        self.keep_button = QPushButton("Keep")
+        self.keep_button.setToolTip("Keep these maps when another network runs, to compare the two")
+        self.keep_button.clicked.connect(self.keep_maps)
+        self.grid_check = QCheckBox("side by side")
+        self.grid_check.setToolTip("Grid view: the image and every map in its own panel")
+        self.grid_check.toggled.connect(self.side_by_side)
+        self.figure_button = QPushButton("Figure…")
+        self.figure_button.setToolTip("Export image | mask | map panels as one PNG")
+        self.figure_button.clicked.connect(self._choose_figure)
+        for widget in (self.maps_check, self.keep_button, self.grid_check, self.figure_button):
+            row.addWidget(widget)
+        inner.addLayout(row)
+        layout.addWidget(box)
+        layout.addStretch(1)
+        return page
+
     def _correct_page(self) -> QWidget:
         page = QWidget()
         layout = QVBoxLayout(page)
@@ -131,6 +162,92 @@ class WorkspaceWidget(QWidget):
         layout.addWidget(export)
         layout.addStretch(1)
         return page
+
+    # -- attention maps ----------------------------------------------------------------------
+    def _image_and_mask(self):
+        """The image the maps belong to (Review's when it is open, else Segment's) and its mask."""
+        from .. import layers as L
+
+        image = self.review.image_layer()
+        image = image if image is not None else self.segment.image_layer()
+        if image is None:
+            return None, None
+        name = L.layer_names(image.name)["mask"]
+        return image, (self.viewer.layers[name] if name in self.viewer.layers else None)
+
+    def map_layers(self) -> list:
+        """The current and kept attention layers of the image shown."""
+        image, _ = self._image_and_mask()
+        if image is None:
+            return []
+        return [layer for layer in self.viewer.layers if layer.metadata.get("image_layer") == image.name
+                and layer.metadata.get(L_ROLE) in ("attention", KEPT_ROLE)]
+
+    def show_maps(self, on: bool = True) -> None:
+        for layer in self.map_layers():
+            layer.visible = on
+
+    def keep_maps(self) -> int:
+        """Rename the current maps "kept: …" so the next network's run leaves them; returns how many."""
+        kept = 0
+        for layer in self.map_layers():
+            if layer.metadata.get(L_ROLE) == "attention":
+                layer.metadata[L_ROLE] = KEPT_ROLE
+                layer.name = f"kept: {layer.name}"
+                kept += 1
+        self.segment.status_label.setText(f"kept {kept} map(s): run another network, then 'side by side'"
+                                          if kept else "no maps to keep: run a network first")
+        return kept
+
+    def side_by_side(self, on: bool) -> None:
+        """Grid view of the image and its maps (mask, reference and probability hidden meanwhile)."""
+        image, _ = self._image_and_mask()
+        maps = self.map_layers()
+        if on:
+            self._hidden = [layer for layer in self.viewer.layers if layer.visible
+                            and layer is not image and layer not in maps]
+            for layer in self._hidden:
+                layer.visible = False
+            for layer in maps:
+                layer.visible = True
+                layer.blending = "translucent"  # each panel alone: no image to add onto
+        else:
+            for layer in getattr(self, "_hidden", []):
+                if layer in self.viewer.layers:
+                    layer.visible = True
+            for layer in maps:
+                layer.blending = "additive"
+            self._hidden = []
+        self.viewer.grid.enabled = on
+
+    def _choose_figure(self) -> None:
+        out, _ = QFileDialog.getSaveFileName(self, "Export figure", "figure.png", "PNG (*.png)")
+        if out:
+            self.export_figure(out)
+
+    def export_figure(self, out) -> Optional[Path]:
+        """image | mask | maps (visible ones, else all) as one PNG; a message when there is nothing."""
+        import numpy as np
+        from napari.utils.notifications import show_info, show_warning
+
+        from .. import display
+        from .. import layers as L
+
+        image, mask = self._image_and_mask()
+        maps = [layer for layer in self.map_layers() if layer.visible] or self.map_layers()
+        if image is None or mask is None:
+            show_warning("nothing to export: run a network on an image first")
+            return None
+        frame = L.current_frame(self.viewer, image)
+        plane = (lambda layer: np.asarray(layer.data[frame] if frame is not None else layer.data, np.float32))
+        figure = display.figure_panels(L.image_frame(image, frame), plane(mask) > 0,
+                                       [(plane(layer), layer.colormap.name) for layer in maps])
+        from PIL import Image
+
+        out = Path(out)
+        Image.fromarray(figure).save(out)
+        show_info(f"figure saved to {out} (image | mask | {len(maps)} map(s))")
+        return out
 
     # -- actions ---------------------------------------------------------------------------
     def draw_strokes(self) -> None:

@@ -152,3 +152,43 @@ def test_workspace_screenshot_at_1366x768(make_napari_viewer, qtbot, folder, tmp
     canvas = viewer.screenshot(canvas_only=True, flash=False)[..., :3].reshape(-1, 3).astype(int)
     cyan = (canvas[:, 2] > 150) & (canvas[:, 1] > 150) & (canvas[:, 0] < 120)
     assert cyan.sum() > 20  # the mask is drawn in its contrasting colour
+
+
+def test_two_networks_maps_side_by_side_and_figure(make_napari_viewer, qtbot, folder, tmp_path):
+    viewer = make_napari_viewer()
+    workspace = dock(viewer, DiskPredictor())
+    review = workspace.review
+    review.set_dataset(tmp_path / "c")
+    review.set_source(folder)
+    idle(qtbot, review)
+    maps = workspace.map_layers()
+    assert len(maps) == 1 and not maps[0].visible  # hidden by default
+    assert workspace.keep_maps() == 1
+    workspace.segment.model_combo.setCurrentText("eam-net")
+    press(viewer, "R")  # run the other network on the same item
+    idle(qtbot, review)
+    names = sorted(layer.name for layer in workspace.map_layers())
+    assert len(names) == 2 and names[0].startswith("Review: where EAM-Net looked") and names[1].startswith("kept: ")
+    workspace.side_by_side(True)
+    assert viewer.grid.enabled and all(layer.visible for layer in workspace.map_layers())
+    assert not review.labels_layer().visible
+    workspace.side_by_side(False)
+    assert not viewer.grid.enabled and review.labels_layer().visible
+    out = workspace.export_figure(tmp_path / "figure.png")
+    figure = np.asarray(Image.open(out))
+    h, w = review.image_layer().data.shape[:2]
+    assert figure.shape == (h, 4 * w + 3 * 8, 3)  # image | mask | two maps
+
+
+def test_export_buttons_write_or_say_why(make_napari_viewer, qtbot, folder, tmp_path):
+    viewer = make_napari_viewer()
+    workspace = dock(viewer, DiskPredictor())
+    assert workspace.export("coco", tmp_path / "x.json") is None and "Review tab" in workspace.last_error
+    review = workspace.review
+    review.set_dataset(tmp_path / "c")
+    review.set_source(folder)
+    idle(qtbot, review)
+    review.save("accepted")
+    assert workspace.export("coco", tmp_path / "x.json")["format"] == "coco"
+    assert (tmp_path / "x.json").is_file()
+    assert workspace.export("nnunet", tmp_path / "nn") is not None
