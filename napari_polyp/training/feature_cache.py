@@ -133,6 +133,13 @@ class FeatureCache:
         return torch.from_numpy(np.stack(rows).astype(np.float32))
 
 
+def cache_of_model(model, folder, name: str, size: int, stems: Sequence[str], views: Sequence[str]) -> FeatureCache:
+    """The cache of ``model.forward_features`` (a frozen-backbone network: ``backbone_sha256``
+    and, for DINO-keys, ``key_blocks`` name what its features are) for these images."""
+    tag = "keys" + "-".join(str(b) for b in getattr(model, "key_blocks", ()))
+    return FeatureCache(folder, name, model.backbone_sha256(), size, tag, stems, views)
+
+
 def _save_npy(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(path.name + ".tmp.npy")
     np.save(tmp, array)

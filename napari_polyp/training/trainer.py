@@ -42,7 +42,7 @@ from napari_polyp.inference import preprocess, resolve_device
 
 from . import data as data_mod
 from .augment import Augmenter
-from .feature_cache import VIEWS, FeatureCache, apply_view
+from .feature_cache import apply_view, cache_of_model
 from .losses import LOSSES, bce_dice, deep_supervision
 from .metrics import MeanScores
 from .presets import get_preset, lr_at, make_optimizer
@@ -229,10 +229,8 @@ class CachedBatches(Batches):
     def __init__(self, arrays, card, model: nn.Module, seed: int, device, val_arrays, folder, views):
         super().__init__(arrays, card, Augmenter("none", card.input_size), seed, device)
         self.model = model
-        tag = "keys" + "-".join(str(b) for b in getattr(model, "key_blocks", ()))
-        sha = model.backbone_sha256()
-        self.train_cache = FeatureCache(folder, "train", sha, card.input_size, tag, arrays.stems, views)
-        self.val_cache = FeatureCache(folder, "val", sha, card.input_size, tag, val_arrays.stems, ("identity",))
+        self.train_cache = cache_of_model(model, folder, "train", card.input_size, arrays.stems, views)
+        self.val_cache = cache_of_model(model, folder, "val", card.input_size, val_arrays.stems, ("identity",))
         self.val_arrays = val_arrays
 
     def iter_build(self, should_stop=None) -> Iterator[str]:

@@ -54,3 +54,32 @@ def test_student_trains_on_teacher_maps_predicted_once(tiny_data, tmp_path, monk
         assert saved["maps"].shape == (7, 64, 64) and saved["maps"].dtype == np.uint8
     train(_config(tiny_data, tmp_path / "student", epochs=2, resume=True, teacher_maps=teacher.checkpoint))
     assert len(calls) == 7  # reused: no new predictions
+
+
+def test_a_frozen_backbone_teacher_reads_its_cached_features(tiny_data, tmp_path, monkeypatch):
+    """DINO-keys as teacher: its features of the training images are in the shared cache,
+    so only its head runs, and the maps match what the full network predicts."""
+    import torch
+    from safetensors.torch import save_file
+
+    import models
+    import napari_polyp.inference as inference
+
+    torch.manual_seed(0)
+    backbone = models.create_model("dino-keys", checkpoint=False).backbone
+    weights = tmp_path / "vit_small_patch14_dinov2.test.safetensors"
+    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(weights))
+    shared = tmp_path / "features"
+    teacher = train(_config(tiny_data, tmp_path / "teacher", model="dino-keys", size=56, epochs=1,
+                            feature_cache=str(shared), backbone_weights=str(weights)))
+    calls = []
+    original = inference.Predictor.predict
+    monkeypatch.setattr(inference.Predictor, "predict", lambda self, image: calls.append(1) or original(self, image))
+    student = dict(epochs=1, teacher_maps=teacher.checkpoint, backbone_weights=str(weights))
+    train(_config(tiny_data, tmp_path / "cached", feature_cache=str(shared), **student))
+    assert calls == []  # the head ran on cached features
+    train(_config(tiny_data, tmp_path / "plain", **student))  # no cache there: the full network
+    assert len(calls) == 7
+    (cached,), (plain,) = (list((tmp_path / d).glob("**/teacher-*.npz")) for d in ("features", "plain"))
+    with np.load(cached) as a, np.load(plain) as b:
+        assert np.abs(a["maps"].astype(int) - b["maps"].astype(int)).mean() < 4  # one resize apart
