@@ -391,6 +391,9 @@ def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attentio
     if labels is None:
         data = np.zeros(expected, np.uint8)  # for T frames: pages committed only as frames are written
         labels = viewer.add_labels(data, name=names["mask"], opacity=0.5, metadata={ROLE: "mask"})
+        from .display import style_mask
+
+        style_mask(labels)  # cyan: napari's first label colour vanishes on red mucosa
         _place_like(labels, image_layer)
         state = PredictionState(probability=prob_layer.data, threshold=float(threshold))
         _set_state(labels, state)

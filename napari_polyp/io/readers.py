@@ -63,7 +63,34 @@ def image_layer_data(data, path, name: Optional[str] = None, **metadata) -> Laye
     return (data, {"name": name or Path(path).stem, "rgb": True, "metadata": meta}, "image")
 
 
+def looks_like_mask(path) -> bool:
+    """A single-channel file with at most two values (0/255, 0/1): a mask, not a photo."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("1", "L", "P", "I", "I;16"):
+                return False
+            return len(np.unique(np.asarray(image))) <= 2
+    except (OSError, ValueError):
+        return False
+
+
+def read_mask_layer(path) -> LayerData:
+    """A mask file opened on its own: an editable Labels layer (1 = lesion) in the mask colour."""
+    from ..display import MASK_COLOR
+    from .masks import read_mask
+
+    meta = {"name": f"{Path(path).stem} mask", "opacity": 0.5,
+            "colormap": {None: "transparent", 0: "transparent", 1: MASK_COLOR},
+            "metadata": {"source_path": str(path), "napari_polyp_role": "reference_file"}}
+    return (read_mask(path).astype("uint8"), meta, "labels")
+
+
 def read_image_layer(path) -> LayerData:
+    if looks_like_mask(path):
+        return read_mask_layer(path)
     data, notes = read_image_with_notes(path)
     if notes:
         _notify(f"{Path(path).name}: " + "; ".join(notes))
@@ -100,8 +127,12 @@ def read_folder(folder) -> List[LayerData]:
     if len({im.shape for im in images}) == 1:
         return [image_layer_data(np.stack(images), folder, name=folder.name,
                                  source_paths=[str(p) for p in paths])]
-    _notify(f"{folder.name}: images differ in size, opened as {len(images)} layers")
-    return [image_layer_data(im, p) for im, p in zip(images, paths)]
+    _notify(f"{folder.name}: images differ in size, opened as {len(images)} layers, only the first shown; "
+            "the Workspace's Review tab walks a folder one image at a time")
+    layers = [image_layer_data(im, p) for im, p in zip(images, paths)]
+    for _data, kwargs, _kind in layers[1:]:
+        kwargs["visible"] = False
+    return layers
 
 
 def read_video_layer(path) -> LayerData:

@@ -243,3 +243,27 @@ def test_low_bit_depth_data_in_a_16bit_tiff_is_scaled_by_its_range(tmp_path, max
     out, notes = read_image_with_notes(path)
     assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255  # not nearly black
     assert any(f"{bits}-bit data" in note for note in notes)
+
+
+def test_a_mask_file_opened_alone_is_a_labels_layer(make_napari_viewer, tmp_path):
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:15, 5:20] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    gray = (np.arange(600).reshape(20, 30) % 256).astype(np.uint8)  # a grey photo stays an image
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "m.png"), plugin="napari-polyp")
+    viewer.open(str(tmp_path / "g.png"), plugin="napari-polyp")
+    labels = viewer.layers["m mask"]
+    assert labels._type_string == "labels" and set(np.unique(labels.data)) == {0, 1}
+    assert viewer.layers["g"]._type_string == "image"
+
+
+def test_folder_mixed_sizes_shows_one_image_at_a_time(tmp_path, monkeypatch):
+    from napari_polyp.io import readers
+
+    monkeypatch.setattr(readers, "_notify", lambda message: None)
+    for i, size in enumerate([(10, 12), (14, 9), (10, 12)]):
+        Image.fromarray(np.full(size + (3,), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    layers = readers.read_paths(tmp_path)
+    assert [kwargs.get("visible", True) for _data, kwargs, _kind in layers] == [True, False, False]
