@@ -164,6 +164,14 @@ def prediction_state(labels_layer) -> Optional[PredictionState]:
     return _STATES.get(_unwrap(labels_layer))
 
 
+def show_saved_mask(labels_layer, mask: np.ndarray, image_layer, metadata: Mapping) -> None:
+    """Put a saved (hand-checked) mask into an existing mask layer: new data and metadata,
+    placed like ``image_layer``, and no probabilities behind it (a threshold leaves it alone)."""
+    _reuse(labels_layer, labels_layer.name, np.asarray(mask, dtype=np.uint8), image_layer)
+    labels_layer.metadata = {ROLE: "mask", **metadata}
+    _STATES.pop(_unwrap(labels_layer), None)
+
+
 def _set_state(labels_layer, state: PredictionState) -> None:
     _STATES[_unwrap(labels_layer)] = state
 

@@ -575,7 +575,6 @@ class ReviewWidget(QWidget):
             self._report_error(f"cannot read {item.source_path}: {error_text(err)}")
             return False
         image_layer = self._show_image(image, item)
-        self._remove_outputs(keep_kept_maps=same_item)
         record = self.session.record(index)
         self.note_edit.setText(record.note if record is not None else "")
         saved = None if force_predict else self.session.saved_mask(index)
@@ -583,6 +582,8 @@ class ReviewWidget(QWidget):
             self._report_error(f"the saved mask of {item.name} is {saved.shape}, the image {image.shape[:2]}: "
                                "predicting again")
             saved = None
+        will_predict = saved is None and (index in self._cache or self.auto_check.isChecked() or force_predict)
+        self._remove_outputs(keep_kept_maps=same_item, everything=not will_predict)
         self._predicted = None
         if saved is not None:
             self._predicted = self.session.saved_prediction(index)
@@ -618,10 +619,7 @@ class ReviewWidget(QWidget):
         reset = layer is None or tuple(layer.data.shape) != tuple(image.shape)
         if layer is None:
             layer = self.viewer.add_image(image, name=IMAGE_LAYER, rgb=True)
-        elif reset:
-            self.viewer.layers.remove(layer)
-            layer = self.viewer.add_image(image, name=IMAGE_LAYER, rgb=True)
-        else:
+        else:  # new data, even of another size: cheaper than a new layer (and its GL objects)
             layer.data = image
         layer.metadata["source_path"] = str(item.source_path)
         if item.frame is not None:
@@ -639,23 +637,37 @@ class ReviewWidget(QWidget):
     def image_layer(self):
         return self._layer(IMAGE_LAYER)
 
-    def _remove_outputs(self, keep_kept_maps: bool = False) -> None:
-        """Drop the previous item's mask, reference, strokes, probability and attention layers
-        (maps kept for a comparison stay while the same item is run again)."""
+    def _remove_outputs(self, keep_kept_maps: bool = False, everything: bool = False) -> None:
+        """Drop the previous item's strokes and kept maps (kept ones stay while the same item is
+        run again). The mask, probability, attention and reference layers are re-used by the next
+        item (removing and re-adding a layer costs ~0.5 s under software OpenGL); ``everything``
+        drops them too (an item shown without a prediction, or with a saved mask)."""
         labels = self.labels_layer()
         if labels is not None:
             self._labels_settings = {"mode": labels.mode, "brush_size": labels.brush_size}
         for layer in list(self.viewer.layers):
-            if keep_kept_maps and layer.metadata.get(L.ROLE) == display.KEPT_ATTENTION:
-                continue
-            if layer is labels or layer.name in (REFERENCE_LAYER, STROKES_LAYER) or \
-                    layer.metadata.get("image_layer") == IMAGE_LAYER:
+            role = layer.metadata.get(L.ROLE)
+            if role == display.KEPT_ATTENTION:
+                if not keep_kept_maps:
+                    self.viewer.layers.remove(layer)
+            elif layer.name == STROKES_LAYER:
                 self.viewer.layers.remove(layer)
+            elif everything and layer is not labels and (layer.name == REFERENCE_LAYER
+                                                         or layer.metadata.get("image_layer") == IMAGE_LAYER):
+                self.viewer.layers.remove(layer)
+        if everything and labels is not None:
+            self.viewer.layers.remove(labels)
 
     def _add_labels(self, mask: np.ndarray, image_layer, meta: dict):
-        labels = self.viewer.add_labels(np.asarray(mask, dtype=np.uint8), name=L.layer_names(IMAGE_LAYER)["mask"],
-                                        opacity=0.5, metadata={L.ROLE: "mask", "image_layer": IMAGE_LAYER, **meta})
-        labels.scale, labels.translate = image_layer.scale, image_layer.translate
+        """Show a saved mask: in the existing mask layer when there is one."""
+        labels = self.labels_layer()
+        metadata = {"image_layer": IMAGE_LAYER, **meta}
+        if labels is not None:
+            L.show_saved_mask(labels, mask, image_layer, metadata)
+        else:
+            labels = self.viewer.add_labels(np.asarray(mask, dtype=np.uint8), name=L.layer_names(IMAGE_LAYER)["mask"],
+                                            opacity=0.5, metadata={L.ROLE: "mask", **metadata})
+            labels.scale, labels.translate = image_layer.scale, image_layer.translate
         self._after_labels(labels)
         return labels
 
@@ -750,8 +762,11 @@ class ReviewWidget(QWidget):
     def _show_prediction(self, shown) -> None:
         prediction, meta, image_layer = shown
         index, threshold = self.current, self.threshold()
+        # The mask layer is re-used across items: what it holds is the previous item's (its unsaved
+        # edits were already saved or discarded by _confirm_leave), never to be carried over.
         labels = L.add_prediction_layers(self.viewer, image_layer, prediction.probability,
-                                         prediction.attention, meta, threshold)
+                                         prediction.attention, meta, threshold,
+                                         resolve_edits=lambda _found: L.DISCARD)
         self._after_labels(labels)
         self._predicted = prediction.mask(threshold)
         self._prediction_is_new = True
