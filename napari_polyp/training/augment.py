@@ -9,28 +9,39 @@ from __future__ import annotations
 
 from typing import Optional
 
-import albumentations as A
 import cv2
 import numpy as np
 
 _BORDER = cv2.BORDER_REFLECT_101
 
 
+def _albumentations():
+    """Imported on first use: the trainer imports this module, and a GPU machine that trains
+    with ``augment_on_device`` (``device_augment.py``) has no albumentations."""
+    import albumentations
+
+    return albumentations
+
+
 def _flips():
+    A = _albumentations()
     return [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
 
 
 def _colour(strength: float = 0.2):
+    A = _albumentations()
     return A.ColorJitter(brightness=strength, contrast=strength, saturation=strength, hue=0.02, p=0.5)
 
 
 def _affine(rotate: float, scale=(0.9, 1.1), translate=0.05):
+    A = _albumentations()
     return A.Affine(scale=scale, translate_percent=(-translate, translate), rotate=(-rotate, rotate),
                     border_mode=_BORDER, p=0.7)
 
 
-def build(preset: str, size: int) -> A.Compose:
+def build(preset: str, size: int) -> "albumentations.Compose":
     """The named preset. "none" returns an identity pipeline."""
+    A = _albumentations()
     if preset == "none":
         transforms = []
     elif preset == "flips":  # [B] for cached frozen-backbone features: what the cache can hold
