@@ -583,7 +583,8 @@ class ReviewWidget(QWidget):
                                "predicting again")
             saved = None
         will_predict = saved is None and (index in self._cache or self.auto_check.isChecked() or force_predict)
-        self._remove_outputs(keep_kept_maps=same_item, everything=not will_predict)
+        self._remove_outputs(keep_kept_maps=same_item, network_maps=not will_predict,
+                             mask=saved is None and not will_predict)
         self._predicted = None
         if saved is not None:
             self._predicted = self.session.saved_prediction(index)
@@ -637,26 +638,29 @@ class ReviewWidget(QWidget):
     def image_layer(self):
         return self._layer(IMAGE_LAYER)
 
-    def _remove_outputs(self, keep_kept_maps: bool = False, everything: bool = False) -> None:
+    def _remove_outputs(self, keep_kept_maps: bool = False, network_maps: bool = False,
+                        mask: bool = False) -> None:
         """Drop the previous item's strokes and kept maps (kept ones stay while the same item is
         run again). The mask, probability, attention and reference layers are re-used by the next
-        item (removing and re-adding a layer costs ~0.5 s under software OpenGL); ``everything``
-        drops them too (an item shown without a prediction, or with a saved mask)."""
+        item (removing and re-adding a layer costs ~0.5 s under software OpenGL); ``network_maps``
+        drops the probability and attention (a saved mask has none), ``mask`` the mask and
+        reference too (an item shown without any mask). Layers are matched by name: through a
+        plugin dock's viewer proxy the same layer is a new object at each access."""
         labels = self.labels_layer()
         if labels is not None:
             self._labels_settings = {"mode": labels.mode, "brush_size": labels.brush_size}
+        mask_names = {L.layer_names(IMAGE_LAYER)["mask"], REFERENCE_LAYER}
         for layer in list(self.viewer.layers):
             role = layer.metadata.get(L.ROLE)
             if role == display.KEPT_ATTENTION:
-                if not keep_kept_maps:
-                    self.viewer.layers.remove(layer)
-            elif layer.name == STROKES_LAYER:
-                self.viewer.layers.remove(layer)
-            elif everything and layer is not labels and (layer.name == REFERENCE_LAYER
-                                                         or layer.metadata.get("image_layer") == IMAGE_LAYER):
-                self.viewer.layers.remove(layer)
-        if everything and labels is not None:
-            self.viewer.layers.remove(labels)
+                drop = not keep_kept_maps
+            elif layer.name in mask_names:
+                drop = mask
+            else:
+                drop = layer.name == STROKES_LAYER or (
+                    network_maps and layer.metadata.get("image_layer") == IMAGE_LAYER)
+            if drop:
+                self.viewer.layers.remove(layer.name)
 
     def _add_labels(self, mask: np.ndarray, image_layer, meta: dict):
         """Show a saved mask: in the existing mask layer when there is one."""

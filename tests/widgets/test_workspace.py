@@ -85,6 +85,11 @@ def test_keyboard_review_of_five_items_writes_five_records(make_napari_viewer, q
     assert statuses == ["accepted", "accepted", "corrected", "rejected", "accepted"]
     assert review.progress_label.text() == "5 / 5 reviewed" and predictor.calls == 5
     assert workspace.finetune.data_edit.text() == str(tmp_path / "corrections")  # Train follows Review
+    press(viewer, "Shift-N")  # back to a saved item (through the dock's viewer proxy): its saved mask
+    assert review.current == 3 and not review.busy
+    np.testing.assert_array_equal(review.labels_layer().data, review.session.saved_mask(3))
+    press(viewer, "Shift-N")
+    assert review.current == 2 and review.labels_layer().data[:3, :3].trace() == 3  # the painted pixels
 
     # the table: Dice of every item, worst first, CSV; the rejected item is not a 0 in the means
     review.order_combo.setCurrentText("worst Dice first")
