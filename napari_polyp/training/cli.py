@@ -30,6 +30,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backbone-weights", default=None, help="local pretrained backbone weights (file/folder)")
     parser.add_argument("--pretrained-backbone", action="store_true", help="timm's pretrained backbone (online)")
     parser.add_argument("--augment", default=None, help="augmentation preset override")
+    parser.add_argument("--augment-on-device", action="store_true",
+                        help="augment whole batches on the training device (a GPU: the CPU cannot keep up)")
     parser.add_argument("--schedule", default=None, choices=("cosine", "poly", "cosine_restarts", "constant"),
                         help="learning-rate schedule override (default: the network's preset)")
     parser.add_argument("--no-cache", action="store_true", help="never cache frozen-backbone features")
@@ -75,7 +77,7 @@ def config_from_args(args):
         val_fraction=args.val_fraction, resume=args.resume, init_checkpoint=args.init_checkpoint,
         variant=variant, teacher=args.teacher, teacher_kind=args.train_teacher, teacher_maps=args.teacher_maps,
         backbone_weights=args.backbone_weights, pretrained_backbone=args.pretrained_backbone,
-        augment=args.augment, schedule=args.schedule, cache_features=not args.no_cache,
+        augment=args.augment, augment_on_device=args.augment_on_device, schedule=args.schedule, cache_features=not args.no_cache,
         views=tuple(v.strip() for v in args.views.split(",") if v.strip()),
         feature_cache=args.feature_cache, cache_only=args.cache_only,
         device=args.device, amp=not args.no_amp,

@@ -76,6 +76,7 @@ class TrainConfig:
     time_budget_min: Optional[float] = None
     max_steps: Optional[int] = None  # stop after this many optimiser steps (tests, smoke runs)
     augment: Optional[str] = None  # preset name override
+    augment_on_device: bool = False  # augment whole batches on the device (device_augment.py; for GPUs)
     schedule: Optional[str] = None  # learning-rate schedule override (presets.lr_at)
     cache_features: bool = True  # frozen-backbone networks: encode each image once
     views: tuple = ("identity", "hflip")  # cached views (feature_cache.VIEWS) of each training image
@@ -433,10 +434,15 @@ class _Run:
             self.net: nn.Module = _HeadOnly(self.model)
             self.augment_name = f"views {', '.join(config.views)} (cached frozen features)"
             return True
-        self.batches = Batches(self.train_arrays, self.card, Augmenter(self.preset.augment, self.size),
-                               config.seed, self.device)
+        if config.augment_on_device:
+            from .device_augment import DeviceBatches
+
+            self.batches = DeviceBatches(self.train_arrays, self.card, self.preset.augment, config.seed, self.device)
+        else:
+            self.batches = Batches(self.train_arrays, self.card, Augmenter(self.preset.augment, self.size),
+                                   config.seed, self.device)
         self.net = self.model
-        self.augment_name = self.preset.augment
+        self.augment_name = self.preset.augment + (" (on device)" if config.augment_on_device else "")
         if config.teacher_maps:
             from .distill import TeacherMaps
 

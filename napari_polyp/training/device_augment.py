@@ -1,0 +1,197 @@
+"""Whole-batch augmentation on the training device (``TrainConfig.augment_on_device``,
+``napari-polyp train --augment-on-device``).
+
+On a GPU the per-sample albumentations path (``augment.py``) on a few CPU cores cannot feed
+the network; here the training arrays live on the device as uint8 tensors and every batch
+is augmented there in one pass:
+
+- flips, 90° turns, rotation, zoom and shift folded into one affine matrix per sample,
+  applied with ``F.affine_grid`` + ``grid_sample`` (image bilinear, mask nearest,
+  reflected borders like the CPU presets' ``BORDER_REFLECT_101``);
+- light colour jitter (brightness, contrast, saturation, hue) and, for PEFNet, cut-out holes.
+
+Each sample's parameters are drawn from its own seed (``Batches.sample_seed``: run seed,
+epoch, index), as on the CPU path, so a run is repeatable and a resumed run draws what an
+unbroken one would. The presets follow the CPU presets of the same name [B]; PEFNet's grid
+distortion is left out, and its random resized crop is a zoom of up to 1/sqrt(0.6).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_polyp.errors import UserError
+
+from .trainer import Batches
+
+
+@dataclass(frozen=True)
+class DeviceAugment:
+    """Probabilities and ranges of one device preset (each drawn per sample)."""
+
+    hflip: float = 0.5
+    vflip: float = 0.5
+    turn90: float = 0.0  # a random multiple of 90° (lossless on a square)
+    affine: float = 0.7  # rotation + zoom + shift
+    rotate: float = 90.0  # degrees, uniform in ±rotate
+    zoom: Tuple[float, float] = (0.9, 1.1)  # > 1 magnifies
+    shift: float = 0.05  # fraction of the side, uniform in ±shift
+    colour: float = 0.5
+    colour_strength: float = 0.2  # brightness, contrast, saturation factors in 1 ± strength
+    hue: float = 0.02  # fraction of a full turn of the hue circle
+    cutout: float = 0.0  # probability of 1-4 black holes of 5-15 % of the side
+
+
+_OFF = DeviceAugment(hflip=0, vflip=0, affine=0, colour=0)
+DEVICE_PRESETS: Dict[str, DeviceAugment] = {
+    "none": _OFF,
+    "flips": replace(_OFF, hflip=0.5),
+    "standard": DeviceAugment(),
+    "microaunet": replace(_OFF, hflip=0.5, vflip=0.5, affine=0.7, rotate=180.0, zoom=(1.0, 1.0), shift=0.0),
+    "pefnet": DeviceAugment(turn90=0.0, affine=0.7, rotate=45.0, zoom=(1.0, 1 / math.sqrt(0.6)), shift=0.1,
+                            colour=0.0, cutout=0.3),
+}
+
+
+def device_preset(name: str) -> DeviceAugment:
+    try:
+        return DEVICE_PRESETS[name]
+    except KeyError:
+        raise UserError(f"augmentation preset {name!r} has no on-device version; "
+                        f"choose one of {', '.join(sorted(DEVICE_PRESETS))}") from None
+
+
+def draw(aug: DeviceAugment, seed: int) -> np.ndarray:
+    """One sample's parameters: [sx, sy, turns, angle, zoom, tx, ty, bright, contrast, sat, hue,
+    holes, (y0, x0, h, w) x 4], all from ``seed`` alone."""
+    rng = np.random.default_rng(seed)
+    u = rng.random(16)  # the coin of each decision, drawn first so ranges never shift them
+    sx = -1.0 if u[0] < aug.hflip else 1.0
+    sy = -1.0 if u[1] < aug.vflip else 1.0
+    turns = float(rng.integers(1, 4)) if u[2] < aug.turn90 else 0.0
+    angle, zoom, tx, ty = 0.0, 1.0, 0.0, 0.0
+    if u[3] < aug.affine:
+        angle = rng.uniform(-aug.rotate, aug.rotate)
+        zoom = rng.uniform(*aug.zoom)
+        tx, ty = rng.uniform(-aug.shift, aug.shift, 2) * 2  # affine_grid's frame spans [-1, 1]
+    bright = contrast = sat = 1.0
+    hue = 0.0
+    if u[4] < aug.colour:
+        bright, contrast, sat = rng.uniform(1 - aug.colour_strength, 1 + aug.colour_strength, 3)
+        hue = rng.uniform(-aug.hue, aug.hue)
+    holes = np.zeros(16)
+    n_holes = int(rng.integers(1, 5)) if u[5] < aug.cutout else 0
+    for k in range(n_holes):
+        h, w = rng.uniform(0.05, 0.15, 2)
+        holes[4 * k:4 * k + 4] = (rng.uniform(0, 1 - h), rng.uniform(0, 1 - w), h, w)
+    return np.concatenate([[sx, sy, turns, angle, zoom, tx, ty, bright, contrast, sat, hue, n_holes], holes])
+
+
+def affine_matrices(params: torch.Tensor) -> torch.Tensor:
+    """Bx2x3 ``affine_grid`` matrices (output -> input coordinates) from ``draw``'s rows."""
+    sx, sy, turns, angle, zoom, tx, ty = params[:, :7].unbind(1)
+    theta = torch.deg2rad(angle) + turns * (math.pi / 2)
+    cos, sin = torch.cos(theta) / zoom, torch.sin(theta) / zoom
+    rows = torch.stack([torch.stack([cos * sx, -sin * sy, tx], 1),
+                        torch.stack([sin * sx, cos * sy, ty], 1)], 1)
+    # exact zeros and ones keep flips and quarter turns on the pixel grid (no resampling blur)
+    return torch.where(rows.abs() < 1e-6, torch.zeros_like(rows), rows)
+
+
+def warp(images: torch.Tensor, masks: torch.Tensor, params: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Bx3xHxW float images in [0, 1] (bilinear) and Bx1xHxW float masks (nearest), warped alike."""
+    grid = F.affine_grid(affine_matrices(params), list(images.shape), align_corners=False)
+    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    masks = F.grid_sample(masks, grid, mode="nearest", padding_mode="reflection", align_corners=False)
+    return images, masks
+
+
+_GREY = (0.299, 0.587, 0.114)
+
+
+def jitter_colour(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast (around each image's mean grey), saturation and a hue turn
+    (a rotation about the grey axis in YIQ space); factors of 1 and hue 0 leave a sample as is."""
+    bright, contrast, sat, hue = (params[:, k].view(-1, 1, 1, 1) for k in range(7, 11))
+    grey_w = images.new_tensor(_GREY).view(1, 3, 1, 1)
+    x = images * bright
+    mean = (x * grey_w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    x = (x - mean) * contrast + mean
+    grey = (x * grey_w).sum(1, keepdim=True)
+    x = (x - grey) * sat + grey
+    return _turn_hue(x, hue.view(-1)).clamp_(0.0, 1.0)
+
+
+def _turn_hue(x: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
+    to_yiq = x.new_tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    angle = hue * 2 * math.pi
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    one, zero = torch.ones_like(cos), torch.zeros_like(cos)
+    turn = torch.stack([torch.stack([one, zero, zero], 1), torch.stack([zero, cos, -sin], 1),
+                        torch.stack([zero, sin, cos], 1)], 1)  # Bx3x3
+    matrix = torch.linalg.inv(to_yiq) @ turn @ to_yiq
+    return torch.einsum("bij,bjhw->bihw", matrix, x)
+
+
+def cut_holes(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Black rectangles (PEFNet's CoarseDropout); the mask keeps the lesion under them."""
+    size_h, size_w = images.shape[-2:]
+    ys = (torch.arange(size_h, device=images.device) + 0.5) / size_h
+    xs = (torch.arange(size_w, device=images.device) + 0.5) / size_w
+    holes = params[:, 12:28].view(-1, 4, 4)  # y0, x0, h, w (zeros: no hole)
+    y0, x0, h, w = (holes[..., k, None, None] for k in range(4))
+    inside = ((ys.view(1, 1, -1, 1) >= y0) & (ys.view(1, 1, -1, 1) < y0 + h)
+              & (xs.view(1, 1, 1, -1) >= x0) & (xs.view(1, 1, 1, -1) < x0 + w)).any(1, keepdim=True)
+    return images.masked_fill(inside, 0.0)
+
+
+def augment_batch(images: torch.Tensor, masks: torch.Tensor, params: torch.Tensor, aug: DeviceAugment):
+    """uint8 Bx3xHxW images and Bx1xHxW {0,1} masks -> float images in [0, 1] and float masks."""
+    x, y = warp(images.float().div_(255.0), masks.float(), params)
+    if aug.colour > 0:
+        x = jitter_colour(x, params)
+    if aug.cutout > 0:
+        x = cut_holes(x, params)
+    return x, y
+
+
+def normalise(x: torch.Tensor, card) -> torch.Tensor:
+    """``inference.preprocess``'s normalisation of Bx3xSxS images in [0, 1], on their device
+    (tests/training/test_device_augment.py checks that the two agree)."""
+    if card.normalization == "minmax":
+        lo = x.amin(dim=(1, 2, 3), keepdim=True)
+        hi = x.amax(dim=(1, 2, 3), keepdim=True)
+        return (x - lo) / (hi - lo).clamp_min(1e-6)
+    mean = x.new_tensor(card.mean).view(1, 3, 1, 1)
+    std = x.new_tensor(card.std).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class DeviceBatches(Batches):
+    """Training batches augmented on the device; validation batches as in :class:`Batches`."""
+
+    def __init__(self, arrays, card, preset: str, seed: int, device):
+        super().__init__(arrays, card, None, seed, device)
+        if arrays.images.shape[1] != card.input_size:
+            raise ValueError(f"arrays at {arrays.images.shape[1]} px, card at {card.input_size} px")
+        self.preset_name, self.aug = preset, device_preset(preset)
+        # uint8 on the device: 810 Kvasir images at 352 px are 0.3 GB
+        self.images = torch.from_numpy(arrays.images).to(device).permute(0, 3, 1, 2)
+        self.masks = torch.from_numpy(arrays.masks).to(device)[:, None]
+
+    def params(self, indices: List[int], epoch: int) -> torch.Tensor:
+        rows = [draw(self.aug, self.sample_seed(epoch, i)) for i in indices]
+        return torch.from_numpy(np.stack(rows).astype(np.float32)).to(self.device)
+
+    def train_batch(self, indices, epoch: int):
+        if self.teacher_maps is not None:
+            raise UserError("teacher maps are not warped on the device: train with teacher maps "
+                            "without --augment-on-device")
+        rows = torch.as_tensor(list(indices), device=self.device)
+        x, y = augment_batch(self.images[rows], self.masks[rows], self.params(list(indices), epoch), self.aug)
+        return normalise(x, self.card), y, None

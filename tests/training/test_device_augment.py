@@ -1,0 +1,105 @@
+"""On-device batch augmentation (``--augment-on-device``), checked on the CPU."""
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from napari_polyp.inference import preprocess
+from napari_polyp.training import TrainConfig, train
+from napari_polyp.training.device_augment import (
+    DEVICE_PRESETS, DeviceAugment, augment_batch, draw, normalise,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+OFF = DEVICE_PRESETS["none"]
+
+
+def _batch(n=3, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    images = torch.from_numpy(rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8))
+    masks = torch.zeros(n, 1, size, size, dtype=torch.uint8)
+    masks[:, :, 4:14, 6:20] = 1  # off-centre, so every turn and flip moves it
+    return images, masks
+
+
+def _params(aug, n, seed=0):
+    return torch.from_numpy(np.stack([draw(aug, seed + i) for i in range(n)]).astype(np.float32))
+
+
+@pytest.mark.parametrize("name", ["microaunet", "eam-net"])  # imagenet and min-max normalisation
+def test_normalise_matches_inference_preprocess(name):
+    card = models.base_card(name)
+    images, _ = _batch(size=card.input_size)
+    expected = preprocess(images.permute(0, 2, 3, 1).numpy(), card)
+    torch.testing.assert_close(normalise(images.float() / 255, card), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_parameters_depend_on_the_seed_alone():
+    aug = DEVICE_PRESETS["pefnet"]
+    assert np.array_equal(draw(aug, 7), draw(aug, 7))
+    assert not np.array_equal(draw(aug, 7), draw(aug, 8))
+
+
+def test_no_augmentation_is_the_identity():
+    images, masks = _batch()
+    x, y = augment_batch(images, masks, _params(OFF, 3), OFF)
+    assert torch.equal(x, images.float() / 255) and torch.equal(y, masks.float())
+
+
+def test_flips_and_quarter_turns_stay_on_the_pixel_grid():
+    images, masks = _batch()
+    flip = dataclasses.replace(OFF, hflip=1.0)
+    x, y = augment_batch(images, masks, _params(flip, 3), flip)
+    torch.testing.assert_close(x, images.flip(-1).float() / 255, rtol=0, atol=1e-5)
+    assert torch.equal(y, masks.flip(-1).float())
+    turn = dataclasses.replace(OFF, turn90=1.0)
+    params = _params(turn, 3)
+    _, y = augment_batch(images, masks, params, turn)
+    for i, turns in enumerate(params[:, 2].int().tolist()):
+        assert turns in (1, 2, 3)
+        assert any(torch.equal(y[i], masks[i].rot90(k, (-2, -1)).float()) for k in (turns, -turns))
+
+
+def test_image_and_mask_move_together_under_the_affine():
+    images, masks = _batch(n=6, size=64)
+    images = (masks * 255).expand(-1, 3, -1, -1).contiguous()  # the image is its own mask
+    aug = DeviceAugment(affine=1.0, rotate=40, zoom=(0.8, 1.25), shift=0.1, colour=0.0)
+    x, y = augment_batch(images, masks, _params(aug, 6), aug)
+    assert not torch.equal(y, masks.float())
+    agree = ((x[:, :1] >= 0.5) == (y >= 0.5)).float().mean()
+    assert agree > 0.98
+    assert set(y.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_colour_and_holes_change_the_image_only():
+    images, masks = _batch(n=8)
+    aug = dataclasses.replace(OFF, colour=1.0, cutout=1.0)
+    x, y = augment_batch(images, masks, _params(aug, 8), aug)
+    assert torch.equal(y, masks.float())
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert not torch.allclose(x, images.float() / 255)
+    assert (x == 0).flatten(1).any(1).all()  # every sample got at least one black hole
+
+
+def test_a_run_with_on_device_augmentation_trains_and_records_it(tiny_data, tmp_path):
+    done = train(TrainConfig(model="microaunet", data=str(tiny_data), out=str(tmp_path / "run"), size=64, batch=4,
+                             epochs=1, max_steps=2, num_threads=1, device="cpu", augment_on_device=True))
+    header, _ = models.checkpoint.read_checkpoint(tmp_path / "run" / "last.pt")
+    assert done.step == 2 and header["training"]["augment"] == "microaunet (on device)"
+
+
+def test_the_trainer_imports_without_gui_and_cpu_augmentation_packages():
+    # what a lent GPU machine lacks (KINDS.md): the trainer and its CLI must import without them
+    blocked = ["albumentations", "pydantic", "napari", "qtpy", "PyQt5", "magicgui", "av", "pycocotools", "npe2"]
+    code = ("import sys\n"
+            f"for name in {blocked!r}: sys.modules[name] = None\n"
+            "import napari_polyp.training.trainer, napari_polyp.training.device_augment\n"
+            "from napari_polyp.cli import build_parser\n"
+            "build_parser('train'); build_parser('bench')\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
