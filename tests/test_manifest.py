@@ -40,3 +40,5 @@ def test_wheel_carries_the_manifest_samples_and_checkpoints(tmp_path):
     assert any(n.startswith("napari_polyp/io/sample_data/") and n.endswith(".jpg") for n in names)
     shipped = {p.name for p in (ROOT / "models" / "checkpoints").glob("*.pt")}
     assert {f"models/checkpoints/{name}" for name in shipped} <= names
+    # checkpoints over 20 MB stay in the repository (setup.cfg's exclude_package_data)
+    assert not any(n.startswith("models/checkpoints/large/") for n in names)
