@@ -61,7 +61,7 @@ SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
 STATUS_MARK = {"unreviewed": "·", "accepted": "✓", "corrected": "✎", "rejected": "✗"}
 ORDERS = ("folder order", "worst Dice first", "most uncertain first")
 COLUMNS = (("item", "item"), ("status", "status"), ("Dice", "dice"), ("IoU", "iou"),
-           ("changed px", "pixels_changed"), ("uncertainty", "uncertainty"))
+           ("changed", "pixels_changed"), ("uncert.", "uncertainty"))
 
 
 class _SortItem(QTableWidgetItem):
@@ -153,7 +153,8 @@ class ReviewWidget(QWidget):
         options = QHBoxLayout()
         self.unreviewed_check = QCheckBox("only unreviewed")
         self.unreviewed_check.toggled.connect(self._refresh_list)
-        self.advance_check = QCheckBox("next after saving")
+        self.advance_check = QCheckBox("auto-next")
+        self.advance_check.setToolTip("Open the next item after saving")
         self.advance_check.setChecked(True)
         self.auto_check = QCheckBox("predict on open")
         self.auto_check.setChecked(True)
@@ -202,7 +203,9 @@ class ReviewWidget(QWidget):
         self.item_list.verticalHeader().setDefaultSectionSize(20)
         header = self.item_list.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.Stretch)
+        header.setSectionResizeMode(0, QHeaderView.Stretch)  # the name gets what the numbers leave
+        header.setMinimumSectionSize(36)
+        self.item_list.setTextElideMode(Qt.ElideMiddle)  # long stems keep their start and end
         self.item_list.setSortingEnabled(True)
         self.item_list.setMinimumHeight(110)
         self.item_list.setToolTip("Click an item to open it; click a column title to sort by it. Dice/IoU: the "
@@ -237,6 +240,13 @@ class ReviewWidget(QWidget):
         for check in (self.mask_check, self.contour_check, self.reference_check):
             view.addWidget(check)
         root.addLayout(view)
+        colours = display.AGREEMENT_COLORS
+        self.legend_label = QLabel(
+            "reference: " + " ".join(f"<span style='color:{colours[key]}'>■</span> {text}" for key, text in
+                                     ((display.TP, "both"), (display.FP, "mask only"),
+                                      (display.FN, "reference only"))))
+        self.legend_label.setToolTip("\n".join(display.AGREEMENT_NAMES.values()))
+        root.addWidget(self.legend_label)
 
         self.item_label = text_label()
         root.addWidget(self.item_label)

@@ -201,21 +201,21 @@ class WorkspaceWidget(QWidget):
 
     def side_by_side(self, on: bool) -> None:
         """Grid view of the image and its maps (mask, reference and probability hidden meanwhile)."""
+        # Matched by name: through a plugin dock's viewer proxy a layer is a new object at each access.
         image, _ = self._image_and_mask()
-        maps = self.map_layers()
+        keep = {layer.name for layer in self.map_layers()} | ({image.name} if image is not None else set())
         if on:
-            self._hidden = [layer for layer in self.viewer.layers if layer.visible
-                            and layer is not image and layer not in maps]
-            for layer in self._hidden:
-                layer.visible = False
-            for layer in maps:
+            self._hidden = [layer.name for layer in self.viewer.layers if layer.visible and layer.name not in keep]
+            for name in self._hidden:
+                self.viewer.layers[name].visible = False
+            for layer in self.map_layers():
                 layer.visible = True
                 layer.blending = "translucent"  # each panel alone: no image to add onto
         else:
-            for layer in getattr(self, "_hidden", []):
-                if layer in self.viewer.layers:
-                    layer.visible = True
-            for layer in maps:
+            for name in getattr(self, "_hidden", []):
+                if name in self.viewer.layers:
+                    self.viewer.layers[name].visible = True
+            for layer in self.map_layers():
                 layer.blending = "additive"
             self._hidden = []
         self.viewer.grid.enabled = on
