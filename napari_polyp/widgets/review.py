@@ -202,9 +202,11 @@ class ReviewWidget(QWidget):
         self.item_list.verticalHeader().setVisible(False)
         self.item_list.verticalHeader().setDefaultSectionSize(20)
         header = self.item_list.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.Stretch)  # the name gets what the numbers leave
         header.setMinimumSectionSize(36)
+        for column, width in enumerate((0, 86, 48, 48, 62, 56)):  # fixed numbers: no sideways scrolling
+            header.setSectionResizeMode(column, QHeaderView.Stretch if column == 0 else QHeaderView.Interactive)
+            if width:
+                header.resizeSection(column, width)
         self.item_list.setTextElideMode(Qt.ElideMiddle)  # long stems keep their start and end
         self.item_list.setSortingEnabled(True)
         self.item_list.setMinimumHeight(110)
