@@ -54,10 +54,15 @@ def out_dir() -> Path:
     return folder
 
 
+STASH_MIN_FREE = 8 * 2 ** 30  # a run folder (weights, optimizer state, arrays) and the parts
+
+
 def stash_dir() -> Path:
-    """Runs and parts kept on the machine between calls: in memory (/dev/shm) when there is
-    one, so that saving a checkpoint every epoch costs little."""
-    base = Path("/dev/shm") if Path("/dev/shm").is_dir() and not DRY_RUN else Path("/tmp")
+    """Runs and parts kept on the machine between calls: in memory (/dev/shm) when it has room
+    (a container's may have 64 MB), so that saving a checkpoint every epoch costs little."""
+    shm = Path("/dev/shm")
+    roomy = shm.is_dir() and shutil.disk_usage(shm).free > STASH_MIN_FREE
+    base = shm if roomy and not DRY_RUN else Path("/tmp")
     folder = base / "napari-polyp-gpu"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -211,13 +216,19 @@ def collect(args) -> int:
     return 0
 
 
+def bench_argv(batch: str) -> list:
+    if DRY_RUN:  # the CPU rehearsal: one small network
+        return ["--device", "cpu", "--models", "microaunet", "--runs", "3", "--batch", batch]
+    return ["--device", "cuda", "--amp", "--batch", batch]
+
+
 def bench() -> None:
     """GPU rows of benchmarks/bench_all.py (batch 1 and 8, AMP) into $OUT/bench-cuda.txt."""
     with open(out_dir() / "bench-cuda.txt", "w") as fh:
         for batch in ("1", "8"):
-            say(f"bench_all --device cuda --amp --batch {batch}")
-            subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_all.py"), "--device", "cuda", "--amp",
-                            "--batch", batch], stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, check=False)
+            say(f"bench_all {' '.join(bench_argv(batch))}")
+            subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_all.py")] + bench_argv(batch),
+                           stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, check=False)
             fh.flush()
 
 
