@@ -93,6 +93,11 @@ class WorkspaceWidget(QWidget):
         layout = QVBoxLayout(page)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.segment)
+        self.save_mask_button = QPushButton("Save this mask to the corrections")
+        self.save_mask_button.setToolTip("Save the mask of the image chosen above (frame on screen) as a corrected "
+                                         "item of the corrections folder chosen in the Review tab")
+        self.save_mask_button.clicked.connect(self.save_segment_mask)
+        layout.addWidget(self.save_mask_button)
         box = QGroupBox("Attention maps (where the network looked)")
         inner = QVBoxLayout(box)
         row = QHBoxLayout()
@@ -162,6 +167,49 @@ class WorkspaceWidget(QWidget):
         layout.addWidget(export)
         layout.addStretch(1)
         return page
+
+    # -- saving a Segment mask -------------------------------------------------------------------
+    def save_segment_mask(self, status: str = "corrected"):
+        """Save the Model tab's mask (any open image or video frame) into the Review tab's corrections
+        folder; returns the record, or None with a message saying why not."""
+        import numpy as np
+        from napari.utils.notifications import show_info, show_warning
+
+        from .. import layers as L
+        from ..corrections import CorrectionsDataset
+        from ..corrections.manifest import safe_stem
+        from ..corrections.review import dataset_clash
+
+        image, labels = self.segment.image_layer(), self.segment.mask_layer()
+        root = self.review.dataset_path
+        source = (image.metadata.get("source_path") or "") if image is not None else ""
+        problem = ("choose the corrections folder in the Review tab first" if root is None else
+                   "run a network on an image first (no mask to save)" if image is None or labels is None else
+                   dataset_clash(Path(source).parent, root) if source and Path(source).is_file() else "")
+        if problem:
+            self.segment.status_label.setText(f"⚠ {problem}")
+            show_warning(problem)
+            return None
+        frame = L.current_frame(self.viewer, image)
+        mask = np.asarray(labels.data if frame is None else labels.data[frame])
+        state = L.prediction_state(labels)
+        predicted = state.derived.get(frame) if state is not None else None
+        stem = safe_stem(f"{Path(source).stem if source else image.name}" + ("" if frame is None else f"_{frame:06d}"))
+        meta = labels.metadata
+        try:
+            record = CorrectionsDataset(root).save(
+                image=L.image_frame(image, frame), mask=mask, stem=stem, source_path=source or None,
+                predicted=predicted, model=str(meta.get("model") or ""),
+                checkpoint_sha256=str(meta.get("checkpoint_sha256") or ""), threshold=meta.get("threshold"),
+                status=status, **({} if frame is None else {"frame": frame}))
+        except Exception as err:  # noqa: BLE001 -- the dataset is intact; say why
+            self.segment.status_label.setText(f"⚠ not saved: {error_text(err)}")
+            show_warning(f"not saved: {error_text(err)}")
+            return None
+        text = f"saved {stem} into {root} as {record.status} (version {record.version})"
+        self.segment.status_label.setText(text)
+        show_info(text)
+        return record
 
     # -- attention maps ----------------------------------------------------------------------
     def _image_and_mask(self):

@@ -197,3 +197,19 @@ def test_export_buttons_write_or_say_why(make_napari_viewer, qtbot, folder, tmp_
     assert workspace.export("coco", tmp_path / "x.json")["format"] == "coco"
     assert (tmp_path / "x.json").is_file()
     assert workspace.export("nnunet", tmp_path / "nn") is not None
+
+
+def test_a_segment_mask_can_be_saved_into_the_corrections(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    workspace = dock(viewer, DiskPredictor())
+    viewer.add_image(np.full((40, 40, 3), 90, np.uint8), name="loose", rgb=True)
+    workspace.segment.image_combo.setCurrentText("loose")
+    assert workspace.save_segment_mask() is None  # no corrections folder yet: a message
+    workspace.review.set_dataset(tmp_path / "corrections")
+    workspace.segment.run()
+    qtbot.waitUntil(lambda: not workspace.segment.busy, timeout=WAIT_MS)
+    mask = viewer.layers["loose mask"]
+    mask.data_setitem((np.array([0]), np.array([0])), np.array([1], np.uint8))
+    record = workspace.save_segment_mask()
+    assert record.stem == "loose" and record.status == "corrected" and record.pixels_changed == 1
+    assert (tmp_path / "corrections" / "masks" / "loose.png").is_file()
