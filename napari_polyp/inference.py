@@ -48,12 +48,18 @@ def preprocess(images: np.ndarray, card: ModelCard) -> torch.Tensor:
     size = (card.input_size, card.input_size)
     if tuple(x.shape[-2:]) != size:
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return normalise(x, card)
+
+
+def normalise(x: torch.Tensor, card: ModelCard) -> torch.Tensor:
+    """Bx3xHxW in [0, 1] -> the card's normalisation (ImageNet mean/std, or per-image min-max),
+    on ``x``'s own device (training's on-device augmentation uses it too)."""
     if card.normalization == "minmax":
         lo = x.amin(dim=(1, 2, 3), keepdim=True)
         hi = x.amax(dim=(1, 2, 3), keepdim=True)
         return (x - lo) / (hi - lo).clamp_min(1e-6)
-    mean = torch.tensor(card.mean).view(1, 3, 1, 1)
-    std = torch.tensor(card.std).view(1, 3, 1, 1)
+    mean = x.new_tensor(card.mean).view(1, 3, 1, 1)
+    std = x.new_tensor(card.std).view(1, 3, 1, 1)
     return (x - mean) / std
 
 

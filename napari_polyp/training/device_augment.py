@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_polyp.errors import UserError
+from napari_polyp.inference import normalise
 
 from .trainer import Batches
 
@@ -158,18 +159,6 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, params: torch.Tenso
     if aug.cutout > 0:
         x = cut_holes(x, params)
     return x, y
-
-
-def normalise(x: torch.Tensor, card) -> torch.Tensor:
-    """``inference.preprocess``'s normalisation of Bx3xSxS images in [0, 1], on their device
-    (tests/training/test_device_augment.py checks that the two agree)."""
-    if card.normalization == "minmax":
-        lo = x.amin(dim=(1, 2, 3), keepdim=True)
-        hi = x.amax(dim=(1, 2, 3), keepdim=True)
-        return (x - lo) / (hi - lo).clamp_min(1e-6)
-    mean = x.new_tensor(card.mean).view(1, 3, 1, 1)
-    std = x.new_tensor(card.std).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 class DeviceBatches(Batches):

@@ -9,11 +9,9 @@ import pytest
 import torch
 
 import models
-from napari_polyp.inference import preprocess
+from napari_polyp.inference import normalise, preprocess
 from napari_polyp.training import TrainConfig, train
-from napari_polyp.training.device_augment import (
-    DEVICE_PRESETS, DeviceAugment, augment_batch, draw, normalise,
-)
+from napari_polyp.training.device_augment import DEVICE_PRESETS, DeviceAugment, augment_batch, draw
 
 ROOT = Path(__file__).resolve().parents[2]
 OFF = DEVICE_PRESETS["none"]
