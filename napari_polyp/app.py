@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+MODEL_TAB = 1  # the Workspace's tab that holds the Segment widget
 SAMPLES = {"colonoscopy": "colonoscopy", "dermoscopy": "dermoscopy"}  # task -> napari.yaml sample key
 
 
@@ -56,10 +57,11 @@ def _layer_data(path):
 
 def open_app(viewer, image=None, model: Optional[str] = None, device: str = "auto", layer_data=None,
              task: str = "colonoscopy"):
-    """Load the image (or the task's sample) into ``viewer``, dock Segment, select ``model``
-    (default: ``models.default_model(task)``).
+    """Load the image (or the task's sample) into ``viewer``, dock the Workspace on its Model
+    tab, select ``model`` (default: ``models.default_model(task)``).
 
-    ``layer_data``: the image already read (else ``image`` is read here). Returns the SegmentWidget.
+    ``layer_data``: the image already read (else ``image`` is read here). Returns the Workspace's
+    SegmentWidget (the Model tab).
     """
     import models
     from napari.layers import Layer
@@ -71,7 +73,9 @@ def open_app(viewer, image=None, model: Optional[str] = None, device: str = "aut
     else:
         for data in layer_data if layer_data is not None else _layer_data(image):
             viewer.add_layer(Layer.create(*data))
-    _, widget = viewer.window.add_plugin_dock_widget("napari-polyp", "Segment")
+    _, workspace = viewer.window.add_plugin_dock_widget("napari-polyp", "Workspace")
+    workspace.tabs.setCurrentIndex(MODEL_TAB)  # the opened image and its mask, before any folder is chosen
+    widget = workspace.segment
     widget.task_combo.setCurrentText(task)
     widget.model_combo.setCurrentText(model)
     widget.device_combo.setCurrentText(device)

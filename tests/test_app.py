@@ -18,6 +18,7 @@ def test_open_app_docks_segment_with_sample_and_model(make_napari_viewer, tmp_pa
     viewer = make_napari_viewer(show=True)
     widget = open_app(viewer, model=MODEL, device="cpu")
     assert type(widget).__name__ == "SegmentWidget"
+    assert "Workspace (napari-polyp)" in viewer.window._dock_widgets  # docked as a user gets it
     assert widget.model_combo.currentText() == MODEL
     assert widget.image_layer() is not None and widget.image_layer().name.startswith("colonoscopy")
     path = run_once_and_screenshot(viewer, widget, tmp_path / "app.png", timeout=300)
