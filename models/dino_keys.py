@@ -323,7 +323,7 @@ def build_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = False, weigh
     backbone="DINOv2 ViT-S/14 (frozen)",
     params=22_508_273,
     gflops=61.04,
-    cpu_ms=850.0,
+    cpu_ms=929.4,
     variants=tuple(BACKBONES),
     default_variant=DEFAULT_BACKBONE,
     attention_maps=("cls_attention",),
