@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .. import layers as L
 from ._common import text_label
 
 
@@ -112,14 +113,18 @@ class CleanupWidget(QWidget):
         self._on_active_changed()
 
     def labels_layer(self):
-        """The active layer if it is a Labels layer, else the topmost Labels layer."""
+        """The active layer if it is a mask, else the topmost mask (a Labels layer that is
+        not a refine stroke layer: strokes are the annotator's marks, not a mask to clean)."""
         from napari.layers import Labels
 
+        def is_mask(layer) -> bool:
+            return isinstance(layer, Labels) and layer.metadata.get(L.ROLE) != "strokes"
+
         active = self.viewer.layers.selection.active
-        if isinstance(active, Labels):
+        if is_mask(active):
             return active
         for layer in reversed(self.viewer.layers):
-            if isinstance(layer, Labels):
+            if is_mask(layer):
                 return layer
         return None
 

@@ -64,3 +64,15 @@ def test_without_a_labels_layer_the_buttons_are_disabled(make_napari_viewer):
     viewer.add_labels(np.zeros((8, 8), np.uint8))
     assert widget.buttons["Fill holes"].isEnabled()
     assert widget.run_action("Fill holes") == 0  # nothing to change, nothing recorded
+
+
+def test_a_selected_stroke_layer_is_not_what_clean_up_changes(make_napari_viewer):
+    viewer = make_napari_viewer()
+    mask = viewer.add_labels(blob_with_hole_and_speck(), name="mask")
+    strokes = viewer.add_labels(np.zeros((24, 24), np.uint8), name="strokes",
+                                metadata={"napari_polyp_role": "strokes"})
+    viewer.layers.selection.active = strokes  # refine leaves the strokes selected, for more painting
+    widget = CleanupWidget(viewer)
+    assert widget.labels_layer() is mask and "mask" in widget.status_label.text()
+    assert widget.run_action("Fill holes") == 1
+    assert mask.data[8, 8] == 1 and not strokes.data.any()
