@@ -23,6 +23,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+import random
 from typing import Callable, Dict, Iterable, Iterator, Sequence, Tuple
 
 import numpy as np
@@ -138,6 +139,32 @@ def cache_of_model(model, folder, name: str, size: int, stems: Sequence[str], vi
     and, for DINO-keys, ``key_blocks`` name what its features are) for these images."""
     tag = "keys" + "-".join(str(b) for b in getattr(model, "key_blocks", ()))
     return FeatureCache(folder, name, model.backbone_sha256(), size, tag, stems, views)
+
+
+def token_windows(features: torch.Tensor, images: np.ndarray, masks: np.ndarray, tokens: int,
+                  seeds: Sequence[int]) -> Tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """A random window of ``tokens`` tokens a side per sample (drawn from its seed), cut
+    from the cached features [B,C,h,w] and, at the same place, from the images [B,H,W,3]
+    and masks [B,H,W] (H = h · patch).
+
+    Why this is sound: the features were computed on the whole image (global attention saw
+    all of it), and the decoder is convolutional with a receptive field of a few tokens, so
+    a window trains it on the same pixels as the whole image would, but for a border of
+    padding, at a fraction of the cost of a step.
+    """
+    h, w = features.shape[-2:]
+    if tokens >= min(h, w):
+        return features, images, masks
+    patch = images.shape[1] // h
+    cut_f, cut_i, cut_m = [], [], []
+    for b, seed in enumerate(seeds):
+        rng = random.Random(seed)
+        r, c = rng.randrange(h - tokens + 1), rng.randrange(w - tokens + 1)
+        rows, cols = slice(r * patch, (r + tokens) * patch), slice(c * patch, (c + tokens) * patch)
+        cut_f.append(features[b, :, r:r + tokens, c:c + tokens])
+        cut_i.append(images[b, rows, cols])
+        cut_m.append(masks[b, rows, cols])
+    return torch.stack(cut_f), np.ascontiguousarray(np.stack(cut_i)), np.stack(cut_m)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

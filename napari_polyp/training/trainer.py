@@ -42,7 +42,7 @@ from napari_polyp.inference import preprocess, resolve_device
 
 from . import data as data_mod
 from .augment import Augmenter
-from .feature_cache import apply_view, cache_of_model
+from .feature_cache import apply_view, cache_of_model, token_windows
 from .losses import LOSSES, bce_dice, deep_supervision
 from .metrics import MeanScores
 from .presets import get_preset, lr_at, make_optimizer
@@ -82,6 +82,7 @@ class TrainConfig:
     views: tuple = ("identity", "hflip")  # cached views (feature_cache.VIEWS) of each training image
     feature_cache: Optional[str] = None  # folder of the frozen-feature cache (default: out)
     cache_only: bool = False  # fill the frozen-feature cache, then stop (no training)
+    crop_tokens: int = 0  # cached features: train on random windows of this many tokens a side (0: whole)
     num_threads: Optional[int] = None
     command: str = ""
     val_batch: int = 8
@@ -227,9 +228,11 @@ class CachedBatches(Batches):
     """Batches of cached frozen features (``feature_cache.FeatureCache``), each drawn under
     one of the cached views, with the image and mask under the same view."""
 
-    def __init__(self, arrays, card, model: nn.Module, seed: int, device, val_arrays, folder, views):
+    def __init__(self, arrays, card, model: nn.Module, seed: int, device, val_arrays, folder, views,
+                 crop_tokens: int = 0):
         super().__init__(arrays, card, Augmenter("none", card.input_size), seed, device)
         self.model = model
+        self.crop_tokens = crop_tokens
         self.train_cache = cache_of_model(model, folder, "train", card.input_size, arrays.stems, views)
         self.val_cache = cache_of_model(model, folder, "val", card.input_size, val_arrays.stems, ("identity",))
         self.val_arrays = val_arrays
@@ -260,6 +263,9 @@ class CachedBatches(Batches):
         feats = self.train_cache.get(indices, views)
         images = np.stack([apply_view(self.arrays.images[i], v) for i, v in zip(indices, views)])
         masks = np.stack([apply_view(self.arrays.masks[i], v) for i, v in zip(indices, views)])
+        if self.crop_tokens:
+            seeds = [self.sample_seed(epoch, i) for i in indices]
+            feats, images, masks = token_windows(feats, images, masks, self.crop_tokens, seeds)
         y = torch.from_numpy(np.ascontiguousarray(masks[:, None]).astype(np.float32))
         return (feats.to(self.device), preprocess(images, self.card).to(self.device)), y.to(self.device), None
 
@@ -421,7 +427,8 @@ class _Run:
         config = self.config
         if config.cache_features and has_frozen_features(self.model):
             self.batches: Batches = CachedBatches(self.train_arrays, self.card, self.model, config.seed, self.device,
-                                                  self.val_arrays, config.feature_cache or self.out_dir, config.views)
+                                                  self.val_arrays, config.feature_cache or self.out_dir, config.views,
+                                                  config.crop_tokens)
             for line in self.batches.iter_build(self.should_stop):
                 yield self.event("start", message=line)
             cache = self.batches.train_cache
@@ -432,7 +439,8 @@ class _Run:
                                  else f"frozen features cached in {cache.dir.parent}")
                 return False
             self.net: nn.Module = _HeadOnly(self.model)
-            self.augment_name = f"views {', '.join(config.views)} (cached frozen features)"
+            self.augment_name = f"views {', '.join(config.views)} (cached frozen features)" + (
+                f", {config.crop_tokens}-token windows" if config.crop_tokens else "")
             return True
         if config.augment_on_device:
             from .device_augment import DeviceBatches

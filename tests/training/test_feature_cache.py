@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_polyp.training.feature_cache import VIEWS, FeatureCache, apply_view
+from napari_polyp.training.feature_cache import VIEWS, FeatureCache, apply_view, token_windows
 
 STEMS = ["a", "b", "c", "d", "e"]
 
@@ -77,3 +77,25 @@ def test_views_are_exact_flips_of_image_and_mask():
 def test_unknown_view_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown views"):
         _cache(tmp_path, views=("identity", "rot90"))
+
+
+def test_token_windows_cut_features_image_and_mask_at_the_same_place():
+    patch, grid, n = 4, 6, 3
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (5, grid * patch, grid * patch, 3), dtype=np.uint8)
+    masks = rng.integers(0, 2, (5, grid * patch, grid * patch), dtype=np.uint8)
+    # a stand-in feature: each token is the mean of its image patch and of its mask patch
+    def token_means(img, msk):
+        stack = np.concatenate([img, msk[..., None]], axis=-1).astype(np.float32)
+        b, H, W, c = stack.shape
+        return torch.from_numpy(stack.reshape(b, H // patch, patch, W // patch, patch, c).mean((2, 4))).permute(0, 3, 1, 2)
+
+    feats, img_w, mask_w = token_windows(token_means(images, masks), images, masks, n, seeds=range(5))
+    assert feats.shape == (5, 4, n, n) and img_w.shape == (5, n * patch, n * patch, 3) and mask_w.shape[1:] == (12, 12)
+    torch.testing.assert_close(feats, token_means(img_w, mask_w))
+    corners = {tuple(np.argwhere((images[b] == img_w[b][0, 0]).all(-1))[0]) for b in range(5)}
+    assert len(corners) > 1  # the windows move from sample to sample
+    again = token_windows(token_means(images, masks), images, masks, n, seeds=range(5))[1]
+    np.testing.assert_array_equal(again, img_w)  # the seed decides the window: a resumed run repeats it
+    whole = token_windows(token_means(images, masks), images, masks, grid, seeds=range(5))
+    assert whole[1] is images  # a window as large as the grid is the whole image
