@@ -38,7 +38,7 @@ import torch.nn as nn
 import models
 from models.checkpoint import CheckpointError, load_into, read_checkpoint, save_checkpoint
 from napari_polyp.errors import UserError
-from napari_polyp.inference import preprocess, resolve_device
+from napari_polyp.inference import normalise, preprocess, resolve_device
 
 from . import data as data_mod
 from .augment import Augmenter
@@ -267,7 +267,8 @@ class CachedBatches(Batches):
             seeds = [self.sample_seed(epoch, i) for i in indices]
             feats, images, masks = token_windows(feats, images, masks, self.crop_tokens, seeds)
         y = torch.from_numpy(np.ascontiguousarray(masks[:, None]).astype(np.float32))
-        return (feats.to(self.device), preprocess(images, self.card).to(self.device)), y.to(self.device), None
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)  # at the cache's size (or a window)
+        return (feats.to(self.device), normalise(x, self.card).to(self.device)), y.to(self.device), None
 
     def val_batches(self, arrays, batch: int):
         for start in range(0, len(arrays), batch):

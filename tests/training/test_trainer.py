@@ -99,3 +99,10 @@ def test_dino_keys_trains_on_cached_features_and_records_its_backbone(tiny_data,
     save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(weights))
     loaded = models.create_model("dino-keys", checkpoint=done.checkpoint, backbone_weights=weights)
     assert loaded.backbone_sha256() == header["backbone_sha256"]
+
+
+def test_dino_keys_trains_on_token_windows(tiny_data, tmp_path):
+    done = train(_config(tiny_data, tmp_path / "run", model="dino-keys", size=56, epochs=1, crop_tokens=2))
+    header, _ = read_checkpoint(done.checkpoint, expected_architecture="dino-keys")
+    assert header["training"]["augment"] == "views identity, hflip (cached frozen features), 2-token windows"
+    assert done.step >= 1 and 0.0 <= done.metrics["dice"] <= 1.0  # validation ran on whole images
