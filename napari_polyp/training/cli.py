@@ -22,9 +22,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--init-checkpoint", default=None, help="start from these weights")
     parser.add_argument("--variant", default=None, help="variant (e.g. MicroAUNet 'repo')")
     parser.add_argument("--teacher", default=None, help="MicroAUNet: distil from this teacher checkpoint")
-    parser.add_argument("--teacher-maps", default=None, metavar="CHECKPOINT",
+    parser.add_argument("--teacher-maps", default=None, metavar="CHECKPOINT[,CHECKPOINT...]",
                         help="distil from this checkpoint's probability maps (any network of the task, e.g. "
-                             "dino-keys), predicted once per training image and warped with its augmentation")
+                             "dino-keys, or a MicroAUNet teacher), predicted once per training image and warped "
+                             "with its augmentation; several, comma-separated: the mean of their maps")
     parser.add_argument("--train-teacher", default=None, metavar="KIND",
                         help="MicroAUNet: train a distillation teacher instead (malunet | efficientnet_lite0)")
     parser.add_argument("--backbone-weights", default=None, help="local pretrained backbone weights (file/folder)")

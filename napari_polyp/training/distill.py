@@ -196,16 +196,26 @@ class Distiller(nn.Module):
 
 class TeacherMaps:
     """Teacher probability maps of training pairs at the training size, uint8 (p·255),
-    cached in ``<folder>/teacher-<checkpoint sha256[:16]>-<size>px.npz`` for the same images."""
+    cached in ``<folder>/teacher-<checkpoint sha256[:16]>-<size>px.npz`` for the same images.
 
-    def __init__(self, checkpoint, folder, size: int, device: str = "cpu", backbone_weights=None):
+    ``checkpoints``: one checkpoint, or several (a list, or one string with commas): an
+    ensemble whose map is the mean of its members' probabilities (the file is then named
+    by all their sha256s, joined with "+"). A member is any trained network of the task
+    or a MicroAUNet teacher (architecture ``microaunet-teacher``).
+    """
+
+    def __init__(self, checkpoints, folder, size: int, device: str = "cpu", backbone_weights=None):
         from models import peek_header
 
-        self.checkpoint = str(checkpoint)
-        header = peek_header(checkpoint)
-        self.architecture, self.sha256 = header.get("architecture", ""), header.get("sha256", "")
+        if isinstance(checkpoints, (str, Path)):
+            checkpoints = [c for c in str(checkpoints).split(",") if c.strip()]
+        self.checkpoints = [str(c).strip() for c in checkpoints]
+        self.headers = [peek_header(c) for c in self.checkpoints]
+        self.architecture = "+".join(h.get("architecture", "") for h in self.headers)
+        self.sha256 = "+".join(h.get("sha256", "") for h in self.headers)
         self.size, self.device, self.backbone_weights = size, device, backbone_weights
-        self.path = Path(folder) / f"teacher-{self.sha256[:16]}-{size}px.npz"
+        name = "+".join(h.get("sha256", "")[:16] for h in self.headers)
+        self.path = Path(folder) / f"teacher-{name}-{size}px.npz"
         self.maps = None
 
     def _key(self, pairs) -> str:
@@ -221,22 +231,30 @@ class TeacherMaps:
                 if str(saved["key"]) == key:
                     self.maps = saved["maps"]
                     return
-        import models
-
-        model = models.create_model(self.architecture, checkpoint=self.checkpoint,
-                                    backbone_weights=self.backbone_weights).eval()
-        maps = np.zeros((len(pairs), self.size, self.size), np.uint8)
-        for done in self._predict_into(model, pairs, maps):
-            if done % 50 == 0 or done == len(pairs):
-                yield f"teacher {self.architecture} maps: {done}/{len(pairs)}"
+        total = np.zeros((len(pairs), self.size, self.size), np.float32)
+        for checkpoint, header in zip(self.checkpoints, self.headers):
+            architecture = header.get("architecture", "")
+            model = self._load(checkpoint, architecture)
+            for done in self._predict_into(model, architecture, checkpoint, pairs, total):
+                if done % 50 == 0 or done == len(pairs):
+                    yield f"teacher {architecture} maps: {done}/{len(pairs)}"
+        maps = (total / len(self.checkpoints) * 255).round().astype(np.uint8)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp.npz")
         np.savez(tmp, key=np.array(key), maps=maps)
         tmp.replace(self.path)
         self.maps = maps
 
-    def _predict_into(self, model, pairs, maps: np.ndarray) -> Iterator[int]:
-        """Fill ``maps`` row by row (yields rows done), from cached features when there are."""
+    def _load(self, checkpoint: str, architecture: str) -> nn.Module:
+        if architecture == TEACHER_ARCHITECTURE:
+            return load_teacher(checkpoint).eval()
+        import models
+
+        return models.create_model(architecture, checkpoint=checkpoint, backbone_weights=self.backbone_weights).eval()
+
+    def _predict_into(self, model, architecture: str, checkpoint: str, pairs, total: np.ndarray) -> Iterator[int]:
+        """Add each pair's probability map at the training size to ``total`` (yields rows
+        done), from cached features when there are."""
         import models
         from napari_polyp.inference import Predictor, preprocess
         from napari_polyp.io import read_image
@@ -244,14 +262,17 @@ class TeacherMaps:
         from .data import resize_like_inference
         from .feature_cache import cache_of_model
 
-        card = models.card_with_checkpoint(models.base_card(self.architecture), self.checkpoint,
+        # a MicroAUNet teacher reads the student's input (its card: 256 px, min-max)
+        card_name = "microaunet" if architecture == TEACHER_ARCHITECTURE else architecture
+        card = models.card_with_checkpoint(models.base_card(card_name), checkpoint,
                                            getattr(model, "checkpoint_header", None))
         cache = None
         if hasattr(model, "forward_head") and hasattr(model, "backbone_sha256"):
             cache = cache_of_model(model, self.path.parent, "train", card.input_size, [p.stem for p in pairs],
                                    ("identity",))
             cache = cache if cache.complete() else None
-        predictor = None if cache is not None else Predictor(self.architecture, device=self.device, model=model)
+        predictor = None if cache is not None else Predictor(card_name, device=self.device, model=model,
+                                                             engine="torch")
         for i, pair in enumerate(pairs):
             image = read_image(pair.image)
             if cache is not None:
@@ -262,5 +283,5 @@ class TeacherMaps:
                 probability = torch.from_numpy(predictor.predict(image).probability)[None, None]
             resized = F.interpolate(probability.float(), size=(self.size, self.size), mode="bilinear",
                                     align_corners=False, antialias=True)
-            maps[i] = (resized[0, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+            total[i] += resized[0, 0].clamp(0, 1).numpy()
             yield i + 1

@@ -83,3 +83,22 @@ def test_a_frozen_backbone_teacher_reads_its_cached_features(tiny_data, tmp_path
     (cached,), (plain,) = (list((tmp_path / d).glob("**/teacher-*.npz")) for d in ("features", "plain"))
     with np.load(cached) as a, np.load(plain) as b:
         assert np.abs(a["maps"].astype(int) - b["maps"].astype(int)).mean() < 4  # one resize apart
+
+
+def test_an_ensemble_of_teachers_is_the_mean_of_their_maps(tiny_data, tmp_path):
+    """A MicroAUNet teacher (architecture microaunet-teacher) and a trained network, each
+    alone and together: the ensemble's map is the mean of the two, in its own file."""
+    from napari_polyp.training.data import find_pairs
+    from napari_polyp.training.distill import TeacherMaps
+
+    unet = train(_config(tiny_data, tmp_path / "unet", epochs=1, teacher_kind="malunet")).checkpoint
+    student = train(_config(tiny_data, tmp_path / "net", epochs=1, seed=1)).checkpoint
+    pairs = find_pairs(tiny_data)
+    maps = {}
+    for name, members in {"unet": unet, "net": student, "both": f"{unet},{student}"}.items():
+        teacher = TeacherMaps(members, tmp_path / "maps", 64)
+        list(teacher.iter_build(pairs))
+        maps[name] = teacher.maps.astype(int)
+    assert len(list((tmp_path / "maps").glob("teacher-*-64px.npz"))) == 3
+    assert not np.array_equal(maps["unet"], maps["net"])
+    assert np.abs(maps["both"] - (maps["unet"] + maps["net"]) / 2).max() <= 1  # rounding
