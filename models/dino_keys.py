@@ -67,6 +67,7 @@ DECODER_CHANNELS = (256, 128, 64, 32)  # [MODELS.md, layout B]
 LAST_BLOCK = 11  # ViT-S has 12 blocks, 0-based
 MULTI_LEVEL_BLOCKS = (2, 5, 8, 11)  # [B] four evenly spaced blocks, as DPT reads a ViT
 DECODERS = ("last-keys", "multi-level")
+DECODER_WIDTH = 128  # [B] the multi-level decoder's width on the token grid
 DEFAULT_DECODER = "multi-level"
 INPUT_SIZE = 448  # [B] 32×32 tokens with patch 14 (the last-keys layout used 224: 16×16)
 LEGACY_INPUT_SIZE = 224
@@ -97,21 +98,23 @@ class MultiLevelDecoder(nn.Module):
         keys of L blocks ─ per block Conv1×1 384→96 ─ concat ─ Conv1×1 → 128 ─ Conv3×3 128
           ─ ↑ to H/8 ─ Conv3×3 → 64 ─ ↑ to H/4 ─ concat RGB path (32 ch) ─ Conv3×3 → 32 ─ Conv1×1 → 1
         RGB path: image ─ Conv3×3/2 → 16 ─ Conv3×3/2 → 32   (H/4)
+        (the widths at the default ``width=128``; 96 and 64 are 3/4 and 1/2 of it)
 
     Dropout on the fused features [B]: the decoder trains on a fixed set of cached
     feature maps, and overfits them without it.
     """
 
-    def __init__(self, embed_dim: int, levels: int, level_channels: int = 96, width: int = 128,
-                 rgb_path: bool = True, dropout: float = 0.1):
+    def __init__(self, embed_dim: int, levels: int, width: int = 128, rgb_path: bool = True,
+                 dropout: float = 0.1):
         super().__init__()
         self.levels = levels
+        level_channels = 3 * width // 4  # 96 at the default width
         self.project = nn.ModuleList(ConvBNAct(embed_dim, level_channels, 1) for _ in range(levels))
         self.fuse = nn.Sequential(ConvBNAct(levels * level_channels, width, 1), nn.Dropout2d(dropout),
                                   ConvBNAct(width, width, 3))
-        self.up8 = ConvBNAct(width, 64, 3)
+        self.up8 = ConvBNAct(width, width // 2, 3)
         self.rgb = nn.Sequential(ConvBNAct(3, 16, 3, stride=2), ConvBNAct(16, 32, 3, stride=2)) if rgb_path else None
-        self.up4 = ConvBNAct(64 + (32 if rgb_path else 0), 32, 3)
+        self.up4 = ConvBNAct(width // 2 + (32 if rgb_path else 0), 32, 3)
         self.head = nn.Conv2d(32, 1, kernel_size=1)
 
     def forward(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -136,13 +139,15 @@ class DinoKeys(nn.Module):
     checkpoint_exclude = ("backbone.",)
 
     def __init__(self, backbone: nn.Module, backbone_source: str = "random init",
-                 decoder: str = DEFAULT_DECODER, rgb_path: bool = True):
+                 decoder: str = DEFAULT_DECODER, rgb_path: bool = True, width: int = DECODER_WIDTH):
         super().__init__()
         if decoder not in DECODERS:
             raise ValueError(f"dino-keys decoder must be one of {DECODERS}, got {decoder!r}")
         self.backbone = backbone
         self.backbone_source = backbone_source
         self.variant = {"decoder": decoder, "rgb_path": rgb_path}  # recorded in checkpoints
+        if width != DECODER_WIDTH:
+            self.variant["width"] = width  # (default left out: earlier exports keep their cache key)
         self.patch_size = int(backbone.patch_embed.patch_size[0])
         self.num_prefix_tokens = int(backbone.num_prefix_tokens)
         self.num_heads = int(backbone.blocks[-1].attn.num_heads)
@@ -152,7 +157,7 @@ class DinoKeys(nn.Module):
         if decoder == "last-keys":
             self.decoder = KeyDecoder(self.embed_dim)
         else:
-            self.decoder = MultiLevelDecoder(self.embed_dim, len(self.key_blocks), rgb_path=rgb_path)
+            self.decoder = MultiLevelDecoder(self.embed_dim, len(self.key_blocks), width=width, rgb_path=rgb_path)
         for p in self.backbone.parameters():
             p.requires_grad_(False)
         self.backbone.eval()
@@ -347,9 +352,10 @@ def build_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = False, weigh
 ))
 def dino_keys(pretrained_backbone: bool = False, backbone_weights=None,
               backbone: str = DEFAULT_BACKBONE, variant: Optional[str] = None,
-              decoder: str = DEFAULT_DECODER, rgb_path: bool = True) -> nn.Module:
+              decoder: str = DEFAULT_DECODER, rgb_path: bool = True, width: int = DECODER_WIDTH) -> nn.Module:
     """``backbone`` (alias ``variant``, as ``napari-polyp bench --variant`` passes it) picks the ViT;
-    ``decoder``: "multi-level" (default) or "last-keys" (the first layout, 224 px)."""
+    ``decoder``: "multi-level" (default) or "last-keys" (the first layout, 224 px); ``width``:
+    the multi-level decoder's width on the token grid."""
     name = variant if variant is not None else backbone
     vit, source = build_backbone(name, pretrained_backbone, backbone_weights)
-    return DinoKeys(vit, backbone_source=source, decoder=decoder, rgb_path=rgb_path)
+    return DinoKeys(vit, backbone_source=source, decoder=decoder, rgb_path=rgb_path, width=width)

@@ -55,7 +55,8 @@ def add_arguments(parser) -> None:
 
 
 def _parse_variant(text):
-    """``--variant repo`` (a network's named variant) or ``--variant decoder=last-keys,rgb_path=false``."""
+    """``--variant repo`` (a network's named variant) or ``--variant decoder=last-keys,rgb_path=false,width=256``
+    (true/false become booleans, whole numbers integers)."""
     if not text:
         return {}
     if "=" not in text:
@@ -65,7 +66,8 @@ def _parse_variant(text):
         key, _, value = item.partition("=")
         value = value.strip()
         lowered = value.lower()
-        variant[key.strip()] = True if lowered == "true" else False if lowered == "false" else value
+        variant[key.strip()] = True if lowered == "true" else False if lowered == "false" else \
+            int(value) if value.lstrip("-").isdigit() else value
     return variant
 
 

@@ -139,6 +139,21 @@ def test_a_checkpoint_without_a_decoder_name_holds_the_first_layout(tmp_path):
     assert models.card_with_checkpoint(models.base_card("dino-keys"), path, loaded.checkpoint_header).input_size == 224
 
 
+def test_a_wider_decoder_is_recorded_and_rebuilt_from_its_checkpoint(tmp_path):
+    from napari_polyp.training.cli import _parse_variant
+
+    assert _parse_variant("width=256,rgb_path=false") == {"width": 256, "rgb_path": False}
+    wide = build(width=256)
+    assert wide.variant["width"] == 256 and "width" not in build().variant  # the default stays unrecorded
+    assert count_params(wide, trainable_only=True) > 2 * MULTI_LEVEL_DECODER_PARAMS
+    path = tmp_path / "wide.pt"
+    save_checkpoint(wide, path, architecture="dino-keys", training={"size": 448},
+                    extra={"backbone_sha256": wide.backbone_sha256()})
+    with pytest.warns(UserWarning, match="backbone"):  # a random backbone: the check still runs
+        loaded = models.create_model("dino-keys", checkpoint=path, strict_backbone=False)
+    assert loaded.decoder.fuse[0][0].out_channels == 256
+
+
 @pytest.mark.parametrize("backbone,patch,prefix", [
     ("vit_small_patch16_224.dino", 16, 1),
     ("vit_small_patch8_224.dino", 8, 1),
