@@ -141,11 +141,12 @@ def cache_of_model(model, folder, name: str, size: int, stems: Sequence[str], vi
     return FeatureCache(folder, name, model.backbone_sha256(), size, tag, stems, views)
 
 
-def token_windows(features: torch.Tensor, images: np.ndarray, masks: np.ndarray, tokens: int,
-                  seeds: Sequence[int]) -> Tuple[torch.Tensor, np.ndarray, np.ndarray]:
+def token_windows(features: torch.Tensor, pixel_arrays: Sequence[np.ndarray], tokens: int,
+                  seeds: Sequence[int]) -> Tuple[torch.Tensor, list]:
     """A random window of ``tokens`` tokens a side per sample (drawn from its seed), cut
-    from the cached features [B,C,h,w] and, at the same place, from the images [B,H,W,3]
-    and masks [B,H,W] (H = h · patch).
+    from the cached features [B,C,h,w] and, at the same place, from each of
+    ``pixel_arrays`` ([B,H,W] or [B,H,W,C] with H = h · patch: the images, the masks, the
+    teacher maps). Returns the features' windows and the arrays' windows, in order.
 
     Why this is sound: the features were computed on the whole image (global attention saw
     all of it), and the decoder is convolutional with a receptive field of a few tokens, so
@@ -154,17 +155,18 @@ def token_windows(features: torch.Tensor, images: np.ndarray, masks: np.ndarray,
     """
     h, w = features.shape[-2:]
     if tokens >= min(h, w):
-        return features, images, masks
-    patch = images.shape[1] // h
-    cut_f, cut_i, cut_m = [], [], []
-    for b, seed in enumerate(seeds):
+        return features, list(pixel_arrays)
+    patch = pixel_arrays[0].shape[1] // h
+    corners = []
+    for seed in seeds:
         rng = random.Random(seed)
-        r, c = rng.randrange(h - tokens + 1), rng.randrange(w - tokens + 1)
-        rows, cols = slice(r * patch, (r + tokens) * patch), slice(c * patch, (c + tokens) * patch)
-        cut_f.append(features[b, :, r:r + tokens, c:c + tokens])
-        cut_i.append(images[b, rows, cols])
-        cut_m.append(masks[b, rows, cols])
-    return torch.stack(cut_f), np.ascontiguousarray(np.stack(cut_i)), np.stack(cut_m)
+        corners.append((rng.randrange(h - tokens + 1), rng.randrange(w - tokens + 1)))
+    windows = torch.stack([features[b, :, r:r + tokens, c:c + tokens] for b, (r, c) in enumerate(corners)])
+    side = tokens * patch
+    cut = [np.ascontiguousarray(np.stack([a[b, r * patch:r * patch + side, c * patch:c * patch + side]
+                                          for b, (r, c) in enumerate(corners)]))
+           for a in pixel_arrays]
+    return windows, cut
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

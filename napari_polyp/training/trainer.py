@@ -258,17 +258,22 @@ class CachedBatches(Batches):
         return self.model.forward_features(resize_to(x, self.model.grid_size(x.shape[-2:])))
 
     def train_batch(self, indices, epoch: int):
+        """(features, image) inputs, mask targets and teacher targets (or None), each under the
+        sample's view (and in its window, with ``crop_tokens``)."""
         views = [self.train_cache.views[random.Random(self.sample_seed(epoch, i)).randrange(len(self.train_cache.views))]
                  for i in indices]
         feats = self.train_cache.get(indices, views)
-        images = np.stack([apply_view(self.arrays.images[i], v) for i, v in zip(indices, views)])
-        masks = np.stack([apply_view(self.arrays.masks[i], v) for i, v in zip(indices, views)])
+        sources = [self.arrays.images, self.arrays.masks] + ([self.teacher_maps] if self.teacher_maps is not None else [])
+        pixels = [np.stack([apply_view(source[i], v) for i, v in zip(indices, views)]) for source in sources]
         if self.crop_tokens:
-            seeds = [self.sample_seed(epoch, i) for i in indices]
-            feats, images, masks = token_windows(feats, images, masks, self.crop_tokens, seeds)
+            feats, pixels = token_windows(feats, pixels, self.crop_tokens, [self.sample_seed(epoch, i) for i in indices])
+        images, masks = pixels[:2]
         y = torch.from_numpy(np.ascontiguousarray(masks[:, None]).astype(np.float32))
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)  # at the cache's size (or a window)
-        return (feats.to(self.device), normalise(x, self.card).to(self.device)), y.to(self.device), None
+        soft = None
+        if len(pixels) > 2:
+            soft = torch.from_numpy(np.ascontiguousarray(pixels[2][:, None]).astype(np.float32) / 255.0).to(self.device)
+        return (feats.to(self.device), normalise(x, self.card).to(self.device)), y.to(self.device), soft
 
     def val_batches(self, arrays, batch: int):
         for start in range(0, len(arrays), batch):
@@ -442,16 +447,8 @@ class _Run:
             self.net: nn.Module = _HeadOnly(self.model)
             self.augment_name = f"views {', '.join(config.views)} (cached frozen features)" + (
                 f", {config.crop_tokens}-token windows" if config.crop_tokens else "")
-            return True
-        if config.augment_on_device:
-            from .device_augment import DeviceBatches
-
-            self.batches = DeviceBatches(self.train_arrays, self.card, self.preset.augment, config.seed, self.device)
         else:
-            self.batches = Batches(self.train_arrays, self.card, Augmenter(self.preset.augment, self.size),
-                                   config.seed, self.device)
-        self.net = self.model
-        self.augment_name = self.preset.augment + (" (on device)" if config.augment_on_device else "")
+            self._setup_image_batches()
         if config.teacher_maps:
             from .distill import TeacherMaps
 
@@ -461,6 +458,19 @@ class _Run:
                 yield self.event("start", message=line)
             self.batches.teacher_maps = teacher.maps
         return True
+
+    def _setup_image_batches(self) -> None:
+        """Batches of augmented images (on the CPU, or on the device with ``augment_on_device``)."""
+        config = self.config
+        if config.augment_on_device:
+            from .device_augment import DeviceBatches
+
+            self.batches = DeviceBatches(self.train_arrays, self.card, self.preset.augment, config.seed, self.device)
+        else:
+            self.batches = Batches(self.train_arrays, self.card, Augmenter(self.preset.augment, self.size),
+                                   config.seed, self.device)
+        self.net = self.model
+        self.augment_name = self.preset.augment + (" (on device)" if config.augment_on_device else "")
 
     def setup_optimizer(self) -> None:
         self.distiller = None

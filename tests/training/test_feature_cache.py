@@ -90,12 +90,12 @@ def test_token_windows_cut_features_image_and_mask_at_the_same_place():
         b, H, W, c = stack.shape
         return torch.from_numpy(stack.reshape(b, H // patch, patch, W // patch, patch, c).mean((2, 4))).permute(0, 3, 1, 2)
 
-    feats, img_w, mask_w = token_windows(token_means(images, masks), images, masks, n, seeds=range(5))
+    feats, (img_w, mask_w) = token_windows(token_means(images, masks), [images, masks], n, seeds=range(5))
     assert feats.shape == (5, 4, n, n) and img_w.shape == (5, n * patch, n * patch, 3) and mask_w.shape[1:] == (12, 12)
     torch.testing.assert_close(feats, token_means(img_w, mask_w))
     corners = {tuple(np.argwhere((images[b] == img_w[b][0, 0]).all(-1))[0]) for b in range(5)}
     assert len(corners) > 1  # the windows move from sample to sample
-    again = token_windows(token_means(images, masks), images, masks, n, seeds=range(5))[1]
+    again = token_windows(token_means(images, masks), [images, masks], n, seeds=range(5))[1][0]
     np.testing.assert_array_equal(again, img_w)  # the seed decides the window: a resumed run repeats it
-    whole = token_windows(token_means(images, masks), images, masks, grid, seeds=range(5))
-    assert whole[1] is images  # a window as large as the grid is the whole image
+    whole = token_windows(token_means(images, masks), [images, masks], grid, seeds=range(5))
+    assert whole[1][0] is images  # a window as large as the grid is the whole image

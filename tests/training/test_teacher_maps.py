@@ -102,3 +102,32 @@ def test_an_ensemble_of_teachers_is_the_mean_of_their_maps(tiny_data, tmp_path):
     assert len(list((tmp_path / "maps").glob("teacher-*-64px.npz"))) == 3
     assert not np.array_equal(maps["unet"], maps["net"])
     assert np.abs(maps["both"] - (maps["unet"] + maps["net"]) / 2).max() <= 1  # rounding
+
+
+def test_cached_feature_training_takes_teacher_maps_in_the_same_view_and_window(tiny_data, tmp_path, monkeypatch):
+    """DINO-keys trains on cached features with a teacher's maps: each map is flipped and
+    cut exactly as its mask (a teacher that returns the masks gives soft targets equal to them)."""
+    import torch
+
+    from napari_polyp.training import data as data_mod
+    from napari_polyp.training import trainer
+    from napari_polyp.training.distill import TeacherMaps
+
+    def masks_as_maps(self, pairs):
+        self.maps = data_mod.PairArrays.cached(pairs, self.size, None).masks.astype(np.uint8) * 255
+        yield "teacher maps: the masks"
+
+    monkeypatch.setattr(TeacherMaps, "iter_build", masks_as_maps)
+    seen = []
+    original = trainer.CachedBatches.train_batch
+    monkeypatch.setattr(trainer.CachedBatches, "train_batch",
+                        lambda self, idx, epoch: seen.append(original(self, idx, epoch)) or seen[-1])
+    member = train(_config(tiny_data, tmp_path / "member", epochs=1)).checkpoint
+    done = train(_config(tiny_data, tmp_path / "run", model="dino-keys", size=56, epochs=2, crop_tokens=2,
+                         teacher_maps=member))
+    assert done.step == len(seen) >= 2
+    for (features, image), target, soft in seen:
+        assert soft is not None and image.shape[-2:] == target.shape[-2:] == (28, 28)
+        torch.testing.assert_close(soft, target)
+    header, _ = read_checkpoint(done.checkpoint, expected_architecture="dino-keys")
+    assert header["training"]["teacher_maps"] == member
