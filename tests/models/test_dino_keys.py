@@ -124,7 +124,7 @@ def test_params_and_flops_of_the_card():
     assert count_params(model.backbone) == 22_056_192  # ViT-S/14, 37×37+1 position grid
     assert count_params(model) == models.base_card("dino-keys").params
     card = models.base_card("dino-keys")
-    assert card.input_size == 448 and card.default_variant == "vit_small_patch14_dinov2"
+    assert card.input_size == 336 and card.default_variant == "vit_small_patch14_dinov2"
     assert set(card.variants) == set(dino_keys.BACKBONES)
 
 
