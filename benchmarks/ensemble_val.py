@@ -14,36 +14,24 @@ import argparse
 import json
 import sys
 
-import numpy as np
 import torch
-
-
-def _predictor(architecture: str, path: str, backbone_weights):
-    from napari_polyp.inference import Predictor
-    from napari_polyp.training.distill import TEACHER_ARCHITECTURE, load_teacher
-
-    if architecture == TEACHER_ARCHITECTURE:  # reads the student's input: MicroAUNet's card
-        return Predictor("microaunet", model=load_teacher(path), engine="torch")
-    import models
-
-    model = models.create_model(architecture, checkpoint=path, backbone_weights=backbone_weights)
-    return Predictor(architecture, model=model, engine="torch")
 
 
 def main(argv=None) -> int:
     from napari_polyp.io import read_image, read_mask
     from napari_polyp.training import data as data_mod
+    from napari_polyp.training.distill import teacher_predictor
     from napari_polyp.training.metrics import MeanScores
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
-    parser.add_argument("--checkpoint", action="append", required=True, metavar="ARCHITECTURE=PATH")
+    parser.add_argument("--checkpoint", action="append", required=True, metavar="LABEL=PATH", help="a checkpoint (any network of the task, or a MicroAUNet teacher) and a label for its row")
     parser.add_argument("--backbone-weights", default=None)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     members = [tuple(item.split("=", 1)) for item in args.checkpoint]
-    predictors = [_predictor(arch, path, args.backbone_weights) for arch, path in members]
+    predictors = [teacher_predictor(path, backbone_weights=args.backbone_weights) for _, path in members]
     stems = predictors[0].model.checkpoint_header["training"]["val_stems"]
     pairs = data_mod.select(data_mod.find_pairs(args.data), stems)
     scores = [MeanScores() for _ in range(len(predictors) + 1)]
@@ -53,7 +41,7 @@ def main(argv=None) -> int:
         probabilities.append(torch.stack(probabilities).mean(0))
         for score, probability in zip(scores, probabilities):
             score.update(probability, truth.float())
-    names = [f"{arch} {path}" for arch, path in members] + ["mean of the maps"]
+    names = [f"{label} {path}" for label, path in members] + ["mean of the maps"]
     for name, score in zip(names, scores):
         result = score.result()
         print(json.dumps({"checkpoint": name, "n": result["n"], "dice": round(result["dice"], 4),

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Callable, Dict, Iterator, List
 
 import numpy as np
 import torch
@@ -231,57 +231,56 @@ class TeacherMaps:
                 if str(saved["key"]) == key:
                     self.maps = saved["maps"]
                     return
-        total = np.zeros((len(pairs), self.size, self.size), np.float32)
-        for checkpoint, header in zip(self.checkpoints, self.headers):
-            architecture = header.get("architecture", "")
-            model = self._load(checkpoint, architecture)
-            for done in self._predict_into(model, architecture, checkpoint, pairs, total):
-                if done % 50 == 0 or done == len(pairs):
-                    yield f"teacher {architecture} maps: {done}/{len(pairs)}"
-        maps = (total / len(self.checkpoints) * 255).round().astype(np.uint8)
+        from napari_polyp.io import read_image
+
+        members = [self._member(checkpoint, pairs) for checkpoint in self.checkpoints]
+        maps = np.zeros((len(pairs), self.size, self.size), np.uint8)
+        for i, pair in enumerate(pairs):
+            image = read_image(pair.image)  # once, for every member
+            probability = torch.stack([predict(i, image) for predict in members]).mean(0)
+            resized = F.interpolate(probability.float(), size=(self.size, self.size), mode="bilinear",
+                                    align_corners=False, antialias=True)
+            maps[i] = (resized[0, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+            if (i + 1) % 50 == 0 or i + 1 == len(pairs):
+                yield f"teacher {self.architecture} maps: {i + 1}/{len(pairs)}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp.npz")
         np.savez(tmp, key=np.array(key), maps=maps)
         tmp.replace(self.path)
         self.maps = maps
 
-    def _load(self, checkpoint: str, architecture: str) -> nn.Module:
-        if architecture == TEACHER_ARCHITECTURE:
-            return load_teacher(checkpoint).eval()
-        import models
-
-        return models.create_model(architecture, checkpoint=checkpoint, backbone_weights=self.backbone_weights).eval()
-
-    def _predict_into(self, model, architecture: str, checkpoint: str, pairs, total: np.ndarray) -> Iterator[int]:
-        """Add each pair's probability map at the training size to ``total`` (yields rows
-        done), from cached features when there are."""
-        import models
-        from napari_polyp.inference import Predictor, preprocess
-        from napari_polyp.io import read_image
+    def _member(self, checkpoint: str, pairs) -> Callable[[int, np.ndarray], torch.Tensor]:
+        """``predict(row, image) -> probability [1,1,h,w]`` of one member: its head on the cached
+        features of ``row`` when a frozen-backbone network has them in the folder, else the
+        whole network on ``image``."""
+        from napari_polyp.inference import preprocess
 
         from .data import resize_like_inference
         from .feature_cache import cache_of_model
 
-        # a MicroAUNet teacher reads the student's input (its card: 256 px, min-max)
-        card_name = "microaunet" if architecture == TEACHER_ARCHITECTURE else architecture
-        card = models.card_with_checkpoint(models.base_card(card_name), checkpoint,
-                                           getattr(model, "checkpoint_header", None))
-        cache = None
+        predictor = teacher_predictor(checkpoint, self.device, self.backbone_weights)
+        model, card = predictor.model, predictor.card
         if hasattr(model, "forward_head") and hasattr(model, "backbone_sha256"):
             cache = cache_of_model(model, self.path.parent, "train", card.input_size, [p.stem for p in pairs],
                                    ("identity",))
-            cache = cache if cache.complete() else None
-        predictor = None if cache is not None else Predictor(card_name, device=self.device, model=model,
-                                                             engine="torch")
-        for i, pair in enumerate(pairs):
-            image = read_image(pair.image)
-            if cache is not None:
-                x = preprocess(resize_like_inference(image, card.input_size), card)
-                with torch.no_grad():
-                    probability = torch.sigmoid(model.forward_head(cache.get([i], ["identity"]), x))
-            else:
-                probability = torch.from_numpy(predictor.predict(image).probability)[None, None]
-            resized = F.interpolate(probability.float(), size=(self.size, self.size), mode="bilinear",
-                                    align_corners=False, antialias=True)
-            total[i] += resized[0, 0].clamp(0, 1).numpy()
-            yield i + 1
+            if cache.complete():
+                def from_cache(row: int, image: np.ndarray) -> torch.Tensor:
+                    x = preprocess(resize_like_inference(image, card.input_size), card)
+                    with torch.no_grad():
+                        return torch.sigmoid(model.forward_head(cache.get([row], ["identity"]), x))
+                return from_cache
+        return lambda row, image: torch.from_numpy(predictor.predict(image).probability)[None, None]
+
+
+def teacher_predictor(checkpoint, device: str = "cpu", backbone_weights=None):
+    """A torch :class:`~napari_polyp.inference.Predictor` for any teacher checkpoint: a trained
+    network of the task, or a MicroAUNet teacher (which reads the student's input, so it runs
+    with MicroAUNet's card: 256 px, min-max)."""
+    from models import create_model, peek_header
+    from napari_polyp.inference import Predictor
+
+    architecture = peek_header(checkpoint).get("architecture", "")
+    if architecture == TEACHER_ARCHITECTURE:
+        return Predictor("microaunet", device=device, model=load_teacher(checkpoint), engine="torch")
+    model = create_model(architecture, checkpoint=checkpoint, backbone_weights=backbone_weights)
+    return Predictor(architecture, device=device, model=model, engine="torch")

@@ -211,8 +211,11 @@ class Batches:
             soft.extend(out[2:])
         x = preprocess(np.stack(images), self.card)
         y = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))
-        y_soft = torch.from_numpy(np.stack(soft)[:, None].astype(np.float32) / 255.0).to(self.device) if soft else None
-        return x.to(self.device), y.to(self.device), y_soft
+        return x.to(self.device), y.to(self.device), self.soft_targets(np.stack(soft)) if soft else None
+
+    def soft_targets(self, maps: np.ndarray) -> torch.Tensor:
+        """Teacher maps, B x S x S uint8 (p·255), as probability targets [B,1,S,S] on the device."""
+        return torch.from_numpy(np.ascontiguousarray(maps[:, None]).astype(np.float32) / 255.0).to(self.device)
 
     def val_batches(self, arrays: data_mod.PairArrays, batch: int):
         for start in range(0, len(arrays), batch):
@@ -270,9 +273,7 @@ class CachedBatches(Batches):
         images, masks = pixels[:2]
         y = torch.from_numpy(np.ascontiguousarray(masks[:, None]).astype(np.float32))
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)  # at the cache's size (or a window)
-        soft = None
-        if len(pixels) > 2:
-            soft = torch.from_numpy(np.ascontiguousarray(pixels[2][:, None]).astype(np.float32) / 255.0).to(self.device)
+        soft = self.soft_targets(pixels[2]) if len(pixels) > 2 else None
         return (feats.to(self.device), normalise(x, self.card).to(self.device)), y.to(self.device), soft
 
     def val_batches(self, arrays, batch: int):
