@@ -90,6 +90,8 @@ def main(argv=None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
+    from napari_polyp.live import network_threads
+
     width, height = (int(v) for v in args.size.split("x"))
     scratch = tempfile.TemporaryDirectory()
     video = Path(args.video) if args.video else synthetic_video(Path(scratch.name) / "clip.mp4", args.seconds,
@@ -122,8 +124,9 @@ def main(argv=None) -> int:
         QApplication.processEvents()
         return first or time.perf_counter()
 
+    threads = widget.threads_spin.value()
     print(f"video {video.name}: {n} frames {width}x{height} at {fps:.3g} fps; {args.model}, engine "
-          f"{args.engine}, threads {widget.threads_spin.value()}, cpus {os.cpu_count()}, "
+          f"{args.engine}, threads {threads} (Live: {network_threads(threads)}), cpus {os.cpu_count()}, "
           f"load avg {os.getloadavg()[0]:.2f}")
     meter.start()
     start = time.perf_counter()

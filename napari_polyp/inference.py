@@ -136,8 +136,9 @@ class Predictor:
         return bool(self.checkpoint_sha256)
 
     @torch.inference_mode()
-    def predict_batch(self, images: np.ndarray) -> list:
-        """BxHxWx3 (all of one size) -> list of Prediction."""
+    def predict_batch(self, images: np.ndarray, attention: bool = True) -> list:
+        """BxHxWx3 (all of one size) -> list of Prediction; ``attention=False`` leaves the maps
+        out (not resized to the image: Live video shows only the mask)."""
         images = np.stack([as_rgb_uint8(im) for im in images]) if images.ndim == 4 or isinstance(images, list) else as_rgb_uint8(images)[None]
         start = time.perf_counter()
         x = preprocess(images, self.card).to(self.device)
@@ -145,7 +146,7 @@ class Predictor:
         hw = images.shape[1:3]
         prob = probability_with_flips(self.runner, x, out["logits"]) if self.tta else torch.sigmoid(out["logits"])
         probs = _to_image_size(prob, hw)
-        maps = {name: _to_image_size(amap, hw) for name, amap in out["attention"].items()}
+        maps = {name: _to_image_size(amap, hw) for name, amap in out["attention"].items()} if attention else {}
         seconds = (time.perf_counter() - start) / len(images)
         return [
             Prediction(probs[i], {k: v[i] for k, v in maps.items()}, self.model_name, self.checkpoint_sha256, seconds,
@@ -159,8 +160,8 @@ class Predictor:
         size = self.card.input_size
         self.predict(np.zeros((size, size, 3), np.uint8))
 
-    def predict(self, image: np.ndarray) -> Prediction:
-        return self.predict_batch(as_rgb_uint8(image)[None])[0]
+    def predict(self, image: np.ndarray, attention: bool = True) -> Prediction:
+        return self.predict_batch(as_rgb_uint8(image)[None], attention)[0]
 
     def predict_frames(self, frames: Iterable[np.ndarray]) -> Iterator[Prediction]:
         """One prediction per frame, lazily (a video never sits whole in memory)."""

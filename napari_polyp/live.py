@@ -2,12 +2,16 @@
 
     clock = PlaybackClock(fps=25, first=0, frames=len(video))
     for shown in live_masks(predictor, video, clock, threshold=0.5):
-        ...  # shown.frame, shown.mask and shown.contour (HxW uint8), shown.dropped, shown.fps
+        ...  # shown.frame, shown.mask (HxW uint8), shown.picture (the frame with the mask's
+             # outline drawn in, HxWx3 uint8), shown.dropped, shown.fps
 
 Playback follows the clock, not the network: each step segments the frame that is due
 *now*, so when the network (or the display) is slower than the video, frames are
 skipped (counted in ``dropped``) instead of the video falling further and further
-behind. The image shown and its mask are always of the same frame.
+behind. The image shown and its mask are always of the same frame: the worker draws the
+outline into a copy of the frame, so the display uploads one picture per frame instead of
+slicing the video and a contour layer (on a software-rendered canvas that halves the UI's
+share of each frame).
 """
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 import numpy as np
+
+from .display import outlined
+from .io.images import as_rgb_uint8
 
 
 @dataclass
@@ -40,24 +47,19 @@ class PlaybackClock:
         return max(0.0, self.started + (frame - self.first) / self.fps - self.now())
 
 
-def outline(mask: np.ndarray) -> np.ndarray:
-    """The mask's boundary pixels (object pixels with a background 4-neighbour), 2 px wide:
-    drawn over the video, the frame underneath stays visible. Computed in the worker thread,
-    so the display does not have to (napari's own Labels contour filters on the main thread)."""
-    inside = mask.astype(bool)
-    core = inside.copy()
-    for _ in range(2):  # erode twice with the 4-neighbourhood; the image border counts as background
-        shrunk = np.zeros_like(core)
-        shrunk[1:-1, 1:-1] = core[1:-1, 1:-1] & core[:-2, 1:-1] & core[2:, 1:-1] & core[1:-1, :-2] & core[1:-1, 2:]
-        core = shrunk
-    return (inside & ~core).astype(np.uint8)
+def network_threads(threads: int) -> int:
+    """The engine threads Live gives the network: one fewer than a single image gets, so the
+    display keeps a core. Each frame is drawn on the UI thread (on a software-rendered canvas
+    that is most of a core); with every core on the network, playback on 2 cores measured
+    ~15 fps and 83-94 ms UI stalls (p99), with one left free ~20 fps and 62-66 ms."""
+    return max(1, int(threads) - 1)
 
 
 @dataclass
 class LiveFrame:
     frame: int
     mask: np.ndarray  # HxW uint8 {0, 1}
-    contour: np.ndarray  # HxW uint8 {0, 1}: the mask's outline, see outline()
+    picture: np.ndarray  # HxWx3 uint8: the frame with the mask's outline drawn in (display.outlined)
     seconds: float  # decode + network + threshold for this frame
     shown: int  # frames segmented so far
     dropped: int  # frames skipped so far because the previous one was not done in time
@@ -83,7 +85,8 @@ def live_masks(predictor, frames, clock: PlaybackClock, threshold: float = 0.5,
             time.sleep(min(clock.seconds_until(last + 1), 0.05))
             continue
         start = time.perf_counter()
-        mask = predictor.predict(np.asarray(frames[frame])).mask(threshold)
+        image = as_rgb_uint8(np.asarray(frames[frame]))
+        mask = predictor.predict(image, attention=False).mask(threshold)
         seconds = time.perf_counter() - start  # decode + network (the outline is not counted)
         dropped += frame - last - 1
         count += 1
@@ -94,4 +97,4 @@ def live_masks(predictor, frames, clock: PlaybackClock, threshold: float = 0.5,
                 if stop is not None and stop.is_set():
                     return
             shown.clear()
-        yield LiveFrame(frame, mask, outline(mask), seconds, count, dropped, count / elapsed)
+        yield LiveFrame(frame, mask, outlined(image, mask), seconds, count, dropped, count / elapsed)

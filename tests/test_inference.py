@@ -1,4 +1,4 @@
-"""Headless inference (napari_polyp/inference.py): flip test-time augmentation."""
+"""Headless inference (napari_polyp/inference.py): flip test-time augmentation, attention maps on request."""
 import numpy as np
 import torch
 import torch.nn as nn
@@ -40,3 +40,12 @@ def test_tta_averages_the_mirrored_views_back_in_place():
     assert not np.allclose(tta, plain, atol=0.05)
     expected = (2 * plain + plain[:, ::-1]) / 3  # identity, hflip, vflip (vflip leaves a ramp in x)
     np.testing.assert_allclose(tta, expected, atol=1e-5)
+
+
+def test_attention_maps_can_be_left_out():
+    image = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    predictor = Predictor("microaunet", checkpoint=False, device="cpu", engine="torch")
+    full, bare = predictor.predict(image), predictor.predict(image, attention=False)
+    assert set(full.attention) == {"lscab_spatial"} and full.attention["lscab_spatial"].shape == (40, 56)
+    assert bare.attention == {}
+    np.testing.assert_array_equal(full.probability, bare.probability)

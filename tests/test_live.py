@@ -19,7 +19,7 @@ class SlowNetwork:
     def __init__(self, clock, cost):
         self.clock, self.cost, self.seen = clock, cost, []
 
-    def predict(self, image):
+    def predict(self, image, attention=True):
         self.seen.append(int(image[0, 0, 0]))
         self.clock.t += self.cost
         return Prediction(np.full(image.shape[:2], 0.9, np.float32))
@@ -68,10 +68,37 @@ def test_a_video_without_a_frame_rate_plays_at_25():
 
 
 def test_outline_is_the_border_of_the_mask():
-    from napari_polyp.live import outline
+    from napari_polyp.display import outline
 
     mask = np.zeros((12, 12), np.uint8)
     mask[2:10, 3:9] = 1
     ring = outline(mask)
     assert ring[2, 3:9].all() and ring[9, 3:9].all() and ring[4:8, 5:7].sum() == 0
     assert ring[2:10, 3:9].sum() == 8 * 6 - 4 * 2 and not ring[mask == 0].any()
+    edge = np.ones((5, 5), np.uint8)  # the image border counts as background
+    assert outline(edge, width=1).sum() == 16 and not outline(edge, width=1)[1:4, 1:4].any()
+
+
+def test_each_frame_comes_with_its_outline_drawn_in(monkeypatch):
+    from napari_polyp.display import MASK_RGB, outline
+
+    now = FakeClock()
+    monkeypatch.setattr("napari_polyp.live.time.sleep", lambda s: setattr(now, "t", now.t + max(s, 1e-3)))
+
+    class Square:
+        def predict(self, image, attention=True):
+            probability = np.zeros(image.shape[:2], np.float32)
+            probability[2:9, 3:10] = 0.9
+            return Prediction(probability)
+
+    video = np.full((3, 12, 12, 3), 50, np.uint8)
+    shown = list(live_masks(Square(), video, PlaybackClock(25, 0, 3, now=now)))
+    ring = outline(shown[0].mask)
+    assert ring.any() and (shown[0].picture[ring] == MASK_RGB).all()
+    assert (shown[0].picture[~ring] == 50).all() and (video == 50).all()  # a copy: the video is untouched
+
+
+def test_live_leaves_the_display_a_core():
+    from napari_polyp.live import network_threads
+
+    assert [network_threads(t) for t in (1, 2, 8)] == [1, 1, 7]

@@ -53,7 +53,7 @@ from ._common import (
 
 SCOPES = ("current frame", "all frames")
 UNTRAINED_WARNING = "⚠ untrained: predictions are not meaningful"
-_OUTPUT_ROLES = ("probability", "attention", "probability_difference")
+_OUTPUT_ROLES = ("probability", "attention", "probability_difference", "live_view")
 VIDEO_BATCH = 4  # frames per network call in whole-video runs: small, so results show as they come
 PROGRESS_INTERVAL_S = 0.25
 
@@ -90,6 +90,7 @@ class SegmentWidget(QWidget):
         self._live_stop = threading.Event()
         self._live_active = False
         self.live_stats = None  # the last napari_polyp.live.LiveFrame shown
+        self._live_hidden = []  # layers Live hides while it plays (see layers.start_live_view)
         self.last_latency_s: Optional[float] = None  # Run pressed -> first mask shown
         self.last_error: Optional[str] = None
         self._build_ui()
@@ -610,15 +611,18 @@ class SegmentWidget(QWidget):
             if frames is None:
                 self._report_error("Live plays a video or a stack of frames: open one first")
             return
+        from ..live import network_threads
+
         first = L.current_frame(self.viewer, image_layer)
         job = dict(image_layer=image_layer, model=self.model_combo.currentText(), checkpoint=self.checkpoint(),
                    device=self.device_combo.currentText(), threshold=self.threshold(),
                    fps=image_layer.metadata.get("fps") or 25.0, frames=frames,
                    first=0 if first >= frames - 1 else first, **self.engine_options())
+        job["threads"] = network_threads(job["threads"])
         self._live_stop.clear()
         self._live_shown.set()
         self.live_stats = None
-        L.live_layer(self.viewer, image_layer)  # made now, not in the middle of playback
+        self._live_hidden = L.start_live_view(self.viewer, image_layer)  # made now, not mid-playback
         self._start(self._live_frames, job, total=frames, on_item=self._show_live_frame,
                     status=f"live: {job['model']} on {image_layer.name} at {job['fps']:.3g} fps…",
                     finished=self._on_live_finished)
@@ -653,7 +657,7 @@ class SegmentWidget(QWidget):
         if image_layer not in self.viewer.layers:
             raise ValueError(f"the layer {image_layer.name!r} was closed")
         try:
-            L.show_live_mask(self.viewer, image_layer, shown.frame, shown.contour)
+            L.show_live_frame(self.viewer, image_layer, shown.frame, shown.picture)
         finally:
             self._live_shown.set()
         self.live_stats = shown
@@ -662,6 +666,11 @@ class SegmentWidget(QWidget):
                                       f"segmented, {shown.dropped} skipped")
 
     def _on_live_finished(self) -> None:
+        job, stats = self._job, self.live_stats
+        if job is not None:
+            L.end_live_view(self.viewer, job["image_layer"], self._live_hidden,
+                            stats.mask if stats is not None else None)
+        self._live_hidden = []
         self._worker = None
         self._job = None
         self._live_active = False
@@ -671,7 +680,6 @@ class SegmentWidget(QWidget):
         self.live_button.setChecked(False)
         self.live_button.blockSignals(False)
         self._update_scope()
-        stats = self.live_stats
         if stats is not None and not self.last_error:
             self.status_label.setText(f"live stopped: {stats.shown} frame(s) segmented at {stats.fps:.1f} fps, "
                                       f"{stats.dropped} skipped")

@@ -4,6 +4,7 @@ batches, and Live playing a video written here."""
 import numpy as np
 import pytest
 
+from napari_polyp.display import MASK_RGB, outline
 from napari_polyp.io.video import write_video
 from napari_polyp.widgets.segment import RANDOM_WEIGHTS
 
@@ -106,18 +107,24 @@ def test_live_mode_starts_advances_and_stops(make_napari_viewer, qtbot, short_vi
     widget.live_button.click()
     assert widget.busy and not widget.run_button.isEnabled()
     qtbot.waitUntil(lambda: widget.live_stats is not None and widget.live_stats.shown >= 3, timeout=WAIT_MS)
-    live = viewer.layers["clip live"]
-    assert live.data.shape == (48, 64) and live.data.any()
+    view = viewer.layers["clip live view"]  # plays in place of the video, which is hidden meanwhile
+    assert view.rgb and view.data.shape == (48, 64, 3) and not video.visible
     mask = widget.live_stats.mask
-    assert (live.data <= mask).all() and live.data.sum() < mask.sum()  # the outline of the mask
+    outlined = (view.data == MASK_RGB).all(axis=-1)
+    assert outlined.any() and (outlined <= mask).all() and outlined.sum() < mask.sum()  # the mask's outline
     shown = widget.live_stats.frame
     assert shown > 5 and int(round(viewer.dims.point[0])) == shown  # napari's frame slider follows playback
+    assert "clip live view" not in [widget.image_combo.itemText(i) for i in range(widget.image_combo.count())]
 
     widget.live_button.click()  # stop
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
     stopped_at = widget.live_stats.frame
     assert stopped_at < 99 and "live stopped" in widget.status_label.text()
     assert not widget.live_button.isChecked() and widget.run_button.isEnabled()
+    # the video is back at the last frame shown, with that frame's outline over it
+    assert video.visible and not viewer.layers["clip live view"].visible  # kept hidden for the next Live
+    assert int(round(viewer.dims.point[0])) == stopped_at
+    np.testing.assert_array_equal(viewer.layers["clip live"].data, outline(widget.live_stats.mask))
     qtbot.wait(200)
     assert widget.live_stats.frame == stopped_at  # nothing runs once stopped
     stats = widget.live_stats
