@@ -46,6 +46,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--crop-tokens", type=int, default=0, metavar="N",
                         help="frozen-feature networks: train on random N×N-token windows of the cached "
                              "features and the same window of image and mask (cheaper steps; 0: whole image)")
+    parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                        help="validate and save a moving average of the weights (e.g. 0.998): steadier "
+                             "validation from epoch to epoch, usually a little higher")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     parser.add_argument("--time-budget-min", type=float, default=None, help="stop cleanly after this many minutes")
@@ -86,6 +89,7 @@ def config_from_args(args):
         augment=args.augment, augment_on_device=args.augment_on_device, schedule=args.schedule, cache_features=not args.no_cache,
         views=tuple(v.strip() for v in args.views.split(",") if v.strip()),
         feature_cache=args.feature_cache, cache_only=args.cache_only, crop_tokens=args.crop_tokens,
+        ema_decay=args.ema,
         device=args.device, amp=not args.no_amp,
         time_budget_min=args.time_budget_min, max_steps=args.max_steps, num_threads=args.threads,
         command="napari-polyp " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

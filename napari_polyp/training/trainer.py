@@ -20,6 +20,7 @@ run/epoch/index), so a resumed run continues exactly where it stopped, mid-epoch
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -46,6 +47,7 @@ from .feature_cache import apply_view, cache_of_model, token_windows
 from .losses import LOSSES, bce_dice, deep_supervision
 from .metrics import MeanScores
 from .presets import get_preset, lr_at, make_optimizer
+from .weight_average import WeightAverage
 
 STATE_FILE = "last.state.pt"
 
@@ -83,6 +85,7 @@ class TrainConfig:
     feature_cache: Optional[str] = None  # folder of the frozen-feature cache (default: out)
     cache_only: bool = False  # fill the frozen-feature cache, then stop (no training)
     crop_tokens: int = 0  # cached features: train on random windows of this many tokens a side (0: whole)
+    ema_decay: float = 0.0  # > 0: validate and save a moving average of the weights (weight_average.py)
     num_threads: Optional[int] = None
     command: str = ""
     val_batch: int = 8
@@ -482,6 +485,7 @@ class _Run:
         extra = self.distiller.parameters() if self.distiller else []
         self.optimizer = make_optimizer(self.preset, list(self.model.parameters()) + extra)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.ema = WeightAverage(self.model, self.config.ema_decay) if self.config.ema_decay else None
         self.train_net = self.net
         if self.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -495,6 +499,7 @@ class _Run:
         if state is None:
             return
         _resume_weights(self.model, self.out_dir, architecture_of(self.config))
+        self._resume_average(state)
         if self.distiller is not None and "distiller" in state:
             self.distiller.load_state_dict(state["distiller"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -507,6 +512,24 @@ class _Run:
         self.history, self.wall_before = list(state["history"]), float(state["wall_time_s"])
         self.commands = list(state.get("commands", [])) + [self.config.command]
         self.metrics = self.history[-1]["metrics"] if self.history else {}
+
+    def _resume_average(self, state: dict) -> None:
+        """With ``--ema``, last.pt holds the averaged weights: the network's own come from the state."""
+        if state.get("raw_weights"):
+            tensors = dict(self.model.named_parameters())
+            tensors.update(self.model.named_buffers())
+            with torch.no_grad():
+                for name, tensor in state["raw_weights"].items():
+                    tensors[name].copy_(tensor)
+        if self.ema is not None:
+            if state.get("ema"):
+                self.ema.load_state_dict(state["ema"])
+            else:  # a run resumed with --ema for the first time: average from where it stands
+                self.ema = WeightAverage(self.model, self.config.ema_decay)
+
+    def evaluated(self):
+        """The weights that are validated and saved: the moving average with ``--ema``, else the network's own."""
+        return self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext(self.model)
 
     def measure_baseline(self) -> Iterator[TrainEvent]:
         """Fine-tuning: the start weights on the same validation items (the "did it improve" guard)."""
@@ -587,6 +610,8 @@ class _Run:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model)
         self.global_step += 1
         self.loss_value = float(loss.detach())
         if not math.isfinite(self.loss_value):
@@ -603,8 +628,9 @@ class _Run:
         """Validation, last.pt (and best.pt when it improved) and the resume state, on rank 0."""
         val_started = time.monotonic()
         if self.is_main:
-            self.metrics = validate(self.net, self.batches, self.val_arrays, self.config.val_batch) \
-                if len(self.val_arrays) else {}
+            with self.evaluated():
+                self.metrics = validate(self.net, self.batches, self.val_arrays, self.config.val_batch) \
+                    if len(self.val_arrays) else {}
             done_epochs = self.epoch + (self.step_in_epoch / self.steps_in_order if self.step_in_epoch else 0.0)
             self.history.append({"epoch": round(done_epochs, 3), "step": self.global_step, "loss": self.loss_value,
                                  "lr": lr_at(self.preset, done_epochs, self.planned), "metrics": self.metrics,
@@ -613,7 +639,8 @@ class _Run:
             improved = isinstance(dice, float) and math.isfinite(dice) and dice > self.best_dice
             if improved:
                 self.best_dice, self.best_epoch = dice, self.epoch
-            _save(self.model, self.out_dir, self.config, self.training_facts(done_epochs), self.metrics, improved)
+            with self.evaluated():
+                _save(self.model, self.out_dir, self.config, self.training_facts(done_epochs), self.metrics, improved)
             _save_state(self.out_dir, self.resume_state())
         _barrier(self.distributed)
         self.last_val_s = time.monotonic() - val_started
@@ -638,7 +665,7 @@ class _Run:
             "world_size": self.world, "device": self.device.type, "amp": self.use_amp, "augment": self.augment_name,
             "best_epoch": self.best_epoch, "preset": dataclasses.asdict(self.preset), "teacher": config.teacher or "",
             "init_checkpoint": config.init_checkpoint or "", "baseline_metrics": self.baseline,
-            "teacher_maps": config.teacher_maps or "",
+            "teacher_maps": config.teacher_maps or "", "ema_decay": config.ema_decay,
         })
 
     def resume_state(self) -> dict:
@@ -650,6 +677,10 @@ class _Run:
             "wall_time_s": self.wall_before + self.elapsed(),
             "distiller": self.distiller.state_dict() if self.distiller is not None else {},
             "baseline_metrics": self.baseline, "commands": self.commands,
+            "ema": self.ema.state_dict() if self.ema is not None else {},
+            # with --ema, last.pt holds the average; resuming needs the network's own weights too
+            "raw_weights": {name: t.detach().clone() for name, t in self.ema.shadow_source(self.model).items()}
+            if self.ema is not None else {},
         }
 
     def done(self) -> TrainEvent:

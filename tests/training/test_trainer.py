@@ -106,3 +106,19 @@ def test_dino_keys_trains_on_token_windows(tiny_data, tmp_path):
     header, _ = read_checkpoint(done.checkpoint, expected_architecture="dino-keys")
     assert header["training"]["augment"] == "views identity, hflip (cached frozen features), 2-token windows"
     assert done.step >= 1 and 0.0 <= done.metrics["dice"] <= 1.0  # validation ran on whole images
+
+
+def test_ema_saves_the_average_and_resumes_like_an_unbroken_run(tiny_data, tmp_path):
+    first = train(_config(tiny_data, tmp_path / "run", epochs=2, max_steps=3, ema_decay=0.9))
+    state = torch.load(tmp_path / "run" / "last.state.pt", weights_only=True)
+    _, saved = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert first.step == 3 and state["ema"]["updates"] == 3
+    # last.pt holds the average, the state the network's own weights: they differ
+    assert any(not torch.allclose(saved[k].float(), v.float()) for k, v in state["raw_weights"].items())
+    train(_config(tiny_data, tmp_path / "run", epochs=2, resume=True, ema_decay=0.9))
+    train(_config(tiny_data, tmp_path / "unbroken", epochs=2, ema_decay=0.9))
+    header, resumed_w = read_checkpoint(tmp_path / "run" / "last.pt")
+    _, unbroken_w = read_checkpoint(tmp_path / "unbroken" / "last.pt")
+    assert header["training"]["ema_decay"] == 0.9
+    for key in unbroken_w:
+        torch.testing.assert_close(resumed_w[key], unbroken_w[key], rtol=1e-5, atol=1e-6)
