@@ -436,13 +436,61 @@ def list_checkpoints(architecture: str) -> List[Path]:
     return found
 
 
-_header_cache: Dict[Tuple[str, float], dict] = {}
+_header_cache: Dict[Tuple[str, int, int], dict] = {}
+HEADER_CACHE_FILE = "checkpoint-headers.json"  # in home_dir(): verified headers, see peek_header
+
+
+def _file_version(path: Path) -> Tuple[str, int, int]:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
 def peek_header(path) -> dict:
-    """The header alone (verified), cached by path and modification time."""
+    """The header alone, verified (the whole file read, its weights' sha256 checked) once per
+    file version (path, size, modification time) and then remembered, in memory and in
+    ``$NAPARI_POLYP_HOME/checkpoint-headers.json``: choosing the default network reads the
+    header of every checkpoint, which cost each app start ~0.4 s of loading and hashing.
+    Only cards and menus use this; loading the weights always verifies the file itself."""
     path = Path(path)
-    key = (str(path.resolve()), _mtime(path))
-    if key not in _header_cache:
-        _header_cache[key] = read_checkpoint(path)[0]
-    return _header_cache[key]
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    version = _file_version(path)
+    if version not in _header_cache:
+        header = _remembered_header(version)
+        if header is None:
+            # as plain JSON values, the same whether verified now or remembered from an earlier run
+            header = json.loads(json.dumps(read_checkpoint(path)[0], default=str))
+            _remember_header(version, header)
+        _header_cache[version] = header
+    return _header_cache[version]
+
+
+def _read_header_file() -> dict:
+    try:
+        data = json.loads((home_dir() / HEADER_CACHE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _remembered_header(version: Tuple[str, int, int]) -> Optional[dict]:
+    entry = _read_header_file().get(version[0])
+    if isinstance(entry, dict) and [entry.get("size"), entry.get("mtime_ns")] == list(version[1:]) \
+            and isinstance(entry.get("header"), dict):
+        return entry["header"]
+    return None
+
+
+def _remember_header(version: Tuple[str, int, int], header: dict) -> None:
+    """Best effort (a read-only home just means verifying again next time); atomic, so a
+    concurrent writer loses at most its own entry."""
+    entries = {k: v for k, v in _read_header_file().items() if Path(k).is_file()}
+    entries[version[0]] = {"size": version[1], "mtime_ns": version[2], "header": header}
+    target = home_dir() / HEADER_CACHE_FILE
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(entries, default=str))
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)

@@ -60,9 +60,11 @@ def physical_cores() -> int:
     return max(1, int(cores))
 
 
-def onnxruntime_problem() -> str:
-    """"" when ONNX Runtime and the ONNX exporter can be imported, else why not."""
-    for module in ("onnxruntime", "onnx"):
+def onnxruntime_problem(modules=("onnxruntime",)) -> str:
+    """"" when ``modules`` can be imported (ONNX Runtime; "onnx" too for an export), else why not.
+    The exporter is only imported when a graph must be exported: running a cached one needs
+    ONNX Runtime alone (and importing onnx cost each app start 0.2 s)."""
+    for module in modules:
         try:
             __import__(module)
         except Exception as err:  # noqa: BLE001 -- a broken install is as good as none
@@ -231,6 +233,9 @@ def load_or_export(model: torch.nn.Module, model_name: str, input_size: int, thr
             warnings.warn(f"the cached ONNX file {path} cannot be used ({_first_line(err)}); exporting again",
                           EngineFallbackWarning, stacklevel=2)
             path.unlink(missing_ok=True)
+    problem = onnxruntime_problem(("onnx",))
+    if problem:
+        raise RuntimeError(problem)
     export(model, path, input_size, key, opset)
     prune_cache(directory, keep=path)
     return open_export(path, key, threads)

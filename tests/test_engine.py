@@ -129,6 +129,18 @@ def test_without_onnxruntime_torch_runs_with_one_message(monkeypatch):
     assert "onnxruntime" in predictors[0].engine_note
 
 
+def test_a_cached_graph_runs_without_the_exporter(monkeypatch):
+    model = _net("microaunet")
+    assert Predictor("microaunet", model=model, device="cpu", engine="onnxruntime", threads=1).engine == "onnxruntime"
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
+    assert Predictor("microaunet", model=model, device="cpu", engine="onnxruntime", threads=1).engine == "onnxruntime"
+    with warnings.catch_warnings(record=True) as record:  # another network has no cached graph: torch
+        warnings.simplefilter("always")
+        other = Predictor("microaunet", model=_net("microaunet", seed=3), device="cpu", engine="onnxruntime")
+    [message] = _fallback_warnings(record)
+    assert other.engine == "torch" and "onnx cannot be imported" in str(message.message)
+
+
 def test_a_failed_export_runs_torch_with_one_message(monkeypatch, tmp_path):
     def broken_export(*args, **kwargs):
         raise RuntimeError("Exporting the operator 'aten::weird' is not supported")

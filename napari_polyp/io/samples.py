@@ -38,7 +38,8 @@ def sample_layers(stem: str, dataset: str, name: str) -> List[tuple]:
     meta = {"source_path": str(image_path), "dataset": _SOURCES[dataset], "citation": str(CITATION),
             "task": _TASKS[dataset]}
     return [
-        (image, {"name": name, "rgb": True, "metadata": meta}, "image"),
+        # 8-bit RGB: napari would otherwise scan the pixels for the limits (~0.3 s of each app start)
+        (image, {"name": name, "rgb": True, "contrast_limits": (0, 255), "metadata": meta}, "image"),
         (mask, {"name": f"{name} ground truth", "visible": False, "opacity": 0.5,
                 "metadata": {**meta, "source_path": str(mask_path), "napari_polyp_role": "ground_truth"}}, "labels"),
     ]

@@ -147,3 +147,27 @@ def test_predict_runs_with_a_broken_preferred_checkpoint(tmp_path, capsys):
     with pytest.warns(UserWarning, match="broken-junk.pt"):
         assert main(["predict", "--model", "microaunet", str(image), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     assert (tmp_path / "out" / "a.png").is_file()
+
+
+def test_a_header_is_verified_once_per_file_version(tmp_path, monkeypatch):
+    import models.checkpoint as ckpt
+
+    path = tmp_path / "m.pt"
+    save_checkpoint(small_model(), path, architecture="microaunet", metrics={"dice": 0.5})
+    first = ckpt.peek_header(path)
+    assert first["metrics"] == {"dice": 0.5}
+    ckpt._header_cache.clear()  # as in the next app start: only the file in NAPARI_POLYP_HOME remains
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the header was read again")
+
+    monkeypatch.setattr(ckpt, "read_checkpoint", no_loading)
+    assert ckpt.peek_header(path) == first
+    monkeypatch.undo()
+
+    payload = torch.load(path, weights_only=True)  # the same file with edited weights: verified again
+    key = next(iter(payload["state_dict"]))
+    payload["state_dict"][key] = payload["state_dict"][key] + 1
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="do not match"):
+        ckpt.peek_header(path)
