@@ -106,7 +106,7 @@ def print_events(events, quiet: bool = False, rank: int = 0):
         if rank != 0:
             done = event
             continue
-        if event.kind == "start":
+        if event.kind in ("start", "baseline"):
             print(event.message, file=sys.stderr, flush=True)
         elif event.kind == "step" and not quiet:
             if bar is None:
