@@ -5,17 +5,21 @@
     m = models.create_model("microaunet")          # shipped checkpoint if there is one
     out = m(x)  # {"logits": [B,1,H,W], "attention": {name: [B,1,h,w] in [0,1]}}
     models.get_card("microaunet")
+
+Importing the package does not import torch: the cards (``models/cards.py``), the
+checkpoint files and the default-network choice are plain Python, so the app can fill
+its menus and pick a network while torch loads elsewhere (or not at all). An
+architecture file, and torch with it, is imported when its network is built.
 """
 from __future__ import annotations
 
+import importlib
 import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from . import _compat  # noqa: F401  (first: timm imports torchvision)
-from ._backbones import BackboneWeightsError
-from ._profile import count_flops, count_params
 from ._registry import ModelCard, base_card, card_with_checkpoint, get_entry, list_models, register_model
+from .cards import module_of
 from .checkpoint import (
     CheckpointError,
     default_checkpoint,
@@ -26,9 +30,6 @@ from .checkpoint import (
     save_checkpoint,
     shipped_checkpoint,
 )
-
-# Importing the architecture files registers them.
-from . import dino_keys, ea_dk, eam_net, microaunet, pefnet  # noqa: E402,F401
 
 __all__ = [  # what code outside models/ may use; the _modules are this package's own
     "BackboneWeightsError",
@@ -47,6 +48,18 @@ __all__ = [  # what code outside models/ may use; the _modules are this package'
     "register_model",
     "save_checkpoint",
 ]
+
+# names imported on first use, because their modules import torch (and timm)
+_LAZY = {"BackboneWeightsError": "_backbones", "count_flops": "_profile", "count_params": "_profile"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    if any(module_of(card) == name for card in list_models()):  # models.dino_keys and friends
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 CheckpointArg = Union[None, bool, str, Path]
 

@@ -78,14 +78,17 @@ _REGISTRY: Dict[str, _Entry] = {}
 
 
 def register_model(card: ModelCard) -> Callable:
-    """Decorator: ``@register_model(ModelCard(name=..., ...))`` over a builder.
+    """Decorator: ``@register_model(cards.NAME)`` over a builder, in the architecture file.
 
     The builder takes ``pretrained_backbone: bool``, ``backbone_weights`` (a local
     file/folder or None) and the variant keyword arguments, and returns an
     ``nn.Module`` whose forward returns ``{"logits", "attention", ...}``.
     """
+    from .cards import CARDS
 
     def wrap(builder: Callable) -> Callable:
+        if CARDS.get(card.name) is not card:
+            raise ValueError(f"model {card.name!r}: register its card in models/cards.py")
         if card.name in _REGISTRY:
             raise ValueError(f"model {card.name!r} is registered twice")
         _REGISTRY[card.name] = _Entry(builder, card)
@@ -95,20 +98,32 @@ def register_model(card: ModelCard) -> Callable:
 
 
 def list_models() -> list:
-    return sorted(_REGISTRY)
+    from .cards import CARDS
+
+    return sorted(CARDS)
 
 
 def get_entry(name: str) -> _Entry:
+    """The network's builder and card; imports its architecture file (and torch) on first use."""
+    if name not in _REGISTRY:
+        import importlib
+
+        from .cards import module_of
+
+        base_card(name)  # an unknown name: the message lists the known ones
+        importlib.import_module(f"{__package__}.{module_of(name)}")
+    return _REGISTRY[name]
+
+
+def base_card(name: str) -> ModelCard:
+    from .cards import CARDS
+
     try:
-        return _REGISTRY[name]
+        return CARDS[name]
     except KeyError:
         raise KeyError(
             f"unknown model {name!r}; available: {', '.join(list_models())}"
         ) from None
-
-
-def base_card(name: str) -> ModelCard:
-    return get_entry(name).card
 
 
 def card_with_checkpoint(card: ModelCard, path: Optional[str], header: Optional[dict]) -> ModelCard:

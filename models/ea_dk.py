@@ -29,10 +29,11 @@ import torch.nn as nn
 
 from . import _compat  # noqa: F401  (before timm: repairs torchvision on CPU torch)
 from ._backbones import create_backbone
-from ._registry import ModelCard, register_model
+from ._registry import register_model
 from .blocks import ConvBNAct, double_conv, resize_to, seg_output
+from .cards import EA_DK
 
-BACKBONES = ("res2net50d", "res2net50_26w_4s")
+BACKBONES = EA_DK.variants  # ("res2net50d", "res2net50_26w_4s")
 TOKEN_DIM = 256  # [B] EA width
 KERNEL_DIM = 32  # [P] UCA width = dynamic kernel length
 
@@ -179,28 +180,7 @@ class EADK(nn.Module):
         return seg_output(preds[-1], attention, x.shape[-2:], **extra)
 
 
-@register_model(ModelCard(
-    name="ea-dk",
-    title="EA-DK: Encoder Attention and Dynamic Kernel Update",
-    arxiv="2509.23502",
-    task="polyp",
-    input_size=352,
-    normalization="imagenet",
-    backbone="res2net50d (timm, ImageNet-1k)",
-    params=25_825_612,
-    gflops=24.85,
-    cpu_ms=516.6,
-    variants=BACKBONES,
-    default_variant="res2net50d",
-    attention_maps=("kernel_init", "stage4", "stage3", "stage2", "stage1"),
-    notes=(
-        "Res2Net-50 encoder; self-attention across the 5 encoder stages initialises a dynamic 1×1 "
-        "kernel that 4 gated updates refine along an LDNet-style decoder. 'kernel_init' is σ(P5), "
-        "where the EA-initialised kernel fires; 'stage4'..'stage1' are the refined predictions. "
-        "Output 'stage_importance' [B,5] is the column mean of the stage attention matrix. "
-        "Layer sizes and the update form are our choices ([B] in MODELS.md); the paper reports no size."
-    ),
-))
+@register_model(EA_DK)
 def ea_dk(pretrained_backbone: bool = False, backbone_weights=None, variant: str = "res2net50d",
           backbone: str = None) -> nn.Module:
     # Every network names its variant ``variant``; ``backbone`` is kept as a readable alias.

@@ -28,8 +28,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._registry import ModelCard, register_model
+from ._registry import register_model
 from .blocks import ConvBNAct, minmax01, resize_to, seg_output
+from .cards import EAM_NET
 
 WIDTHS = (32, 64, 128, 192)
 BOTTLENECK = 256
@@ -228,31 +229,7 @@ class EAMNet(nn.Module):
         return seg_output(logits, attention, input_hw, **extra)
 
 
-@register_model(
-    ModelCard(
-        name="eam-net",
-        title="EAM-Net: effective attention-guided multi-scale network for skin lesion segmentation",
-        arxiv="2512.07275",
-        task="skin",
-        input_size=256,
-        normalization="imagenet",
-        backbone="none (trained from scratch)",
-        params=4199127,
-        gflops=25.04,
-        cpu_ms=578.0,
-        variants=("default",),
-        default_variant="default",
-        attention_maps=("cmam_spatial", "eab_max"),
-        notes=(
-            "No public code: layout is our reading of the paper (MODELS.md [B]): widths "
-            "32/64/128/192 + 256 bottleneck, ResBlock+MRCF encoder, EAB (S=64, top C/2 "
-            "channels) on every skip, CMAM at /16 and /8, side heads + fused head. "
-            "4.20M params, 25.0 GFLOPs at 256 (multiply-add = 2, i.e. 12.5 GMACs); the paper "
-            "reports 4.6M and 16.85G. Heatmaps: CMAM spatial map at /8; EAB per-pixel "
-            "max memory affinity at full resolution (min-max scaled)."
-        ),
-    )
-)
+@register_model(EAM_NET)
 def eam_net(pretrained_backbone: bool = False, backbone_weights=None, variant: str = "default") -> nn.Module:
     del pretrained_backbone, backbone_weights  # trained from scratch [B]
     if variant != "default":

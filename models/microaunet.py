@@ -37,8 +37,9 @@ import torch.nn.functional as F
 
 from . import _compat  # noqa: F401  (before timm)
 from ._backbones import create_backbone
-from ._registry import IMAGENET_MEAN, IMAGENET_STD, ModelCard, register_model
+from ._registry import IMAGENET_MEAN, IMAGENET_STD, register_model
 from .blocks import double_conv, resize_to, seg_output
+from .cards import MICROAUNET
 
 WIDTHS = {
     "paper": (4, 8, 12, 16, 24, 32),  # 24,881 params, the paper's 0.0249M [V]
@@ -463,31 +464,7 @@ def build_teacher(kind: str = "malunet", pretrained_backbone: bool = False, back
 
 
 # ----------------------------------------------------------------------------------------
-@register_model(
-    ModelCard(
-        name="microaunet",
-        title="MicroAUNet: boundary-enhanced multi-scale fusion with knowledge distillation",
-        arxiv="2511.01143",
-        task="polyp",
-        input_size=256,
-        normalization="minmax",
-        backbone="none (trained from scratch; MALUNet teacher for distillation)",
-        params=24881,
-        gflops=0.0320,
-        cpu_ms=31.9,
-        variants=("paper", "repo"),
-        default_variant="paper",
-        attention_maps=("lscab_spatial",),
-        notes=(
-            "Widths (4,8,12,16,24,32) as in the paper (0.0249M params); variant 'repo' = the "
-            "official code's default (8,16,24,32,48,64), 84,281 params; or pass widths=(...). "
-            "Input: per-image min-max to [0,1]. Heatmap: LSCAB spatial map s_1 (H/2, upsampled). "
-            "Measured 0.032 GFLOPs at 256 (convs/matmuls, multiply-add = 2); the paper reports "
-            "0.148G with an unstated counter. The MALUNet teacher (177,943 params, "
-            "build_teacher('malunet')) measures 0.165 GFLOPs here."
-        ),
-    )
-)
+@register_model(MICROAUNET)
 def microaunet(pretrained_backbone: bool = False, backbone_weights=None, variant: str = "paper",
                widths: Optional[Sequence[int]] = None) -> nn.Module:
     """MicroAUNet; ``variant`` "paper" | "repo", or explicit ``widths`` (6 multiples of 4)."""

@@ -25,10 +25,11 @@ import torch.nn as nn
 
 from . import _compat  # noqa: F401  (before timm: repairs torchvision on CPU torch)
 from ._backbones import create_backbone
-from ._registry import ModelCard, register_model
+from ._registry import register_model
 from .blocks import ConvBNAct, minmax01, resize_to, seg_output
+from .cards import PEFNET
 
-VARIANTS = ("tiny", "small", "base")
+VARIANTS = PEFNET.variants  # ("tiny", "small", "base")
 PRETRAINED_TAG = "fb_in22k_ft_in1k"  # [C] ImageNet-22k pretrain, 1k fine-tune
 
 
@@ -145,29 +146,7 @@ class PEFNet(nn.Module):
         return seg_output(self.head(y), {"mpe_energy": energy}, x.shape[-2:])
 
 
-@register_model(ModelCard(
-    name="pefnet",
-    title="PEFNet: Multi Kernel Positional Embedding ConvNeXt",
-    arxiv="RIVF 2022",
-    task="polyp",
-    input_size=256,
-    normalization="imagenet",
-    backbone=f"convnext_base.{PRETRAINED_TAG} (timm)",
-    params=122_946_497,
-    gflops=77.29,
-    cpu_ms=1595.3,
-    variants=VARIANTS,
-    default_variant="base",
-    attention_maps=("mpe_energy",),
-    notes=(
-        "ConvNeXt encoder with a U-Net decoder of ConvTranspose up-sampling and MPE blocks "
-        "(multi-kernel 1/3/5 convolutions + positional embedding) on the skip sums. "
-        "Variants tiny/small/base (paper: 52M/74M/129M params; Base best). The positional "
-        "embedding is a fixed 2-D sinusoid (any input size), not the code's learned tensor. "
-        "'mpe_energy' is not attention (the network has none): the channel L2 norm of the last "
-        "MPE output, min-max scaled per image."
-    ),
-))
+@register_model(PEFNET)
 def pefnet(pretrained_backbone: bool = False, backbone_weights=None, variant: str = "base") -> nn.Module:
     if variant not in VARIANTS:
         raise ValueError(f"pefnet variant must be one of {VARIANTS}, got {variant!r}")
