@@ -174,6 +174,7 @@ def read_checkpoint(path, expected_architecture: Optional[str] = None) -> Tuple[
             f"(header {str(header.get('sha256'))[:12]}…, weights {actual[:12]}…); "
             "the file was modified or damaged"
         )
+    _remember_verified(path, header)
     return header, state
 
 
@@ -451,7 +452,8 @@ _header_cache: Dict[Tuple[str, int, int], dict] = {}
 HEADER_CACHE_FILE = "checkpoint-headers.json"  # in home_dir(): verified headers, see peek_header
 
 
-def _file_version(path: Path) -> Tuple[str, int, int]:
+def file_version(path: Path) -> Tuple[str, int, int]:
+    """(resolved path, size, modification time in ns): what says a file is still the one seen."""
     stat = path.stat()
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
@@ -465,15 +467,25 @@ def peek_header(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    version = _file_version(path)
+    version = file_version(path)
     if version not in _header_cache:
         header = _remembered_header(version)
         if header is None:
-            # as plain JSON values, the same whether verified now or remembered from an earlier run
-            header = json.loads(json.dumps(read_checkpoint(path)[0], default=str))
-            _remember_header(version, header)
-        _header_cache[version] = header
+            read_checkpoint(path)  # verifies, and remembers the header (_remember_verified)
+        else:
+            _header_cache[version] = header
     return _header_cache[version]
+
+
+def _remember_verified(path: Path, header: dict) -> None:
+    """A header whose file was just verified, for peek_header: in memory, and on disk for the
+    next process (as plain JSON values, the same whether verified now or remembered)."""
+    version = file_version(path)
+    if version in _header_cache:
+        return
+    header = json.loads(json.dumps(header, default=str))
+    _header_cache[version] = header
+    _remember_header(version, header)
 
 
 def _read_header_file() -> dict:

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
+import numpy as np
+
 ENGINES = ("auto", "torch", "onnxruntime")
 OPSET = 17
 EXPORT_FORMAT = 1  # bump when the exported graph's layout (names, axes) changes
@@ -121,6 +123,7 @@ class OnnxRunner:
     path: Path
     attention_names: List[str]
     threads: int
+    key: dict = field(default_factory=dict)  # what the graph was exported from (export_key)
     note: str = ""
     engine: str = "onnxruntime"
     input_size: int = field(init=False)
@@ -132,10 +135,14 @@ class OnnxRunner:
     def __call__(self, x: "torch.Tensor") -> dict:
         import torch
 
-        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        logits, *maps = self.session.run(self._outputs, {INPUT_NAME: array})
-        return {"logits": torch.from_numpy(logits),
-                "attention": {n: torch.from_numpy(m) for n, m in zip(self.attention_names, maps)}}
+        out = self.run(x.detach().to("cpu", torch.float32).contiguous().numpy())
+        return {"logits": torch.from_numpy(out["logits"]),
+                "attention": {n: torch.from_numpy(m) for n, m in out["attention"].items()}}
+
+    def run(self, array: np.ndarray) -> dict:
+        """The same for numpy arrays (no torch needed)."""
+        logits, *maps = self.session.run(self._outputs, {INPUT_NAME: np.ascontiguousarray(array, np.float32)})
+        return {"logits": logits, "attention": dict(zip(self.attention_names, maps))}
 
 
 _warned: set = set()
@@ -169,10 +176,62 @@ def make_runner(model: torch.nn.Module, model_name: str, input_size: int, engine
     if problem:
         return _fall_back(model, problem, model_name)
     try:
-        return load_or_export(model, model_name, input_size, threads=threads, directory=directory)
+        runner = load_or_export(model, model_name, input_size, threads=threads, directory=directory)
+        if directory is None and getattr(model, "checkpoint_path", None):
+            remember_served(model.checkpoint_path, input_size, runner.path, runner.key)
+        return runner
     except Exception as err:  # noqa: BLE001 -- any export problem: torch still works
         return _fall_back(model, f"the ONNX export failed ({type(err).__name__}: {_first_line(err)})",
                           model_name)
+
+
+# -- straight from the cache ---------------------------------------------------------
+SERVED_FILE = "served.json"  # in cache_dir(): checkpoint file version + input size -> its export
+
+
+def _served_key(checkpoint_path, input_size: int) -> str:
+    from models.checkpoint import file_version
+
+    return json.dumps([*file_version(Path(checkpoint_path)), int(input_size)])
+
+
+def remember_served(checkpoint_path, input_size: int, export_file: Path, key: dict) -> None:
+    """Note that ``export_file`` is ``checkpoint_path``'s graph, so that the next start can
+    run it without torch (:func:`served_runner`). Best effort, atomic."""
+    target = cache_dir() / SERVED_FILE
+    try:
+        entries = json.loads(target.read_text()) if target.is_file() else {}
+        entries = entries if isinstance(entries, dict) else {}
+        entries[_served_key(checkpoint_path, input_size)] = {"file": Path(export_file).name, "key": key}
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(entries, sort_keys=True))
+        os.replace(tmp, target)
+    except (OSError, ValueError):
+        pass
+
+
+def served_runner(model_name: str, checkpoint_path, input_size: int, threads: Optional[int] = None):
+    """The cached graph of this checkpoint file at this input size, opened without torch, when
+    an earlier run exported it and nothing it depends on has changed since (the checkpoint
+    file, the network's source files, the torch version that exported it); else None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    if onnxruntime_problem():
+        return None
+    try:
+        entries = json.loads((cache_dir() / SERVED_FILE).read_text())
+        entry = entries[_served_key(checkpoint_path, input_size)]
+        key, path = entry["key"], cache_dir() / Path(entry["file"]).name
+        current = {"architecture": model_name, "input_size": int(input_size), "format": EXPORT_FORMAT,
+                   "opset": OPSET, "torch": version("torch").split("+")[0],
+                   "source_sha256": architecture_source_sha256(model_name)}
+        if any(key.get(k) != v for k, v in current.items()) or not path.is_file():
+            return None
+        return open_export(path, key, threads or physical_cores())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, PackageNotFoundError):
+        return None
+    except Exception:  # noqa: BLE001 -- ONNX Runtime refusing the file: the usual path exports again
+        return None
 
 
 # -- export and cache -------------------------------------------------------------
@@ -203,13 +262,29 @@ def _plain(value):
 
 def _source_sha256(model: torch.nn.Module) -> str:
     """The network's code: its class's file and the shared blocks (an edit there changes the graph)."""
-    import models.blocks
+    return _files_sha256([inspect.getsourcefile(type(model)) or "", _blocks_file()])
 
+
+def _blocks_file() -> str:
+    import models
+
+    return str(Path(models.__file__).parent / "blocks.py")  # not imported: it imports torch
+
+
+def _files_sha256(files) -> str:
     digest = hashlib.sha256()
-    for module_file in sorted({inspect.getsourcefile(type(model)) or "", inspect.getsourcefile(models.blocks)}):
+    for module_file in sorted(set(files)):
         if module_file and os.path.isfile(module_file):
             digest.update(Path(module_file).read_bytes())
     return digest.hexdigest()
+
+
+def architecture_source_sha256(model_name: str) -> str:
+    """:func:`_source_sha256` of a registered network, from its files alone (no torch)."""
+    import models
+    from models.cards import module_of
+
+    return _files_sha256([str(Path(models.__file__).parent / f"{module_of(model_name)}.py"), _blocks_file()])
 
 
 def export_path(key: dict, directory: Path) -> Path:
@@ -310,7 +385,7 @@ def open_export(path: Path, key: dict, threads: int) -> OnnxRunner:
     if [o.name for o in session.get_outputs()] != expected or \
             [i.name for i in session.get_inputs()] != [INPUT_NAME]:
         raise ValueError("its inputs or outputs are not the network's")
-    return OnnxRunner(session, Path(path), attention, int(threads))
+    return OnnxRunner(session, Path(path), attention, int(threads), key=dict(key))
 
 
 def prune_cache(directory: Path, keep: Optional[Path] = None, budget: int = CACHE_BUDGET_BYTES) -> List[Path]:

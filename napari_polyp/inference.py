@@ -15,8 +15,7 @@ the CPU, torch on a GPU.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -27,6 +26,7 @@ from models import ModelCard
 
 from .engine import make_runner
 from .io.images import as_rgb_uint8
+from .prediction import TTA_FLIPS, Prediction  # noqa: F401  (Prediction: part of this module's API)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -69,10 +69,6 @@ def _to_image_size(t: torch.Tensor, hw) -> np.ndarray:
     return t[:, 0].clamp_(0.0, 1.0).cpu().numpy()
 
 
-# Flip test-time augmentation: the views averaged (dims of an NCHW tensor each one mirrors).
-TTA_FLIPS = ((), (-1,), (-2,))
-
-
 def probability_with_flips(model: Callable, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """Mean probability over the image and its horizontal and vertical mirror images, each
     mirrored back (3 network passes; ``logits`` is the plain pass already made). Polyps and
@@ -81,19 +77,6 @@ def probability_with_flips(model: Callable, x: torch.Tensor, logits: torch.Tenso
     for dims in TTA_FLIPS[1:]:
         total += torch.sigmoid(model(torch.flip(x, dims))["logits"].float()).flip(dims)
     return total / len(TTA_FLIPS)
-
-
-@dataclass
-class Prediction:
-    probability: np.ndarray  # HxW float32 in [0,1]
-    attention: Dict[str, np.ndarray] = field(default_factory=dict)  # name -> HxW in [0,1]
-    model: str = ""
-    checkpoint_sha256: str = ""  # "" when the weights are untrained
-    seconds: float = 0.0
-    engine: str = ""  # what ran the network: "torch" | "onnxruntime"
-
-    def mask(self, threshold: float = 0.5) -> np.ndarray:
-        return (self.probability >= threshold).astype(np.uint8)
 
 
 class Predictor:

@@ -549,25 +549,10 @@ def _frame_metadata(existing: Mapping, run_meta: dict, frame: Optional[int]) -> 
 
 
 def _resize(amap: np.ndarray, hw) -> np.ndarray:
-    """Bilinear resize of a 2-D map to ``hw`` (pixel centres aligned, edges clamped: torch's
-    ``interpolate(mode="bilinear", align_corners=False)``), clipped to [0, 1]; numpy only."""
-    amap = np.asarray(amap, dtype=np.float32)
-    rows = _bilinear_weights(amap.shape[0], int(hw[0]))
-    cols = _bilinear_weights(amap.shape[1], int(hw[1]))
-    return np.clip(rows @ amap @ cols.T, 0.0, 1.0).astype(np.float32)
+    """A 2-D map resized to ``hw`` (torch's bilinear, see ``napari_polyp.resample``), clipped to [0, 1]."""
+    from .resample import resize
 
-
-def _bilinear_weights(size_in: int, size_out: int) -> np.ndarray:
-    """The (size_out x size_in) matrix of 1-D bilinear interpolation with half-pixel centres."""
-    centres = (np.arange(size_out, dtype=np.float64) + 0.5) * (size_in / size_out) - 0.5
-    centres = np.clip(centres, 0.0, size_in - 1)
-    left = np.floor(centres).astype(int)
-    right = np.minimum(left + 1, size_in - 1)
-    frac = centres - left
-    weights = np.zeros((size_out, size_in), np.float32)
-    weights[np.arange(size_out), left] += (1.0 - frac).astype(np.float32)
-    weights[np.arange(size_out), right] += frac.astype(np.float32)
-    return weights
+    return np.clip(resize(amap, hw), 0.0, 1.0)
 
 
 # -- re-threshold ---------------------------------------------------------------

@@ -1,0 +1,132 @@
+"""What a prediction is, and a network served straight from its cached ONNX graph: no torch.
+
+    predictor = served_predictor("dino-keys")   # None unless an earlier run exported its graph
+    result = predictor.predict(rgb_uint8_image)  # a Prediction, as from inference.Predictor
+
+Starting the app used to mean importing torch, timm and torchvision (2-4 s of CPU on
+the interpreter lock that napari's start-up needs too) and building the network, only
+to run the ONNX graph cached from an earlier run. :class:`ServedPredictor` runs that
+graph with ONNX Runtime and numpy alone, with the same pre- and post-processing as
+:class:`napari_polyp.inference.Predictor` (resizing in :mod:`napari_polyp.resample`,
+which matches torch's; ``tests/test_prediction.py`` holds the two predictors to the
+same output). Anything else (another engine, a GPU, training) builds the torch network.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Iterator, Optional
+
+import numpy as np
+
+from .io.images import as_rgb_uint8
+from .resample import resize
+
+# Flip test-time augmentation: the views averaged (axes of an NCHW array each one mirrors).
+TTA_FLIPS = ((), (-1,), (-2,))
+
+
+@dataclass
+class Prediction:
+    probability: np.ndarray  # HxW float32 in [0,1]
+    attention: Dict[str, np.ndarray] = field(default_factory=dict)  # name -> HxW in [0,1]
+    model: str = ""
+    checkpoint_sha256: str = ""  # "" when the weights are untrained
+    seconds: float = 0.0
+    engine: str = ""  # what ran the network: "torch" | "onnxruntime"
+
+    def mask(self, threshold: float = 0.5) -> np.ndarray:
+        return (self.probability >= threshold).astype(np.uint8)
+
+
+def network_input(images: np.ndarray, card) -> np.ndarray:
+    """BxHxWx3 uint8 -> Bx3xSxS float32, resized (antialiased) and normalised per the card:
+    ``inference.preprocess`` in numpy."""
+    size = (card.input_size, card.input_size)
+    x = np.stack([resize(image, size, antialias=True) for image in images]) / np.float32(255.0)
+    x = x.transpose(0, 3, 1, 2)
+    if card.normalization == "minmax":
+        lo = x.min(axis=(1, 2, 3), keepdims=True)
+        hi = x.max(axis=(1, 2, 3), keepdims=True)
+        return np.ascontiguousarray((x - lo) / np.maximum(hi - lo, 1e-6), np.float32)
+    mean = np.asarray(card.mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(card.std, np.float32).reshape(1, 3, 1, 1)
+    return np.ascontiguousarray((x - mean) / std, np.float32)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-logits.astype(np.float32)))).astype(np.float32)
+
+
+def _to_image_size(maps: np.ndarray, hw) -> np.ndarray:
+    """Bx1xhxw -> BxHxW float32 in [0, 1] at the image's size."""
+    return np.stack([np.clip(resize(m[0], hw), 0.0, 1.0) for m in maps])
+
+
+class ServedPredictor:
+    """:class:`napari_polyp.inference.Predictor`'s interface over a cached ONNX graph alone."""
+
+    engine = "onnxruntime"
+    engine_note = ""
+
+    def __init__(self, model_name: str, card, runner, checkpoint_sha256: str, checkpoint_path: str,
+                 tta: bool = False):
+        self.model_name, self.card, self.runner, self.tta = model_name, card, runner, tta
+        self.checkpoint_sha256, self.checkpoint_path = checkpoint_sha256, checkpoint_path
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.checkpoint_sha256)
+
+    def _probability(self, x: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        if not self.tta:
+            return _sigmoid(logits)
+        total = _sigmoid(logits)
+        for axes in TTA_FLIPS[1:]:
+            total += np.flip(_sigmoid(self.runner.run(np.flip(x, axes))["logits"]), axes)
+        return total / len(TTA_FLIPS)
+
+    def predict_batch(self, images: np.ndarray, attention: bool = True) -> list:
+        images = np.stack([as_rgb_uint8(im) for im in images])
+        start = time.perf_counter()
+        x = network_input(images, self.card)
+        out = self.runner.run(x)
+        hw = images.shape[1:3]
+        probs = _to_image_size(self._probability(x, out["logits"]), hw)
+        maps = {name: _to_image_size(amap, hw) for name, amap in out["attention"].items()} if attention else {}
+        seconds = (time.perf_counter() - start) / len(images)
+        return [Prediction(probs[i], {k: v[i] for k, v in maps.items()}, self.model_name, self.checkpoint_sha256,
+                           seconds, self.engine) for i in range(len(images))]
+
+    def predict(self, image: np.ndarray, attention: bool = True) -> Prediction:
+        return self.predict_batch(as_rgb_uint8(image)[None], attention)[0]
+
+    def warm_up(self) -> None:
+        size = self.card.input_size
+        self.predict(np.zeros((size, size, 3), np.uint8))
+
+    def predict_frames(self, frames: Iterable[np.ndarray]) -> Iterator[Prediction]:
+        for frame in frames:
+            yield self.predict(frame)
+
+
+def served_predictor(model_name: str, checkpoint=None, threads: Optional[int] = None,
+                     tta: bool = False) -> Optional[ServedPredictor]:
+    """``model_name`` with its default checkpoint (or ``checkpoint``, a path) straight from the
+    graph an earlier run exported (``engine.served_runner``); None when there is none."""
+    import models
+
+    from .engine import served_runner
+
+    path = models.default_checkpoint(model_name) if checkpoint in (None, True) else checkpoint
+    if not path:
+        return None  # random weights: nothing worth serving
+    try:
+        header = models.peek_header(path)
+    except models.CheckpointError:
+        return None
+    card = models.card_with_checkpoint(models.base_card(model_name), str(path), header)
+    runner = served_runner(model_name, path, card.input_size, threads)
+    if runner is None or header.get("sha256") != runner.key.get("weights_sha256"):
+        return None
+    return ServedPredictor(model_name, card, runner, header.get("sha256", ""), str(path), tta=tta)

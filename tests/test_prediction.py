@@ -1,0 +1,64 @@
+"""A network served from its cached ONNX graph without torch (napari_polyp/prediction.py)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from models.checkpoint import save_checkpoint
+from napari_polyp.inference import Predictor, preprocess
+from napari_polyp.prediction import network_input, served_predictor
+
+
+@pytest.mark.parametrize("name", ["microaunet", "eam-net"])  # min-max and ImageNet normalisation
+def test_network_input_is_preprocess_in_numpy(name):
+    card = models.base_card(name)
+    images = np.random.default_rng(0).integers(0, 256, (2, 150, 170, 3), dtype=np.uint8)
+    np.testing.assert_allclose(network_input(images, card), preprocess(images, card).numpy(), atol=1e-3, rtol=0)
+
+
+@pytest.fixture
+def trained_microaunet(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "micro.pt"
+    save_checkpoint(models.create_model("microaunet", checkpoint=False), path, architecture="microaunet",
+                    metrics={"dice": 0.5})
+    return path
+
+
+def test_served_predictions_match_the_torch_network(trained_microaunet):
+    assert served_predictor("microaunet", checkpoint=trained_microaunet) is None  # nothing exported yet
+    image = np.random.default_rng(1).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    for tta in (False, True):
+        built = Predictor("microaunet", checkpoint=trained_microaunet, device="cpu", engine="onnxruntime", threads=1,
+                          tta=tta)
+        served = served_predictor("microaunet", checkpoint=trained_microaunet, threads=1, tta=tta)
+        assert served is not None and served.engine == "onnxruntime" and served.trained
+        expected, got = built.predict(image), served.predict(image)
+        np.testing.assert_allclose(got.probability, expected.probability, atol=1e-3)
+        assert set(got.attention) == set(expected.attention) == {"lscab_spatial"}
+        np.testing.assert_allclose(got.attention["lscab_spatial"], expected.attention["lscab_spatial"], atol=1e-3)
+        assert got.checkpoint_sha256 == expected.checkpoint_sha256
+    assert served.predict(image, attention=False).attention == {}
+
+
+def test_another_checkpoint_file_is_not_served(trained_microaunet):
+    Predictor("microaunet", checkpoint=trained_microaunet, device="cpu", engine="onnxruntime", threads=1)
+    torch.manual_seed(1)
+    save_checkpoint(models.create_model("microaunet", checkpoint=False), trained_microaunet, architecture="microaunet")
+    assert served_predictor("microaunet", checkpoint=trained_microaunet) is None
+
+
+def test_serving_imports_no_torch(trained_microaunet):
+    Predictor("microaunet", checkpoint=trained_microaunet, device="cpu", engine="onnxruntime", threads=1)
+    code = ("import sys, numpy as np\n"
+            "from napari_polyp.prediction import served_predictor\n"
+            f"p = served_predictor('microaunet', checkpoint={str(trained_microaunet)!r}, threads=1)\n"
+            "mask = p.predict(np.full((40, 50, 3), 120, np.uint8)).mask()\n"
+            "print(mask.shape, 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["(40,", "50)", "False"]
