@@ -8,7 +8,9 @@
 Cold start: the network is built (ONNX graph loaded, one warm-up run) in a background
 thread started before napari is imported, so both start together; the app presses Run
 once the window is up (``--no-run`` does not), and the mask appears when the network is
-ready. ``benchmarks/cold_start.py`` measures command -> first mask.
+ready. From the second start on, the network runs straight from the ONNX graph the first
+start exported, and torch is not imported at all (``napari_polyp.prediction``).
+``benchmarks/cold_start.py`` measures command -> first mask.
 """
 from __future__ import annotations
 
@@ -140,12 +142,15 @@ def _start_building(model: Optional[str], task: str, device: str):
     def build():
         try:
             import models
-            from .widgets._common import default_predictor_factory
 
             name = model or models.default_model(task)
             path = models.default_checkpoint(name)
             checkpoint = str(path) if path else False
-            predictor = default_predictor_factory(name, checkpoint, device, **options)
+            predictor = _served(name, checkpoint, device, options)
+            if predictor is None:
+                from .widgets._common import default_predictor_factory
+
+                predictor = default_predictor_factory(name, checkpoint, device, **options)
             predictor.warm_up()
             future.set_result((name, checkpoint, predictor))
         except BaseException as err:  # noqa: BLE001 -- Run builds it again and reports the error
@@ -153,6 +158,17 @@ def _start_building(model: Optional[str], task: str, device: str):
 
     threading.Thread(target=build, name="napari-polyp-first-network", daemon=True).start()
     return future, options
+
+
+def _served(name: str, checkpoint, device: str, options: dict):
+    """The network straight from the ONNX graph an earlier start exported (no torch, see
+    ``napari_polyp.prediction``), when it would run in ONNX Runtime on this CPU anyway."""
+    from .engine import runs_on_cpu_onnxruntime
+    from .prediction import served_predictor
+
+    if not checkpoint or not runs_on_cpu_onnxruntime(device, options["engine"]):
+        return None
+    return served_predictor(name, checkpoint, threads=options["threads"])
 
 
 def _use_prebuilt(widget, future, options: dict, device: str) -> None:

@@ -96,6 +96,21 @@ def add_arguments(parser) -> None:
                         help="CPU threads for the network (default: the physical cores)")
 
 
+def runs_on_cpu_onnxruntime(device: str, engine: Optional[str]) -> bool:
+    """Whether ``device`` and ``engine`` ("auto" for either) come to ONNX Runtime on the CPU,
+    told without importing torch: "auto" means a GPU where torch has one, so an "auto" device
+    counts as the CPU only on a machine without an NVIDIA driver or an Apple GPU."""
+    import platform
+
+    engine = engine or default_engine()
+    if engine == "torch" or device not in ("auto", "cpu"):
+        return False
+    if device == "auto":
+        apple_gpu = platform.system() == "Darwin" and platform.machine() == "arm64"
+        return not (os.path.exists("/dev/nvidiactl") or apple_gpu)
+    return True
+
+
 def cache_dir() -> Path:
     from models.checkpoint import home_dir
 
