@@ -146,11 +146,9 @@ def _start_building(model: Optional[str], task: str, device: str):
             name = model or models.default_model(task)
             path = models.default_checkpoint(name)
             checkpoint = str(path) if path else False
-            predictor = _served(name, checkpoint, device, options)
-            if predictor is None:
-                from .widgets._common import default_predictor_factory
+            from .widgets._common import default_predictor_factory
 
-                predictor = default_predictor_factory(name, checkpoint, device, **options)
+            predictor = default_predictor_factory(name, checkpoint, device, **options)  # served if it can be
             predictor.warm_up()
             future.set_result((name, checkpoint, predictor))
         except BaseException as err:  # noqa: BLE001 -- Run builds it again and reports the error
@@ -158,17 +156,6 @@ def _start_building(model: Optional[str], task: str, device: str):
 
     threading.Thread(target=build, name="napari-polyp-first-network", daemon=True).start()
     return future, options
-
-
-def _served(name: str, checkpoint, device: str, options: dict):
-    """The network straight from the ONNX graph an earlier start exported (no torch, see
-    ``napari_polyp.prediction``), when it would run in ONNX Runtime on this CPU anyway."""
-    from .engine import runs_on_cpu_onnxruntime
-    from .prediction import served_predictor
-
-    if not checkpoint or not runs_on_cpu_onnxruntime(device, options["engine"]):
-        return None
-    return served_predictor(name, checkpoint, threads=options["threads"])
 
 
 def _use_prebuilt(widget, future, options: dict, device: str) -> None:

@@ -130,3 +130,14 @@ def served_predictor(model_name: str, checkpoint=None, threads: Optional[int] = 
     if runner is None or header.get("sha256") != runner.key.get("weights_sha256"):
         return None
     return ServedPredictor(model_name, card, runner, header.get("sha256", ""), str(path), tta=tta)
+
+
+def served_if_on_cpu(model_name: str, checkpoint, device: str = "auto", engine: Optional[str] = None,
+                     threads: Optional[int] = None) -> Optional[ServedPredictor]:
+    """:func:`served_predictor`, when the network would run in ONNX Runtime on this CPU anyway
+    (a GPU, the torch engine and random weights always build the torch network)."""
+    from .engine import runs_on_cpu_onnxruntime
+
+    if not checkpoint or not runs_on_cpu_onnxruntime(device, engine):
+        return None
+    return served_predictor(model_name, checkpoint, threads=threads)

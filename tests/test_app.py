@@ -51,24 +51,3 @@ def test_command_line_screenshot(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "first mask after" in result.stdout
     assert float(iio.imread(out)[..., :3].astype(float).var()) > 50.0
-
-
-def test_a_second_start_serves_the_network_from_its_graph(tmp_path, monkeypatch):
-    """The first start exports the default network's graph; the next runs it without torch."""
-    from models.checkpoint import save_checkpoint
-    from napari_polyp import engine
-    from napari_polyp.app import _served
-    from napari_polyp.inference import Predictor
-    from napari_polyp.prediction import ServedPredictor
-
-    path = tmp_path / "micro.pt"
-    save_checkpoint(models.create_model("microaunet", checkpoint=False), path, architecture="microaunet")
-    options = {"engine": "auto", "threads": 1}
-    assert _served("microaunet", str(path), "cpu", options) is None  # the first start: nothing exported
-    Predictor("microaunet", checkpoint=path, device="cpu", **options)
-    assert isinstance(_served("microaunet", str(path), "cpu", options), ServedPredictor)
-    assert _served("microaunet", str(path), "cpu", {"engine": "torch", "threads": 1}) is None
-    assert _served("microaunet", str(path), "cuda", options) is None
-    assert _served("microaunet", False, "cpu", options) is None  # random weights are never served
-    monkeypatch.setattr(engine.os.path, "exists", lambda p: p == "/dev/nvidiactl")  # a machine with a GPU
-    assert _served("microaunet", str(path), "auto", options) is None

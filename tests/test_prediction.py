@@ -62,3 +62,28 @@ def test_serving_imports_no_torch(trained_microaunet):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["(40,", "50)", "False"]
+
+
+def test_only_a_trained_network_on_the_cpu_in_onnxruntime_is_served(trained_microaunet, monkeypatch):
+    from napari_polyp import engine
+    from napari_polyp.prediction import ServedPredictor, served_if_on_cpu
+
+    path = str(trained_microaunet)
+    assert served_if_on_cpu("microaunet", path, "cpu", "auto", 1) is None  # nothing exported yet
+    Predictor("microaunet", checkpoint=path, device="cpu", engine="auto", threads=1)
+    assert isinstance(served_if_on_cpu("microaunet", path, "cpu", "auto", 1), ServedPredictor)
+    assert served_if_on_cpu("microaunet", path, "cpu", "torch", 1) is None
+    assert served_if_on_cpu("microaunet", path, "cuda", "auto", 1) is None
+    assert served_if_on_cpu("microaunet", False, "cpu", "auto", 1) is None  # random weights
+    monkeypatch.setattr(engine.os.path, "exists", lambda p: p == "/dev/nvidiactl")  # a machine with a GPU
+    assert served_if_on_cpu("microaunet", path, "auto", "auto", 1) is None
+
+
+def test_the_widgets_get_the_served_network(trained_microaunet):
+    from napari_polyp.prediction import ServedPredictor
+    from napari_polyp.widgets._common import default_predictor_factory
+
+    first = default_predictor_factory("microaunet", str(trained_microaunet), "cpu", "auto", 1)
+    assert isinstance(first, Predictor)  # built, and its graph exported
+    again = default_predictor_factory("microaunet", str(trained_microaunet), "cpu", "auto", 1)
+    assert isinstance(again, ServedPredictor)
