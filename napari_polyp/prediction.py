@@ -133,11 +133,12 @@ def served_predictor(model_name: str, checkpoint=None, threads: Optional[int] = 
 
 
 def served_if_on_cpu(model_name: str, checkpoint, device: str = "auto", engine: Optional[str] = None,
-                     threads: Optional[int] = None) -> Optional[ServedPredictor]:
+                     threads: Optional[int] = None, tta: bool = False) -> Optional[ServedPredictor]:
     """:func:`served_predictor`, when the network would run in ONNX Runtime on this CPU anyway
-    (a GPU, the torch engine and random weights always build the torch network)."""
+    (a GPU, the torch engine and random weights always build the torch network). The Segment
+    widget and ``napari-polyp predict`` ask this first."""
     from .engine import runs_on_cpu_onnxruntime
 
     if not checkpoint or not runs_on_cpu_onnxruntime(device, engine):
         return None
-    return served_predictor(model_name, checkpoint, threads=threads)
+    return served_predictor(model_name, checkpoint, threads=threads, tta=tta)

@@ -137,6 +137,14 @@ def _load_predictor(args):
     if args.checkpoint is None and models.default_checkpoint(args.model) is None and not args.allow_untrained:
         raise UserError(f"{args.model} has no trained checkpoint: predictions would not be meaningful "
                         "(pass --checkpoint, or --allow-untrained)")
+    if not args.backbone_weights:  # (another backbone file means another network: build it)
+        from napari_polyp.prediction import served_if_on_cpu
+
+        checkpoint = args.checkpoint or models.default_checkpoint(args.model)
+        served = served_if_on_cpu(args.model, checkpoint and str(checkpoint), args.device, args.engine,
+                                  args.threads, tta=args.tta)
+        if served is not None:
+            return served
     model = models.create_model(args.model, checkpoint=args.checkpoint or None, backbone_weights=args.backbone_weights)
     return Predictor(args.model, device=args.device, model=model, tta=args.tta, engine=args.engine,
                      threads=args.threads)
