@@ -513,7 +513,8 @@ def show_live_frame(viewer, image_layer, frame: int, picture: np.ndarray):
     layer = live_view_layer(viewer, image_layer, picture)
     if layer.data.shape == picture.shape:
         layer.data[...] = picture  # in place: the texture is updated, not re-made
-        layer.refresh()
+        # no thumbnail (and layer-list repaint) per frame: 7-20 ms of the UI thread's ~50 here
+        layer.refresh(thumbnail=False, highlight=False, extent=False)
     else:
         layer.data = picture
     axis = viewer.dims.ndim - image_layer.ndim  # layers are right-aligned in the world's axes
