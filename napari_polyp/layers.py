@@ -499,11 +499,14 @@ def start_live_view(viewer, image_layer) -> list:
     frame on the UI thread. Both layers are made now (adding a layer stalls napari for a
     while), and kept afterwards (removing one runs a full garbage collection, ~0.6 s).
     Returns the layers hidden, for :func:`end_live_view`."""
+    active = viewer.layers.selection.active
     outline_layer = live_layer(viewer, image_layer)
     hidden = [layer for layer in (image_layer, outline_layer) if layer.visible]
     for layer in hidden:
         layer.visible = False
     live_view_layer(viewer, image_layer).visible = True
+    if active is not None and active in viewer.layers:
+        viewer.layers.selection.active = active  # napari selects a new layer: give the user's choice back
     return hidden
 
 

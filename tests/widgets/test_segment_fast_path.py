@@ -115,6 +115,7 @@ def test_live_mode_starts_advances_and_stops(make_napari_viewer, qtbot, short_vi
     shown = widget.live_stats.frame
     assert shown > 5 and int(round(viewer.dims.point[0])) == shown  # napari's frame slider follows playback
     assert "clip live view" not in [widget.image_combo.itemText(i) for i in range(widget.image_combo.count())]
+    assert viewer.layers.selection.active is video  # the user's selection, not the layers Live made
 
     widget.live_button.click()  # stop
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
