@@ -470,22 +470,20 @@ def peek_header(path) -> dict:
     version = file_version(path)
     if version not in _header_cache:
         header = _remembered_header(version)
-        if header is None:
-            read_checkpoint(path)  # verifies, and remembers the header (_remember_verified)
-        else:
-            _header_cache[version] = header
+        if header is None:  # verify the file (read_checkpoint remembers its header)
+            return _remember_verified(path, read_checkpoint(path)[0])
+        _header_cache[version] = header
     return _header_cache[version]
 
 
-def _remember_verified(path: Path, header: dict) -> None:
+def _remember_verified(path: Path, header: dict) -> dict:
     """A header whose file was just verified, for peek_header: in memory, and on disk for the
     next process (as plain JSON values, the same whether verified now or remembered)."""
     version = file_version(path)
-    if version in _header_cache:
-        return
-    header = json.loads(json.dumps(header, default=str))
-    _header_cache[version] = header
-    _remember_header(version, header)
+    if version not in _header_cache:
+        _header_cache[version] = json.loads(json.dumps(header, default=str))
+        _remember_header(version, _header_cache[version])
+    return _header_cache[version]
 
 
 def _read_header_file() -> dict:

@@ -142,12 +142,11 @@ def _start_building(model: Optional[str], task: str, device: str):
     def build():
         try:
             import models
+            from .widgets._common import default_predictor_factory
 
             name = model or models.default_model(task)
             path = models.default_checkpoint(name)
             checkpoint = str(path) if path else False
-            from .widgets._common import default_predictor_factory
-
             predictor = default_predictor_factory(name, checkpoint, device, **options)  # served if it can be
             predictor.warm_up()
             future.set_result((name, checkpoint, predictor))

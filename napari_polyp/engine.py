@@ -229,7 +229,7 @@ def served_runner(model_name: str, checkpoint_path, input_size: int, threads: Op
     """The cached graph of this checkpoint file at this input size, opened without torch, when
     an earlier run exported it and nothing it depends on has changed since (the checkpoint
     file, the network's source files, the torch version that exported it); else None."""
-    from importlib.metadata import PackageNotFoundError, version
+    from importlib.metadata import version
 
     if onnxruntime_problem():
         return None
@@ -243,9 +243,7 @@ def served_runner(model_name: str, checkpoint_path, input_size: int, threads: Op
         if any(key.get(k) != v for k, v in current.items()) or not path.is_file():
             return None
         return open_export(path, key, threads or physical_cores())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, PackageNotFoundError):
-        return None
-    except Exception:  # noqa: BLE001 -- ONNX Runtime refusing the file: the usual path exports again
+    except Exception:  # noqa: BLE001 -- a missing or odd note, ONNX Runtime refusing the file: build instead
         return None
 
 

@@ -15,7 +15,7 @@ the CPU, torch on a GPU.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from models import ModelCard
 
 from .engine import make_runner
 from .io.images import as_rgb_uint8
-from .prediction import TTA_FLIPS, Prediction  # noqa: F401  (Prediction: part of this module's API)
+from .prediction import TTA_FLIPS, Prediction, PredictorBase  # noqa: F401  (Prediction: part of this module's API)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -79,7 +79,7 @@ def probability_with_flips(model: Callable, x: torch.Tensor, logits: torch.Tenso
     return total / len(TTA_FLIPS)
 
 
-class Predictor:
+class Predictor(PredictorBase):
     """A network ready for inference, with its card's pre/post-processing.
 
     ``engine``: "auto" | "torch" | "onnxruntime" (see :mod:`napari_polyp.engine`; None: "auto"
@@ -114,10 +114,6 @@ class Predictor:
     def engine_note(self) -> str:
         return self.runner.note
 
-    @property
-    def trained(self) -> bool:
-        return bool(self.checkpoint_sha256)
-
     @torch.inference_mode()
     def predict_batch(self, images: np.ndarray, attention: bool = True) -> list:
         """BxHxWx3 (all of one size) -> list of Prediction; ``attention=False`` leaves the maps
@@ -130,23 +126,4 @@ class Predictor:
         prob = probability_with_flips(self.runner, x, out["logits"]) if self.tta else torch.sigmoid(out["logits"])
         probs = _to_image_size(prob, hw)
         maps = {name: _to_image_size(amap, hw) for name, amap in out["attention"].items()} if attention else {}
-        seconds = (time.perf_counter() - start) / len(images)
-        return [
-            Prediction(probs[i], {k: v[i] for k, v in maps.items()}, self.model_name, self.checkpoint_sha256, seconds,
-                       self.engine)
-            for i in range(len(images))
-        ]
-
-    def warm_up(self) -> None:
-        """One run on a blank image: a session's first call allocates its buffers, and the
-        user's first Run should not be the one paying for that."""
-        size = self.card.input_size
-        self.predict(np.zeros((size, size, 3), np.uint8))
-
-    def predict(self, image: np.ndarray, attention: bool = True) -> Prediction:
-        return self.predict_batch(as_rgb_uint8(image)[None], attention)[0]
-
-    def predict_frames(self, frames: Iterable[np.ndarray]) -> Iterator[Prediction]:
-        """One prediction per frame, lazily (a video never sits whole in memory)."""
-        for frame in frames:
-            yield self.predict(frame)
+        return self._predictions(probs, maps, start)

@@ -34,6 +34,7 @@ import numpy as np
 from .corrections.metrics import dice_iou
 from .display import mask_colormap, outline
 from .io.images import as_rgb_uint8
+from .resample import resize_map
 
 ROLE = "napari_polyp_role"  # metadata key: "mask" | "probability" | "attention" | "disagreement" | ...
 ATTENTION_COLORMAP = "inferno"
@@ -441,7 +442,7 @@ def _show_attention(viewer, image_layer, attention: Mapping[str, np.ndarray], ru
     for map_name, amap in attention.items():
         amap = np.asarray(amap, dtype=np.float32)
         if amap.shape != hw:
-            amap = _resize(amap, hw)
+            amap = resize_map(amap, hw)
         name = display.attention_layer_name(image_layer.name, model, map_name)
         names.append(name)
         existing = _find(viewer, name, "attention")
@@ -550,13 +551,6 @@ def _frame_metadata(existing: Mapping, run_meta: dict, frame: Optional[int]) -> 
         out["frames"] = frames
         out["predicted_frames"] = sorted(frames)
     return out
-
-
-def _resize(amap: np.ndarray, hw) -> np.ndarray:
-    """A 2-D map resized to ``hw`` (torch's bilinear, see ``napari_polyp.resample``), clipped to [0, 1]."""
-    from .resample import resize
-
-    return np.clip(resize(amap, hw), 0.0, 1.0)
 
 
 # -- re-threshold ---------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Dict, Iterable, Iterator, Optional
 import numpy as np
 
 from .io.images import as_rgb_uint8
-from .resample import resize
+from .resample import resize, resize_map
 
 # Flip test-time augmentation: the views averaged (axes of an NCHW array each one mirrors).
 TTA_FLIPS = ((), (-1,), (-2,))
@@ -60,10 +60,47 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
 
 def _to_image_size(maps: np.ndarray, hw) -> np.ndarray:
     """Bx1xhxw -> BxHxW float32 in [0, 1] at the image's size."""
-    return np.stack([np.clip(resize(m[0], hw), 0.0, 1.0) for m in maps])
+    return np.stack([resize_map(m[0], hw) for m in maps])
 
 
-class ServedPredictor:
+class PredictorBase:
+    """What every predictor offers around its ``predict_batch`` (BxHxWx3 uint8 of one size ->
+    list of Prediction; ``attention=False`` leaves the maps out): the built network
+    (:class:`napari_polyp.inference.Predictor`) and the served one (:class:`ServedPredictor`)."""
+
+    model_name: str
+    card: object
+    checkpoint_sha256: str
+    engine: str
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.checkpoint_sha256)
+
+    def predict_batch(self, images: np.ndarray, attention: bool = True) -> list:
+        raise NotImplementedError
+
+    def predict(self, image: np.ndarray, attention: bool = True) -> Prediction:
+        return self.predict_batch(as_rgb_uint8(image)[None], attention)[0]
+
+    def warm_up(self) -> None:
+        """One run on a blank image: a session's first call allocates its buffers, and the
+        user's first Run should not be the one paying for that."""
+        size = self.card.input_size
+        self.predict(np.zeros((size, size, 3), np.uint8))
+
+    def predict_frames(self, frames: Iterable[np.ndarray]) -> Iterator[Prediction]:
+        """One prediction per frame, lazily (a video never sits whole in memory)."""
+        for frame in frames:
+            yield self.predict(frame)
+
+    def _predictions(self, probs: np.ndarray, maps: Dict[str, np.ndarray], started: float) -> list:
+        seconds = (time.perf_counter() - started) / len(probs)
+        return [Prediction(probs[i], {k: v[i] for k, v in maps.items()}, self.model_name, self.checkpoint_sha256,
+                           seconds, self.engine) for i in range(len(probs))]
+
+
+class ServedPredictor(PredictorBase):
     """:class:`napari_polyp.inference.Predictor`'s interface over a cached ONNX graph alone."""
 
     engine = "onnxruntime"
@@ -73,10 +110,6 @@ class ServedPredictor:
                  tta: bool = False):
         self.model_name, self.card, self.runner, self.tta = model_name, card, runner, tta
         self.checkpoint_sha256, self.checkpoint_path = checkpoint_sha256, checkpoint_path
-
-    @property
-    def trained(self) -> bool:
-        return bool(self.checkpoint_sha256)
 
     def _probability(self, x: np.ndarray, logits: np.ndarray) -> np.ndarray:
         if not self.tta:
@@ -94,20 +127,7 @@ class ServedPredictor:
         hw = images.shape[1:3]
         probs = _to_image_size(self._probability(x, out["logits"]), hw)
         maps = {name: _to_image_size(amap, hw) for name, amap in out["attention"].items()} if attention else {}
-        seconds = (time.perf_counter() - start) / len(images)
-        return [Prediction(probs[i], {k: v[i] for k, v in maps.items()}, self.model_name, self.checkpoint_sha256,
-                           seconds, self.engine) for i in range(len(images))]
-
-    def predict(self, image: np.ndarray, attention: bool = True) -> Prediction:
-        return self.predict_batch(as_rgb_uint8(image)[None], attention)[0]
-
-    def warm_up(self) -> None:
-        size = self.card.input_size
-        self.predict(np.zeros((size, size, 3), np.uint8))
-
-    def predict_frames(self, frames: Iterable[np.ndarray]) -> Iterator[Prediction]:
-        for frame in frames:
-            yield self.predict(frame)
+        return self._predictions(probs, maps, start)
 
 
 def served_predictor(model_name: str, checkpoint=None, threads: Optional[int] = None,

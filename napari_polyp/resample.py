@@ -62,3 +62,8 @@ def resize(array: np.ndarray, hw, antialias: bool = False) -> np.ndarray:
     columns = rows.reshape(out_h, w, -1).transpose(1, 0, 2).reshape(w, -1)  # then columns
     out = (weights(w, out_w, antialias) @ columns).reshape(out_w, out_h, -1).transpose(1, 0, 2)
     return np.ascontiguousarray(out.reshape((out_h, out_w) + rest), dtype=np.float32)
+
+
+def resize_map(amap: np.ndarray, hw) -> np.ndarray:
+    """A 2-D map in [0, 1] (probability, attention) resized to ``hw`` and clipped to [0, 1]."""
+    return np.clip(resize(amap, hw), 0.0, 1.0)
