@@ -5,7 +5,8 @@ import sys
 import pytest
 
 TORCH_FREE = ("napari_polyp.io", "napari_polyp.io.readers", "napari_polyp.io.writers", "napari_polyp.io.samples",
-              "napari_polyp.corrections", "napari_polyp.corrections.review", "napari_polyp.layers")
+              "napari_polyp.corrections", "napari_polyp.corrections.review", "napari_polyp.layers",
+              "napari_polyp.resample", "napari_polyp.prediction")
 
 
 @pytest.mark.parametrize("module", TORCH_FREE)
@@ -23,11 +24,11 @@ def test_reading_an_image_and_a_dataset_leaves_torch_out(tmp_path):
         "import sys, numpy as np\n"
         "from napari_polyp.io.readers import read_paths\n"
         "from napari_polyp.corrections import CorrectionsDataset\n"
-        "from napari_polyp.layers import _resize\n"
+        "from napari_polyp.resample import resize_map\n"
         f"ds = CorrectionsDataset({str(tmp_path / 'ds')!r})\n"
         "ds.save(np.zeros((8, 8, 3), np.uint16), np.eye(8), stem='a', status='accepted')\n"
         "read_paths(str(ds.image_path(ds.get('a'))))\n"
-        "ds.load('a'); _resize(np.zeros((4, 4)), (8, 8))\n"
+        "ds.load('a'); resize_map(np.zeros((4, 4)), (8, 8))\n"
         "print('torch' in sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
