@@ -81,7 +81,9 @@ def create_model(name: str, pretrained_backbone: bool = False, checkpoint: Check
     used instead. ``False`` never loads one; a path loads that file (verified:
     architecture and sha256). A checkpoint's recorded variant is used unless overridden.
     Keyword arguments: ``backbone_weights`` (a local file or folder, see
-    ``models.dino_keys``), ``strict_backbone``, and the network's variant arguments.
+    ``models.dino_keys``), ``strict_backbone``, ``new_parts_ok`` (a training start: the
+    checkpoint may lack parts that start as "no change", see ``checkpoint.load_into``), and
+    the network's variant arguments.
     """
     path = _resolve_checkpoint(name, checkpoint)
     try:
@@ -101,6 +103,7 @@ def _build(
     *,
     backbone_weights=None,
     strict_backbone: bool = True,
+    new_parts_ok: bool = False,
     **variant_kwargs,
 ):
     entry = get_entry(name)
@@ -114,7 +117,7 @@ def _build(
         **variant_kwargs,
     )
     if header is not None:
-        load_into(model, state, path, name)
+        load_into(model, state, path, name, new_parts_ok)
         _check_backbone(model, header, path, strict_backbone)
     model.model_name = name
     model.variant = {**getattr(model, "variant", {}), **variant_kwargs}  # the builder's own record first

@@ -1,6 +1,7 @@
 """Building blocks shared by more than one network (written once, used everywhere)."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -19,6 +20,32 @@ class ConvBNAct(nn.Sequential):
             nn.BatchNorm2d(out_ch),
             act() if act is not None else nn.Identity(),
         )
+
+
+class LowRankAdapter(nn.Module):
+    """LoRA (Hu et al., 2021) beside a frozen ``nn.Linear``: y = W·x + b + B·(A·x).
+
+    ``up`` (B) starts at zero, so an adapted network starts exactly as the frozen one and
+    a checkpoint saved before adapters existed is the adapted network at its start.
+    The adapter works through a forward hook on the frozen layer (:meth:`attach`), so the
+    frozen weights are neither copied nor touched and keep their sha256.
+    """
+
+    def __init__(self, linear: nn.Linear, rank: int):
+        super().__init__()
+        if rank < 1:
+            raise ValueError(f"adapter rank must be at least 1, got {rank}")
+        self.down = nn.Linear(linear.in_features, rank, bias=False)
+        self.up = nn.Linear(rank, linear.out_features, bias=False)
+        nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.up.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(x))
+
+    def attach(self, linear: nn.Linear):
+        """Add this adapter's output to ``linear``'s (hooks registered later see the sum)."""
+        return linear.register_forward_hook(lambda module, args, output: output + self(args[0]))
 
 
 def double_conv(in_ch: int, out_ch: int, act: type = nn.ReLU) -> nn.Sequential:

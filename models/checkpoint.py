@@ -189,10 +189,16 @@ def _load_problem(err: Exception) -> str:
     return f"{type(err).__name__}: {first}"
 
 
-def load_into(model: torch.nn.Module, state: Dict[str, torch.Tensor], path, architecture: str) -> None:
-    """Copy checkpoint weights into ``model``; every non-excluded weight must match."""
+def load_into(model: torch.nn.Module, state: Dict[str, torch.Tensor], path, architecture: str,
+              new_parts_ok: bool = False) -> None:
+    """Copy checkpoint weights into ``model``; every non-excluded weight must match.
+
+    ``new_parts_ok`` (a training start): weights under the model's ``identity_start_prefixes``
+    (parts that start as "no change", such as zero-initialised adapters) may be missing and
+    keep their initial values, so a checkpoint from before they existed starts them."""
     expected = trainable_state_dict(model)
-    missing = sorted(set(expected) - set(state))
+    new_parts = tuple(getattr(model, "identity_start_prefixes", ())) if new_parts_ok else ()
+    missing = sorted(k for k in set(expected) - set(state) if not (new_parts and k.startswith(new_parts)))
     unexpected = sorted(set(state) - set(expected))
     wrong_shape = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
     if missing or unexpected or wrong_shape:

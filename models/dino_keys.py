@@ -54,7 +54,7 @@ from . import _compat  # noqa: F401  (before timm: repairs torchvision on CPU to
 from . import _imgfocus
 from ._backbones import WEIGHTS_ENV, create_backbone, find_local_weights
 from ._registry import register_model
-from .blocks import ConvBNAct, minmax01, resize_to, seg_output
+from .blocks import ConvBNAct, LowRankAdapter, minmax01, resize_to, seg_output
 from .cards import DINO_KEYS
 from .checkpoint import weights_sha256
 
@@ -139,9 +139,11 @@ class DinoKeys(nn.Module):
     """
 
     checkpoint_exclude = ("backbone.",)
+    identity_start_prefixes = ("adapters.",)  # zero-initialised: a checkpoint without them starts them
 
     def __init__(self, backbone: nn.Module, backbone_source: str = "random init",
-                 decoder: str = DEFAULT_DECODER, rgb_path: bool = True, width: int = DECODER_WIDTH):
+                 decoder: str = DEFAULT_DECODER, rgb_path: bool = True, width: int = DECODER_WIDTH,
+                 adapter_rank: int = 0):
         super().__init__()
         if decoder not in DECODERS:
             raise ValueError(f"dino-keys decoder must be one of {DECODERS}, got {decoder!r}")
@@ -163,10 +165,41 @@ class DinoKeys(nn.Module):
         for p in self.backbone.parameters():
             p.requires_grad_(False)
         self.backbone.eval()
+        self.tail_start: Optional[int] = None  # first adapted block (None: all frozen)
+        if adapter_rank:
+            self._add_adapters(adapter_rank)  # before the qkv hooks: they must see the adapted qkv
         self._qkv: Dict[int, torch.Tensor] = {}
         for index in set(self.key_blocks) | {last}:
             backbone.blocks[index].attn.qkv.register_forward_hook(self._capture_qkv(index))
         self._sha_cache: Optional[Tuple[tuple, str]] = None
+
+    def _add_adapters(self, rank: int) -> None:
+        """[B] Low-rank adapters on the blocks after the last-but-one key block (9, 10, 11 of
+        ViT-S): every linear layer of those blocks, and of the last block only the qkv the
+        keys come from. The blocks before stay frozen, so their keys and the tokens leaving
+        them are what training caches; the adapted tail runs in every training step."""
+        if len(self.key_blocks) < 2:
+            raise ValueError("adapters need the multi-level decoder (keys of several blocks)")
+        self.tail_start = self.key_blocks[-2] + 1
+        self.variant["adapter_rank"] = rank
+        self.adapters = nn.ModuleDict()
+        last = len(self.backbone.blocks) - 1
+        for index in range(self.tail_start, last + 1):
+            block = self.backbone.blocks[index]
+            names = ("attn.qkv",) if index == last else ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
+            for name in names:
+                linear = block.get_submodule(name)
+                adapter = LowRankAdapter(linear, rank)
+                adapter.attach(linear)
+                self.adapters[f"block{index}_{name.replace('.', '_')}"] = adapter
+
+    @property
+    def features_tag(self) -> str:
+        """What :meth:`forward_features` returns, for the feature cache's key."""
+        tag = "keys" + "-".join(str(b) for b in self.key_blocks)
+        if self.tail_start is None:
+            return tag
+        return "keys" + "-".join(str(b) for b in self.key_blocks[:-1]) + f"-tokens{self.tail_start - 1}"
 
     # -- frozen backbone -------------------------------------------------------------
 
@@ -228,15 +261,29 @@ class DinoKeys(nn.Module):
         Same steps as timm's ``VisionTransformer.forward_features`` (its ``_pos_embed`` is
         private API; tests/models/test_dino_keys.py checks the keys against forward_features).
         """
+        return self._run_to_last_qkv(self._embed(x), start=0)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
         bb = self.backbone
         tokens = bb.patch_embed(x)  # NHWC with dynamic_img_size
-        tokens = bb.norm_pre(bb.patch_drop(bb._pos_embed(tokens)))
-        for block in bb.blocks[:-1]:
+        return bb.norm_pre(bb.patch_drop(bb._pos_embed(tokens)))
+
+    def _run_to_last_qkv(self, tokens: torch.Tensor, start: int) -> Dict[int, torch.Tensor]:
+        """Blocks ``start``.. up to the last block's qkv projection; the captured qkv outputs."""
+        for block in self.backbone.blocks[start:-1]:
             tokens = block(tokens)
-        last = bb.blocks[-1]
+        last = self.backbone.blocks[-1]
         last.attn.qkv(last.norm1(tokens))
         qkv, self._qkv = self._qkv, {}  # drop the references: no tensor outlives the call
         return qkv
+
+    def _run_front(self, x: torch.Tensor) -> Tuple[torch.Tensor, Dict[int, torch.Tensor]]:
+        """The frozen blocks before the adapted tail: (tokens leaving them, their captured qkv)."""
+        tokens = self._embed(x)
+        for block in self.backbone.blocks[:self.tail_start]:
+            tokens = block(tokens)
+        qkv, self._qkv = self._qkv, {}
+        return tokens, qkv
 
     def _split_qkv(self, qkv: torch.Tensor) -> torch.Tensor:
         b, n, _ = qkv.shape
@@ -248,28 +295,64 @@ class DinoKeys(nn.Module):
         return k_patch.reshape(qkv.shape[0], h, w, self.embed_dim).permute(0, 3, 1, 2)
 
     def _backbone_outputs(self, x: torch.Tensor):
-        """(features, last block's qkv, token grid) of an input already at the grid size."""
+        """(keys of ``key_blocks`` [B, L·dim, h, w], last block's qkv, token grid) of an
+        input already at the grid size."""
         h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        if self.tail_start is not None:
+            frozen_keys, tokens = self._front_outputs(x, h, w)
+            keys, last_qkv = self._tail_keys(frozen_keys, tokens, h, w)
+            return keys, last_qkv, (h, w)
         # frozen backbone: no graph unless someone asks for input gradients (saliency)
         with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
             qkv = self._run_backbone(x)
-        features = torch.cat([self._keys_map(qkv[b], h, w) for b in self.key_blocks], dim=1)
-        return features, qkv[len(self.backbone.blocks) - 1], (h, w)
+        keys = torch.cat([self._keys_map(qkv[b], h, w) for b in self.key_blocks], dim=1)
+        return keys, qkv[len(self.backbone.blocks) - 1], (h, w)
+
+    def _front_outputs(self, x: torch.Tensor, h: int, w: int):
+        """With adapters: the frozen key blocks' keys [B, (L-1)·dim, h, w] and the tokens
+        leaving the frozen blocks [B, N, dim]."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
+            tokens, qkv = self._run_front(x)
+        frozen_keys = torch.cat([self._keys_map(qkv[b], h, w) for b in self.key_blocks[:-1]], dim=1)
+        return frozen_keys, tokens
+
+    def _tail_keys(self, frozen_keys: torch.Tensor, tokens: torch.Tensor, h: int, w: int):
+        """With adapters: run the adapted tail; (all keys [B, L·dim, h, w], last block's qkv)."""
+        last_qkv = self._run_to_last_qkv(tokens, start=self.tail_start)[len(self.backbone.blocks) - 1]
+        return torch.cat([frozen_keys, self._keys_map(last_qkv, h, w)], dim=1), last_qkv
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The frozen part: keys of ``key_blocks`` on the token grid, [B, L·dim, h, w].
-        ``x`` must already be at :meth:`grid_size` (``forward`` resizes it)."""
-        return self._backbone_outputs(x)[0]
+        """The frozen part, on the token grid; ``x`` must already be at :meth:`grid_size`
+        (``forward`` resizes it). Keys of ``key_blocks``, [B, L·dim, h, w]; with adapters,
+        the frozen blocks' keys, then the tokens leaving the frozen blocks, the patch tokens
+        as a map and each prefix token (CLS) repeated over the grid, so that a window cut
+        from the map (``token_windows``) still carries them: [B, (L-1+1+prefix)·dim, h, w]."""
+        if self.tail_start is None:
+            return self._backbone_outputs(x)[0]
+        h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        frozen_keys, tokens = self._front_outputs(x, h, w)
+        b, prefix, dim = tokens.shape[0], self.num_prefix_tokens, self.embed_dim
+        patches = tokens[:, prefix:].reshape(b, h, w, dim).permute(0, 3, 1, 2)
+        prefix_map = tokens[:, :prefix].reshape(b, prefix * dim, 1, 1).expand(-1, -1, h, w)
+        return torch.cat([frozen_keys, patches, prefix_map], dim=1)
 
     def forward_head(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The trained part: logits at ``x``'s size (``x`` feeds the RGB path)."""
+        """The trained part: logits at ``x``'s size (``x`` feeds the RGB path); with
+        adapters, the adapted tail first (features as :meth:`forward_features` packs them)."""
+        if self.tail_start is not None:
+            b, _, h, w = features.shape
+            dim, prefix = self.embed_dim, self.num_prefix_tokens
+            frozen = (len(self.key_blocks) - 1) * dim
+            patches = features[:, frozen:frozen + dim].flatten(2).transpose(1, 2)
+            prefix_tokens = features[:, frozen + dim:, 0, 0].reshape(b, prefix, dim)
+            features = self._tail_keys(features[:, :frozen], torch.cat([prefix_tokens, patches], dim=1), h, w)[0]
         return resize_to(self.decoder(features, x), x.shape[-2:])
 
     def forward(self, x: torch.Tensor) -> dict:
         input_hw = x.shape[-2:]
         x = resize_to(x, self.grid_size(input_hw))
         features, last_qkv, (h, w) = self._backbone_outputs(x)
-        logits = self.forward_head(features, x)
+        logits = resize_to(self.decoder(features, x), x.shape[-2:])
         qkv = self._split_qkv(last_qkv)
         attention = {"cls_attention": self._cls_attention(qkv[:, 0, 0], qkv[:, self.num_prefix_tokens:, 1], h, w)}
         return seg_output(logits, attention, input_hw)
@@ -326,10 +409,13 @@ def build_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = False, weigh
 @register_model(DINO_KEYS)
 def dino_keys(pretrained_backbone: bool = False, backbone_weights=None,
               backbone: str = DEFAULT_BACKBONE, variant: Optional[str] = None,
-              decoder: str = DEFAULT_DECODER, rgb_path: bool = True, width: int = DECODER_WIDTH) -> nn.Module:
+              decoder: str = DEFAULT_DECODER, rgb_path: bool = True, width: int = DECODER_WIDTH,
+              adapter_rank: int = 0) -> nn.Module:
     """``backbone`` (alias ``variant``, as ``napari-polyp bench --variant`` passes it) picks the ViT;
     ``decoder``: "multi-level" (default) or "last-keys" (the first layout, 224 px); ``width``:
-    the multi-level decoder's width on the token grid."""
+    the multi-level decoder's width on the token grid; ``adapter_rank``: low-rank adapters of
+    this rank on the last blocks (0: the backbone is wholly frozen)."""
     name = variant if variant is not None else backbone
     vit, source = build_backbone(name, pretrained_backbone, backbone_weights)
-    return DinoKeys(vit, backbone_source=source, decoder=decoder, rgb_path=rgb_path, width=width)
+    return DinoKeys(vit, backbone_source=source, decoder=decoder, rgb_path=rgb_path, width=width,
+                    adapter_rank=adapter_rank)

@@ -44,6 +44,7 @@ from .cards import MICROAUNET
 WIDTHS = {
     "paper": (4, 8, 12, 16, 24, 32),  # 24,881 params, the paper's 0.0249M [V]
     "repo": (8, 16, 24, 32, 48, 64),  # the code's default, 84,281 params [V]
+    "wide": (16, 32, 48, 64, 96, 128),  # [B] twice the code's widths, for the accuracy target
 }
 MALUNET_WIDTHS = (8, 16, 24, 32, 48, 64)  # 177,943 params [V]
 MIN_SIDE = 32  # five 2x max-pools need at least 32 px per side

@@ -137,7 +137,7 @@ class FeatureCache:
 def cache_of_model(model, folder, name: str, size: int, stems: Sequence[str], views: Sequence[str]) -> FeatureCache:
     """The cache of ``model.forward_features`` (a frozen-backbone network: ``backbone_sha256``
     and, for DINO-keys, ``key_blocks`` name what its features are) for these images."""
-    tag = "keys" + "-".join(str(b) for b in getattr(model, "key_blocks", ()))
+    tag = getattr(model, "features_tag", None) or "keys" + "-".join(str(b) for b in getattr(model, "key_blocks", ()))
     return FeatureCache(folder, name, model.backbone_sha256(), size, tag, stems, views)
 
 

@@ -170,7 +170,7 @@ def build_model(config: TrainConfig):
     if config.init_checkpoint:
         return models.create_model(config.model, checkpoint=config.init_checkpoint,
                                    pretrained_backbone=pretrained, backbone_weights=config.backbone_weights,
-                                   **config.variant)
+                                   new_parts_ok=True, **config.variant)
     return models.create_model(config.model, checkpoint=False, pretrained_backbone=pretrained,
                                backbone_weights=config.backbone_weights, **config.variant)
 

@@ -1,4 +1,5 @@
 """dino-keys (models/dino_keys.py): key extraction, CLS attention, frozen backbone, weight sources."""
+import warnings
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,70 @@ def test_forward_is_forward_features_then_forward_head(decoder):
         expected = model(x)["logits"]
         got = model.forward_head(model.forward_features(x), x)
     torch.testing.assert_close(got, expected)
+
+
+def _perturb_adapters(model, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.adapters.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
+
+
+@pytest.mark.parametrize("backbone,prefix", [("vit_small_patch14_dinov2", 1), ("vit_small_patch14_reg4_dinov2", 5)])
+def test_adapters_start_as_the_frozen_network_and_train_through_the_cached_front(backbone, prefix):
+    torch.manual_seed(0)
+    plain = build(backbone=backbone).eval()
+    tuned = build(backbone=backbone, adapter_rank=4).eval()
+    tuned.load_state_dict(plain.state_dict(), strict=False)
+    x = torch.randn(2, 3, 56, 84)
+    with torch.no_grad():
+        before, start = plain(x), tuned(x)
+    torch.testing.assert_close(start["logits"], before["logits"])  # zero-initialised: no change yet
+    assert tuned.backbone_sha256() == plain.backbone_sha256()  # the frozen weights are untouched
+    assert tuned.features_tag == "keys2-5-8-tokens8" and plain.features_tag == "keys2-5-8-11"
+    _perturb_adapters(tuned)
+    with torch.no_grad():
+        adapted = tuned(x)
+        features = tuned.forward_features(x)
+        via_cache = tuned.forward_head(features, x)
+    assert features.shape == (2, (3 + 1 + prefix) * 384, 4, 6)  # frozen keys, tokens, prefix tokens
+    assert not torch.allclose(adapted["logits"], before["logits"], atol=1e-6)
+    assert not torch.allclose(adapted["attention"]["cls_attention"], before["attention"]["cls_attention"])
+    torch.testing.assert_close(via_cache, adapted["logits"])  # training's path is the product's path
+    tuned.train()
+    tuned.forward_head(features, x).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in tuned.adapters.parameters())
+    assert all(p.grad is None for p in tuned.backbone.parameters())
+
+
+def test_adapters_are_saved_and_a_checkpoint_from_before_them_starts_them(tmp_path):
+    torch.manual_seed(0)
+    plain = build()
+    path = tmp_path / "plain.pt"
+    save_checkpoint(plain, path, architecture="dino-keys", training={"size": 56},
+                    extra={"backbone_sha256": plain.backbone_sha256()})
+    with pytest.raises(CheckpointError, match="missing: adapters"):
+        models.create_model("dino-keys", checkpoint=path, strict_backbone=False, adapter_rank=4)
+    with pytest.warns(UserWarning, match="backbone"):  # a random backbone: the check still runs
+        started = models.create_model("dino-keys", checkpoint=path, strict_backbone=False, adapter_rank=4,
+                                      new_parts_ok=True)
+    assert started.variant["adapter_rank"] == 4
+    _perturb_adapters(started)
+    tuned_path = tmp_path / "tuned.pt"
+    save_checkpoint(started, tuned_path, architecture="dino-keys", training={"size": 56},
+                    extra={"backbone_sha256": started.backbone_sha256()})
+    assert any(k.startswith("adapters.") for k in trainable_state_dict(started))
+    with warnings.catch_warnings():  # (the backbone that started them is the one loaded again)
+        warnings.simplefilter("ignore")
+        loaded = models.create_model("dino-keys", checkpoint=tuned_path, strict_backbone=False).eval()
+    x = torch.randn(1, 3, 56, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x)["logits"], started.eval()(x)["logits"])
+
+
+def test_adapters_need_several_key_blocks():
+    with pytest.raises(ValueError, match="multi-level"):
+        build(decoder="last-keys", adapter_rank=4)
 
 
 def test_rgb_path_changes_the_output_only_where_it_is_on():

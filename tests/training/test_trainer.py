@@ -108,6 +108,26 @@ def test_dino_keys_trains_on_token_windows(tiny_data, tmp_path):
     assert done.step >= 1 and 0.0 <= done.metrics["dice"] <= 1.0  # validation ran on whole images
 
 
+def test_dino_keys_adapters_start_from_a_frozen_run_and_train_on_cached_tokens(tiny_data, tmp_path):
+    from safetensors.torch import save_file
+
+    frozen = train(_config(tiny_data, tmp_path / "frozen", model="dino-keys", size=56, epochs=1))
+    torch.manual_seed(0)  # the frozen run's random backbone, where the tuned run can load it
+    weights = tmp_path / "vit_small_patch14_dinov2.test.safetensors"
+    save_file({k: v.contiguous() for k, v in models.create_model("dino-keys", checkpoint=False).backbone.state_dict().items()},
+              str(weights))
+    tuned = train(_config(tiny_data, tmp_path / "tuned", model="dino-keys", size=56, epochs=1, crop_tokens=2,
+                          variant={"adapter_rank": 2}, init_checkpoint=str(frozen.checkpoint),
+                          backbone_weights=str(weights), feature_cache=str(tmp_path / "cache")))
+    header, state = read_checkpoint(tuned.checkpoint, expected_architecture="dino-keys")
+    assert header["variant"]["adapter_rank"] == 2
+    assert any(k.startswith("adapters.") for k in state) and not any(k.startswith("backbone.") for k in state)
+    assert {p.name.split("-")[0] for p in (tmp_path / "cache").iterdir()} == {"train", "val"}
+    assert all(p.name.endswith("keys2-5-8-tokens8") for p in (tmp_path / "cache").iterdir())
+    moved = [k for k in state if k.startswith("adapters.") and k.endswith("up.weight") and state[k].abs().sum() > 0]
+    assert moved  # the adapters (zero at the start) trained
+
+
 def test_ema_saves_the_average_and_resumes_like_an_unbroken_run(tiny_data, tmp_path):
     first = train(_config(tiny_data, tmp_path / "run", epochs=2, max_steps=3, ema_decay=0.9))
     state = torch.load(tmp_path / "run" / "last.state.pt", weights_only=True)
