@@ -47,6 +47,21 @@ def test_onnxruntime_matches_torch(name, tmp_path):
         torch.testing.assert_close(ort_out, torch_out.float(), atol=ATOL, rtol=RTOL, msg=f"{name} {label}")
 
 
+def test_dino_keys_with_trained_adapters_exports_its_adapted_graph(tmp_path):
+    model = _net("dino-keys", adapter_rank=2)
+    with torch.no_grad():
+        for p in model.adapters.parameters():
+            p.normal_(0, 0.05, generator=torch.Generator().manual_seed(2))
+    runner = E.load_or_export(model, "dino-keys", 56, threads=1, directory=tmp_path)
+    x = torch.randn(1, 3, 56, 56, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected = model(x)
+    got = runner(x)
+    torch.testing.assert_close(got["logits"], expected["logits"], atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(got["attention"]["cls_attention"], expected["attention"]["cls_attention"],
+                               atol=ATOL, rtol=RTOL)
+
+
 def test_predictor_engines_agree_with_flip_tta():
     image = np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype=np.uint8)
     model = _net("microaunet")
