@@ -136,9 +136,8 @@ class FeatureCache:
 
 def cache_of_model(model, folder, name: str, size: int, stems: Sequence[str], views: Sequence[str]) -> FeatureCache:
     """The cache of ``model.forward_features`` (a frozen-backbone network: ``backbone_sha256``
-    and, for DINO-keys, ``key_blocks`` name what its features are) for these images."""
-    tag = getattr(model, "features_tag", None) or "keys" + "-".join(str(b) for b in getattr(model, "key_blocks", ()))
-    return FeatureCache(folder, name, model.backbone_sha256(), size, tag, stems, views)
+    and ``features_tag`` name what its features are) for these images."""
+    return FeatureCache(folder, name, model.backbone_sha256(), size, model.features_tag, stems, views)
 
 
 def token_windows(features: torch.Tensor, pixel_arrays: Sequence[np.ndarray], tokens: int,
