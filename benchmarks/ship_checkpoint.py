@@ -8,7 +8,12 @@
    Dice changes by less than 0.001 (else float32);
 3. scores the kept copy once more with flip test-time augmentation (``--tta``);
 4. records those validation metrics (n, dice, iou, precision, recall; tta_dice, tta_iou)
-   in the header and refuses files over 25 MB.
+   in the header, with the shipped network's own profile (params, GFLOPs, CPU latency at one
+   thread: the model card shows these, not its default variant's), and refuses files over 25 MB.
+
+    python benchmarks/ship_checkpoint.py --model dino-keys --profile-only [--backbone-weights FILE]
+
+re-measures the profile of the shipped file and rewrites its header, weights and metrics unchanged.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import torch
 
 import models
 from models.checkpoint import SHIPPED_DIR, load_into, read_checkpoint, save_checkpoint
+from napari_polyp.bench import checkpoint_profile
 from napari_polyp.training.evaluate_cli import evaluate
 
 MAX_BYTES = 25 * 1024 * 1024
@@ -39,23 +45,38 @@ def _model_from(name, header, state, path, backbone_weights):
     return model
 
 
+def _header_extras(header: dict) -> dict:
+    """What a header holds beyond the fields save_checkpoint writes itself (backbone sha256, ...)."""
+    return {k: v for k, v in header.items()
+            if k not in ("architecture", "variant", "training", "metrics", "sha256", "dtype", "created")}
+
+
+def _training_size(name: str, header: dict) -> int:
+    return int(header.get("training", {}).get("size") or models.base_card(name).input_size)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
-    parser.add_argument("--run", required=True, help="run folder with best.pt")
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--run", help="run folder with best.pt")
+    parser.add_argument("--data")
+    parser.add_argument("--profile-only", action="store_true",
+                        help="re-measure the shipped file's profile; weights and metrics unchanged")
     parser.add_argument("--backbone-weights", default=None)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.profile_only:
+        return reprofile(args.model, args.backbone_weights)
+    if not (args.run and args.data):
+        parser.error("--run and --data are needed (or --profile-only)")
 
     best = Path(args.run) / "best.pt"
     header, state = read_checkpoint(best, expected_architecture=args.model)
     fp32 = evaluate(args.model, args.data, split="val", model=_model_from(args.model, header, state, best,
                                                                           args.backbone_weights))
     print("float32:", json.dumps(fp32), file=sys.stderr)
-    keep = {k: v for k, v in header.items() if k not in ("architecture", "variant", "training", "metrics", "sha256",
-                                                          "dtype", "created")}
+    keep = _header_extras(header)
     keep["torch"] = str(torch.__version__)
     model = _model_from(args.model, header, state, best, args.backbone_weights)
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,6 +94,7 @@ def main(argv=None) -> int:
     metrics.update(split="validation", resolution="each image's own size (napari-polyp evaluate)",
                    threshold=0.5, training_time_metrics=header.get("metrics", {}),
                    float32_dice=fp32["dice"], float16_dice=fp16["dice"], tta_dice=tta["dice"], tta_iou=tta["iou"])
+    keep["profile"] = checkpoint_profile(model.float(), _training_size(args.model, header))
     target = SHIPPED_DIR / f"{args.model}.pt"
     save_checkpoint(model, target, architecture=args.model, variant=header.get("variant"),
                     training=header.get("training"), metrics=metrics, extra=keep, half=use_half)
@@ -81,6 +103,25 @@ def main(argv=None) -> int:
         target.unlink()
         raise SystemExit(f"{target} would be {size / 2**20:.1f} MB (> 25 MB): not shipped")
     print(json.dumps({"shipped": str(target), "half": use_half, "bytes": size, **metrics}))
+    return 0
+
+
+def reprofile(name: str, backbone_weights) -> int:
+    target = SHIPPED_DIR / f"{name}.pt"
+    header, state = read_checkpoint(target, expected_architecture=name)
+    model = _model_from(name, header, state, target, backbone_weights)
+    size = _training_size(name, header)
+    keep = _header_extras(header)
+    keep["profile"] = checkpoint_profile(model.float(), size)
+    fresh = target.with_name(f".{target.name}.reprofiled")
+    written = save_checkpoint(model, fresh, architecture=name, variant=header.get("variant"),
+                              training=header.get("training"), metrics=header.get("metrics"), extra=keep,
+                              half=header.get("dtype") == "float16")
+    if written["sha256"] != header["sha256"]:  # the very weights, or nothing is replaced
+        fresh.unlink()
+        raise SystemExit(f"{target}: re-saving would change the weights' sha256; left as it was")
+    fresh.replace(target)
+    print(json.dumps({"reprofiled": str(target), **keep["profile"]}))
     return 0
 
 

@@ -19,6 +19,9 @@ from . import _compat  # noqa: F401  (before timm: repairs torchvision on CPU to
 import timm
 
 WEIGHTS_ENV = "NAPARI_POLYP_WEIGHTS"
+# The one ImageNet CNN with weights at hand offline (shared/weights): the CPU-trainable encoder of
+# the MicroAUNet teacher and of PEFNet's and EA-DK's "efficientnet_lite0" variants [B].
+EFFICIENTNET_LITE0 = "tf_efficientnet_lite0.in1k"
 _SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 

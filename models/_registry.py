@@ -126,12 +126,32 @@ def base_card(name: str) -> ModelCard:
         ) from None
 
 
+# the card fields a checkpoint header's "profile" (napari_polyp.bench.checkpoint_profile) may state
+_PROFILE_FIELDS = {"params": int, "gflops": float, "cpu_ms": float, "backbone": str}
+
+
+def _measured_fields(header: dict) -> dict:
+    """The well-typed fields of the header's profile (a header comes from a file: trust no type)."""
+    profile = header.get("profile")
+    if not isinstance(profile, dict):
+        return {}
+    fields = {}
+    for key, kind in _PROFILE_FIELDS.items():
+        value = profile.get(key)
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+        if (kind is str and isinstance(value, str)) or (kind is not str and numeric):
+            fields[key] = kind(value)
+    return fields
+
+
 def card_with_checkpoint(card: ModelCard, path: Optional[str], header: Optional[dict]) -> ModelCard:
     if path is None or header is None:
         return card
     training = header.get("training", {})
+    # the checkpoint's own variant, measured when it was shipped, outranks the card's default variant
     return dataclasses.replace(
         card,
+        **_measured_fields(header),
         # a network runs at the size it was trained at
         input_size=int(training.get("size") or card.input_size),
         checkpoint=str(path),

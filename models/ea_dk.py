@@ -28,12 +28,16 @@ import torch
 import torch.nn as nn
 
 from . import _compat  # noqa: F401  (before timm: repairs torchvision on CPU torch)
-from ._backbones import create_backbone
+from ._backbones import EFFICIENTNET_LITE0, create_backbone
 from ._registry import register_model
 from .blocks import ConvBNAct, double_conv, resize_to, seg_output
 from .cards import EA_DK
 
-BACKBONES = EA_DK.variants  # ("res2net50d", "res2net50_26w_4s")
+BACKBONES = EA_DK.variants  # ("res2net50d", "res2net50_26w_4s", "efficientnet_lite0")
+# variant -> timm encoder; [B] "efficientnet_lite0" is not in the paper: an ImageNet encoder with
+# weights offline here (16/24/40/112/320 channels at strides 2..32), trainable on a CPU
+ENCODERS = {"res2net50d": "res2net50d.in1k", "res2net50_26w_4s": "res2net50_26w_4s.in1k",
+            "efficientnet_lite0": EFFICIENTNET_LITE0}
 TOKEN_DIM = 256  # [B] EA width
 KERNEL_DIM = 32  # [P] UCA width = dynamic kernel length
 
@@ -188,6 +192,8 @@ def ea_dk(pretrained_backbone: bool = False, backbone_weights=None, variant: str
     if backbone not in BACKBONES:
         raise ValueError(f"ea-dk backbone must be one of {BACKBONES}, got {backbone!r}")
     encoder = create_backbone(
-        f"{backbone}.in1k", pretrained_backbone, backbone_weights, features_only=True, out_indices=(0, 1, 2, 3, 4)
+        ENCODERS[backbone], pretrained_backbone, backbone_weights, features_only=True, out_indices=(0, 1, 2, 3, 4)
     )
-    return EADK(encoder)
+    model = EADK(encoder)
+    model.backbone_name = ENCODERS[backbone]  # the card's "backbone" for this variant
+    return model

@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import _compat  # noqa: F401  (before timm)
-from ._backbones import create_backbone
+from ._backbones import EFFICIENTNET_LITE0, create_backbone
 from ._registry import IMAGENET_MEAN, IMAGENET_STD, register_model
 from .blocks import double_conv, resize_to, seg_output
 from .cards import MICROAUNET
@@ -419,7 +419,7 @@ class EfficientLiteUNet(nn.Module):
     max-pools round down: resize before comparing maps.
     """
 
-    timm_name = "tf_efficientnet_lite0"
+    timm_name = EFFICIENTNET_LITE0
 
     def __init__(self, pretrained_backbone: bool = False, backbone_weights=None,
                  decoder_widths: Sequence[int] = (16, 24, 40, 64)):

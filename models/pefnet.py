@@ -6,7 +6,8 @@ Spec: docs/MODELS.md section 3. Tags: [P] paper, [C] official Keras code, [B] ou
     y = F4;  for s = 3..1:  y = MPE(MKCNN(Up(y) + F_s))
     y = MPE(Up(y) → c1/2)  (stride 2);  logits = Conv1×1(y), upsampled ×2 to the input
 
-- [P] ConvNeXt-T/S/B backbone (Base best); MPE = positional embedding on a multi-kernel conv block;
+- [P] ConvNeXt-T/S/B backbone (Base best); [B] variant ``efficientnet_lite0`` swaps in an ImageNet
+  EfficientNet-Lite0 encoder (not in the paper: the one pretrained CNN at hand offline, trainable on a CPU); MPE = positional embedding on a multi-kernel conv block;
   encoder and decoder features are added ("y_enc + y_dec").
 - [C] MKCNN = Σ_{k∈1,3,5} SiLU(BN(Conv k×k)); Up = ConvTranspose(4×4, /2) → BN → SiLU; 1×1 head at H/2.
 - [B] The code's learned (1,h,w,c) position tensor fixes the input size; here it is a fixed 2-D
@@ -24,13 +25,18 @@ import torch
 import torch.nn as nn
 
 from . import _compat  # noqa: F401  (before timm: repairs torchvision on CPU torch)
-from ._backbones import create_backbone
+from ._backbones import EFFICIENTNET_LITE0, create_backbone
 from ._registry import register_model
 from .blocks import ConvBNAct, minmax01, resize_to, seg_output
 from .cards import PEFNET
 
-VARIANTS = PEFNET.variants  # ("tiny", "small", "base")
+VARIANTS = PEFNET.variants  # ("tiny", "small", "base", "efficientnet_lite0")
 PRETRAINED_TAG = "fb_in22k_ft_in1k"  # [C] ImageNet-22k pretrain, 1k fine-tune
+# variant -> (timm encoder, its out_indices at strides 4, 8, 16, 32)
+ENCODERS = {size: (f"convnext_{size}.{PRETRAINED_TAG}", (0, 1, 2, 3)) for size in ("tiny", "small", "base")}
+# [B] not in the paper: an ImageNet EfficientNet-Lite0 encoder (24/40/112/320 channels), the one
+# pretrained CNN with weights offline here, so the MPE decoder can be trained on a CPU
+ENCODERS["efficientnet_lite0"] = (EFFICIENTNET_LITE0, (1, 2, 3, 4))
 
 
 class MultiKernelConv(nn.Module):
@@ -150,8 +156,9 @@ class PEFNet(nn.Module):
 def pefnet(pretrained_backbone: bool = False, backbone_weights=None, variant: str = "base") -> nn.Module:
     if variant not in VARIANTS:
         raise ValueError(f"pefnet variant must be one of {VARIANTS}, got {variant!r}")
-    encoder = create_backbone(
-        f"convnext_{variant}.{PRETRAINED_TAG}", pretrained_backbone, backbone_weights,
-        features_only=True, out_indices=(0, 1, 2, 3),
-    )
-    return PEFNet(encoder)
+    timm_name, out_indices = ENCODERS[variant]
+    encoder = create_backbone(timm_name, pretrained_backbone, backbone_weights,
+                              features_only=True, out_indices=out_indices)
+    model = PEFNet(encoder)
+    model.backbone_name = timm_name  # the card's "backbone" for this variant
+    return model

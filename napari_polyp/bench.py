@@ -74,7 +74,7 @@ def benchmark(model_name: str, size=None, device: str = "cpu", batch: int = 1, r
             start = time.perf_counter()
             run_network = make_runner(model, model_name, size, engine, dev, threads, directory=Path(scratch))
             export_s = round(time.perf_counter() - start, 2) if run_network.engine == "onnxruntime" else None
-        median_s = _median_seconds(run_network, x, dev, warmup, runs, amp)
+        median_s = median_seconds(run_network, x, dev, warmup, runs, amp)
         ran = getattr(run_network, "engine", "torch")
 
     if dev.type == "cuda":
@@ -108,7 +108,8 @@ def benchmark(model_name: str, size=None, device: str = "cpu", batch: int = 1, r
     }
 
 
-def _median_seconds(run_network, x, dev, warmup: int, runs: int, amp: bool) -> float:
+def median_seconds(run_network, x, dev, warmup: int, runs: int, amp: bool) -> float:
+    """Median wall time of ``run_network(x)`` over ``runs`` calls after ``warmup`` ones."""
     import torch
 
     def sync():
@@ -125,6 +126,29 @@ def _median_seconds(run_network, x, dev, warmup: int, runs: int, amp: bool) -> f
             if i >= warmup:
                 times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def checkpoint_profile(model, size: int, runs: int = 20) -> dict:
+    """What a model card states of a network, measured on ``model`` itself (its checkpoint's
+    variant, adapters included): params, GFLOPs and the median torch latency at ``size``, batch 1,
+    on the torch threads set by the caller (one, for the cards: see ``ModelCard.cpu_ms``).
+    ``benchmarks/ship_checkpoint.py`` stores it in the shipped file's header."""
+    import torch
+
+    from models import count_flops, count_params
+
+    model = model.eval()
+    x = torch.randn(1, 3, size, size)
+    profile = {
+        "params": count_params(model),
+        "gflops": round(count_flops(model, size) / 1e9, 3),
+        "cpu_ms": round(median_seconds(model, x, torch.device("cpu"), 3, runs, False) * 1e3, 1),
+        "threads": torch.get_num_threads(),
+        "size": size,
+    }
+    if getattr(model, "backbone_name", None):
+        profile["backbone"] = model.backbone_name
+    return profile
 
 
 def run(args) -> int:

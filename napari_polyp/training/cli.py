@@ -6,6 +6,12 @@ import shlex
 import sys
 
 
+# presets.SCHEDULES and presets.OPTIMIZERS, spelled out so that `--help` imports no torch
+# (tests/training/test_cli.py holds them equal)
+SCHEDULES = ("cosine", "poly", "cosine_restarts", "constant")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="network name (see `napari-polyp models`)")
     parser.add_argument("--data", required=True, help="folder with images/ and masks/ (or a corrections dataset)")
@@ -33,8 +39,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--augment", default=None, help="augmentation preset override")
     parser.add_argument("--augment-on-device", action="store_true",
                         help="augment whole batches on the training device (a GPU: the CPU cannot keep up)")
-    parser.add_argument("--schedule", default=None, choices=("cosine", "poly", "cosine_restarts", "constant"),
+    parser.add_argument("--schedule", default=None, choices=SCHEDULES,
                         help="learning-rate schedule override (default: the network's preset)")
+    parser.add_argument("--optimizer", default=None, choices=OPTIMIZERS,
+                        help="optimiser override (default: the network's preset, e.g. the paper's SGD)")
     parser.add_argument("--no-cache", action="store_true", help="never cache frozen-backbone features")
     parser.add_argument("--views", default="identity,hflip",
                         help="frozen-feature networks: comma-separated cached views of each image "
@@ -86,7 +94,8 @@ def config_from_args(args):
         val_fraction=args.val_fraction, resume=args.resume, init_checkpoint=args.init_checkpoint,
         variant=variant, teacher=args.teacher, teacher_kind=args.train_teacher, teacher_maps=args.teacher_maps,
         backbone_weights=args.backbone_weights, pretrained_backbone=args.pretrained_backbone,
-        augment=args.augment, augment_on_device=args.augment_on_device, schedule=args.schedule, cache_features=not args.no_cache,
+        augment=args.augment, augment_on_device=args.augment_on_device, schedule=args.schedule,
+        optimizer=args.optimizer, cache_features=not args.no_cache,
         views=tuple(v.strip() for v in args.views.split(",") if v.strip()),
         feature_cache=args.feature_cache, cache_only=args.cache_only, crop_tokens=args.crop_tokens,
         ema_decay=args.ema,

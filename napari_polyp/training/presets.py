@@ -12,6 +12,10 @@ from typing import Dict
 import torch
 
 
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("cosine", "poly", "cosine_restarts", "constant")
+
+
 @dataclass(frozen=True)
 class Preset:
     loss: str = "bce_dice"

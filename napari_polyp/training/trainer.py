@@ -80,6 +80,7 @@ class TrainConfig:
     augment: Optional[str] = None  # preset name override
     augment_on_device: bool = False  # augment whole batches on the device (device_augment.py; for GPUs)
     schedule: Optional[str] = None  # learning-rate schedule override (presets.lr_at)
+    optimizer: Optional[str] = None  # optimiser override (presets.OPTIMIZERS)
     cache_features: bool = True  # frozen-backbone networks: encode each image once
     views: tuple = ("identity", "hflip")  # cached views (feature_cache.VIEWS) of each training image
     feature_cache: Optional[str] = None  # folder of the frozen-feature cache (default: out)
@@ -379,7 +380,7 @@ class _Run:
         self.is_main = self.rank == 0
         self.out_dir = Path(config.out)
         self.preset = get_preset(config.model, batch=config.batch, lr=config.lr, augment=config.augment,
-                                 schedule=config.schedule)
+                                 schedule=config.schedule, optimizer=config.optimizer)
         self.loss_fn = LOSSES[self.preset.loss]
         self.use_amp = config.amp and self.device.type == "cuda"
         self.budget_s = config.time_budget_min * 60 if config.time_budget_min else None

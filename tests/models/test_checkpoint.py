@@ -171,3 +171,28 @@ def test_a_header_is_verified_once_per_file_version(tmp_path, monkeypatch):
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="do not match"):
         ckpt.peek_header(path)
+
+
+def test_a_checkpoints_card_states_its_own_variants_profile(tmp_path):
+    from napari_polyp.bench import checkpoint_profile
+
+    wide = (8, 16, 24, 32, 48, 64)
+    model = small_model(widths=wide)
+    profile = checkpoint_profile(model, 64, runs=20)
+    assert profile["params"] == 84_281 and profile["gflops"] > 0 and profile["cpu_ms"] > 0
+    path = tmp_path / "wide.pt"
+    save_checkpoint(model, path, architecture="microaunet", variant={"widths": wide}, extra={"profile": profile})
+    set_preferred("microaunet", path)
+    card = models.get_card("microaunet")
+    assert (card.params, card.gflops, card.cpu_ms) == (84_281, profile["gflops"], profile["cpu_ms"])
+    assert models.base_card("microaunet").params == 24_881  # the default variant's card is untouched
+
+
+@pytest.mark.parametrize("profile", [{"params": "many", "cpu_ms": True}, {"params": -3}, ["not", "a", "dict"]])
+def test_a_profile_of_the_wrong_types_is_ignored(tmp_path, profile):
+    path = tmp_path / "odd.pt"
+    save_checkpoint(small_model(), path, architecture="microaunet", extra={"profile": profile})
+    set_preferred("microaunet", path)
+    card = models.get_card("microaunet")
+    base = models.base_card("microaunet")
+    assert card.trained and (card.params, card.cpu_ms) == (base.params, base.cpu_ms)

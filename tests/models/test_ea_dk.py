@@ -79,6 +79,16 @@ def test_predictions_can_be_background(model):
 def test_plain_res2net_variant_and_bad_name():
     with torch.device("meta"):
         plain = models.get_entry("ea-dk").builder(backbone="res2net50_26w_4s")
-    assert abs(count_params(plain) - models.get_card("ea-dk").params) < 0.05e6
+    assert abs(count_params(plain) - models.base_card("ea-dk").params) < 0.05e6
     with pytest.raises(ValueError):
         models.get_entry("ea-dk").builder(backbone="resnet50")
+
+
+def test_efficientnet_lite0_variant_attends_over_its_five_stages():
+    torch.manual_seed(0)
+    model = models.create_model("ea-dk", checkpoint=False, variant="efficientnet_lite0")
+    assert model.backbone.feature_info.reduction() == [2, 4, 8, 16, 32]  # the five stages EA attends to
+    assert model.backbone_name.startswith("tf_efficientnet_lite0") and count_params(model) < 6e6
+    out = model.train()(torch.randn(2, 3, 64, 64))
+    assert [tuple(a.shape[-2:]) for a in out["aux_logits"]] == [(4, 4), (8, 8), (16, 16), (32, 32)]
+    assert out["stage_importance"].shape == (2, 5)

@@ -15,15 +15,27 @@ def test_param_counts_within_10_percent_of_the_paper(variant):
         model = models.get_entry("pefnet").builder(variant=variant)
     counted = count_params(model)
     assert abs(counted / 1e6 - PAPER_PARAMS_M[variant]) <= 0.10 * PAPER_PARAMS_M[variant]
-    if variant == models.get_card("pefnet").default_variant:
-        assert counted == models.get_card("pefnet").params
+    if variant == models.base_card("pefnet").default_variant:
+        assert counted == models.base_card("pefnet").params
 
 
-def test_card_lists_the_three_variants():
-    card = models.get_card("pefnet")
-    assert set(card.variants) == set(PAPER_PARAMS_M) and card.default_variant == "base"
+def test_card_lists_the_papers_three_variants_and_the_cpu_one():
+    card = models.base_card("pefnet")
+    assert set(card.variants) == set(PAPER_PARAMS_M) | {"efficientnet_lite0"} and card.default_variant == "base"
     with pytest.raises(ValueError):
         models.get_entry("pefnet").builder(variant="large")
+
+
+def test_efficientnet_lite0_variant_feeds_the_decoder_strides_4_to_32():
+    torch.manual_seed(0)
+    model = models.create_model("pefnet", checkpoint=False, variant="efficientnet_lite0").eval()
+    assert model.backbone.feature_info.reduction() == [4, 8, 16, 32]
+    assert model.backbone_name.startswith("tf_efficientnet_lite0")
+    assert count_params(model) < 6e6  # the MPE decoder on a 3.4 M encoder, not a ConvNeXt
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 96, 80))
+    assert out["logits"].shape == (1, 1, 96, 80)
+    assert out["attention"]["mpe_energy"].shape == (1, 1, 48, 40)  # stride 2, as with ConvNeXt
 
 
 @pytest.mark.parametrize("hw", [(4, 6), (9, 7)])

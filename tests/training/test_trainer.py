@@ -30,6 +30,18 @@ def test_a_few_steps_lower_the_loss(tiny_data, tmp_path):
     assert sum(losses[-2:]) / 2 < losses[0]
 
 
+def test_an_optimiser_override_replaces_the_papers_and_is_recorded(tiny_data, tmp_path):
+    from napari_polyp.training import cli, presets
+
+    assert (cli.OPTIMIZERS, cli.SCHEDULES) == (presets.OPTIMIZERS, presets.SCHEDULES)  # --help's copies
+    assert presets.get_preset("ea-dk").optimizer == "sgd"  # [P]
+    done = train(_config(tiny_data, tmp_path / "run", model="ea-dk", variant={"variant": "efficientnet_lite0"},
+                         optimizer="adamw", lr=5e-4, max_steps=1, augment="none"))
+    header, _ = read_checkpoint(done.checkpoint, expected_architecture="ea-dk")
+    assert header["training"]["preset"]["optimizer"] == "adamw" and header["training"]["preset"]["lr"] == 5e-4
+    assert header["variant"] == {"variant": "efficientnet_lite0"}
+
+
 def test_checkpoints_carry_the_header_and_split(tiny_data, tmp_path):
     done = train(_config(tiny_data, tmp_path / "run", epochs=1))
     header, _ = read_checkpoint(done.checkpoint, expected_architecture="microaunet")
