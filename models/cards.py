@@ -132,7 +132,9 @@ EA_DK = register_card(ModelCard(
         "kernel that 4 gated updates refine along an LDNet-style decoder. 'kernel_init' is σ(P5), "
         "where the EA-initialised kernel fires; 'stage4'..'stage1' are the refined predictions. "
         "Output 'stage_importance' [B,5] is the column mean of the stage attention matrix. "
-        "Layer sizes and the update form are our choices ([B] in MODELS.md); the paper reports no size."
+        "Layer sizes and the update form are our choices ([B] in MODELS.md); the paper reports no size. "
+        "Variant 'efficientnet_lite0' (not in the paper) swaps the encoder for an ImageNet "
+        "EfficientNet-Lite0, whose weights are at hand offline, so it can be trained on a CPU."
     ),
 ))
 
@@ -157,6 +159,8 @@ PEFNET = register_card(ModelCard(
         "Variants tiny/small/base (paper: 52M/74M/129M params; Base best). The positional "
         "embedding is a fixed 2-D sinusoid (any input size), not the code's learned tensor. "
         "'mpe_energy' is not attention (the network has none): the channel L2 norm of the last "
-        "MPE output, min-max scaled per image."
+        "MPE output, min-max scaled per image. Variant 'efficientnet_lite0' (not in the paper) "
+        "puts the MPE decoder on an ImageNet EfficientNet-Lite0 encoder, whose weights are at hand "
+        "offline, so it can be trained on a CPU."
     ),
 ))

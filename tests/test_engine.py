@@ -28,9 +28,16 @@ def _net(name, seed=0, **kwargs):
     return models.create_model(name, checkpoint=False, **VARIANT.get(name, {}), **kwargs).eval()
 
 
-@pytest.mark.parametrize("name", models.list_models())
-def test_onnxruntime_matches_torch(name, tmp_path):
-    model = _net(name)
+# every network, and the EfficientNet-Lite0 variants that the shipped PEFNet and EA-DK files use
+# (TF "same" padding is computed from the input size: the graph must keep that dynamic)
+PARITY_CASES = [(name, {}) for name in models.list_models()] + [
+    ("pefnet", {"variant": "efficientnet_lite0"}), ("ea-dk", {"variant": "efficientnet_lite0"})]
+
+
+@pytest.mark.parametrize("name,kwargs", PARITY_CASES, ids=lambda v: v if isinstance(v, str) else v.get("variant", ""))
+def test_onnxruntime_matches_torch(name, kwargs, tmp_path):
+    torch.manual_seed(0)
+    model = models.create_model(name, checkpoint=False, **{**VARIANT.get(name, {}), **kwargs}).eval()
     size = PARITY_SIZE.get(name, 64)
     runner = E.load_or_export(model, name, size, threads=1, directory=tmp_path)
     assert runner.engine == "onnxruntime" and runner.input_size == size
