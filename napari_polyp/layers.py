@@ -34,6 +34,7 @@ import numpy as np
 from .corrections.metrics import dice_iou
 from .display import mask_colormap, outline
 from .io.images import as_rgb_uint8
+from .prediction import binary_mask
 from .resample import resize_map
 
 ROLE = "napari_polyp_role"  # metadata key: "mask" | "probability" | "attention" | "disagreement" | ...
@@ -365,7 +366,7 @@ def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attentio
     if probability.shape != hw:
         raise ValueError(f"probability shape {probability.shape} != image shape {hw}")
     names = layer_names(image_layer.name)
-    new_mask = (probability >= threshold).astype(np.uint8)
+    new_mask = binary_mask(probability, threshold)
 
     labels = _find(viewer, names["mask"], "mask")
     expected = hw if n is None else (n,) + hw
@@ -416,7 +417,7 @@ def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attentio
     if edited is not None:
         _remember_edits(state, frame, edited, decision)
     _write_mask(labels, frame, new_mask)
-    state.derived[frame] = (probability >= threshold).astype(np.uint8)
+    state.derived[frame] = binary_mask(probability, threshold)
     state.thresholds[frame] = float(threshold)
     labels.metadata.update(_frame_metadata(labels.metadata, {**run_meta, ROLE: "mask"}, frame))
     if on_screen or labels.data.ndim == 2:
@@ -583,7 +584,7 @@ def rethreshold(labels_layer, threshold: float, resolve_edits: Optional[ResolveE
             return "cancelled"
         state.kept_edit_pixels = pixels if decision == KEEP else -1
     for f in frames:
-        derived = (state.probability_frame(f) >= threshold).astype(np.uint8)
+        derived = binary_mask(state.probability_frame(f), threshold)
         mask = derived
         if decision == KEEP and edits[f].any():
             mask = np.where(edits[f], np.asarray(_labels_frame(labels_layer, f)), derived).astype(np.uint8)
@@ -616,8 +617,8 @@ def add_disagreement_layer(viewer, image_layer, probability_a: np.ndarray, proba
     n = frame_count(image_layer)
     frame = None if n is None else (0 if frame is None else int(frame))
     hw = spatial_shape(image_layer)
-    a = np.asarray(probability_a, np.float32) >= threshold
-    b = np.asarray(probability_b, np.float32) >= threshold
+    a = binary_mask(probability_a, threshold).astype(bool)
+    b = binary_mask(probability_b, threshold).astype(bool)
     diff = np.zeros(hw, np.uint8)
     diff[a & ~b] = 1
     diff[b & ~a] = 2

@@ -22,6 +22,12 @@ import numpy as np
 from .io.images import as_rgb_uint8
 from .resample import resize, resize_map
 
+def binary_mask(probability, threshold: float) -> np.ndarray:
+    """The threshold rule, the one definition: foreground where probability >= threshold (uint8 0/1).
+    The trainer's metrics (``training/metrics.py``) apply the same rule to tensors."""
+    return (np.asarray(probability, np.float32) >= threshold).astype(np.uint8)
+
+
 # Flip test-time augmentation: the views averaged (axes of an NCHW array each one mirrors).
 TTA_FLIPS = ((), (-1,), (-2,))
 
@@ -36,7 +42,7 @@ class Prediction:
     engine: str = ""  # what ran the network: "torch" | "onnxruntime"
 
     def mask(self, threshold: float = 0.5) -> np.ndarray:
-        return (self.probability >= threshold).astype(np.uint8)
+        return binary_mask(self.probability, threshold)
 
 
 def network_input(images: np.ndarray, card) -> np.ndarray:
