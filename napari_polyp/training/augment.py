@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 
 _BORDER = cv2.BORDER_REFLECT_101
+# the preset names build() knows; device_augment.DEVICE_PRESETS has the same ones for GPU batches
+PRESETS = ("none", "flips", "microaunet", "pefnet", "standard", "strong")
 
 
 def _albumentations():
@@ -58,6 +60,8 @@ def build(preset: str, size: int) -> "albumentations.Compose":
         ]
     elif preset == "standard":  # [B] flips, rotation/scale/shift, light colour jitter
         transforms = _flips() + [_affine(rotate=90), _colour()]
+    elif preset == "strong":  # [B] the same, wider zoom and shift, stronger colour: for long fine-tuning
+        transforms = _flips() + [_affine(rotate=90, scale=(0.7, 1.4), translate=0.1), _colour(0.3)]
     else:
         raise ValueError(f"unknown augmentation preset {preset!r}")
     # a teacher's probability map (uint8) moves with the image exactly as the mask does

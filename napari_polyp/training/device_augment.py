@@ -53,6 +53,7 @@ DEVICE_PRESETS: Dict[str, DeviceAugment] = {
     "none": _OFF,
     "flips": replace(_OFF, hflip=0.5),
     "standard": DeviceAugment(),
+    "strong": DeviceAugment(zoom=(0.7, 1.4), shift=0.1, colour_strength=0.3),
     "microaunet": replace(_OFF, hflip=0.5, vflip=0.5, affine=0.7, rotate=180.0, zoom=(1.0, 1.0), shift=0.0),
     "pefnet": DeviceAugment(turn90=0.0, affine=0.7, rotate=45.0, zoom=(1.0, 1 / math.sqrt(0.6)), shift=0.1,
                             colour=0.0, cutout=0.3),

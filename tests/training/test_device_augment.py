@@ -101,3 +101,13 @@ def test_the_trainer_imports_without_gui_and_cpu_augmentation_packages():
             "build_parser('train'); build_parser('bench')\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_every_cpu_preset_has_an_on_device_version():
+    from napari_polyp.training import augment
+
+    assert set(augment.PRESETS) == set(DEVICE_PRESETS)
+    for name in augment.PRESETS:
+        augment.build(name, 64)  # each name is one build() knows
+    with pytest.raises(ValueError, match="unknown augmentation preset"):
+        augment.build("wild", 64)

@@ -14,7 +14,7 @@ def _config(data, out, **kw):
     return TrainConfig(**base)
 
 
-@pytest.mark.parametrize("preset", ["microaunet", "standard", "pefnet"])
+@pytest.mark.parametrize("preset", ["microaunet", "standard", "strong", "pefnet"])
 def test_a_teacher_map_is_warped_exactly_as_the_mask_and_with_the_image(preset):
     size = 64
     yy, xx = np.mgrid[0:size, 0:size]
