@@ -12,6 +12,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from napari_polyp.errors import UserError
+
 _BORDER = cv2.BORDER_REFLECT_101
 # the preset names build() knows; device_augment.DEVICE_PRESETS has the same ones for GPU batches
 PRESETS = ("none", "flips", "microaunet", "pefnet", "standard", "strong")
@@ -63,7 +65,7 @@ def build(preset: str, size: int) -> "albumentations.Compose":
     elif preset == "strong":  # [B] the same, wider zoom and shift, stronger colour: for long fine-tuning
         transforms = _flips() + [_affine(rotate=90, scale=(0.7, 1.4), translate=0.1), _colour(0.3)]
     else:
-        raise ValueError(f"unknown augmentation preset {preset!r}")
+        raise UserError(f"unknown augmentation preset {preset!r}; choose one of {', '.join(PRESETS)}")
     # a teacher's probability map (uint8) moves with the image exactly as the mask does
     return A.Compose(transforms, additional_targets={"teacher": "mask"})
 

@@ -42,6 +42,7 @@ from napari_polyp.errors import UserError
 from napari_polyp.inference import normalise, preprocess, resolve_device
 
 from . import data as data_mod
+from .augment import PRESETS as AUGMENT_PRESETS
 from .augment import Augmenter
 from .feature_cache import apply_view, cache_of_model, token_windows
 from .losses import LOSSES, bce_dice, deep_supervision
@@ -159,6 +160,17 @@ from .distill import TEACHER_ARCHITECTURE  # noqa: E402  (MicroAUNet teachers' c
 
 def architecture_of(config: TrainConfig) -> str:
     return TEACHER_ARCHITECTURE if config.teacher_kind else config.model
+
+
+def check_names(config: TrainConfig, augment: str) -> None:
+    """A variant or augmentation the project does not know is the user's typo: say so before
+    any data is read (a traceback after minutes of loading helps nobody)."""
+    named = config.variant.get("variant")
+    variants = models.base_card(config.model).variants if not config.teacher_kind else ()
+    if named is not None and variants and named not in variants:
+        raise UserError(f"{config.model} has no variant {named!r}; its variants: {', '.join(variants)}")
+    if augment not in AUGMENT_PRESETS:
+        raise UserError(f"unknown augmentation preset {augment!r}; choose one of {', '.join(AUGMENT_PRESETS)}")
 
 
 def build_model(config: TrainConfig):
@@ -381,6 +393,7 @@ class _Run:
         self.out_dir = Path(config.out)
         self.preset = get_preset(config.model, batch=config.batch, lr=config.lr, augment=config.augment,
                                  schedule=config.schedule, optimizer=config.optimizer)
+        check_names(config, self.preset.augment)
         self.loss_fn = LOSSES[self.preset.loss]
         self.use_amp = config.amp and self.device.type == "cuda"
         self.budget_s = config.time_budget_min * 60 if config.time_budget_min else None

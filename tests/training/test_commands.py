@@ -46,6 +46,17 @@ def test_evaluate_without_a_checkpoint_is_a_clean_error(tiny_data, capsys, no_sh
     assert "no trained checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args,words", [
+    (["--model", "microaunet", "--augment", "wild"], "unknown augmentation preset 'wild'; choose one of"),
+    (["--model", "ea-dk", "--variant", "efficientnet_b9"], "ea-dk has no variant 'efficientnet_b9'; its variants:"),
+])
+def test_train_names_a_typo_in_one_line_before_reading_data(tmp_path, capsys, args, words):
+    argv = ["train", *args, "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r"), "--max-steps", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and "nowhere" not in err  # before the data was looked at
+
+
 def _corrections(shared_data, tmp_path, count=6, statuses=("accepted", "corrected")):
     root = copy_pairs(shared_data, tmp_path / "corrections", count=count)
     stems = sorted(p.stem for p in find_pairs(root))

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import models
+from napari_polyp.errors import UserError
 from napari_polyp.inference import normalise, preprocess
 from napari_polyp.training import TrainConfig, train
 from napari_polyp.training.device_augment import DEVICE_PRESETS, DeviceAugment, augment_batch, draw
@@ -109,5 +110,5 @@ def test_every_cpu_preset_has_an_on_device_version():
     assert set(augment.PRESETS) == set(DEVICE_PRESETS)
     for name in augment.PRESETS:
         augment.build(name, 64)  # each name is one build() knows
-    with pytest.raises(ValueError, match="unknown augmentation preset"):
+    with pytest.raises(UserError, match="unknown augmentation preset 'wild'; choose one of none, flips"):
         augment.build("wild", 64)
