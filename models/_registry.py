@@ -43,6 +43,7 @@ class ModelCard:
     checkpoint: str = "untrained"  # path, or "untrained"
     checkpoint_sha256: str = ""
     training: Dict = field(default_factory=dict)  # data, epochs, wall time, metrics
+    checkpoint_variant: Dict = field(default_factory=dict)  # the variant arguments the checkpoint was built with
 
     @property
     def trained(self) -> bool:
@@ -61,8 +62,10 @@ class ModelCard:
         state = "trained" if self.trained else "untrained: predictions are not meaningful"
         dice = self.training.get("metrics", {}).get("dice")
         quality = f", validation Dice {dice:.3f}" if isinstance(dice, float) else ""
+        named = self.checkpoint_variant.get("variant")
+        variant = f"variant {named}; " if named and named != self.default_variant else ""
         return (
-            f"{self.title} ({self.arxiv}); task: {self.task}; input {self.input_size}px; "
+            f"{self.title} ({self.arxiv}); task: {self.task}; input {self.input_size}px; {variant}"
             f"backbone: {self.backbone}; {self.params / 1e6:.3g} M params; "
             f"{self.gflops:.3g} GFLOPs; {state}{quality}"
         )
@@ -156,5 +159,6 @@ def card_with_checkpoint(card: ModelCard, path: Optional[str], header: Optional[
         input_size=int(training.get("size") or card.input_size),
         checkpoint=str(path),
         checkpoint_sha256=header.get("sha256", ""),
+        checkpoint_variant=dict(header.get("variant") or {}) if isinstance(header.get("variant"), dict) else {},
         training=dict(header.get("training", {}), metrics=header.get("metrics", {})),
     )

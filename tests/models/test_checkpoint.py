@@ -186,6 +186,7 @@ def test_a_checkpoints_card_states_its_own_variants_profile(tmp_path):
     card = models.get_card("microaunet")
     assert (card.params, card.gflops, card.cpu_ms) == (84_281, profile["gflops"], profile["cpu_ms"])
     assert models.base_card("microaunet").params == 24_881  # the default variant's card is untouched
+    assert tuple(card.checkpoint_variant["widths"]) == wide
 
 
 @pytest.mark.parametrize("profile", [{"params": "many", "cpu_ms": True}, {"params": -3}, ["not", "a", "dict"]])

@@ -26,6 +26,15 @@ def test_card_lists_the_papers_three_variants_and_the_cpu_one():
         models.get_entry("pefnet").builder(variant="large")
 
 
+def test_a_card_names_a_checkpoints_variant_other_than_the_default():
+    import dataclasses
+
+    base = models.base_card("pefnet")
+    assert "variant" not in base.summary()
+    lite = dataclasses.replace(base, checkpoint_variant={"variant": "efficientnet_lite0"})
+    assert "variant efficientnet_lite0; " in lite.summary()
+
+
 def test_efficientnet_lite0_variant_feeds_the_decoder_strides_4_to_32():
     torch.manual_seed(0)
     model = models.create_model("pefnet", checkpoint=False, variant="efficientnet_lite0").eval()
