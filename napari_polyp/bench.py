@@ -53,7 +53,8 @@ def benchmark(model_name: str, size=None, device: str = "cpu", batch: int = 1, r
     runs = max(runs, 20)
     card = models.get_card(model_name)
     size = size or card.input_size
-    kwargs = {"variant": variant} if variant else {}
+    # the network a user gets: the default checkpoint's variant unless one is named
+    kwargs = {"variant": variant} if variant else dict(card.checkpoint_variant)
     model = models.create_model(model_name, pretrained_backbone=False, checkpoint=False, **kwargs).eval()
     params = count_params(model)
     flops = count_flops(model, size)  # per image, on CPU before moving: counting is device-free
@@ -87,7 +88,7 @@ def benchmark(model_name: str, size=None, device: str = "cpu", batch: int = 1, r
         device_name = "cpu"
     return {
         "model": model_name,
-        "variant": variant or card.default_variant or None,
+        "variant": kwargs.get("variant") or (kwargs or None) or card.default_variant or None,
         "size": size,
         "batch": batch,
         "device": device_name,

@@ -16,6 +16,21 @@ def test_bench_prints_one_json_line(capsys):
     assert result["threads"] == 1
 
 
+def test_bench_measures_the_variant_of_the_checkpoint_a_user_gets(tmp_path, capsys):
+    import models
+    from models.checkpoint import save_checkpoint, set_preferred
+
+    path = tmp_path / "wide.pt"
+    save_checkpoint(models.create_model("microaunet", checkpoint=False, variant="wide"), path, architecture="microaunet")
+    set_preferred("microaunet", path)
+    args = ["bench", "--model", "microaunet", "--size", "64", "--runs", "20", "--threads", "1", "--json"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["params"] == 307_049 and result["variant"] == "wide"
+    assert main(args + ["--variant", "paper"]) == 0  # a named variant still wins
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["params"] == 24_881
+
+
 def test_models_lists_the_five(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
