@@ -159,6 +159,6 @@ def card_with_checkpoint(card: ModelCard, path: Optional[str], header: Optional[
         input_size=int(training.get("size") or card.input_size),
         checkpoint=str(path),
         checkpoint_sha256=header.get("sha256", ""),
-        checkpoint_variant=dict(header.get("variant") or {}) if isinstance(header.get("variant"), dict) else {},
+        checkpoint_variant=dict(header["variant"]) if isinstance(header.get("variant"), dict) else {},
         training=dict(header.get("training", {}), metrics=header.get("metrics", {})),
     )

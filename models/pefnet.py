@@ -6,9 +6,10 @@ Spec: docs/MODELS.md section 3. Tags: [P] paper, [C] official Keras code, [B] ou
     y = F4;  for s = 3..1:  y = MPE(MKCNN(Up(y) + F_s))
     y = MPE(Up(y) → c1/2)  (stride 2);  logits = Conv1×1(y), upsampled ×2 to the input
 
-- [P] ConvNeXt-T/S/B backbone (Base best); [B] variant ``efficientnet_lite0`` swaps in an ImageNet
-  EfficientNet-Lite0 encoder (not in the paper: the one pretrained CNN at hand offline, trainable on a CPU); MPE = positional embedding on a multi-kernel conv block;
+- [P] ConvNeXt-T/S/B backbone (Base best); MPE = positional embedding on a multi-kernel conv block;
   encoder and decoder features are added ("y_enc + y_dec").
+- [B] Variant ``efficientnet_lite0`` swaps in an ImageNet EfficientNet-Lite0 encoder (not in the
+  paper: the one pretrained CNN at hand offline, trainable on a CPU).
 - [C] MKCNN = Σ_{k∈1,3,5} SiLU(BN(Conv k×k)); Up = ConvTranspose(4×4, /2) → BN → SiLU; 1×1 head at H/2.
 - [B] The code's learned (1,h,w,c) position tensor fixes the input size; here it is a fixed 2-D
   sinusoidal embedding (half the channels encode y, half x, base 10000, integer feature-grid

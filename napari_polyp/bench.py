@@ -88,7 +88,7 @@ def benchmark(model_name: str, size=None, device: str = "cpu", batch: int = 1, r
         device_name = "cpu"
     return {
         "model": model_name,
-        "variant": kwargs.get("variant") or (kwargs or None) or card.default_variant or None,
+        "variant": kwargs.get("variant") or kwargs or card.default_variant or None,
         "size": size,
         "batch": batch,
         "device": device_name,

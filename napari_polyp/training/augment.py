@@ -43,8 +43,15 @@ def _affine(rotate: float, scale=(0.9, 1.1), translate=0.05):
                     border_mode=_BORDER, p=0.7)
 
 
+def check_preset(preset: str) -> None:
+    """An unknown preset name is the user's typo: one line naming the choices."""
+    if preset not in PRESETS:
+        raise UserError(f"unknown augmentation preset {preset!r}; choose one of {', '.join(PRESETS)}")
+
+
 def build(preset: str, size: int) -> "albumentations.Compose":
     """The named preset. "none" returns an identity pipeline."""
+    check_preset(preset)
     A = _albumentations()
     if preset == "none":
         transforms = []
@@ -64,8 +71,8 @@ def build(preset: str, size: int) -> "albumentations.Compose":
         transforms = _flips() + [_affine(rotate=90), _colour()]
     elif preset == "strong":  # [B] the same, wider zoom and shift, stronger colour: for long fine-tuning
         transforms = _flips() + [_affine(rotate=90, scale=(0.7, 1.4), translate=0.1), _colour(0.3)]
-    else:
-        raise UserError(f"unknown augmentation preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    else:  # a name in PRESETS without a pipeline: the project's bug, not the user's
+        raise AssertionError(f"augmentation preset {preset!r} is listed but has no pipeline")
     # a teacher's probability map (uint8) moves with the image exactly as the mask does
     return A.Compose(transforms, additional_targets={"teacher": "mask"})
 

@@ -42,8 +42,7 @@ from napari_polyp.errors import UserError
 from napari_polyp.inference import normalise, preprocess, resolve_device
 
 from . import data as data_mod
-from .augment import PRESETS as AUGMENT_PRESETS
-from .augment import Augmenter
+from .augment import Augmenter, check_preset
 from .feature_cache import apply_view, cache_of_model, token_windows
 from .losses import LOSSES, bce_dice, deep_supervision
 from .metrics import MeanScores
@@ -169,8 +168,7 @@ def check_names(config: TrainConfig, augment: str) -> None:
     variants = models.base_card(config.model).variants if not config.teacher_kind else ()
     if named is not None and variants and named not in variants:
         raise UserError(f"{config.model} has no variant {named!r}; its variants: {', '.join(variants)}")
-    if augment not in AUGMENT_PRESETS:
-        raise UserError(f"unknown augmentation preset {augment!r}; choose one of {', '.join(AUGMENT_PRESETS)}")
+    check_preset(augment)
 
 
 def build_model(config: TrainConfig):
