@@ -38,12 +38,13 @@ MICROAUNET = register_card(ModelCard(
     params=24881,
     gflops=0.0320,
     cpu_ms=31.9,
-    variants=("paper", "repo"),
+    variants=("paper", "repo", "wide"),
     default_variant="paper",
     attention_maps=("lscab_spatial",),
     notes=(
         "Widths (4,8,12,16,24,32) as in the paper (0.0249M params); variant 'repo' = the "
-        "official code's default (8,16,24,32,48,64), 84,281 params; or pass widths=(...). "
+        "official code's default (8,16,24,32,48,64), 84,281 params; 'wide' (ours, not the "
+        "paper's) = twice the code's widths, 307k params; or pass widths=(...). "
         "Input: per-image min-max to [0,1]. Heatmap: LSCAB spatial map s_1 (H/2, upsampled). "
         "Measured 0.032 GFLOPs at 256 (convs/matmuls, multiply-add = 2); the paper reports "
         "0.148G with an unstated counter. The MALUNet teacher (177,943 params, "

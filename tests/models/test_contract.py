@@ -64,3 +64,13 @@ def test_backward_reaches_every_trainable_weight(name):
 @pytest.mark.parametrize("name", sorted(EXPECTED - {"pefnet"}))
 def test_card_params_match_the_network(name):
     assert count_params(build(name)) == models.base_card(name).params
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_card_variant_builds(name):
+    """The card (torch-free, read by the trainer's name check and the menus) lists exactly
+    the variants the builder knows: a variant missing from the card cannot be trained."""
+    for variant in models.get_card(name).variants:
+        models.create_model(name, pretrained_backbone=False, checkpoint=False, variant=variant)
+    with pytest.raises(ValueError):
+        models.create_model(name, pretrained_backbone=False, checkpoint=False, variant="no-such-variant")

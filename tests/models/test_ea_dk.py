@@ -4,7 +4,7 @@ import torch
 
 import models
 from models import count_params
-from models.ea_dk import EncoderAttention, GatedKernelUpdate, apply_kernel
+from models.ea_dk import ENCODERS, EncoderAttention, GatedKernelUpdate, apply_kernel
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +92,7 @@ def test_efficientnet_lite0_variant_attends_over_its_five_stages():
     out = model.train()(torch.randn(2, 3, 64, 64))
     assert [tuple(a.shape[-2:]) for a in out["aux_logits"]] == [(4, 4), (8, 8), (16, 16), (32, 32)]
     assert out["stage_importance"].shape == (2, 5)
+
+
+def test_card_lists_every_encoder():
+    assert set(models.base_card("ea-dk").variants) == set(ENCODERS)  # the trainer checks names against the card

@@ -12,6 +12,7 @@ from models.microaunet import (
     LSCAB,
     MALUNet,
     MicroAUNet,
+    WIDTHS,
     build_teacher,
 )
 
@@ -36,6 +37,7 @@ def test_card():
     card = models.get_card("microaunet")
     assert card.params == 24_881 and card.normalization == "minmax" and card.input_size == 256
     assert card.attention_maps == ("lscab_spatial",)
+    assert set(card.variants) == set(WIDTHS)  # the trainer checks names against the card
 
 
 def test_teacher_is_not_a_product_model():
