@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--engine", default="auto", choices=("auto", "torch", "onnxruntime"))
     parser.add_argument("--threads", type=int, default=0, help="network threads (default: physical cores)")
+    parser.add_argument("--tta", default="default", choices=("default", "on", "off"),
+                        help="flip TTA: the widget's default for each network, or forced")
     parser.add_argument("--new-image", default="same-layer", choices=("same-layer", "new-layer"))
     args = parser.parse_args(argv)
 
@@ -78,15 +80,18 @@ def main(argv=None) -> int:
 
     print(f"new {args.size}x{args.size} image per press ({args.new_image}), device {args.device}, engine {args.engine}, threads "
           f"{widget.threads_spin.value()}, cpus {os.cpu_count()}, load avg {os.getloadavg()[0]:.2f}")
-    print(f"{'network':12s} {'engine':12s} {'weights':28s} {'cold s':>7s} {'median s':>9s}  layers  runs")
+    print(f"{'network':12s} {'engine':12s} {'TTA':4s} {'weights':28s} {'cold s':>7s} {'median s':>9s}  layers  runs")
     for name in names:
         widget.model_combo.setCurrentText(name)
+        if args.tta != "default":
+            widget.tta_check.setChecked(args.tta == "on")
+        tta = "on" if widget.tta_check.isChecked() else "off"
         weights = widget.checkpoint_combo.currentText()
         cold = press_run()
         layers_before = len(viewer.layers)
         warm = [press_run() for _ in range(args.repeats)]
         engine = widget.mask_layer().metadata.get("engine", "?")
-        print(f"{name:12s} {engine:12s} {weights[:28]:28s} {cold:7.3f} {statistics.median(warm):9.3f}  "
+        print(f"{name:12s} {engine:12s} {tta:4s} {weights[:28]:28s} {cold:7.3f} {statistics.median(warm):9.3f}  "
               f"{layers_before}->{len(viewer.layers)}  " + " ".join(f"{t:.3f}" for t in warm), flush=True)
     print(f"load avg at end {os.getloadavg()[0]:.2f}")
     viewer.close()

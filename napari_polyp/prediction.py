@@ -32,6 +32,15 @@ def binary_mask(probability, threshold: float) -> np.ndarray:
 TTA_FLIPS = ((), (-1,), (-2,))
 
 
+def tta_fits(card, max_cpu_ms: Optional[float] = None) -> bool:
+    """Whether flip TTA is on by default for this network: where all its views still answer
+    within the default network's budget on one CPU thread (``models.MAX_DEFAULT_CPU_MS``),
+    as the issue that asked for TTA put it: off only where it would break the speed target."""
+    if max_cpu_ms is None:
+        from models import MAX_DEFAULT_CPU_MS as max_cpu_ms
+    return card.cpu_ms * len(TTA_FLIPS) <= max_cpu_ms
+
+
 @dataclass
 class Prediction:
     probability: np.ndarray  # HxW float32 in [0,1]

@@ -10,7 +10,9 @@ import torch
 import models
 from models.checkpoint import save_checkpoint
 from napari_polyp.inference import Predictor, preprocess
-from napari_polyp.prediction import network_input, served_predictor
+import dataclasses
+
+from napari_polyp.prediction import TTA_FLIPS, network_input, served_predictor, tta_fits
 
 
 @pytest.mark.parametrize("name", ["microaunet", "eam-net"])  # min-max and ImageNet normalisation
@@ -18,6 +20,14 @@ def test_network_input_is_preprocess_in_numpy(name):
     card = models.base_card(name)
     images = np.random.default_rng(0).integers(0, 256, (2, 150, 170, 3), dtype=np.uint8)
     np.testing.assert_allclose(network_input(images, card), preprocess(images, card).numpy(), atol=1e-3, rtol=0)
+
+
+def test_tta_is_on_by_default_only_where_all_views_fit_the_budget():
+    card = models.base_card("microaunet")
+    budget = models.MAX_DEFAULT_CPU_MS
+    assert tta_fits(dataclasses.replace(card, cpu_ms=budget / len(TTA_FLIPS)))
+    assert not tta_fits(dataclasses.replace(card, cpu_ms=budget / len(TTA_FLIPS) + 1))
+    assert not tta_fits(dataclasses.replace(card, cpu_ms=100.0), max_cpu_ms=250.0)
 
 
 @pytest.fixture

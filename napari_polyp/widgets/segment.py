@@ -35,6 +35,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import layers as L
+from ..prediction import tta_fits
 from ._common import (
     RANDOM_WEIGHTS,
     CheckpointCombo,
@@ -149,7 +150,10 @@ class SegmentWidget(QWidget):
         form2.addRow("scope", self.scope_combo)
         self.tta_check = QCheckBox("average with mirror images (3× slower)")
         self.tta_check.setToolTip("Flip test-time augmentation: the network also sees the image mirrored "
-                                  "left-right and top-bottom, and the three probabilities are averaged")
+                                  "left-right and top-bottom, and the three probabilities are averaged. "
+                                  "On by default for a network that still answers within 1 s on one CPU "
+                                  "thread; once you set it, it stays as you set it")
+        self._tta_set_by_user = False
         form2.addRow("TTA", self.tta_check)
 
         self.run_button, self.cancel_button, self.progress = run_controls(root, "Run")
@@ -188,6 +192,7 @@ class SegmentWidget(QWidget):
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.live_button.toggled.connect(self._on_live_toggled)
+        self.tta_check.clicked.connect(self._on_tta_clicked)  # clicked: the user's, not setChecked's
         for combo in (self.model_combo, self.checkpoint_combo, self.device_combo, self.engine_combo):
             combo.currentIndexChanged.connect(self._schedule_preload)
         self.threads_spin.valueChanged.connect(self._schedule_preload)
@@ -278,6 +283,9 @@ class SegmentWidget(QWidget):
         self.checkpoint_combo.fill(self.model_combo.currentText())
         self._update_card()
 
+    def _on_tta_clicked(self, *_):
+        self._tta_set_by_user = True
+
     def add_checkpoint_path(self, path) -> None:
         """Add a checkpoint file to the list and select it (what "browse..." does)."""
         self.checkpoint_combo.add_path(path)
@@ -328,6 +336,8 @@ class SegmentWidget(QWidget):
             card = models.get_card(name)
         self.card_label.setText(card.summary())
         self.card_label.setToolTip(card.notes)
+        if not self._tta_set_by_user:
+            self.tta_check.setChecked(tta_fits(card))
         self.warning_label.setVisible(not card.trained)
 
     # -- predictors -------------------------------------------------------------------

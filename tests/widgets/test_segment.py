@@ -317,6 +317,22 @@ def test_tta_checkbox_reaches_the_predictor(make_napari_viewer, qtbot, rgb64):
     assert predictor.tta is False
 
 
+def test_tta_defaults_follow_the_network_until_the_user_sets_it(make_napari_viewer, qtbot, monkeypatch):
+    fast = {"microaunet"}  # pretend only MicroAUNet keeps all three views within the budget
+    monkeypatch.setattr("napari_polyp.widgets.segment.tta_fits", lambda card: card.name in fast)
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-polyp", "Segment")
+    widget.model_combo.setCurrentText("microaunet")
+    assert widget.tta_check.isChecked()
+    widget.model_combo.setCurrentText("dino-keys")
+    assert not widget.tta_check.isChecked()
+    widget.tta_check.click()  # the user's choice
+    assert widget.tta_check.isChecked()
+    widget.model_combo.setCurrentText("microaunet")
+    widget.model_combo.setCurrentText("dino-keys")
+    assert widget.tta_check.isChecked()  # kept over the network's default
+
+
 @pytest.mark.parametrize("delete", ["image", "mask"])
 def test_deleting_a_layer_mid_run_cancels_safely(make_napari_viewer, qtbot, rgb64, delete):
     """Compare, then Run another network and delete a layer while it runs (was a segfault
