@@ -55,7 +55,7 @@ def build(preset: str, size: int) -> "albumentations.Compose":
     A = _albumentations()
     if preset == "none":
         transforms = []
-    elif preset == "flips":  # [B] for cached frozen-backbone features: what the cache can hold
+    elif preset == "flips":  # [B] horizontal flips only: what a cache of identity + hflip views holds
         transforms = [A.HorizontalFlip(p=0.5)]
     elif preset == "microaunet":  # [C] flips and 0-360 degree rotation
         transforms = _flips() + [A.Rotate(limit=(-180, 180), border_mode=_BORDER, p=0.7)]

@@ -10,6 +10,15 @@ import sys
 # (tests/training/test_cli.py holds them equal)
 SCHEDULES = ("cosine", "poly", "cosine_restarts", "constant")
 OPTIMIZERS = ("adamw", "adam", "sgd")
+# augment.PRESETS, each with what it does (--help would otherwise import OpenCV; the same test holds the names)
+AUGMENTATIONS = {
+    "none": "no augmentation",
+    "flips": "horizontal flips only",
+    "microaunet": "both flips and 0-360 degree rotation (MicroAUNet's code)",
+    "pefnet": "flips, crop, rotation, grid distortion, cut-out (PEFNet's paper)",
+    "standard": "both flips, rotation/zoom/shift, light colour jitter",
+    "strong": "standard with wider zoom and shift and stronger colour",
+}
 
 
 def add_arguments(parser) -> None:
@@ -36,7 +45,9 @@ def add_arguments(parser) -> None:
                         help="MicroAUNet: train a distillation teacher instead (malunet | efficientnet_lite0)")
     parser.add_argument("--backbone-weights", default=None, help="local pretrained backbone weights (file/folder)")
     parser.add_argument("--pretrained-backbone", action="store_true", help="timm's pretrained backbone (online)")
-    parser.add_argument("--augment", default=None, help="augmentation preset override")
+    parser.add_argument("--augment", default=None, metavar="PRESET",
+                        help="augmentation preset (default: the network's): "
+                             + "; ".join(f"{name}: {what}" for name, what in AUGMENTATIONS.items()))
     parser.add_argument("--augment-on-device", action="store_true",
                         help="augment whole batches on the training device (a GPU: the CPU cannot keep up)")
     parser.add_argument("--schedule", default=None, choices=SCHEDULES,
