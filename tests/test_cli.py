@@ -7,7 +7,7 @@ from napari_polyp.cli import main
 
 
 def test_bench_prints_one_json_line(capsys):
-    assert main(["bench", "--model", "microaunet", "--size", "64", "--runs", "20", "--threads", "1", "--json"]) == 0
+    assert main(["bench", "--model", "microaunet", "--variant", "paper", "--size", "64", "--runs", "20", "--threads", "1", "--json"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     result = json.loads(line)
     assert result["model"] == "microaunet" and result["size"] == 64 and result["runs"] >= 20
