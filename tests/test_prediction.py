@@ -1,4 +1,5 @@
 """A network served from its cached ONNX graph without torch (napari_polyp/prediction.py)."""
+import dataclasses
 import os
 import subprocess
 import sys
@@ -10,8 +11,6 @@ import torch
 import models
 from models.checkpoint import save_checkpoint
 from napari_polyp.inference import Predictor, preprocess
-import dataclasses
-
 from napari_polyp.prediction import TTA_FLIPS, network_input, served_predictor, tta_fits
 
 

@@ -70,7 +70,7 @@ def test_card_params_match_the_network(name):
 def test_every_card_variant_builds(name):
     """The card (torch-free, read by the trainer's name check and the menus) lists exactly
     the variants the builder knows: a variant missing from the card cannot be trained."""
-    for variant in models.get_card(name).variants:
+    for variant in models.base_card(name).variants:
         models.create_model(name, pretrained_backbone=False, checkpoint=False, variant=variant)
     with pytest.raises(ValueError):
         models.create_model(name, pretrained_backbone=False, checkpoint=False, variant="no-such-variant")
