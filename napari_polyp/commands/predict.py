@@ -1,6 +1,7 @@
 """`napari-polyp predict`: segment image files, folders or videos into mask PNGs.
 
     napari-polyp predict --model microaunet IMG.jpg FOLDER/ clip.mp4 --out masks/
+    napari-polyp predict --task dermoscopy IMD002.bmp --out masks/   # the task's best network
 
 Writes ``<out>/<stem>.png`` (0/255) per image and ``<out>/<video stem>/<frame:06d>.png``
 per video frame; ``--probability`` also writes the probability map as 8-bit PNG
@@ -22,7 +23,13 @@ from typing import Dict, Iterator, List, Tuple
 
 def add_arguments(parser) -> None:
     parser.add_argument("inputs", nargs="+", help="image files, folders of images, or video files")
-    parser.add_argument("--model", required=True, help="network name")
+    import models
+
+    parser.add_argument("--model", default=None,
+                        help="network name (default: the best trained network for --task)")
+    parser.add_argument("--task", default=None, choices=tuple(models.TASKS),
+                        help="what the images show (default colonoscopy): picks the network when --model "
+                             "is not given, and warns when --model was made for another task")
     parser.add_argument("--checkpoint", default=None, help="checkpoint (default: the model's default one)")
     parser.add_argument("--out", required=True, help="output folder for mask PNGs")
     parser.add_argument("--threshold", type=float, default=0.5)
@@ -150,6 +157,23 @@ def _load_predictor(args):
                      threads=args.threads)
 
 
+def choose_model(args) -> str:
+    """--model, or the task's default network; a network made for another task than
+    --task names is run (the user asked for it) with a warning on stderr."""
+    import models
+
+    if args.model is None:
+        return models.default_model(args.task or "colonoscopy")
+    if args.model not in models.list_models():
+        from napari_polyp.errors import UserError
+
+        raise UserError(f"unknown network {args.model!r}; choose one of {', '.join(models.list_models())}")
+    mismatch = models.task_mismatch(args.model, args.task, subject="--task names")
+    if mismatch:
+        print(f"napari-polyp predict: warning: {mismatch}", file=sys.stderr)
+    return args.model
+
+
 def run(args) -> int:
     import numpy as np
     from tqdm import tqdm
@@ -162,6 +186,7 @@ def run(args) -> int:
     out = Path(args.out)
     jobs = plan_jobs(expand_inputs(args.inputs), out, args.probability)
     check_out_folder(out)
+    args.model = choose_model(args)
     predictor = _load_predictor(args)
     written = 0
     skipped: List[Tuple[Path, str]] = []

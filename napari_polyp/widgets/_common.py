@@ -140,13 +140,7 @@ def task_mismatch(layer, model_name: str) -> str:
     import models
 
     image_task = (getattr(layer, "metadata", None) or {}).get("task")
-    card_task = models.base_card(model_name).task
-    if not image_task or image_task == card_task:
-        return ""
-    shows = {v: k for k, v in models.TASKS.items()}
-    return (f"{layer.name} is a {shows.get(image_task, image_task)} image, but {model_name} was made for "
-            f"{shows.get(card_task, card_task)} images: expect a poor mask "
-            f"({models.default_model(image_task)} fits this image)")
+    return models.task_mismatch(model_name, image_task, subject=f"{layer.name} shows")
 
 
 def device_combo() -> QComboBox:

@@ -82,3 +82,26 @@ def test_out_naming_an_existing_file_is_a_clear_error(tmp_path, checkpoint, caps
     err = capsys.readouterr().err
     assert "is a file" in err and str(taken) in err and "Traceback" not in err
     assert taken.read_bytes() == b"x"
+
+
+def test_task_without_model_runs_the_tasks_best_network(tmp_path, capsys):
+    a = image(tmp_path / "d", "a.png")
+    assert main(["predict", "--task", "dermoscopy", "--quiet", str(a), "--out", str(tmp_path / "out")]) == 0
+    result, err = last_json(capsys)
+    assert result["model"] == models.default_model("dermoscopy") and result["written"] == 1
+    assert "warning" not in err
+
+
+def test_a_network_made_for_another_task_runs_with_a_warning(tmp_path, checkpoint, capsys):
+    a = image(tmp_path / "d", "a.png")
+    assert predict("--task", "dermoscopy", "--checkpoint", checkpoint, str(a), "--out", str(tmp_path / "out")) == 0
+    result, err = last_json(capsys)
+    assert result["written"] == 1
+    assert "warning: --task names dermoscopy, but microaunet was made for colonoscopy images" in err
+
+
+def test_an_unknown_network_is_named_with_the_choices(tmp_path, capsys):
+    a = image(tmp_path / "d", "a.png")
+    assert main(["predict", "--model", "unet", str(a), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown network 'unet'" in err and "microaunet" in err and "Traceback" not in err

@@ -35,3 +35,13 @@ def test_the_real_cards_pick_a_trained_network_per_task():
     for task in models.TASKS:
         card = models.get_card(models.default_model(task))
         assert card.task == models.TASKS[task] and card.trained
+
+
+def test_a_task_mismatch_names_both_tasks_and_the_network_that_fits():
+    polyp_net, skin_net = models.default_model("polyp"), models.default_model("skin")
+    message = models.task_mismatch(polyp_net, "dermoscopy", subject="--task names")
+    assert message.startswith("--task names dermoscopy, but ") and "colonoscopy images" in message
+    assert f"({skin_net} fits dermoscopy images)" in message
+    assert models.task_mismatch(polyp_net, "skin")  # a card task works as well as a TASKS key
+    assert models.task_mismatch(skin_net, "colonoscopy") and polyp_net in models.task_mismatch(skin_net, "polyp")
+    assert models.task_mismatch(polyp_net, "colonoscopy") == "" and models.task_mismatch(polyp_net, None) == ""

@@ -298,7 +298,7 @@ def test_task_choice_selects_a_fitting_network_and_a_mismatch_warns(make_napari_
     monkeypatch.setattr("napari.utils.notifications.show_warning", warnings.append)
     monkeypatch.setattr(widget, "_start", lambda *a, **k: None)  # the warning is what is tested, not the run
     widget.run()
-    assert len(warnings) == 1 and "dermoscopy image" in warnings[0] and models.default_model("skin") in warnings[0]
+    assert len(warnings) == 1 and f"{dermoscopy.name} shows dermoscopy" in warnings[0] and models.default_model("skin") in warnings[0]
 
 
 def test_tta_checkbox_reaches_the_predictor(make_napari_viewer, qtbot, rgb64):
