@@ -37,14 +37,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-run", action="store_true", help="open without segmenting the image")
 
 
-def _check_model(name: str) -> None:
-    import models
-    from .errors import UserError
-
-    if name not in models.list_models():
-        raise UserError(f"unknown model {name!r}; available: {', '.join(models.list_models())}")
-
-
 def _layer_data(path):
     from .errors import InputFileError
     from .io.readers import get_reader
@@ -68,8 +60,10 @@ def open_app(viewer, image=None, model: Optional[str] = None, device: str = "aut
     import models
     from napari.layers import Layer
 
+    from .cli import check_model_name
+
     model = model or models.default_model(task)
-    _check_model(model)
+    check_model_name(model)
     if image is None and layer_data is None:
         viewer.open_sample("napari-polyp", SAMPLES[task])
     else:
@@ -182,9 +176,7 @@ def _seconds_since_start() -> tuple:
     return time.time() - process.create_time(), cpu.user + cpu.system
 
 
-def run(args) -> int:
-    if args.model is not None:
-        _check_model(args.model)
+def run(args) -> int:  # (cli.main has checked --model)
     # A bad file gives one clean error line before any window opens.
     layer_data = _layer_data(args.image) if args.image is not None else None
     future, options = _start_building(args.model, args.task, args.device)

@@ -40,6 +40,17 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     return parser
 
 
+def check_model_name(name: Optional[str]) -> None:
+    """The one check of a network name a user typed (every command's ``--model`` passes
+    here in ``main``, the app's Python entry too): an unknown one is one line naming the
+    choices, before any data, weights or torch are loaded."""
+    import models
+    from napari_polyp.errors import UserError
+
+    if name is not None and name not in models.list_models():
+        raise UserError(f"unknown model {name!r}; available: {', '.join(models.list_models())}")
+
+
 def _input_errors() -> tuple:
     """The errors that mean bad input, printed as one line. The network package is not
     imported for this (it imports torch): an error of a module never loaded was not raised."""
@@ -62,6 +73,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         build_parser().print_help()
         return 2
     try:
+        check_model_name(getattr(args, "model", None))
         return int(args._run(args) or 0)
     except Exception as err:  # noqa: BLE001 -- only bad input becomes one line; the rest propagates
         if not isinstance(err, _input_errors()):

@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from napari_polyp.cli import main
 
 
@@ -29,6 +31,18 @@ def test_bench_measures_the_variant_of_the_checkpoint_a_user_gets(tmp_path, caps
     assert result["params"] == 307_049 and result["variant"] == "wide"
     assert main(args + ["--variant", "paper"]) == 0  # a named variant still wins
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["params"] == 24_881
+
+
+@pytest.mark.parametrize("command", [
+    ["bench"], ["train", "--data", "d", "--out", "o"], ["evaluate", "--data", "d"], ["finetune", "--data", "d"],
+    ["predict", "x.png", "--out", "o"],
+])
+def test_an_unknown_model_is_one_line_naming_the_choices_in_every_command(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--model", "unet"]) == 2
+    err = capsys.readouterr().err
+    assert f"napari-polyp {command[0]}: error: unknown model 'unet'" in err and "microaunet" in err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()
 
 
 def test_models_lists_the_five(capsys):

@@ -164,10 +164,6 @@ def choose_model(args) -> str:
 
     if args.model is None:
         return models.default_model(args.task or "colonoscopy")
-    if args.model not in models.list_models():
-        from napari_polyp.errors import UserError
-
-        raise UserError(f"unknown network {args.model!r}; choose one of {', '.join(models.list_models())}")
     mismatch = models.task_mismatch(args.model, args.task, subject="--task names")
     if mismatch:
         print(f"napari-polyp predict: warning: {mismatch}", file=sys.stderr)

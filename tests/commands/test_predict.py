@@ -104,4 +104,4 @@ def test_an_unknown_network_is_named_with_the_choices(tmp_path, capsys):
     a = image(tmp_path / "d", "a.png")
     assert main(["predict", "--model", "unet", str(a), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "unknown network 'unet'" in err and "microaunet" in err and "Traceback" not in err
+    assert "unknown model 'unet'" in err and "microaunet" in err and "Traceback" not in err
