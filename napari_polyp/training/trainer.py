@@ -43,6 +43,7 @@ from napari_polyp.inference import normalise, preprocess, resolve_device
 
 from . import data as data_mod
 from .augment import Augmenter, check_preset
+from .cutmix import cutmix
 from .feature_cache import apply_view, cache_of_model, token_windows
 from .losses import LOSSES, bce_dice, deep_supervision
 from .metrics import MeanScores
@@ -87,6 +88,7 @@ class TrainConfig:
     cache_only: bool = False  # fill the frozen-feature cache, then stop (no training)
     crop_tokens: int = 0  # cached features: train on random windows of this many tokens a side (0: whole)
     ema_decay: float = 0.0  # > 0: validate and save a moving average of the weights (weight_average.py)
+    cutmix: float = 0.0  # > 0: each training sample gets a neighbour's box with this probability (cutmix.py)
     num_threads: Optional[int] = None
     command: str = ""
     val_batch: int = 8
@@ -169,6 +171,8 @@ def check_names(config: TrainConfig, augment: str) -> None:
     if named is not None and variants and named not in variants:
         raise UserError(f"{config.model} has no variant {named!r}; its variants: {', '.join(variants)}")
     check_preset(augment)
+    if not 0.0 <= config.cutmix <= 1.0:
+        raise UserError(f"--cutmix is a probability, between 0 and 1 (got {config.cutmix:g})")
 
 
 def build_model(config: TrainConfig):
@@ -460,6 +464,9 @@ class _Run:
                                  message="cancelled while caching frozen features" if cancelled
                                  else f"frozen features cached in {cache.dir.parent}")
                 return False
+            if config.cutmix:  # a box of cached tokens is not a box of pixels: say so before training
+                raise UserError("--cutmix pastes image boxes; cached frozen features have none "
+                                "(train with --no-cache to use it)")
             self.net: nn.Module = _HeadOnly(self.model)
             self.augment_name = f"views {', '.join(config.views)} (cached frozen features)" + (
                 f", {config.crop_tokens}-token windows" if config.crop_tokens else "")
@@ -486,7 +493,8 @@ class _Run:
             self.batches = Batches(self.train_arrays, self.card, Augmenter(self.preset.augment, self.size),
                                    config.seed, self.device)
         self.net = self.model
-        self.augment_name = self.preset.augment + (" (on device)" if config.augment_on_device else "")
+        self.augment_name = self.preset.augment + (" (on device)" if config.augment_on_device else "") + (
+            f", CutMix p={config.cutmix:g}" if config.cutmix else "")
 
     def setup_optimizer(self) -> None:
         self.distiller = None
@@ -608,6 +616,9 @@ class _Run:
 
     def _step(self, indices) -> None:
         inputs, target, teacher_target = self.batches.train_batch(indices, self.epoch)
+        if self.config.cutmix:
+            inputs, target, teacher_target = cutmix(inputs, target, teacher_target, self.config.cutmix,
+                                                    self.batches.sample_seed(self.epoch, indices[0]) + 1)
         with _autocast(self.device, self.use_amp):
             out = self.batches.forward(self.train_net, inputs)
             if self.preset.deep_supervision:
@@ -677,7 +688,7 @@ class _Run:
             "world_size": self.world, "device": self.device.type, "amp": self.use_amp, "augment": self.augment_name,
             "best_epoch": self.best_epoch, "preset": dataclasses.asdict(self.preset), "teacher": config.teacher or "",
             "init_checkpoint": config.init_checkpoint or "", "baseline_metrics": self.baseline,
-            "teacher_maps": config.teacher_maps or "", "ema_decay": config.ema_decay,
+            "teacher_maps": config.teacher_maps or "", "ema_decay": config.ema_decay, "cutmix": config.cutmix,
         })
 
     def resume_state(self) -> dict:
