@@ -452,6 +452,9 @@ class _Run:
         when the run ends here (``cache_only``, or cancelled while caching)."""
         config = self.config
         if config.cache_features and has_frozen_features(self.model):
+            if config.cutmix:  # a box of cached tokens is not a box of pixels: say so before minutes of caching
+                raise UserError("--cutmix pastes image boxes; cached frozen features have none "
+                                "(train with --no-cache to use it)")
             self.batches: Batches = CachedBatches(self.train_arrays, self.card, self.model, config.seed, self.device,
                                                   self.val_arrays, config.feature_cache or self.out_dir, config.views,
                                                   config.crop_tokens)
@@ -464,9 +467,6 @@ class _Run:
                                  message="cancelled while caching frozen features" if cancelled
                                  else f"frozen features cached in {cache.dir.parent}")
                 return False
-            if config.cutmix:  # a box of cached tokens is not a box of pixels: say so before training
-                raise UserError("--cutmix pastes image boxes; cached frozen features have none "
-                                "(train with --no-cache to use it)")
             self.net: nn.Module = _HeadOnly(self.model)
             self.augment_name = f"views {', '.join(config.views)} (cached frozen features)" + (
                 f", {config.crop_tokens}-token windows" if config.crop_tokens else "")

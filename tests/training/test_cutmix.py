@@ -69,3 +69,4 @@ def test_cutmix_misuse_is_one_clear_line(tiny_data, tmp_path, kw, message):
                 num_threads=1, epochs=1)
     with pytest.raises(UserError, match=message):
         train(TrainConfig(**{**base, **kw}))
+    assert not list((tmp_path / "run").glob("**/*.done.npy"))  # refused before any features were cached
