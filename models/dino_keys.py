@@ -148,7 +148,7 @@ class DinoKeys(nn.Module):
 
     def __init__(self, backbone: nn.Module, backbone_source: str = "random init",
                  decoder: str = DEFAULT_DECODER, rgb_path: bool = True, width: int = DECODER_WIDTH,
-                 adapter_rank: int = 0):
+                 adapter_rank: int = 0, adapter_start: Optional[int] = None):
         super().__init__()
         if decoder not in DECODERS:
             raise ValueError(f"dino-keys decoder must be one of {DECODERS}, got {decoder!r}")
@@ -172,23 +172,29 @@ class DinoKeys(nn.Module):
         self.backbone.eval()
         self.tail_start: Optional[int] = None  # first adapted block (None: all frozen)
         if adapter_rank:
-            self._add_adapters(adapter_rank)  # before the qkv hooks: they must see the adapted qkv
+            self._add_adapters(adapter_rank, adapter_start)  # before the qkv hooks: they must see the adapted qkv
         self._qkv: Dict[int, torch.Tensor] = {}
         for index in set(self.key_blocks) | {last}:
             backbone.blocks[index].attn.qkv.register_forward_hook(self._capture_qkv(index))
         self._sha_cache: Optional[Tuple[tuple, str]] = None
 
-    def _add_adapters(self, rank: int) -> None:
-        """[B] Low-rank adapters on the blocks after the last-but-one key block (9, 10, 11 of
-        ViT-S): every linear layer of those blocks, and of the last block only the qkv the
-        keys come from. The blocks before stay frozen, so their keys and the tokens leaving
-        them are what training caches; the adapted tail runs in every training step."""
+    def _add_adapters(self, rank: int, start: Optional[int] = None) -> None:
+        """[B] Low-rank adapters on the blocks from ``start`` (0-based; default: the block after
+        the last-but-one key block, so 9, 10, 11 of ViT-S): every linear layer of those blocks,
+        and of the last block only the qkv the keys come from. The blocks before stay frozen,
+        so their keys and the tokens leaving them are what training caches; the adapted tail
+        runs in every training step."""
         if len(self.key_blocks) < 2:
             raise ValueError("adapters need the multi-level decoder (keys of several blocks)")
-        self.tail_start = self.key_blocks[-2] + 1
-        self.variant["adapter_rank"] = rank
-        self.adapters = nn.ModuleDict()
         last = len(self.backbone.blocks) - 1
+        default_start = self.key_blocks[-2] + 1
+        if start is not None and not 1 <= start <= last:
+            raise ValueError(f"adapter_start must be a block from 1 to {last}, got {start}")
+        self.tail_start = default_start if start is None else int(start)
+        self.variant["adapter_rank"] = rank
+        if self.tail_start != default_start:  # (default left out: earlier checkpoints keep their variant)
+            self.variant["adapter_start"] = self.tail_start
+        self.adapters = nn.ModuleDict()
         for index in range(self.tail_start, last + 1):
             block = self.backbone.blocks[index]
             names = ("attn.qkv",) if index == last else ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
@@ -201,10 +207,14 @@ class DinoKeys(nn.Module):
     @property
     def features_tag(self) -> str:
         """What :meth:`forward_features` returns, for the feature cache's key."""
-        tag = "keys" + "-".join(str(b) for b in self.key_blocks)
         if self.tail_start is None:
-            return tag
-        return "keys" + "-".join(str(b) for b in self.key_blocks[:-1]) + f"-tokens{self.tail_start - 1}"
+            return "keys" + "-".join(str(b) for b in self.key_blocks)
+        return "keys" + "-".join(str(b) for b in self._frozen_key_blocks) + f"-tokens{self.tail_start - 1}"
+
+    @property
+    def _frozen_key_blocks(self) -> Tuple[int, ...]:
+        """Key blocks before the adapted tail: their keys do not change in training."""
+        return tuple(b for b in self.key_blocks if self.tail_start is None or b < self.tail_start)
 
     # -- frozen backbone -------------------------------------------------------------
 
@@ -314,24 +324,26 @@ class DinoKeys(nn.Module):
         return keys, qkv[len(self.backbone.blocks) - 1], (h, w)
 
     def _front_outputs(self, x: torch.Tensor, h: int, w: int):
-        """With adapters: the frozen key blocks' keys [B, (L-1)·dim, h, w] and the tokens
-        leaving the frozen blocks [B, N, dim]."""
+        """With adapters: the frozen key blocks' keys [B, F·dim, h, w] and the tokens leaving
+        the frozen blocks [B, N, dim]."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
             tokens, qkv = self._run_front(x)
-        frozen_keys = torch.cat([self._keys_map(qkv[b], h, w) for b in self.key_blocks[:-1]], dim=1)
+        frozen_keys = torch.cat([self._keys_map(qkv[b], h, w) for b in self._frozen_key_blocks], dim=1)
         return frozen_keys, tokens
 
     def _tail_keys(self, frozen_keys: torch.Tensor, tokens: torch.Tensor, h: int, w: int):
         """With adapters: run the adapted tail; (all keys [B, L·dim, h, w], last block's qkv)."""
-        last_qkv = self._run_to_last_qkv(tokens, start=self.tail_start)[len(self.backbone.blocks) - 1]
-        return torch.cat([frozen_keys, self._keys_map(last_qkv, h, w)], dim=1), last_qkv
+        qkv = self._run_to_last_qkv(tokens, start=self.tail_start)
+        tail_keys = [self._keys_map(qkv[b], h, w) for b in self.key_blocks if b >= self.tail_start]
+        return torch.cat([frozen_keys, *tail_keys], dim=1), qkv[len(self.backbone.blocks) - 1]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The frozen part, on the token grid; ``x`` must already be at :meth:`grid_size`
         (``forward`` resizes it). Keys of ``key_blocks``, [B, L·dim, h, w]; with adapters,
         the frozen blocks' keys, then the tokens leaving the frozen blocks, the patch tokens
         as a map and each prefix token (CLS) repeated over the grid, so that a window cut
-        from the map (``token_windows``) still carries them: [B, (L-1+1+prefix)·dim, h, w]."""
+        from the map (``token_windows``) still carries them: [B, (F+1+prefix)·dim, h, w], F the
+        key blocks before the adapted tail."""
         if self.tail_start is None:
             return self._backbone_outputs(x)[0]
         h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
@@ -347,7 +359,7 @@ class DinoKeys(nn.Module):
         if self.tail_start is not None:
             b, _, h, w = features.shape
             dim, prefix = self.embed_dim, self.num_prefix_tokens
-            frozen = (len(self.key_blocks) - 1) * dim
+            frozen = len(self._frozen_key_blocks) * dim
             patches = features[:, frozen:frozen + dim].flatten(2).transpose(1, 2)
             prefix_tokens = features[:, frozen + dim:, 0, 0].reshape(b, prefix, dim)
             features = self._tail_keys(features[:, :frozen], torch.cat([prefix_tokens, patches], dim=1), h, w)[0]
@@ -415,12 +427,13 @@ def build_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = False, weigh
 def dino_keys(pretrained_backbone: bool = False, backbone_weights=None,
               backbone: str = DEFAULT_BACKBONE, variant: Optional[str] = None,
               decoder: str = DEFAULT_DECODER, rgb_path: bool = True, width: int = DECODER_WIDTH,
-              adapter_rank: int = 0) -> nn.Module:
+              adapter_rank: int = 0, adapter_start: Optional[int] = None) -> nn.Module:
     """``backbone`` (alias ``variant``, as ``napari-polyp bench --variant`` passes it) picks the ViT;
     ``decoder``: "multi-level" (default) or "last-keys" (the first layout, 224 px); ``width``:
     the multi-level decoder's width on the token grid; ``adapter_rank``: low-rank adapters of
-    this rank on the last blocks (0: the backbone is wholly frozen)."""
+    this rank on the last blocks (0: the backbone is wholly frozen); ``adapter_start``: the
+    first adapted block, 0-based (default: the one after the last-but-one key block)."""
     name = variant if variant is not None else backbone
     vit, source = build_backbone(name, pretrained_backbone, backbone_weights)
     return DinoKeys(vit, backbone_source=source, decoder=decoder, rgb_path=rgb_path, width=width,
-                    adapter_rank=adapter_rank)
+                    adapter_rank=adapter_rank, adapter_start=adapter_start)
