@@ -54,8 +54,9 @@ def test_onnxruntime_matches_torch(name, kwargs, tmp_path):
         torch.testing.assert_close(ort_out, torch_out.float(), atol=ATOL, rtol=RTOL, msg=f"{name} {label}")
 
 
-def test_dino_keys_with_trained_adapters_exports_its_adapted_graph(tmp_path):
-    model = _net("dino-keys", adapter_rank=2)
+@pytest.mark.parametrize("adapter_start", [None, 6])
+def test_dino_keys_with_trained_adapters_exports_its_adapted_graph(tmp_path, adapter_start):
+    model = _net("dino-keys", adapter_rank=2, adapter_start=adapter_start)
     with torch.no_grad():
         for p in model.adapters.parameters():
             p.normal_(0, 0.05, generator=torch.Generator().manual_seed(2))
