@@ -188,8 +188,8 @@ class DinoKeys(nn.Module):
             raise ValueError("adapters need the multi-level decoder (keys of several blocks)")
         last = len(self.backbone.blocks) - 1
         default_start = self.key_blocks[-2] + 1
-        if start is not None and not 1 <= start <= last:
-            raise ValueError(f"adapter_start must be a block from 1 to {last}, got {start}")
+        if start is not None and not 0 <= start <= last:
+            raise ValueError(f"adapter_start must be a block from 0 to {last}, got {start}")
         self.tail_start = default_start if start is None else int(start)
         self.variant["adapter_rank"] = rank
         if self.tail_start != default_start:  # (default left out: earlier checkpoints keep their variant)
@@ -209,7 +209,10 @@ class DinoKeys(nn.Module):
         """What :meth:`forward_features` returns, for the feature cache's key."""
         if self.tail_start is None:
             return "keys" + "-".join(str(b) for b in self.key_blocks)
-        return "keys" + "-".join(str(b) for b in self._frozen_key_blocks) + f"-tokens{self.tail_start - 1}"
+        tokens = f"tokens{self.tail_start - 1}" if self.tail_start else "tokens-embedding"
+        if not self._frozen_key_blocks:
+            return tokens
+        return "keys" + "-".join(str(b) for b in self._frozen_key_blocks) + "-" + tokens
 
     @property
     def _frozen_key_blocks(self) -> Tuple[int, ...]:
@@ -328,7 +331,9 @@ class DinoKeys(nn.Module):
         the frozen blocks [B, N, dim]."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
             tokens, qkv = self._run_front(x)
-        frozen_keys = torch.cat([self._keys_map(qkv[b], h, w) for b in self._frozen_key_blocks], dim=1)
+        keys = [self._keys_map(qkv[b], h, w) for b in self._frozen_key_blocks]
+        # from block 0-2 on, every key block is in the adapted tail: no frozen keys, [B, 0, h, w]
+        frozen_keys = torch.cat(keys, dim=1) if keys else tokens.new_zeros(tokens.shape[0], 0, h, w)
         return frozen_keys, tokens
 
     def _tail_keys(self, frozen_keys: torch.Tensor, tokens: torch.Tensor, h: int, w: int):

@@ -139,14 +139,15 @@ def test_adapters_start_as_the_frozen_network_and_train_through_the_cached_front
     assert all(p.grad is None for p in tuned.backbone.parameters())
 
 
-def test_adapters_from_an_earlier_block_adapt_the_key_blocks_in_their_tail():
+@pytest.mark.parametrize("start,frozen_key_blocks,tag", [(6, 2, "keys2-5-tokens5"), (2, 0, "tokens1"), (0, 0, "tokens-embedding")])
+def test_adapters_from_an_earlier_block_adapt_the_key_blocks_in_their_tail(start, frozen_key_blocks, tag):
     torch.manual_seed(0)
     plain = build().eval()
-    tuned = build(adapter_rank=4, adapter_start=6).eval()
+    tuned = build(adapter_rank=4, adapter_start=start).eval()
     tuned.load_state_dict(plain.state_dict(), strict=False)
-    assert tuned.variant["adapter_start"] == 6 and "adapter_start" not in build(adapter_rank=4).variant
-    assert {name.split("_")[0] for name in tuned.adapters} == {f"block{i}" for i in range(6, 12)}
-    assert tuned.features_tag == "keys2-5-tokens5"  # block 8's keys now come from the adapted tail
+    assert tuned.variant["adapter_start"] == start and "adapter_start" not in build(adapter_rank=4).variant
+    assert {name.split("_")[0] for name in tuned.adapters} == {f"block{i}" for i in range(start, 12)}
+    assert tuned.features_tag == tag  # the key blocks from ``start`` on come from the adapted tail
     x = torch.randn(2, 3, 56, 84)
     with torch.no_grad():
         torch.testing.assert_close(tuned(x)["logits"], plain(x)["logits"])
@@ -154,14 +155,14 @@ def test_adapters_from_an_earlier_block_adapt_the_key_blocks_in_their_tail():
         features = tuned.forward_features(x)
         adapted = tuned(x)
         torch.testing.assert_close(tuned.forward_head(features, x), adapted["logits"])
-    assert features.shape == (2, (2 + 1 + 1) * 384, 4, 6)  # keys of blocks 2 and 5, tokens, CLS
+    assert features.shape == (2, (frozen_key_blocks + 1 + 1) * 384, 4, 6)  # frozen keys, tokens, CLS
     assert not torch.allclose(adapted["logits"], plain(x)["logits"], atol=1e-6)
     tuned.train()
     tuned.forward_head(features, x).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in tuned.adapters.parameters())
 
 
-@pytest.mark.parametrize("start", [0, 12])
+@pytest.mark.parametrize("start", [-1, 12])
 def test_adapter_start_outside_the_backbone_is_refused(start):
     with pytest.raises(ValueError, match="adapter_start"):
         build(adapter_rank=4, adapter_start=start)
