@@ -171,6 +171,7 @@ class DinoKeys(nn.Module):
             p.requires_grad_(False)
         self.backbone.eval()
         self.tail_start: Optional[int] = None  # first adapted block (None: all frozen)
+        self.frozen_key_blocks, self.tail_key_blocks = self.key_blocks, ()  # split by tail_start
         if adapter_rank:
             self._add_adapters(adapter_rank, adapter_start)  # before the qkv hooks: they must see the adapted qkv
         self._qkv: Dict[int, torch.Tensor] = {}
@@ -191,6 +192,8 @@ class DinoKeys(nn.Module):
         if start is not None and not 0 <= start <= last:
             raise ValueError(f"adapter_start must be a block from 0 to {last}, got {start}")
         self.tail_start = default_start if start is None else int(start)
+        self.frozen_key_blocks = tuple(b for b in self.key_blocks if b < self.tail_start)
+        self.tail_key_blocks = tuple(b for b in self.key_blocks if b >= self.tail_start)
         self.variant["adapter_rank"] = rank
         if self.tail_start != default_start:  # (default left out: earlier checkpoints keep their variant)
             self.variant["adapter_start"] = self.tail_start
@@ -210,14 +213,9 @@ class DinoKeys(nn.Module):
         if self.tail_start is None:
             return "keys" + "-".join(str(b) for b in self.key_blocks)
         tokens = f"tokens{self.tail_start - 1}" if self.tail_start else "tokens-embedding"
-        if not self._frozen_key_blocks:
+        if not self.frozen_key_blocks:
             return tokens
-        return "keys" + "-".join(str(b) for b in self._frozen_key_blocks) + "-" + tokens
-
-    @property
-    def _frozen_key_blocks(self) -> Tuple[int, ...]:
-        """Key blocks before the adapted tail: their keys do not change in training."""
-        return tuple(b for b in self.key_blocks if self.tail_start is None or b < self.tail_start)
+        return "keys" + "-".join(str(b) for b in self.frozen_key_blocks) + "-" + tokens
 
     # -- frozen backbone -------------------------------------------------------------
 
@@ -331,7 +329,7 @@ class DinoKeys(nn.Module):
         the frozen blocks [B, N, dim]."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
             tokens, qkv = self._run_front(x)
-        keys = [self._keys_map(qkv[b], h, w) for b in self._frozen_key_blocks]
+        keys = [self._keys_map(qkv[b], h, w) for b in self.frozen_key_blocks]
         # from block 0-2 on, every key block is in the adapted tail: no frozen keys, [B, 0, h, w]
         frozen_keys = torch.cat(keys, dim=1) if keys else tokens.new_zeros(tokens.shape[0], 0, h, w)
         return frozen_keys, tokens
@@ -339,7 +337,7 @@ class DinoKeys(nn.Module):
     def _tail_keys(self, frozen_keys: torch.Tensor, tokens: torch.Tensor, h: int, w: int):
         """With adapters: run the adapted tail; (all keys [B, L·dim, h, w], last block's qkv)."""
         qkv = self._run_to_last_qkv(tokens, start=self.tail_start)
-        tail_keys = [self._keys_map(qkv[b], h, w) for b in self.key_blocks if b >= self.tail_start]
+        tail_keys = [self._keys_map(qkv[b], h, w) for b in self.tail_key_blocks]
         return torch.cat([frozen_keys, *tail_keys], dim=1), qkv[len(self.backbone.blocks) - 1]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -364,7 +362,7 @@ class DinoKeys(nn.Module):
         if self.tail_start is not None:
             b, _, h, w = features.shape
             dim, prefix = self.embed_dim, self.num_prefix_tokens
-            frozen = len(self._frozen_key_blocks) * dim
+            frozen = len(self.frozen_key_blocks) * dim
             patches = features[:, frozen:frozen + dim].flatten(2).transpose(1, 2)
             prefix_tokens = features[:, frozen + dim:, 0, 0].reshape(b, prefix, dim)
             features = self._tail_keys(features[:, :frozen], torch.cat([prefix_tokens, patches], dim=1), h, w)[0]
