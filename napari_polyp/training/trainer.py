@@ -176,7 +176,20 @@ def check_names(config: TrainConfig, augment: str) -> None:
 
 
 def build_model(config: TrainConfig):
-    """The network, with start weights when ``init_checkpoint`` is given."""
+    """The network, with start weights when ``init_checkpoint`` is given. A ``--variant`` the
+    network refuses (an unknown name, a value out of range) is one line naming it."""
+    try:
+        return _build_model(config)
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError) as err:
+        if not config.variant:
+            raise
+        chosen = ",".join(f"{k}={v}" for k, v in config.variant.items())
+        raise UserError(f"--variant {chosen} does not fit {config.model}: {err}") from err
+
+
+def _build_model(config: TrainConfig):
     pretrained = config.pretrained_backbone or config.backbone_weights is not None
     if config.teacher_kind:
         from .distill import build_teacher_model

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 
 import models
@@ -155,3 +156,17 @@ def test_ema_saves_the_average_and_resumes_like_an_unbroken_run(tiny_data, tmp_p
     assert header["training"]["ema_decay"] == 0.9
     for key in unbroken_w:
         torch.testing.assert_close(resumed_w[key], unbroken_w[key], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant, message", [
+    ({"adapter_rank": 4, "adapter_start": 20}, "adapter_start must be a block from 0 to 11"),
+    ({"no_such_option": 1}, "no_such_option"),
+])
+def test_a_variant_the_network_refuses_is_one_line_naming_it(tiny_data, tmp_path, variant, message):
+    from napari_polyp.errors import UserError
+
+    config = TrainConfig(model="dino-keys", data=str(tiny_data), out=str(tmp_path / "run"), size=56,
+                         num_threads=1, epochs=1, variant=variant)
+    with pytest.raises(UserError, match=f"--variant .*{message}"):
+        train(config)
+    assert not (tmp_path / "run" / "last.pt").exists()
