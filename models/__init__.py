@@ -18,7 +18,16 @@ import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from ._registry import ModelCard, base_card, card_with_checkpoint, get_entry, list_models, register_model
+from ._registry import (
+    CLICK_REFINER,
+    SEGMENTER,
+    ModelCard,
+    base_card,
+    card_with_checkpoint,
+    get_entry,
+    list_models,
+    register_model,
+)
 from .cards import module_of
 from .checkpoint import (
     CheckpointError,
@@ -33,9 +42,11 @@ from .checkpoint import (
 
 __all__ = [  # what code outside models/ may use; the _modules are this package's own
     "BackboneWeightsError",
+    "CLICK_REFINER",
     "CheckpointError",
     "MAX_DEFAULT_CPU_MS",
     "ModelCard",
+    "SEGMENTER",
     "TASKS",
     "base_card",
     "card_with_checkpoint",
@@ -60,7 +71,7 @@ _LAZY = {"BackboneWeightsError": "_backbones", "count_flops": "_profile", "count
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    if any(module_of(card) == name for card in list_models()):  # models.dino_keys and friends
+    if any(module_of(card) == name for card in list_models(None)):  # models.dino_keys and friends
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -22,7 +22,7 @@ class ModelCard:
     name: str
     title: str
     arxiv: str  # arXiv id, or venue where there is none
-    task: str  # "polyp" | "skin"
+    task: str  # "polyp" | "skin" | "any" (a click refiner serves both)
     input_size: int  # native square input side in pixels
     normalization: str = "imagenet"  # "imagenet": (x-mean)/std; "minmax": per-image min-max to [0,1]
     mean: Tuple[float, float, float] = IMAGENET_MEAN
@@ -37,6 +37,9 @@ class ModelCard:
     default_variant: str = ""
     attention_maps: Tuple[str, ...] = ()
     notes: str = ""
+    # SEGMENTER: image -> mask (the five networks the app offers); CLICK_REFINER: image, current
+    # mask and the user's clicks -> mask (``napari_polyp.corrections.clicks``)
+    kind: str = "segmenter"
     # variant arguments a checkpoint that does not name them was trained with (an older layout)
     legacy_checkpoint_variant: Dict = field(default_factory=dict)
     # filled from the checkpoint that create_model(name) loads by default
@@ -100,10 +103,14 @@ def register_model(card: ModelCard) -> Callable:
     return wrap
 
 
-def list_models() -> list:
+SEGMENTER, CLICK_REFINER = "segmenter", "click-refiner"
+
+
+def list_models(kind: Optional[str] = SEGMENTER) -> list:
+    """Registered network names of one kind (default: the segmentation networks); ``None``: all."""
     from .cards import CARDS
 
-    return sorted(CARDS)
+    return sorted(name for name, card in CARDS.items() if kind is None or card.kind == kind)
 
 
 def get_entry(name: str) -> _Entry:
@@ -125,7 +132,7 @@ def base_card(name: str) -> ModelCard:
         return CARDS[name]
     except KeyError:
         raise KeyError(
-            f"unknown model {name!r}; available: {', '.join(list_models())}"
+            f"unknown model {name!r}; available: {', '.join(list_models(None))}"
         ) from None
 
 

@@ -167,3 +167,26 @@ PEFNET = register_card(ModelCard(
         "offline, so it can be trained on a CPU."
     ),
 ))
+
+
+CLICK_REFINER = register_card(ModelCard(
+    name="click-refiner",
+    title="Click refiner: the current mask corrected from the user's clicks (after RITM and FocalClick)",
+    arxiv="RITM arXiv 2102.06583; FocalClick arXiv 2204.02574",
+    task="any",
+    kind="click-refiner",
+    input_size=352,
+    normalization="imagenet",
+    backbone="EfficientNet-Lite0 (ImageNet, fine-tuned)",
+    params=3_061_121,
+    variants=("efficientnet_lite0",),
+    default_variant="efficientnet_lite0",
+    notes=(
+        "Input: the image, the current mask (a network's probability, the last refined mask, or "
+        "empty) and two maps of positive and negative click discs. The three maps enter through "
+        "their own convolution added to the image stem's output (RITM's Conv1S), so the ImageNet "
+        "encoder starts unchanged; an FPN-style decoder to 1/4, then a head at 1/2 with the "
+        "encoder's first features. Trained on Kvasir-SEG and PH2 together with iterative click "
+        "simulation (napari_polyp/training/click_trainer.py). Our design, not a paper's network."
+    ),
+))

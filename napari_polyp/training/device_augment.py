@@ -8,7 +8,11 @@ is augmented there in one pass:
 - flips, 90° turns, rotation, zoom and shift folded into one affine matrix per sample,
   applied with ``F.affine_grid`` + ``grid_sample`` (image bilinear, mask nearest,
   reflected borders like the CPU presets' ``BORDER_REFLECT_101``);
-- light colour jitter (brightness, contrast, saturation, hue) and, for PEFNet, cut-out holes.
+- light colour jitter (brightness, contrast, saturation, hue) and, for PEFNet, cut-out holes;
+- the "generalise" preset's scope-to-scope changes (issue 27's recipe), each its own coin:
+  gamma, Fourier amplitude mixing with another image of the batch (FDA, Yang & Soatto 2020:
+  another centre's colour and illumination, this image's content), a low-resolution scope
+  (down, then up), defocus blur, specular highlights and sensor noise.
 
 Each sample's parameters are drawn from its own seed (``Batches.sample_seed``: run seed,
 epoch, index), as on the CPU path, so a run is repeatable and a resumed run draws what an
@@ -46,6 +50,18 @@ class DeviceAugment:
     colour_strength: float = 0.2  # brightness, contrast, saturation factors in 1 ± strength
     hue: float = 0.02  # fraction of a full turn of the hue circle
     cutout: float = 0.0  # probability of 1-4 black holes of 5-15 % of the side
+    # the generalisation recipe [B]; each a probability, then its range
+    gamma: float = 0.0
+    gamma_range: Tuple[float, float] = (0.6, 1.6)
+    fda: float = 0.0  # amplitude mixing with the next image of the batch
+    fda_beta: Tuple[float, float] = (0.005, 0.05)  # half-width of the low-frequency window, fraction of the side
+    lowres: float = 0.0
+    lowres_scale: Tuple[float, float] = (0.25, 0.7)
+    blur: float = 0.0
+    blur_sigma: Tuple[float, float] = (0.5, 2.5)  # px at the training size
+    specular: float = 0.0  # 1-4 small saturated white spots
+    noise: float = 0.0
+    noise_sigma: Tuple[float, float] = (0.005, 0.04)
 
 
 _OFF = DeviceAugment(hflip=0, vflip=0, affine=0, colour=0)
@@ -57,7 +73,13 @@ DEVICE_PRESETS: Dict[str, DeviceAugment] = {
     "microaunet": replace(_OFF, hflip=0.5, vflip=0.5, affine=0.7, rotate=180.0, zoom=(1.0, 1.0), shift=0.0),
     "pefnet": DeviceAugment(turn90=0.0, affine=0.7, rotate=45.0, zoom=(1.0, 1 / math.sqrt(0.6)), shift=0.1,
                             colour=0.0, cutout=0.3),
+    # issue 27: what differs from scope to scope (colour, light, optics, resolution, noise) [B]
+    "generalise": DeviceAugment(affine=0.8, rotate=180.0, zoom=(0.6, 1.5), shift=0.1, colour=0.8,
+                                colour_strength=0.35, hue=0.06, gamma=0.4, fda=0.4, lowres=0.25, blur=0.3,
+                                specular=0.25, noise=0.25),
 }
+# the generalise preset without style mixing (FDA): what the mixing adds is measured against it
+DEVICE_PRESETS["generalise-nofda"] = replace(DEVICE_PRESETS["generalise"], fda=0.0)
 
 
 def device_preset(name: str) -> DeviceAugment:
@@ -68,9 +90,14 @@ def device_preset(name: str) -> DeviceAugment:
                         f"choose one of {', '.join(sorted(DEVICE_PRESETS))}") from None
 
 
+N_PARAMS = 28 + 8 + 12  # draw()'s row: geometry and colour, the recipe's scalars, 4 highlights
+
+
 def draw(aug: DeviceAugment, seed: int) -> np.ndarray:
     """One sample's parameters: [sx, sy, turns, angle, zoom, tx, ty, bright, contrast, sat, hue,
-    holes, (y0, x0, h, w) x 4], all from ``seed`` alone."""
+    holes, (y0, x0, h, w) x 4, gamma, fda beta, fda mix, lowres scale, blur sigma, noise sigma,
+    highlights, 0, (y, x, r) x 4], all from ``seed`` alone. The recipe's values are drawn after
+    the others, so the earlier presets draw what they always drew."""
     rng = np.random.default_rng(seed)
     u = rng.random(16)  # the coin of each decision, drawn first so ranges never shift them
     sx = -1.0 if u[0] < aug.hflip else 1.0
@@ -91,7 +118,22 @@ def draw(aug: DeviceAugment, seed: int) -> np.ndarray:
     for k in range(n_holes):
         h, w = rng.uniform(0.05, 0.15, 2)
         holes[4 * k:4 * k + 4] = (rng.uniform(0, 1 - h), rng.uniform(0, 1 - w), h, w)
-    return np.concatenate([[sx, sy, turns, angle, zoom, tx, ty, bright, contrast, sat, hue, n_holes], holes])
+    base = np.concatenate([[sx, sy, turns, angle, zoom, tx, ty, bright, contrast, sat, hue, n_holes], holes])
+    return np.concatenate([base, _draw_recipe(aug, rng, u)])
+
+
+def _draw_recipe(aug: DeviceAugment, rng, u) -> np.ndarray:
+    """The generalise preset's values (identity values when a coin says no)."""
+    gamma = rng.uniform(*aug.gamma_range) if u[6] < aug.gamma else 1.0
+    beta, mix = (rng.uniform(*aug.fda_beta), rng.uniform(0.3, 1.0)) if u[7] < aug.fda else (0.0, 0.0)
+    scale = rng.uniform(*aug.lowres_scale) if u[8] < aug.lowres else 1.0
+    sigma = rng.uniform(*aug.blur_sigma) if u[9] < aug.blur else 0.0
+    noise = rng.uniform(*aug.noise_sigma) if u[10] < aug.noise else 0.0
+    spots = np.zeros(12)
+    n_spots = int(rng.integers(1, 5)) if u[11] < aug.specular else 0
+    for k in range(n_spots):
+        spots[3 * k:3 * k + 3] = (rng.uniform(0.05, 0.95), rng.uniform(0.05, 0.95), rng.uniform(0.005, 0.03))
+    return np.concatenate([[gamma, beta, mix, scale, sigma, noise, n_spots, 0.0], spots])
 
 
 def affine_matrices(params: torch.Tensor) -> torch.Tensor:
@@ -152,11 +194,90 @@ def cut_holes(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     return images.masked_fill(inside, 0.0)
 
 
+def apply_gamma(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    return x.clamp_min(1e-6).pow(params[:, 28].view(-1, 1, 1, 1))
+
+
+def mix_amplitude(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """FDA: the low-frequency amplitude of each chosen image moves towards the next image's
+    (its colour and illumination), the phase (its content, so the mask) stays."""
+    beta, mix = params[:, 29], params[:, 30]
+    if not bool((mix > 0).any()):
+        return x
+    spectrum = torch.fft.fft2(x.float())
+    amplitude, phase = spectrum.abs(), spectrum.angle()
+    partner = amplitude.roll(1, dims=0)
+    h, w = x.shape[-2:]
+    fy = torch.fft.fftfreq(h, device=x.device).abs().view(1, 1, -1, 1)
+    fx = torch.fft.fftfreq(w, device=x.device).abs().view(1, 1, 1, -1)
+    low = ((fy <= beta.view(-1, 1, 1, 1)) & (fx <= beta.view(-1, 1, 1, 1))).float() * mix.view(-1, 1, 1, 1)
+    amplitude = amplitude * (1 - low) + partner * low
+    return torch.fft.ifft2(torch.polar(amplitude, phase)).real.clamp(0.0, 1.0).to(x.dtype)
+
+
+def lower_resolution(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """A coarser sensor: each chosen image down to its scale (area), then back up (bilinear)."""
+    out = x.clone()
+    for i in torch.nonzero(params[:, 31] < 1.0).flatten().tolist():
+        side = [max(8, int(round(s * float(params[i, 31])))) for s in x.shape[-2:]]
+        small = F.interpolate(x[i:i + 1], size=side, mode="area")
+        out[i:i + 1] = F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return out
+
+
+def gaussian_blur(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Defocus: a separable Gaussian of each sample's sigma (0: unchanged)."""
+    sigma = params[:, 32]
+    if not bool((sigma > 0).any()):
+        return x
+    radius = int(math.ceil(3 * float(sigma.max())))
+    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (taps.view(1, -1) / sigma.clamp_min(1e-3).view(-1, 1)) ** 2)
+    kernel = torch.where(sigma.view(-1, 1) > 0, kernel, (taps == 0).to(x.dtype).expand_as(kernel))
+    kernel = kernel / kernel.sum(1, keepdim=True)  # B x taps
+    b, c, h, w = x.shape
+    rows = kernel.repeat_interleave(c, 0)  # one kernel per (sample, channel) group
+    y = F.conv2d(F.pad(x.reshape(1, b * c, h, w), (radius, radius, 0, 0), mode="reflect"),
+                 rows.view(b * c, 1, 1, -1), groups=b * c)
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="reflect"), rows.view(b * c, 1, -1, 1), groups=b * c)
+    return y.view(b, c, h, w)
+
+
+def add_highlights(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Specular reflections: soft saturated white discs (the mask does not change)."""
+    if not bool((params[:, 34] > 0).any()):
+        return x
+    h, w = x.shape[-2:]
+    ys = ((torch.arange(h, device=x.device) + 0.5) / h).view(1, 1, -1, 1)
+    xs = ((torch.arange(w, device=x.device) + 0.5) / w).view(1, 1, 1, -1)
+    spots = params[:, 36:48].view(-1, 4, 3)
+    y0, x0, r = (spots[..., k, None, None] for k in range(3))
+    distance = ((ys - y0) ** 2 + (xs - x0) ** 2).sqrt()
+    light = ((1.0 - distance / r.clamp_min(1e-6)).clamp(0, 1) * 2).clamp(0, 1) * (r > 0)
+    return torch.maximum(x, light.amax(1, keepdim=True))
+
+
+def add_noise(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Sensor noise of each sample's sigma, from a generator seeded by the sample's parameters."""
+    sigma = params[:, 33]
+    if not bool((sigma > 0).any()):
+        return x
+    generator = torch.Generator(device=x.device).manual_seed(int(params[:, :12].abs().sum().item() * 1e4) % 2 ** 31)
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return (x + noise * sigma.view(-1, 1, 1, 1)).clamp(0.0, 1.0)
+
+
 def augment_batch(images: torch.Tensor, masks: torch.Tensor, params: torch.Tensor, aug: DeviceAugment):
     """uint8 Bx3xHxW images and Bx1xHxW {0,1} masks -> float images in [0, 1] and float masks."""
     x, y = warp(images.float().div_(255.0), masks.float(), params)
     if aug.colour > 0:
         x = jitter_colour(x, params)
+    if params.shape[1] >= N_PARAMS:  # the recipe's steps, in the order a scope would cause them
+        steps = ((aug.gamma, apply_gamma), (aug.fda, mix_amplitude), (aug.lowres, lower_resolution),
+                 (aug.blur, gaussian_blur), (aug.specular, add_highlights), (aug.noise, add_noise))
+        for probability, step in steps:
+            if probability > 0:
+                x = step(x, params)
     if aug.cutout > 0:
         x = cut_holes(x, params)
     return x, y

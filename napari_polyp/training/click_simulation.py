@@ -1,0 +1,222 @@
+"""The simulated annotator of click training, batched on the training device (torch).
+
+Everything here works on whole batches (B x 1 x H x W), so that a GPU simulates the clicks
+of a batch in a few kernels instead of a loop over images:
+
+- ``error_depth``: how deep each pixel lies inside an error region (chessboard distance to
+  the region's edge, the image border counting as edge, capped at ``MAX_DEPTH``), from
+  repeated 3x3 erosions;
+- ``next_clicks``: one click per sample in the larger error region (false negative or false
+  positive, whichever lies deeper), positive in a false negative; at its deepest point (the
+  benchmark's protocol, ``napari_polyp.corrections.clicks.protocol_click``, with the exact
+  Euclidean distance there) or drawn with weight depth² (training's variety);
+- ``click_maps``: the positive and negative click discs the refiner reads;
+- ``perturb_masks``: starting masks with a network's kind of errors, made from the truth:
+  grown or shrunk, shifted, a false blob attached or apart, a part cut off, holes, softened.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from models.click_refiner import CLICK_RADIUS
+
+MAX_DEPTH = 64  # erosions; deeper points are all "deepest"
+
+
+def erode(mask: torch.Tensor) -> torch.Tensor:
+    """3x3 erosion of a {0,1} float mask, outside the image counting as background."""
+    return -F.max_pool2d(-F.pad(mask, (1, 1, 1, 1), value=0.0), 3, 1)
+
+
+def error_depth(error: torch.Tensor, max_depth: int = MAX_DEPTH) -> torch.Tensor:
+    """Bx1xHxW {0,1} -> the number of erosions each pixel survives (0 outside the region)."""
+    depth = torch.zeros_like(error)
+    current = error
+    for _ in range(max_depth):
+        depth += current
+        current = erode(current)
+        if not bool(current.any()):
+            break
+    return depth
+
+
+def next_clicks(pred: torch.Tensor, truth: torch.Tensor, deepest: bool = True,
+                generator: Optional[torch.Generator] = None):
+    """One click per sample: (rows, cols, positive, valid), each of shape [B].
+
+    ``pred`` and ``truth``: Bx1xHxW {0,1}. ``valid`` is False where the prediction has no
+    error left (no click)."""
+    fn = ((truth > 0.5) & (pred <= 0.5)).float()
+    fp = ((truth <= 0.5) & (pred > 0.5)).float()
+    depth_fn, depth_fp = error_depth(fn), error_depth(fp)
+    positive = depth_fn.flatten(1).amax(1) >= depth_fp.flatten(1).amax(1)
+    depth = torch.where(positive.view(-1, 1, 1, 1), depth_fn, depth_fp).flatten(1)
+    valid = depth.amax(1) > 0
+    if deepest:
+        noise = torch.rand(depth.shape, device=depth.device, generator=generator) * 0.5  # random ties
+        index = (depth + noise * (depth > 0)).argmax(1)
+    else:
+        weights = depth ** 2
+        weights[~valid] = 1.0  # any pixel; the click is marked invalid anyway
+        index = torch.multinomial(weights, 1, generator=generator).squeeze(1)
+    width = fn.shape[-1]
+    return index // width, index % width, positive, valid
+
+
+def click_maps(clicks: torch.Tensor, shape, radius: float = CLICK_RADIUS) -> torch.Tensor:
+    """clicks [B,K,3] (row, col, sign: +1 positive, -1 negative, 0 none) -> Bx2xHxW discs
+    (channel 0 positive, 1 negative); a pixel is in a disc within ``radius`` of its centre."""
+    h, w = shape
+    ys = torch.arange(h, device=clicks.device, dtype=torch.float32).view(1, 1, -1, 1)
+    xs = torch.arange(w, device=clicks.device, dtype=torch.float32).view(1, 1, 1, -1)
+    rows, cols, sign = (clicks[..., k].float().view(*clicks.shape[:2], 1, 1) for k in range(3))
+    inside = (ys - rows) ** 2 + (xs - cols) ** 2 <= radius ** 2  # B,K,H,W
+    positive = (inside & (sign > 0)).any(1)
+    negative = (inside & (sign < 0)).any(1)
+    return torch.stack([positive, negative], 1).float()
+
+
+def _uniform(n: int, lo: float, hi: float, device, generator) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, device=device, generator=generator)
+
+
+def _grow(mask: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """Dilate (radius > 0) or erode (radius < 0) each sample by |radius| px (a square)."""
+    out = mask.clone()
+    for r in sorted({int(v) for v in radius.tolist()} - {0}):
+        rows = radius.round().long() == r
+        k = 2 * abs(r) + 1
+        src = mask[rows]
+        out[rows] = F.max_pool2d(src, k, 1, abs(r)) if r > 0 else -F.max_pool2d(-src, k, 1, abs(r))
+    return out
+
+
+def _ellipses(n: int, shape, centre_y, centre_x, radius_y, radius_x) -> torch.Tensor:
+    h, w = shape
+    ys = (torch.arange(h, device=centre_y.device).float().view(1, 1, -1, 1) + 0.5) / h
+    xs = (torch.arange(w, device=centre_y.device).float().view(1, 1, 1, -1) + 0.5) / w
+    return ((((ys - centre_y.view(-1, 1, 1, 1)) / radius_y.view(-1, 1, 1, 1)) ** 2
+             + ((xs - centre_x.view(-1, 1, 1, 1)) / radius_x.view(-1, 1, 1, 1)) ** 2) <= 1).float()
+
+
+def _object_points(mask: torch.Tensor, generator) -> torch.Tensor:
+    """A random foreground point per sample (the image centre for an empty mask), in [0, 1]."""
+    flat = mask.flatten(1) + 1e-6
+    index = torch.multinomial(flat, 1, generator=generator).squeeze(1)
+    h, w = mask.shape[-2:]
+    return torch.stack([(index // w).float() / h, (index % w).float() / w], 1)
+
+
+def _shift(mask: torch.Tensor, amount: torch.Tensor, generator) -> torch.Tensor:
+    """Translate, scale and rotate a little (a misaligned boundary)."""
+    b = mask.shape[0]
+    angle = _uniform(b, -0.3, 0.3, mask.device, generator) * amount
+    zoom = 1 + _uniform(b, -0.2, 0.2, mask.device, generator) * amount
+    tx, ty = (_uniform(b, -0.1, 0.1, mask.device, generator) * amount for _ in range(2))
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(mask.shape), align_corners=False)
+    return F.grid_sample(mask, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
+def perturb_masks(truth: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Bx1xHxW {0,1} truth -> Bx1xHxW probability masks with a network's kind of errors.
+
+    Each sample gets each change with its own probability: grown or shrunk by up to 8 % of
+    the side, shifted/zoomed/turned a little, a false blob (attached to the lesion or apart),
+    a part cut off, a hole; then its edge is softened as a network's probability would be."""
+    b, _, h, w = truth.shape
+    dev = truth.device
+    side = min(h, w)
+    coin = torch.rand(b, 6, device=dev, generator=generator)
+    mask = truth.float()
+    radius = torch.where(coin[:, 0] < 0.6, _uniform(b, -0.08, 0.08, dev, generator) * side, torch.zeros(b, device=dev))
+    mask = _grow(mask, radius)
+    shifted = _shift(mask, _uniform(b, 0.2, 1.0, dev, generator), generator)
+    mask = torch.where((coin[:, 1] < 0.35).view(-1, 1, 1, 1), shifted, mask)
+    near = _object_points(truth, generator)  # attached blobs start on the lesion
+    apart = torch.rand(b, 2, device=dev, generator=generator)
+    centre = torch.where((torch.rand(b, device=dev, generator=generator) < 0.5).view(-1, 1), near, apart)
+    blob = _ellipses(b, (h, w), centre[:, 0], centre[:, 1], _uniform(b, 0.03, 0.2, dev, generator),
+                     _uniform(b, 0.03, 0.2, dev, generator))
+    mask = torch.where((coin[:, 2] < 0.3).view(-1, 1, 1, 1), torch.maximum(mask, blob), mask)
+    cut_at = _object_points(truth, generator)
+    cut = _ellipses(b, (h, w), cut_at[:, 0], cut_at[:, 1], _uniform(b, 0.05, 0.3, dev, generator),
+                    _uniform(b, 0.05, 0.3, dev, generator))
+    mask = torch.where((coin[:, 3] < 0.3).view(-1, 1, 1, 1), mask * (1 - cut), mask)
+    hole_at = _object_points(truth, generator)
+    hole = _ellipses(b, (h, w), hole_at[:, 0], hole_at[:, 1], _uniform(b, 0.01, 0.06, dev, generator),
+                     _uniform(b, 0.01, 0.06, dev, generator))
+    mask = torch.where((coin[:, 4] < 0.15).view(-1, 1, 1, 1), mask * (1 - hole), mask)
+    return soften(mask, generator)
+
+
+def soften(mask: torch.Tensor, generator=None) -> torch.Tensor:
+    """A binary mask -> a probability with a soft edge of a few px (a network's output)."""
+    k = 2 * int(torch.randint(0, 4, (1,), generator=generator, device=mask.device).item()) + 1
+    soft = F.avg_pool2d(F.pad(mask, (k // 2,) * 4, mode="replicate"), k, 1)
+    return soft.clamp(0.02, 0.98) if k > 1 else mask
+
+
+def degrade_for_teacher(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Bx3xHxW [0, 1] images made harder for a teacher network (coarser and duller), so that
+    its masks on its own training images show the errors it makes on new ones."""
+    b, _, h, w = x.shape
+    scale = _uniform(b, 0.2, 0.8, x.device, generator)
+    out = torch.empty_like(x)
+    for i, s in enumerate(scale.tolist()):
+        small = F.interpolate(x[i:i + 1], size=(max(8, int(h * s)), max(8, int(w * s))), mode="area")
+        out[i:i + 1] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    contrast = _uniform(b, 0.5, 1.2, x.device, generator).view(-1, 1, 1, 1)
+    mean = out.mean((1, 2, 3), keepdim=True)
+    return ((out - mean) * contrast + mean).clamp(0, 1)
+
+
+def object_crops(truth: torch.Tensor, generator: Optional[torch.Generator] = None,
+                 expand=(1.3, 2.5)) -> torch.Tensor:
+    """Bx2x3 ``affine_grid`` matrices of a square crop around each sample's lesion (its box
+    grown by a random factor): the zoom-in view the click session refines at."""
+    b, _, h, w = truth.shape
+    ys = torch.linspace(-1, 1, h, device=truth.device)
+    xs = torch.linspace(-1, 1, w, device=truth.device)
+    rows, cols = truth[:, 0].amax(2) > 0.5, truth[:, 0].amax(1) > 0.5
+    big = torch.tensor(2.0, device=truth.device)
+
+    def extent(present, axis):
+        lo = torch.where(present, axis.expand_as(present), big).amin(1)
+        hi = torch.where(present, axis.expand_as(present), -big).amax(1)
+        empty = ~present.any(1)
+        return torch.where(empty, -torch.ones_like(lo), lo), torch.where(empty, torch.ones_like(hi), hi)
+
+    y0, y1 = extent(rows, ys)
+    x0, x1 = extent(cols, xs)
+    half = torch.maximum(y1 - y0, x1 - x0) / 2 * _uniform(b, *expand, truth.device, generator)
+    half = half.clamp(0.15, 1.0)
+    cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
+    zero = torch.zeros_like(half)
+    return torch.stack([torch.stack([half, zero, cx], 1), torch.stack([zero, half, cy], 1)], 1)
+
+
+def crop_batch(x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor):
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    y = F.grid_sample(y, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return x, y
+
+
+def iou(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Per-sample IoU of {0,1} masks (1 when both are empty)."""
+    p, t = pred.flatten(1) > 0.5, truth.flatten(1) > 0.5
+    inter, union = (p & t).sum(1).float(), (p | t).sum(1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+def dice(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    p, t = pred.flatten(1) > 0.5, truth.flatten(1) > 0.5
+    inter, total = (p & t).sum(1).float(), (p.sum(1) + t.sum(1)).float()
+    return torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
+
+
