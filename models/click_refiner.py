@@ -6,6 +6,7 @@ with Mask Guidance for Interactive Segmentation", 2022) on an encoder small enou
     image ─ stem conv ─(+)─ BN ─ EfficientNet-Lite0 blocks ─ F1..F5 (strides 2..32)
     [mask, pos, neg] ─ conv 3×3/2 ─┘
     F2..F5 ─ FPN (1×1 laterals, top-down sum, 3×3) ─ D2 (1/4) ─ ↑2 ⊕ F1 ─ head ─ logits (1/2) ─ ↑2
+    logits + w·(2·mask − 1)   (w learned, starts at 3: the mask is kept until clicks say otherwise)
 
 - [RITM] the previous mask and the click maps enter after the first convolution, through a
   convolution of their own added to the image stem's output ("Conv1S"), so the ImageNet
@@ -36,6 +37,7 @@ IN_CHANNELS = 6  # RGB (normalised per the card), current mask, positive discs, 
 MAP_CHANNELS = IN_CHANNELS - 3
 CLICK_RADIUS = 5  # px at the network's input size (RITM: 5 px at 320-480)
 DECODER_WIDTH = 64
+MASK_WEIGHT_START = 3.0  # logit added for a pixel inside the current mask at the start (σ(3) = 0.95)
 
 
 class ClickRefiner(nn.Module):
@@ -54,6 +56,9 @@ class ClickRefiner(nn.Module):
         self.head = nn.Sequential(ConvBNAct(width + channels[0], width // 2, 3),
                                   ConvBNAct(width // 2, width // 2, 3),
                                   nn.Conv2d(width // 2, 1, 1))
+        # [B] the current mask, as ±1, added to the logits with a learned weight: the network
+        # starts by keeping the mask and learns what the clicks change
+        self.mask_weight = nn.Parameter(torch.tensor(MASK_WEIGHT_START))
 
     def encode(self, image: torch.Tensor, maps: torch.Tensor) -> List[torch.Tensor]:
         x = self.encoder.conv_stem(image) + self.map_stem(maps)
@@ -76,8 +81,9 @@ class ClickRefiner(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict:
         image, maps = x[:, :3], x[:, 3:]
-        logits = self.decode(self.encode(image, maps))
-        return seg_output(logits, {}, x.shape[-2:])
+        logits = resize_to(self.decode(self.encode(image, maps)), x.shape[-2:])
+        keep = self.mask_weight * (2 * maps[:, :1] - 1)
+        return seg_output(logits + keep, {}, x.shape[-2:])
 
 
 @register_model(CLICK_REFINER)

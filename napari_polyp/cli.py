@@ -18,6 +18,7 @@ COMMANDS = {
     "bench": ("napari_polyp.bench", "measure params, GFLOPs, latency and memory of a network"),
     "predict": ("napari_polyp.commands.predict", "segment image files, folders or videos into mask PNGs"),
     "train": ("napari_polyp.training.cli", "train a network on image/mask pairs"),
+    "train-clicks": ("napari_polyp.training.click_trainer", "train the click refiner with simulated clicks"),
     "evaluate": ("napari_polyp.training.evaluate_cli", "score a checkpoint on a folder with images/ and masks/"),
     "finetune": ("napari_polyp.training.finetune_cli", "fine-tune a checkpoint on a corrections dataset"),
     "export": ("napari_polyp.commands.export", "export a corrections dataset as COCO JSON, nnU-Net raw data or CSV"),

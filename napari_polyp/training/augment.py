@@ -16,7 +16,7 @@ from napari_polyp.errors import UserError
 
 _BORDER = cv2.BORDER_REFLECT_101
 # the preset names build() knows; device_augment.DEVICE_PRESETS has the same ones for GPU batches
-PRESETS = ("none", "flips", "microaunet", "pefnet", "standard", "strong")
+PRESETS = ("none", "flips", "microaunet", "pefnet", "standard", "strong", "generalise", "generalise-nofda")
 
 
 def _albumentations():
@@ -41,6 +41,19 @@ def _affine(rotate: float, scale=(0.9, 1.1), translate=0.05):
     A = _albumentations()
     return A.Affine(scale=scale, translate_percent=(-translate, translate), rotate=(-rotate, rotate),
                     border_mode=_BORDER, p=0.7)
+
+
+def _scope_changes():
+    """The CPU version of the device preset "generalise" (``device_augment``): colour, gamma,
+    a low-resolution scope, defocus, noise, JPEG. Fourier amplitude mixing needs a second
+    image of the batch, so it is the device path's alone; on the CPU both names are this."""
+    A = _albumentations()
+    return [A.ColorJitter(brightness=0.35, contrast=0.35, saturation=0.35, hue=0.06, p=0.8),
+            A.RandomGamma(gamma_limit=(60, 160), p=0.4),
+            A.Downscale(scale_range=(0.25, 0.7), p=0.25),
+            A.GaussianBlur(sigma_limit=(0.5, 2.5), p=0.3),
+            A.GaussNoise(std_range=(0.005, 0.04), p=0.25),
+            A.ImageCompression(quality_range=(30, 90), p=0.25)]
 
 
 def check_preset(preset: str) -> None:
@@ -71,6 +84,8 @@ def build(preset: str, size: int) -> "albumentations.Compose":
         transforms = _flips() + [_affine(rotate=90), _colour()]
     elif preset == "strong":  # [B] the same, wider zoom and shift, stronger colour: for long fine-tuning
         transforms = _flips() + [_affine(rotate=90, scale=(0.7, 1.4), translate=0.1), _colour(0.3)]
+    elif preset in ("generalise", "generalise-nofda"):  # [B] issue 27: what differs between scopes
+        transforms = _flips() + [_affine(rotate=180, scale=(0.6, 1.5), translate=0.1)] + _scope_changes()
     else:  # a name in PRESETS without a pipeline: the project's bug, not the user's
         raise AssertionError(f"augmentation preset {preset!r} is listed but has no pipeline")
     # a teacher's probability map (uint8) moves with the image exactly as the mask does

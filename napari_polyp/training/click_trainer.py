@@ -446,14 +446,17 @@ def config_from_args(args) -> ClickTrainConfig:
     )
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="napari-polyp train-clicks", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
+def run(args) -> int:
     result = train_clicks(config_from_args(args))
     print(json.dumps({"best_checkpoint": result["best_checkpoint"], "steps": result["steps"],
                       "score": result["best"].get("score")}))
     return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="napari-polyp train-clicks", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
