@@ -17,6 +17,10 @@ import numpy as np
 from ..errors import InputFileError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# The most pixels any decoder here may produce (10000 x 10000; 300 MB as RGB). A small file can
+# announce a huge image (a 0.9 MB TIFF of 30000 x 30000); the size is checked from the header first.
+MAX_IMAGE_PIXELS = 100_000_000
+READ_FORMATS = "PNG, JPEG, BMP and TIFF"
 # A 16-bit file whose values all stay at or under this is low-bit-depth camera data
 # (10- or 12-bit): scaled by its own range, or it would read as nearly black.
 LOW_BIT_DEPTH_MAX = 4095
@@ -64,6 +68,77 @@ def read_image(path) -> np.ndarray:
     return read_image_with_notes(path)[0]
 
 
+def image_size(path) -> Tuple[int, int]:
+    """(height, width) of an image file as :func:`read_image` returns it (EXIF orientation
+    applied), from its header alone; refuses what :func:`read_raw` refuses, and images over
+    :data:`MAX_IMAGE_PIXELS`."""
+    path = Path(path)
+    _check_is_file(path)
+    with open(path, "rb") as fh:
+        return _size_from(fh, path)
+
+
+def encoded_image_size(data: bytes, name) -> Tuple[int, int]:
+    """Like :func:`image_size`, for a file's bytes already in memory."""
+    return _size_from(io.BytesIO(data), Path(name))
+
+
+def _size_from(fh, name: Path) -> Tuple[int, int]:
+    kind = _sniff(fh.read(16), name)
+    fh.seek(0)
+    try:
+        if kind == "TIFF":
+            import tifffile
+
+            with tifffile.TiffFile(fh) as tif:
+                return _checked_tiff_page(tif, name)[1]
+        from PIL import Image
+
+        with Image.open(fh) as im:
+            return _checked_pillow_size(im, name)
+    except InputFileError:
+        raise
+    except Exception as err:  # noqa: BLE001 -- decoder errors differ per format and library version
+        raise _decode_error(name, kind, err) from None
+
+
+def _check_pixel_count(name: Path, height: int, width: int) -> None:
+    if height * width > MAX_IMAGE_PIXELS:
+        raise InputFileError(name, f"is {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS:,} "
+                                   "napari-polyp reads (it is not decoded)")
+
+
+def _checked_pillow_size(im, name: Path) -> Tuple[int, int]:
+    """(height, width) of an opened (not yet decoded) Pillow image, upright, within the pixel limit."""
+    width, height = im.size
+    _check_pixel_count(name, height, width)
+    return (width, height) if _exif_orientation(im) in (5, 6, 7, 8) else (height, width)
+
+
+def _exif_orientation(im) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1) or 1)
+    except Exception:  # noqa: BLE001 -- a broken EXIF block: the pixels as stored
+        return 1
+
+
+def _checked_tiff_page(tif, name: Path):
+    """The first page of a TIFF and its (height, width), refused over the pixel limit before decoding."""
+    page = tif.pages[0]
+    height, width = int(page.imagelength), int(page.imagewidth)
+    _check_pixel_count(name, height, width)
+    if int(page.size) > 4 * MAX_IMAGE_PIXELS:  # many samples or planes per pixel
+        raise InputFileError(name, f"holds {int(page.size):,} values in its first page, more than napari-polyp reads")
+    return page, (height, width)
+
+
+def _decode_error(name: Path, kind: str, err: Exception) -> InputFileError:
+    if type(err).__name__ == "DecompressionBombError":  # Pillow's own limit, above ours
+        return InputFileError(name, f"announces more than the {MAX_IMAGE_PIXELS:,} pixels napari-polyp reads "
+                                    "(it is not decoded)")
+    return InputFileError(name, f"cannot be decoded as {kind} ({_first_line(err)})")
+
+
 def read_image_with_notes(path) -> Tuple[np.ndarray, List[str]]:
     """Like :func:`read_image`, plus the conversions made, as short sentences for a notice."""
     path = Path(path)
@@ -84,11 +159,11 @@ def decode_raw(data: bytes, name) -> Tuple[np.ndarray, List[str]]:
     name = Path(name)
     kind = _sniff(data[:16], name)
     try:
-        return _decode_tiff(data) if kind == "TIFF" else _decode_with_pillow(data, name)
+        return _decode_tiff(data, name) if kind == "TIFF" else _decode_with_pillow(data, name)
     except InputFileError:
         raise
     except Exception as err:  # decoder errors differ per format and library version
-        raise InputFileError(name, f"cannot be decoded as {kind} ({_first_line(err)})") from None
+        raise _decode_error(name, kind, err) from None
 
 
 def _first_line(err: Exception) -> str:
@@ -110,9 +185,25 @@ def _sniff(head: bytes, name: Path) -> str:
     for kind, signatures in _SIGNATURES.items():
         if head.startswith(signatures):
             return kind
-    expected = _EXPECTED.get(name.suffix.lower(), "an image")
+    other = _other_format(head)
+    if other:
+        raise InputFileError(name, f"is a {other} image; napari-polyp reads {READ_FORMATS}")
     looks = "text" if _looks_like_text(head) else "data of another kind"
-    raise InputFileError(name, f"is not a {expected} image: its content is {looks}")
+    expected = _EXPECTED.get(name.suffix.lower())
+    what = f"a {expected} image" if expected else f"an image napari-polyp reads ({READ_FORMATS})"
+    raise InputFileError(name, f"is not {what}: its content is {looks}")
+
+
+def _other_format(head: bytes) -> str:
+    """The name of an image format not read here that ``head`` starts like, else "" (so that the
+    message names it)."""
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "WebP"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"avif"):
+        return "HEIF/AVIF"
+    return ""
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -124,17 +215,22 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 def _decode_with_pillow(data: bytes, name: Path) -> Tuple[np.ndarray, List[str]]:
-    from PIL import Image, ImageFile
+    from PIL import Image, ImageFile, ImageOps
 
     # A truncated JPEG must be an error, not a silently grey lower half; another
     # library may have switched Pillow to lenient loading, so insist here.
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     notes: List[str] = []
     with Image.open(io.BytesIO(data)) as im:
+        _checked_pillow_size(im, name)
         if getattr(im, "n_frames", 1) > 1:
             notes.append(f"it has {im.n_frames} frames; only the first was read")
         im.load()
         kind = im.format
+        orientation = _exif_orientation(im)
+        if orientation != 1:  # a camera's "rotate when shown": shown upright, as every viewer does
+            im = ImageOps.exif_transpose(im)
+            notes.append(f"turned upright as its EXIF orientation ({orientation}) says")
         mode = im.mode
         if mode in ("P", "PA"):
             im = im.convert("RGBA" if "transparency" in im.info or mode == "PA" else "RGB")
@@ -159,14 +255,15 @@ def _check_truncated_jpeg(data: bytes, name: Path) -> None:
         raise InputFileError(name, "is a truncated JPEG (no end-of-image marker): the file was cut short")
 
 
-def _decode_tiff(data: bytes) -> Tuple[np.ndarray, List[str]]:
+def _decode_tiff(data: bytes, name: Path) -> Tuple[np.ndarray, List[str]]:
     import tifffile
 
     notes: List[str] = []
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        page, _ = _checked_tiff_page(tif, name)
         if len(tif.pages) > 1:
             notes.append(f"it has {len(tif.pages)} pages; only the first was read")
-        array = tif.pages[0].asarray()
+        array = page.asarray()
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
         array = np.moveaxis(array, 0, -1)  # planar (C, H, W) storage
     return array, notes
