@@ -21,15 +21,17 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import warnings
 from collections import Counter
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
 from ..errors import UserError
-from ..io.images import IMAGE_EXTENSIONS, as_rgb_uint8, decode_raw, find_image, read_image
+from ..io.images import (IMAGE_EXTENSIONS, as_rgb_uint8, decode_raw, encoded_image_size, find_image,
+                         image_size, read_image)
 from ..io.masks import decode_mask, encode_mask_png
 from ._atomic import atomic_write_bytes, encode_image_png, fsync_dir, remove_stale_temporaries
 from .manifest import (
@@ -38,12 +40,13 @@ from .manifest import (
     MANIFEST,
     STATUSES,
     TRAINING_STATUSES,
+    ManifestIndex,
     Record,
     check_storable,
-    latest_by_stem,
     path_problem,
     read_manifest,
     safe_stem,
+    unique_stem,
 )
 
 LOCK_TIMEOUT_S = 60.0
@@ -105,6 +108,7 @@ class CorrectionsDataset:
         self.root = Path(root)
         self.lock_timeout = lock_timeout
         self._lock = None
+        self._index: Optional[ManifestIndex] = None
 
     # -- paths
     @property
@@ -127,21 +131,30 @@ class CorrectionsDataset:
         return f"CorrectionsDataset({str(self.root)!r})"
 
     # -- reading (no lock: every file a reader sees is complete)
+    def manifest_index(self, warn: bool = True) -> ManifestIndex:
+        """The manifest's records, brought up to date (only appended lines are read again)."""
+        if self._index is None:
+            self._index = ManifestIndex(self.manifest_path)
+        return self._index.refresh(warn)
+
     def format_version(self) -> int:
         """The format this folder is in now (0 = images/ + masks/ without a manifest)."""
         if self.manifest_path.exists():
-            records, _ = read_manifest(self.manifest_path)
+            records = self.manifest_index().all_records()
             return max((r.format_version for r in records), default=FORMAT_VERSION)
         return 0 if self.inside("masks").is_dir() else FORMAT_VERSION
 
     def records(self) -> List[Record]:
-        """Every record in save order (the full history of the index)."""
+        """Every record in save order (the full history of the index). Records are shared with
+        the dataset's index: read them, do not change them."""
         if self.manifest_path.exists():
-            return read_manifest(self.manifest_path)[0]
+            return self.manifest_index().all_records()
         return self._v0_records()
 
     def latest(self) -> Dict[str, Record]:
-        return latest_by_stem(self.records())
+        if self.manifest_path.exists():
+            return self.manifest_index().current()
+        return {record.stem: record for record in self._v0_records()}
 
     def items(self, status: Optional[Union[str, Tuple[str, ...]]] = None) -> List[Record]:
         """The current record of every item, sorted by stem; optionally only some statuses."""
@@ -190,6 +203,14 @@ class CorrectionsDataset:
         image already holds that stem, then ``<preferred>-<sha[:8]>``."""
         return _unique_stem(safe_stem(preferred), image_sha256, self.latest())
 
+    def owns(self, record: Record, relative: str) -> bool:
+        """Whether ``relative`` is one of the files a save of ``record``'s item writes or replaces:
+        ``masks/<stem>.<image extension>`` (a format-0 mask may be a JPEG). A record's own path
+        field is never trusted for a write or a deletion: a hand-edited manifest may name
+        another item's file there."""
+        path = PurePosixPath(relative)
+        return str(path.parent) == "masks" and path.stem == record.stem and path.suffix.lower() in IMAGE_EXTENSIONS
+
     def mask_path(self, record: Record) -> Path:
         """The file holding a record's mask, verified against ``mask_sha256`` when it has one.
 
@@ -197,13 +218,22 @@ class CorrectionsDataset:
         between writing the mask and appending its record; the record's own mask
         is then in history/<stem>/<version>.png."""
         path = self.inside(record.mask)
-        if path.exists() and (not record.mask_sha256 or sha256_bytes(path.read_bytes()) == record.mask_sha256):
+        try:
+            return self._verified_mask_path(record, path)
+        except OSError as err:  # a name the system refuses, a folder where a file should be
+            raise DatasetError(f"{path}: the mask of {record.stem!r} cannot be read ({err.strerror or err})") from None
+
+    def _verified_mask_path(self, record: Record, path: Path) -> Path:
+        def matches(candidate: Path) -> bool:
+            return not record.mask_sha256 or sha256_bytes(candidate.read_bytes()) == record.mask_sha256
+
+        if path.is_file() and matches(path):
             return path
-        kept = self.root / "history" / record.stem / f"{record.version}.png"
-        if self._readable_inside(kept) and (not record.mask_sha256
-                                            or sha256_bytes(kept.read_bytes()) == record.mask_sha256):
-            return kept
-        if path.exists():
+        for name in history_names(record.version, record.mask_sha256):
+            kept = self.root / "history" / record.stem / name
+            if self._readable_inside(kept) and matches(kept):
+                return kept
+        if path.is_file():
             warnings.warn(f"{path}: does not match its manifest record (edited by hand?); using it as it is", stacklevel=2)
             return path
         raise DatasetError(f"{path}: the mask of {record.stem!r} (version {record.version}) is missing")
@@ -228,9 +258,20 @@ class CorrectionsDataset:
         return self.inside(found.relative_to(self.root).as_posix())
 
     def load(self, stem: str) -> Tuple[np.ndarray, np.ndarray, Record]:
-        """(image HxWx3 uint8, mask HxW uint8 {0,1}, record) of an item's current version."""
+        """(image HxWx3 uint8, mask HxW uint8 {0,1}, record) of an item's current version;
+        a mask of another size than its image is refused (DatasetError naming both files)."""
         record = self._require(stem)
-        return read_image(self.image_path(record)), self._decode(self.mask_path(record)), record
+        image_file, mask_file = self.image_path(record), self.mask_path(record)
+        image, mask = read_image(image_file), self._decode(mask_file)
+        check_same_size(mask_file, mask.shape, image_file, image.shape[:2])
+        return image, mask, record
+
+    def checked_pair(self, record: Record) -> Tuple[Path, Path]:
+        """(image file, mask file) of a record, sizes compared from the files' headers (no decoding):
+        DatasetError naming the file when either is missing, unreadable or of another size."""
+        image_file, mask_file = self.image_path(record), self.mask_path(record)
+        check_same_size(mask_file, image_size(mask_file), image_file, image_size(image_file))
+        return image_file, mask_file
 
     def load_prediction(self, stem: str) -> Optional[np.ndarray]:
         """The network's mask the item's correction started from, if it was saved."""
@@ -257,13 +298,15 @@ class CorrectionsDataset:
         return decode_mask(path.read_bytes(), path)
 
     def history(self, stem: str) -> List[Tuple[int, Path]]:
-        """Earlier masks of an item: (version, path), oldest first (files leading outside left out)."""
+        """Earlier masks of an item: (version, path), oldest first (files leading outside left out).
+        A version whose number a merged or hand-edited manifest used twice has a second file,
+        ``<version>-<sha8>.png``, listed after the first."""
         folder = self.history_dir(stem)
         if not folder.is_dir():
             return []
-        found = [(int(p.stem), p) for p in folder.glob("*.png")
-                 if p.stem.isdigit() and not path_problem(self.root, p.relative_to(self.root).as_posix())]
-        return sorted(found)
+        found = [(_history_version(p.stem), p.stem, p) for p in folder.glob("*.png")
+                 if _history_version(p.stem) and not path_problem(self.root, p.relative_to(self.root).as_posix())]
+        return [(version, path) for version, _, path in sorted(found, key=lambda f: (f[0], len(f[1]), f[1]))]
 
     def load_version(self, stem: str, version: int) -> np.ndarray:
         record = self._require(stem)
@@ -285,7 +328,7 @@ class CorrectionsDataset:
         masks_dir = self.inside("masks")
         if not masks_dir.is_dir():
             return []
-        records = []
+        records: Dict[str, Record] = {}
         for mask_path in sorted(masks_dir.iterdir()):
             if mask_path.name.startswith(".") or mask_path.suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
@@ -293,22 +336,43 @@ class CorrectionsDataset:
             relative = [p.relative_to(self.root).as_posix() for p in (image, mask_path) if p is not None]
             if image is None or any(path_problem(self.root, r) for r in relative):
                 continue  # no image, or a symbolic link out of the folder: never followed
+            stem = safe_stem(mask_path.stem)
+            if stem in records:
+                self._warn_hidden_pair(mask_path, records[stem])
+                continue
             stamp = _dt.datetime.fromtimestamp(mask_path.stat().st_mtime, _dt.timezone.utc).isoformat(timespec="seconds")
-            records.append(Record(
-                stem=safe_stem(mask_path.stem), version=1, image=relative[0], mask=relative[1],
+            records[stem] = Record(
+                stem=stem, version=1, image=relative[0], mask=relative[1],
                 status="accepted", created=stamp, updated=stamp, format_version=0,
-            ))
-        return records
+            )
+        return list(records.values())
+
+    def _warn_hidden_pair(self, mask_path: Path, kept: Record) -> None:
+        """Two masks whose names clean to one stem (``a b.png``, ``a_b.png``): only the first is read."""
+        message = (f"{mask_path}: left out, its name cleans to the item name {kept.stem!r} that "
+                   f"{self.root / kept.mask} already has; rename one of them to read both")
+        if message not in _hidden_pairs_reported:
+            _hidden_pairs_reported.add(message)
+            warnings.warn(message, UserWarning, stacklevel=4)
 
     # -- writing (under the cross-process lock)
     def lock(self):
         """The cross-process write lock (a context manager)."""
         from filelock import FileLock
 
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_linked_lock_file()
         if self._lock is None:
-            self.root.mkdir(parents=True, exist_ok=True)
             self._lock = FileLock(str(self.inside(LOCK)), timeout=self.lock_timeout)
         return self._lock
+
+    def _remove_linked_lock_file(self) -> None:
+        """The lock file holds no data; a symbolic link in its place (which the lock refuses to
+        open, Errno 40) is removed, the link itself and never what it points to."""
+        path = self.root / LOCK
+        if path.is_symlink():
+            warnings.warn(f"{path}: was a symbolic link, not a lock file; the link was removed", stacklevel=3)
+            path.unlink()
 
     def save(
         self,
@@ -361,14 +425,16 @@ class CorrectionsDataset:
         strokes_png = _encode_strokes(strokes, mask.shape)
 
         with self.lock():
-            latest = self._prepare_for_write()
+            index = self._prepare_for_write()
+            latest = index.current()
             if not may_share:
                 stem = _unique_stem(stem, image_sha, latest)
             previous = latest.get(stem)
             if previous is None and image_bytes is None:
                 raise ValueError(f"{stem!r} is new to the dataset: save needs its image or an image source_path")
+            self._check_mask_fits_image(mask.shape, image_bytes, source_path, previous)
 
-            version = (previous.version + 1) if previous is not None else 1
+            version = self._next_version(stem, index)
             # one strokes file per version, so a save cut short never overwrites a confirmed one;
             # its path is checked now, before anything is written
             strokes_rel = f"strokes/{stem}/{version}.png" if strokes_png is not None else ""
@@ -431,8 +497,9 @@ class CorrectionsDataset:
             self._append(record)
             _crash_point("after-record")
 
-            # 5. an old mask under another name (a v0 .jpg mask) is in history now: drop it
-            if previous is not None and previous.mask != mask_rel and self.inside(previous.mask).exists():
+            # 5. an old mask of this item under another name (a v0 .jpg mask) is in history now: drop it
+            if previous is not None and previous.mask != mask_rel and self.owns(previous, previous.mask) \
+                    and self.inside(previous.mask).exists():
                 old_mask = self.inside(previous.mask)
                 os.unlink(old_mask)
                 fsync_dir(old_mask.parent)
@@ -449,31 +516,57 @@ class CorrectionsDataset:
                 threshold=record.threshold,
             )
 
-    def repair(self) -> Dict[str, int]:
+    def repair(self) -> Dict[str, object]:
         """Bring every item's mask file back in line with its record (after a crash);
-        unconfirmed masks are kept in history/. Returns what was done."""
-        done = {"masks_restored": 0}
+        unconfirmed masks are kept in history/. Returns what was done: ``masks_restored``, and
+        ``skipped``, one line per item that could not be repaired (the others still are)."""
+        done: Dict[str, object] = {"masks_restored": 0, "skipped": []}
         with self.lock():
-            latest = self._prepare_for_write()
-            for record in latest.values():
-                if self._restore_confirmed_mask(record):
-                    done["masks_restored"] += 1
+            for record in self._prepare_for_write().current().values():
+                try:
+                    done["masks_restored"] += int(self._restore_confirmed_mask(record))
+                except (UserError, OSError, ValueError) as err:
+                    done["skipped"].append(f"{record.stem}: {err}")
         return done
 
     # -- write internals (call with the lock held)
-    def _prepare_for_write(self) -> Dict[str, Record]:
-        """Repair what a killed writer left and return the current records."""
+    def _prepare_for_write(self) -> ManifestIndex:
+        """Repair what a killed writer left and return the manifest's index, up to date."""
         self.root.mkdir(parents=True, exist_ok=True)
         for folder in ("", "images", "masks", "predictions"):
             remove_stale_temporaries(self.inside(folder) if folder else self.root)
         if not self.manifest_path.exists():
             self._write_initial_manifest()
         # writers read quietly: the readers' warnings name each skipped line once
-        records, torn = read_manifest(self.manifest_path, warn=False)
-        if torn or not _ends_with_newline(self.manifest_path):
+        index = self.manifest_index(warn=False)
+        if index.torn or not _ends_with_newline(self.manifest_path):
             self._repair_manifest_tail()
-            records, _ = read_manifest(self.manifest_path, warn=False)
-        return latest_by_stem(records)
+            index = self.manifest_index(warn=False)
+        return index
+
+    def _next_version(self, stem: str, index: ManifestIndex) -> int:
+        """One more than any version the item ever had, in any manifest record or any file of
+        history/ and strokes/: a merged or hand-edited manifest whose versions go backwards then
+        never makes a save write over the file of an earlier version."""
+        used = [index.highest_version(stem)]
+        for folder in (self.inside(f"history/{stem}"), self.inside(f"strokes/{stem}")):
+            if folder.is_dir():
+                used += [_history_version(p.stem) or 0 for p in folder.iterdir()]
+        return max(used) + 1
+
+    def _check_mask_fits_image(self, mask_shape, image_bytes: Optional[bytes], source_path, previous) -> None:
+        """A mask of another size than its image is refused before anything is written (the
+        stored image of an item saved before is measured from its header, when it can be read)."""
+        if image_bytes is not None:
+            name = Path(source_path) if source_path is not None else Path("the image")
+            check_same_size("the mask", tuple(mask_shape), name, encoded_image_size(image_bytes, name))
+            return
+        try:
+            image_file = self.image_path(previous)
+            stored = image_size(image_file)
+        except (UserError, OSError):
+            return  # a stored image that cannot be read is not a reason to lose this correction
+        check_same_size("the mask", tuple(mask_shape), image_file, stored)
 
     def _write_initial_manifest(self) -> None:
         """Create the manifest; a v0 folder's items are indexed first (migration)."""
@@ -533,15 +626,26 @@ class CorrectionsDataset:
             good = encode_mask_png(decode_mask(good, previous.mask))
         folder = self.history_dir(previous.stem)
         remove_stale_temporaries(folder)
-        target = folder / f"{previous.version}.png"
-        if self._readable_inside(target) and target.read_bytes() == good:
-            return
-        atomic_write_bytes(target, good)  # replaces a planted symbolic link itself, never its target
+        self._add_to_history(folder, previous.version, good)
+
+    def _add_to_history(self, folder: Path, version: int, data: bytes) -> None:
+        """Keep ``data`` as version ``version`` in ``folder``, never writing over a file there: when
+        ``<version>.png`` holds other bytes (a manifest whose versions went backwards), the mask
+        goes to ``<version>-<sha8>.png``; a planted link is neither followed nor replaced."""
+        names = history_names(version, sha256_bytes(data))
+        for name in names + [f"{names[-1][:-4]}-{now_iso()[:19].replace(':', '')}.png"]:
+            target = folder / name
+            if not target.exists() and not target.is_symlink():
+                atomic_write_bytes(target, data)
+                return
+            if self._readable_inside(target) and target.read_bytes() == data:
+                return
+        raise DatasetError(f"{folder}: version {version} is taken by other files; nothing was written over")
 
     def _keep_unconfirmed(self, record: Record, good: bytes) -> None:
         """A mask file that is not the record's (an interrupted save) goes to history/ too."""
         path = self.inside(record.mask)
-        if not path.exists():
+        if not self.owns(record, record.mask) or not path.exists():
             return
         data = path.read_bytes()
         if data == good:
@@ -553,6 +657,8 @@ class CorrectionsDataset:
         atomic_write_bytes(folder / f"unconfirmed-{record.version + 1}-{stamp}.png", data)
 
     def _restore_confirmed_mask(self, record: Record) -> bool:
+        if not self.owns(record, record.mask):
+            return False  # a record naming another item's file: that file is the other item's to keep
         good = self._confirmed_mask_bytes(record)
         path = self.inside(record.mask)
         if good is None or (path.exists() and path.read_bytes() == good):
@@ -598,6 +704,9 @@ def _encode_strokes(strokes: Optional[np.ndarray], shape) -> Optional[bytes]:
     return encode_image_png(strokes.astype(np.uint8)) if strokes.any() else None
 
 
+_hidden_pairs_reported: set = set()  # one warning per hidden pair, not one per read
+
+
 def _ends_with_newline(path: Path) -> bool:
     size = path.stat().st_size
     if size == 0:
@@ -610,16 +719,49 @@ def _ends_with_newline(path: Path) -> bool:
 def _unique_stem(stem: str, image_sha256: str, latest: Dict[str, Record]) -> str:
     """``stem``, or ``<stem>-<sha[:8]>`` when another image already holds ``stem``."""
     current = latest.get(stem)
-    if current is None or not image_sha256 or not current.image_sha256 or current.image_sha256 == image_sha256:
-        return stem
-    return f"{stem}-{image_sha256[:8]}"
+    return unique_stem(stem, image_sha256, current.image_sha256 if current is not None else None)
 
 
-def iter_training_pairs(root: PathLike) -> Iterator[Tuple[Path, np.ndarray, Record]]:
-    """(image path, mask {0,1}, record) of each item training may use."""
+def history_names(version: int, mask_sha256: str) -> List[str]:
+    """The names a version's mask may have in history/<stem>/: ``<version>.png``, then (when a
+    manifest used the number twice) ``<version>-<first 8 hex digits of the mask's sha256>.png``."""
+    return [f"{version}.png"] + ([f"{version}-{mask_sha256[:8]}.png"] if mask_sha256 else [])
+
+
+_HISTORY_NAME = re.compile(r"([0-9]{1,16})(?:-[0-9a-f]{8})?")
+
+
+def _history_version(name: str) -> Optional[int]:
+    """The version a history/ or strokes/ file name stands for (``3``, ``3-1a2b3c4d``); None otherwise."""
+    match = _HISTORY_NAME.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+def check_same_size(mask_name, mask_shape, image_name, image_shape) -> None:
+    """DatasetError naming the mask when it is not its image's size (height, width)."""
+    if tuple(mask_shape[:2]) != tuple(image_shape[:2]):
+        (mh, mw), (ih, iw) = mask_shape[:2], image_shape[:2]
+        raise DatasetError(f"{mask_name}: the mask is {mw}x{mh} pixels but its image {image_name} is {iw}x{ih}; "
+                           "a mask must be its image's size")
+
+
+def iter_training_pairs(root: PathLike, skipped: Optional[List[str]] = None
+                        ) -> Iterator[Tuple[Path, np.ndarray, Record]]:
+    """(image path, mask {0,1}, record) of each item training may use. An item that cannot be
+    read (a missing or undecodable file, a mask of another size) is left out with a warning
+    naming it, and its reason is added to ``skipped`` when given; the others still come."""
     dataset = CorrectionsDataset(root)
     for record in dataset.training_items():
-        yield dataset.image_path(record), dataset._decode(dataset.mask_path(record)), record
+        try:
+            image_file, mask_file = dataset.checked_pair(record)
+            pair = (image_file, dataset._decode(mask_file), record)
+        except (UserError, OSError, ValueError) as err:
+            reason = f"{record.stem}: {err}"
+            warnings.warn(f"left out of training: {reason}", stacklevel=2)
+            if skipped is not None:
+                skipped.append(reason)
+            continue
+        yield pair
 
 
 __all__ = [  # the manifest and mask names are re-exported here, where callers have always found them

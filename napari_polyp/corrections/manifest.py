@@ -97,15 +97,33 @@ def check_storable(extra: dict) -> None:
 
 
 _UNSAFE_STEM_CHARACTERS = re.compile(r"[^\w.-]+")  # \w keeps letters of every script
-MAX_STEM = 150
+# File systems limit a name to 255 *bytes*; the longest name made from a stem is a temporary
+# of an nnU-Net image (".tmp-" + stem + "-<sha8>_0000.png" + ".<8 random>", 41 bytes more).
+MAX_NAME_BYTES = 255
+MAX_STEM_BYTES = 200
+STEM_SUFFIX_BYTES = 9  # "-<first 8 hex digits of the image's sha256>", see unique_stem
+
+
+def cut_to_bytes(text: str, limit: int) -> str:
+    """The longest start of ``text`` whose UTF-8 form fits in ``limit`` bytes (whole characters)."""
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
 
 
 def safe_stem(name: str) -> str:
     """A file-system-safe stem: letters (any script), digits, ``_``, ``.`` and ``-`` only,
-    no leading or trailing dot (so never ``.`` or ``..``); ``item`` when nothing is left.
-    Cleaning twice changes nothing."""
+    no leading or trailing dot (so never ``.`` or ``..``), at most :data:`MAX_STEM_BYTES`
+    bytes in UTF-8; ``item`` when nothing is left. Cleaning twice changes nothing."""
     stem = _UNSAFE_STEM_CHARACTERS.sub("_", str(name)).strip("._") or "item"
-    return stem[:MAX_STEM].rstrip("._") or "item"
+    return cut_to_bytes(stem, MAX_STEM_BYTES).rstrip("._") or "item"
+
+
+def unique_stem(stem: str, image_sha256: str, holder_sha256: Optional[str]) -> str:
+    """``stem``, or ``<stem>-<sha[:8]>`` when another image (``holder_sha256``) already holds it;
+    the result is still a :func:`safe_stem` (shortened first when needed)."""
+    if holder_sha256 is None or not image_sha256 or not holder_sha256 or holder_sha256 == image_sha256:
+        return stem
+    base = cut_to_bytes(stem, MAX_STEM_BYTES - STEM_SUFFIX_BYTES).rstrip("._") or "item"
+    return f"{base}-{image_sha256[:8]}"
 
 
 # --------------------------------------------------------------------------- paths
@@ -117,6 +135,8 @@ def relative_path_problem(value: object) -> Optional[str]:
         return f"is a {type(value).__name__}, not a text path"
     if "\x00" in value:
         return "contains a NUL character"
+    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in re.split(r"[\\/]", value)):
+        return f"has a name longer than {MAX_NAME_BYTES} bytes, which no file system stores"
     if PurePosixPath(value).is_absolute() or PureWindowsPath(value).is_absolute() or PureWindowsPath(value).drive:
         return "is an absolute path"
     if ".." in re.split(r"[\\/]", value):
@@ -136,8 +156,13 @@ def resolves_inside(path: Path, root: Path) -> bool:
 def path_problem(root: Path, value: object) -> Optional[str]:
     """Why ``root/value`` must not be used; None when it is a path inside the dataset."""
     problem = relative_path_problem(value)
-    if problem is None and value and not resolves_inside(Path(root) / str(value), root):
-        problem = "leads outside the dataset folder (through a symbolic link)"
+    if problem is None and value:
+        try:
+            inside = resolves_inside(Path(root) / str(value), root)
+        except (OSError, RuntimeError) as err:  # a link loop, a name the system refuses
+            return f"cannot be followed ({type(err).__name__}: {err})"
+        if not inside:
+            problem = "leads outside the dataset folder (through a symbolic link)"
     return problem
 
 
@@ -173,7 +198,9 @@ def migrate_record(raw: dict, order: int) -> Record:
     _repair_field_types(record, known)
     if not record.mask:
         record.mask = f"masks/{stem}.png"
-    if not isinstance(known.get("version"), int) or isinstance(known.get("version"), bool):
+    if not _is_version(known.get("version")):
+        if "version" in known:
+            record.extra.setdefault("original_version", known["version"])
         record.version = order
     if record.status not in STATUSES:
         record.extra.setdefault("original_status", record.status)
@@ -201,6 +228,13 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+MAX_VERSION = 2**53  # a version any JSON reader reads back exactly
+
+
+def _is_version(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value < MAX_VERSION
+
+
 def _repair_field_types(record: Record, known: dict) -> None:
     """Fields of the wrong type get their default; the value read is kept in ``extra``."""
     defaults = Record(stem=record.stem)
@@ -217,72 +251,257 @@ def _repair_field_types(record: Record, known: dict) -> None:
 
 # --------------------------------------------------------------------------- reading
 
+# A record is about 700 bytes and two levels deep. A line far longer, or nested deeper, is skipped
+# before it is parsed: json's recursion limit would otherwise fail every read of the dataset.
+MAX_LINE_BYTES = 256 * 1024
+MAX_NESTING = 16
+_UNUSABLE = (ValueError, TypeError, OverflowError, RecursionError)  # what a hostile line can raise
+FINGERPRINT_BYTES = 4096  # the first and last bytes read, compared to tell an append from an edit
 
 _already_warned: Set[Tuple[str, int, str]] = set()
 
 
-def _warn_once(manifest: Path, number: int, line: bytes, reason: str) -> None:
+def _warn_once(manifest: Path, number: int, line_sha256: str, reason: str) -> None:
     """One warning per manifest line and content, however often the manifest is read."""
-    key = (str(Path(manifest).resolve()), number, hashlib.sha256(line).hexdigest())
+    key = (str(Path(manifest).resolve()), number, line_sha256)
     if key in _already_warned:
         return
     _already_warned.add(key)
-    warnings.warn(f"{manifest}: line {number} skipped, {reason}", UserWarning, stacklevel=3)
+    warnings.warn(f"{manifest}: line {number} skipped, {reason}", UserWarning, stacklevel=4)
+
+
+def line_problem(line: bytes) -> Optional[str]:
+    """Why ``line`` is not even parsed (too long, nested too deep); None when it may be."""
+    if len(line) > MAX_LINE_BYTES:
+        return f"it is {len(line)} bytes long (a record has at most {MAX_LINE_BYTES})"
+    if line.count(b"[") + line.count(b"{") > MAX_NESTING and _nesting_depth(line) > MAX_NESTING:
+        return f"it is nested more than {MAX_NESTING} levels deep"
+    return None
+
+
+def _nesting_depth(line: bytes) -> int:
+    """The deepest bracket nesting of a JSON line, brackets inside strings not counted."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # a backslash escapes the next byte
+                escaped = True
+            elif byte == 0x22:  # a quote not escaped ends the string
+                in_string = False
+            continue
+        if byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json_line(line: bytes) -> object:
+    """A manifest line's JSON (ValueError for a line too long or too deep, NaN or Infinity)."""
+    problem = line_problem(line)
+    if problem:
+        raise ValueError(problem)
+    return json.loads(line, parse_constant=_no_constant)
+
+
+class _Resolver:
+    """``path_problem`` for many paths of one dataset, resolving each folder once (a 100,000-line
+    manifest names a few folders 400,000 times); the file itself is followed when it is a link."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._resolved_root = self.root.resolve()
+        self._folders: Dict[str, Path] = {}
+
+    def problem(self, value: object) -> Optional[str]:
+        problem = relative_path_problem(value)
+        if problem is not None or not value:
+            return problem
+        try:
+            inside = self._resolve(str(value)).is_relative_to(self._resolved_root)
+        except (OSError, RuntimeError) as err:  # a link loop, a name the system refuses
+            return f"cannot be followed ({type(err).__name__}: {err})"
+        return None if inside else "leads outside the dataset folder (through a symbolic link)"
+
+    def _resolve(self, value: str) -> Path:
+        path = self.root / value
+        if path.is_symlink():
+            return path.resolve()
+        folder = str(Path(value).parent)
+        if folder not in self._folders:
+            self._folders[folder] = path.parent.resolve()
+        return self._folders[folder] / path.name
+
+
+def record_from_json(raw: object, resolver: _Resolver, order: int) -> Record:
+    """The record of one parsed manifest line; ValueError (or another of ``_UNUSABLE``) when it is
+    not usable. ``order``: the version a record without one gets (its place among its stem's records)."""
+    if not isinstance(raw, dict):
+        raise ValueError("not an object")
+    record = migrate_record(raw, order)
+    for key in PATH_FIELDS:
+        value = getattr(record, key)
+        problem = resolver.problem(value) if value else None
+        if problem:
+            raise ValueError(f"its {key!r} {value!r} {problem}")
+    return record
+
+
+@dataclass
+class SkippedLine:
+    number: int
+    sha256: str
+    reason: str
+
+
+class ManifestIndex:
+    """The records of one manifest, kept in memory and brought up to date by reading only the
+    lines appended since the last look, so that a save or a read costs the same at 10 lines as at
+    100,000. The manifest stays the one truth: the index is rebuilt from the whole file whenever
+    the file was replaced, shortened or rewritten (same size, newer time) instead of appended to,
+    or when its first or last bytes read no longer match."""
+
+    def __init__(self, path: PathLike):
+        self.path = Path(path)
+        self._clear(None)
+
+    def _clear(self, identity) -> None:
+        self._identity = identity  # (device, inode) of the file read
+        self._seen: Optional[Tuple[int, int]] = None  # (size, mtime) when last read
+        self._offset = 0  # the end of the last whole line read
+        self._head = self._end = b""  # the first and last bytes read (FINGERPRINT_BYTES each)
+        self._resolver = _Resolver(self.path.parent)
+        self._order: Counter = Counter()
+        self._warned = 0
+        self.line_count = 0
+        self.records: List[Record] = []
+        self.latest: Dict[str, Record] = {}
+        self.highest: Dict[str, int] = {}  # the highest version any record of a stem ever had
+        self.skipped: List[SkippedLine] = []
+        self.tail: Optional[Record] = None  # a complete last record whose newline is missing
+        self.torn = False  # the last line is a write cut short
+
+    # -- reading
+    def refresh(self, warn: bool = True) -> "ManifestIndex":
+        """Read what changed since the last call; with ``warn``, one warning per skipped line."""
+        try:
+            fh = open(self.path, "rb")
+        except FileNotFoundError:
+            self._clear(None)
+            return self
+        with fh:
+            stat = os.fstat(fh.fileno())
+            if (stat.st_dev, stat.st_ino) == self._identity and (stat.st_size, stat.st_mtime_ns) == self._seen:
+                return self._warn() if warn else self
+            if not self._only_appended_to(fh, stat):
+                self._clear((stat.st_dev, stat.st_ino))
+            fh.seek(self._offset)
+            self._consume(fh.read())
+            self._seen = (stat.st_size, stat.st_mtime_ns)
+            self._remember_fingerprints(fh)
+        return self._warn() if warn else self
+
+    def _only_appended_to(self, fh, stat) -> bool:
+        if (stat.st_dev, stat.st_ino) != self._identity or stat.st_size < self._offset:
+            return False
+        if self._seen is not None and stat.st_size == self._seen[0]:
+            return False  # same size but written to: an edit, not an append
+        fh.seek(0)
+        if fh.read(len(self._head)) != self._head:
+            return False
+        fh.seek(self._offset - len(self._end))
+        return fh.read(len(self._end)) == self._end
+
+    def _remember_fingerprints(self, fh) -> None:
+        fh.seek(0)
+        self._head = fh.read(min(self._offset, FINGERPRINT_BYTES))
+        fh.seek(self._offset - min(self._offset, FINGERPRINT_BYTES))
+        self._end = fh.read(min(self._offset, FINGERPRINT_BYTES))
+
+    def _consume(self, data: bytes) -> None:
+        cut = data.rfind(b"\n") + 1
+        for line in data[:cut].split(b"\n")[:-1]:
+            self.line_count += 1
+            record = self._parse(line, self.line_count)
+            if record is not None:
+                self._add(record)
+        self._offset += cut
+        self.tail, self.torn = self._parse_tail(data[cut:])
+
+    def _parse(self, line: bytes, number: int) -> Optional[Record]:
+        if not line.strip():
+            return None
+        try:
+            raw = parse_json_line(line)
+            order = self._order[_stem_of(raw)] + 1 if isinstance(raw, dict) else 1
+            return record_from_json(raw, self._resolver, order)
+        except _UNUSABLE as err:
+            if not any(s.number == number for s in self.skipped[-1:]):
+                reason = f"it is not a usable record ({_first_line(err)})"
+                self.skipped.append(SkippedLine(number, hashlib.sha256(line).hexdigest(), reason))
+            return None
+
+    def _parse_tail(self, tail: bytes) -> Tuple[Optional[Record], bool]:
+        """A last line without its newline: a record when it is whole, else a torn write."""
+        if not tail.strip():
+            return None, False
+        try:
+            parse_json_line(tail)
+        except _UNUSABLE:
+            return None, True
+        return self._parse(tail, self.line_count + 1), False
+
+    def _add(self, record: Record) -> None:
+        self._order[record.stem] += 1
+        self.records.append(record)
+        self.latest[record.stem] = record
+        self.highest[record.stem] = max(self.highest.get(record.stem, 0), record.version)
+
+    def _warn(self) -> "ManifestIndex":
+        for skipped in self.skipped[self._warned:]:
+            _warn_once(self.path, skipped.number, skipped.sha256, skipped.reason)
+        self._warned = len(self.skipped)
+        return self
+
+    # -- views (the tail record, if any, counts as the last line)
+    def all_records(self) -> List[Record]:
+        return self.records + ([self.tail] if self.tail else [])
+
+    def current(self) -> Dict[str, Record]:
+        latest = dict(self.latest)
+        if self.tail is not None:
+            latest[self.tail.stem] = self.tail
+        return latest
+
+    def highest_version(self, stem: str) -> int:
+        tail = self.tail.version if self.tail is not None and self.tail.stem == stem else 0
+        return max(self.highest.get(stem, 0), tail)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0][:300] if lines else type(err).__name__
 
 
 def read_manifest(path: PathLike, warn: bool = True) -> Tuple[List[Record], bool]:
     """All usable records of a manifest, in file order, and whether its last line is torn.
 
     A torn last line (no newline and not valid JSON) is the trace of a write cut
-    short: ignored. Any other unusable line (not JSON, or a record whose paths lead
-    outside the dataset) is skipped, with one warning naming the line when ``warn``."""
-    path = Path(path)
-    root = path.parent
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], False
-    lines, torn = _split_lines(data)
-    records: List[Record] = []
-    per_stem: Counter = Counter()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = _parse_line(line, root, per_stem)
-        except ValueError as err:
-            if warn:
-                _warn_once(path, number, line, f"it is not a usable record ({err})")
-            continue
-        per_stem[record.stem] += 1
-        records.append(record)
-    return records, torn
-
-
-def _split_lines(data: bytes) -> Tuple[List[bytes], bool]:
-    """The manifest's lines, and whether the last one is torn (then left out)."""
-    lines = data.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline
-    if not tail.strip():
-        return lines, False
-    try:
-        json.loads(tail)
-    except ValueError:
-        return lines, True
-    return lines + [tail], False  # a complete record, only its newline is missing
-
-
-def _parse_line(line: bytes, root: Path, per_stem: Counter) -> Record:
-    raw = json.loads(line)
-    if not isinstance(raw, dict):
-        raise ValueError("not an object")
-    record = migrate_record(raw, per_stem[_stem_of(raw)] + 1)
-    for key in PATH_FIELDS:
-        value = getattr(record, key)
-        problem = path_problem(root, value) if value else None
-        if problem:
-            raise ValueError(f"its {key!r} {value!r} {problem}")
-    return record
+    short: ignored. Any other unusable line (not JSON, too long or too deeply nested,
+    or a record whose paths lead outside the dataset) is skipped, with one warning
+    naming the line when ``warn``."""
+    index = ManifestIndex(path).refresh(warn)
+    return index.all_records(), index.torn
 
 
 def latest_by_stem(records: List[Record]) -> Dict[str, Record]:

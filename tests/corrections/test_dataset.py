@@ -133,7 +133,7 @@ def test_mask_file_ahead_of_its_record_serves_the_recorded_version(tmp_path):
     (tmp_path / "history" / "a" / "2.png").write_bytes((tmp_path / "masks" / "a.png").read_bytes())
     Image.fromarray(square(0, 20) * 255).save(tmp_path / "masks" / "a.png")
     np.testing.assert_array_equal(ds.load_mask("a"), square(2, 10))
-    assert ds.repair() == {"masks_restored": 1}
+    assert ds.repair() == {"masks_restored": 1, "skipped": []}
     np.testing.assert_array_equal(decode_mask((tmp_path / "masks" / "a.png").read_bytes()), square(2, 10))
     unconfirmed = list((tmp_path / "history" / "a").glob("unconfirmed-3-*.png"))
     assert len(unconfirmed) == 1  # the interrupted save's mask is not thrown away either
