@@ -5,11 +5,12 @@ import sys
 from typing import List
 
 
-def report_skipped(command: str, problems: List[str]) -> int:
-    """Name every skipped file on stderr; returns the exit status: 1 when any was skipped, else 0."""
+def report_skipped(command: str, problems: List[str], what: str = "file(s)") -> int:
+    """Name every skipped file (or dataset item) on stderr; returns the exit status: 1 when any
+    was skipped, else 0."""
     if not problems:
         return 0
-    print(f"napari-polyp {command}: skipped {len(problems)} file(s) that could not be read:", file=sys.stderr)
+    print(f"napari-polyp {command}: skipped {len(problems)} {what} that could not be read:", file=sys.stderr)
     for problem in problems:
         print(f"  {problem}", file=sys.stderr)
     return 1

@@ -259,20 +259,12 @@ class ReviewSession:
 
     def write_table_csv(self, path) -> Path:
         """The item table as CSV (empty cells where a value is unknown); returns the path."""
-        import csv
-        import io
-
         from ._atomic import atomic_write_bytes
+        from .export import csv_bytes  # the one CSV writer: cells a spreadsheet would run are made inert
 
-        rows = self.table()
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=self.TABLE_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if v is None else round(v, 4) if isinstance(v, float) else v)
-                             for k, v in row.items()})
+        rows = [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in self.table()]
         path = Path(path)
-        atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+        atomic_write_bytes(path, csv_bytes(self.TABLE_COLUMNS, rows))
         return path
 
     # -- navigation -------------------------------------------------------------------

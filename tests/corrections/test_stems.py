@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from napari_polyp.corrections import CorrectionsDataset
-from napari_polyp.corrections.manifest import safe_stem
+from napari_polyp.corrections.export import export
+from napari_polyp.corrections.manifest import MAX_NAME_BYTES, MAX_STEM_BYTES, safe_stem
 
 
 def rgb(seed):
@@ -45,4 +46,28 @@ def test_file_names_in_other_scripts_are_kept_not_merged(tmp_path):
 def test_cleaning_is_idempotent_and_never_leaves_dots():
     for name in ("..", ".", "", "a/../b", "  x  ", "." * 200, "x" * 300 + ".png"):
         stem = safe_stem(name)
-        assert stem == safe_stem(stem) and stem not in (".", "..") and "/" not in stem and len(stem) <= 150
+        assert stem == safe_stem(stem) and stem not in (".", "..") and "/" not in stem
+        assert len(stem.encode("utf-8")) <= MAX_STEM_BYTES
+
+
+def test_a_long_non_ascii_file_name_is_saved_and_exported(tmp_path):
+    """A legal 244-byte name of 2-byte letters: the stem is cut by bytes, at a whole letter, and
+    every file made from it (temporaries included) stays under the file system's 255 bytes."""
+    from PIL import Image
+
+    source = tmp_path / ("ü" * 120 + ".png")
+    assert len(source.name.encode("utf-8")) == 244
+    Image.fromarray(rgb(1)).save(source)
+    other = tmp_path / ("ü" * 119 + "x.png")  # the same first 200 bytes: another image
+    Image.fromarray(rgb(2)).save(other)
+    ds = CorrectionsDataset(tmp_path / "ds")
+    first = ds.save(mask=mask(), source_path=source, status="accepted")
+    second = ds.save(mask=mask(), source_path=other, status="accepted")
+    assert first.stem == "ü" * 100 and second.stem != first.stem
+    assert len(second.stem.encode("utf-8")) <= MAX_STEM_BYTES and second.stem == safe_stem(second.stem)
+    ds.save(mask=1 - mask(), stem=first.stem, status="corrected")
+    np.testing.assert_array_equal(ds.load_image(second.stem), rgb(2))
+    summary = export(ds.root, "nnunet", tmp_path / "out")
+    assert summary["cases"] == 2 and summary["skipped"] == []
+    names = [p.name for p in (tmp_path / "ds").rglob("*")] + [p.name for p in (tmp_path / "out").rglob("*")]
+    assert max(len(n.encode("utf-8")) for n in names) <= MAX_NAME_BYTES - 14  # room for a temporary's name
