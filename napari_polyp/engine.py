@@ -15,8 +15,13 @@ that hashes everything the graph depends on (:func:`export_key`): the weights'
 sha256 (the checkpoint's, or the weights' own for untrained networks), the
 frozen backbone's sha256, the variant, the input size, the opset, the torch
 version and the network's source files. The key is also written into the file's
-metadata and checked on load; a file that does not load or does not match is
-exported again. Attention maps are outputs of the graph (``attention:NAME``).
+metadata and checked on load. Metadata can be copied into any file, so the file
+itself is verified too: its sha256 is recorded at export in ``index.json``, an
+index the cache owns, and checked at every load, by the built path and by the
+torch-free served path alike; the bytes that were hashed are the bytes ONNX Runtime
+runs. A file that does not load, does not match its index entry or has none (a
+planted or tampered graph) is exported again, with one message. Attention maps are
+outputs of the graph (``attention:NAME``).
 
 When ONNX Runtime is missing or an export fails, the runner is torch and the
 reason is given once, as an :class:`EngineFallbackWarning` (and in ``runner.note``).
@@ -43,6 +48,7 @@ LOGITS = "logits"
 ATTENTION_PREFIX = "attention:"
 METADATA_KEY = "napari_polyp_export"
 CACHE_BUDGET_BYTES = 2 * 2**30  # least recently used exports beyond this are deleted
+INDEX_FILE = "index.json"  # in the cache folder: export file name -> {"sha256": of its bytes}
 
 
 class EngineFallbackWarning(UserWarning):
@@ -213,16 +219,34 @@ def _served_key(checkpoint_path, input_size: int) -> str:
 def remember_served(checkpoint_path, input_size: int, export_file: Path, key: dict) -> None:
     """Note that ``export_file`` is ``checkpoint_path``'s graph, so that the next start can
     run it without torch (:func:`served_runner`). Best effort, atomic."""
-    target = cache_dir() / SERVED_FILE
+    entry = {"file": Path(export_file).name, "key": key}
     try:
-        entries = json.loads(target.read_text()) if target.is_file() else {}
-        entries = entries if isinstance(entries, dict) else {}
-        entries[_served_key(checkpoint_path, input_size)] = {"file": Path(export_file).name, "key": key}
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(entries, sort_keys=True))
-        os.replace(tmp, target)
+        update_json(cache_dir() / SERVED_FILE, lambda entries: {**entries, _served_key(checkpoint_path, input_size): entry})
     except (OSError, ValueError):
         pass
+
+
+def update_json(path: Path, change) -> None:
+    """Replace the JSON object in ``path`` by ``change(object)``, safe against other processes:
+    read and written under a lock, through a temporary file of a unique name renamed over it (a
+    reader sees the old object or the new one, never an empty file). An unreadable file counts
+    as an empty object."""
+    from filelock import FileLock
+
+    from .corrections._atomic import atomic_write_bytes
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(f".{path.name}.lock")), timeout=60):
+        atomic_write_bytes(path, json.dumps(change(read_json_object(path)), sort_keys=True).encode())
+
+
+def read_json_object(path: Path) -> dict:
+    """The JSON object in ``path``; {} when it is missing, unreadable or not an object."""
+    try:
+        value = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def served_runner(model_name: str, checkpoint_path, input_size: int, threads: Optional[int] = None):
@@ -242,9 +266,9 @@ def served_runner(model_name: str, checkpoint_path, input_size: int, threads: Op
                    "source_sha256": architecture_source_sha256(model_name)}
         if any(key.get(k) != v for k, v in current.items()) or not path.is_file():
             return None
-        return open_export(path, key, threads or physical_cores())
-    except Exception:  # noqa: BLE001 -- a missing or odd note, ONNX Runtime refusing the file: build instead
-        return None
+        return open_export(path, key, threads or physical_cores(), verified_graph(path))
+    except Exception:  # noqa: BLE001 -- a missing or odd note, a graph not matching the index, ONNX Runtime
+        return None   # refusing the file: the built path runs, and says why when it exports again
 
 
 # -- export and cache -------------------------------------------------------------
@@ -312,9 +336,9 @@ def load_or_export(model: torch.nn.Module, model_name: str, input_size: int, thr
     key = export_key(model, model_name, input_size, opset)
     path = export_path(key, directory)
     threads = threads or physical_cores()
-    if path.is_file():
+    if path.is_file() or path.is_symlink():
         try:
-            runner = open_export(path, key, threads)
+            runner = open_export(path, key, threads, verified_graph(path))
             os.utime(path)  # recently used: kept when the cache is pruned
             return runner
         except Exception as err:  # noqa: BLE001 -- corrupt, truncated or foreign: export again
@@ -355,11 +379,38 @@ def export(model: torch.nn.Module, path: Path, input_size: int, key: dict, opset
         entry = graph.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, json.dumps({**key, "attention": attention_names}, sort_keys=True)
         onnx.save(graph, str(tmp))
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
         os.replace(tmp, path)
+        _record_in_index(path, digest)
     finally:
         model.eval()
         tmp.unlink(missing_ok=True)
     return path
+
+
+class CachedGraphMismatch(ValueError):
+    """A cached ONNX file is not the one this cache exported (planted, tampered or unindexed)."""
+
+
+def _record_in_index(path: Path, digest: str) -> None:
+    update_json(path.parent / INDEX_FILE, lambda index: {**index, path.name: {"sha256": digest}})
+
+
+def verified_graph(path: Path) -> bytes:
+    """The bytes of a cached graph, when their sha256 is the one recorded in the cache's index at
+    export; else :class:`CachedGraphMismatch`. The caller runs these very bytes (no second read
+    that another process could swap)."""
+    if Path(path).is_symlink():
+        raise CachedGraphMismatch("it is a symbolic link, not a file this cache wrote")
+    data = Path(path).read_bytes()
+    entry = read_json_object(Path(path).parent / INDEX_FILE).get(Path(path).name)
+    recorded = entry.get("sha256") if isinstance(entry, dict) else None
+    if recorded is None:
+        raise CachedGraphMismatch(f"its sha256 is not in the cache's {INDEX_FILE}: this cache did not export it")
+    if hashlib.sha256(data).hexdigest() != recorded:
+        raise CachedGraphMismatch(f"its sha256 differs from the one recorded at export in {INDEX_FILE}: "
+                                  "the file was changed or replaced")
+    return data
 
 
 def _TupleOutputs(model):  # noqa: N802 -- a class made on first use: torch is imported lazily
@@ -378,8 +429,9 @@ def _TupleOutputs(model):  # noqa: N802 -- a class made on first use: torch is i
     return TupleOutputs()
 
 
-def open_export(path: Path, key: dict, threads: int) -> OnnxRunner:
-    """An ONNX Runtime session on ``path``, refused unless the file's metadata is ``key``."""
+def open_export(path: Path, key: dict, threads: int, graph: Optional[bytes] = None) -> OnnxRunner:
+    """An ONNX Runtime session on ``graph`` (the bytes of ``path``, verified by the caller with
+    :func:`verified_graph`; read from ``path`` when None), refused unless its metadata is ``key``."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -389,7 +441,8 @@ def open_export(path: Path, key: dict, threads: int) -> OnnxRunner:
     # video decoding and other work need, and on a busy 2-core machine made it 2x slower.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: ORT's own warnings are not the user's business
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(graph if graph is not None else str(path), sess_options=options,
+                                   providers=["CPUExecutionProvider"])
     stored = json.loads(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY, "{}"))
     attention = stored.pop("attention", None)
     if stored != json.loads(json.dumps(key, sort_keys=True)) or not isinstance(attention, list):
@@ -410,6 +463,9 @@ def prune_cache(directory: Path, keep: Optional[Path] = None, budget: int = CACH
         if total > budget and path != keep:
             path.unlink(missing_ok=True)
             removed.append(path)
+    if removed:
+        gone = {p.name for p in removed}
+        update_json(Path(directory) / INDEX_FILE, lambda index: {k: v for k, v in index.items() if k not in gone})
     return removed
 
 

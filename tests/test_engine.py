@@ -218,3 +218,102 @@ def test_the_cache_keeps_the_most_recently_used_exports_within_its_budget(tmp_pa
         files.append(path)
     removed = E.prune_cache(tmp_path, keep=files[0], budget=250)
     assert sorted(removed) == [files[1]] and files[0].exists() and files[2].exists() and files[3].exists()
+
+
+# -- the cache verifies each graph it serves by the sha256 recorded at export (issue 25) ----------------
+def _graph_with_metadata_of(source, target, metadata_from):
+    """``source``'s graph saved at ``target`` with the metadata of ``metadata_from``: what anyone can
+    do, since the metadata is only text inside the file."""
+    import onnx
+
+    graph, donor = onnx.load(str(source)), onnx.load(str(metadata_from))
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(donor.metadata_props)
+    onnx.save(graph, str(target))
+
+
+def _mismatch_warnings(record):
+    return [w for w in _fallback_warnings(record) if "cannot be used" in str(w.message)]
+
+
+def test_a_tampered_cached_graph_is_exported_again_with_one_message(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    model = _net("microaunet", seed=1)
+    path = E.load_or_export(model, "microaunet", 64, threads=1, directory=tmp_path).path
+    graph = onnx.load(str(path))  # same metadata, one weight changed: what the cache trusted before
+    weight = graph.graph.initializer[0]
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 0 + 7, weight.name))
+    onnx.save(graph, str(path))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        runner = E.load_or_export(model, "microaunet", 64, threads=1, directory=tmp_path)
+        again = E.load_or_export(model, "microaunet", 64, threads=1, directory=tmp_path)
+    [message] = _mismatch_warnings(record)
+    assert str(path) in str(message.message) and "sha256 differs" in str(message.message)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        expected = model(x)["logits"]
+    torch.testing.assert_close(runner(x)["logits"], expected, atol=ATOL, rtol=RTOL)
+    assert again.path == path
+
+
+def test_a_foreign_graph_with_copied_metadata_is_refused(tmp_path):
+    model, other = _net("microaunet", seed=1), _net("microaunet", seed=2)
+    path = E.load_or_export(model, "microaunet", 64, threads=1, directory=tmp_path / "cache").path
+    foreign = E.load_or_export(other, "microaunet", 64, threads=1, directory=tmp_path / "elsewhere").path
+    _graph_with_metadata_of(foreign, path, metadata_from=path)  # planted: the network's key, other weights
+    with pytest.raises(E.CachedGraphMismatch, match="sha256 differs"):
+        E.verified_graph(path)
+    with pytest.warns(E.EngineFallbackWarning, match="cannot be used"):
+        runner = E.load_or_export(model, "microaunet", 64, threads=1, directory=tmp_path / "cache")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(runner(x)["logits"], model(x)["logits"], atol=ATOL, rtol=RTOL)
+
+
+def test_a_graph_the_cache_did_not_export_is_refused(tmp_path):
+    model = _net("microaunet", seed=1)
+    planted_dir = tmp_path / "planted"
+    path = E.load_or_export(model, "microaunet", 64, threads=1, directory=tmp_path / "cache").path
+    planted = planted_dir / path.name
+    planted_dir.mkdir()
+    planted.write_bytes(path.read_bytes())  # a perfect copy, but not in this cache's index
+    with pytest.raises(E.CachedGraphMismatch, match="not in the cache's index.json"):
+        E.verified_graph(planted)
+    with pytest.warns(E.EngineFallbackWarning, match="cannot be used"):
+        E.load_or_export(model, "microaunet", 64, threads=1, directory=planted_dir)
+    assert E.verified_graph(planted)  # exported again, and recorded
+
+
+def test_the_torch_free_served_path_verifies_its_graph_too(tmp_path):
+    checkpoint = tmp_path / "a.pt"
+    models.save_checkpoint(_net("microaunet", seed=1), checkpoint, architecture="microaunet")
+    model = models.create_model("microaunet", checkpoint=checkpoint)
+    built = E.make_runner(model, "microaunet", 64, "onnxruntime", torch.device("cpu"), threads=1)
+    assert built.engine == "onnxruntime"
+    served = E.served_runner("microaunet", checkpoint, 64, threads=1)
+    assert served is not None and served.path == built.path
+    foreign = E.load_or_export(_net("microaunet", seed=5), "microaunet", 64, threads=1, directory=tmp_path / "x").path
+    _graph_with_metadata_of(foreign, built.path, metadata_from=built.path)
+    assert E.served_runner("microaunet", checkpoint, 64, threads=1) is None  # not run: the build path exports again
+    with pytest.warns(E.EngineFallbackWarning, match="sha256 differs"):
+        rebuilt = E.make_runner(model, "microaunet", 64, "onnxruntime", torch.device("cpu"), threads=1)
+    assert rebuilt.engine == "onnxruntime"
+    assert E.served_runner("microaunet", checkpoint, 64, threads=1) is not None
+
+
+def test_cache_notes_written_by_many_writers_at_once_lose_nothing(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    target = tmp_path / "notes.json"
+
+    def add(i):
+        E.update_json(target, lambda notes: {**notes, str(i): i})
+        assert isinstance(E.read_json_object(target), dict)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(add, range(64)))
+    assert E.read_json_object(target) == {str(i): i for i in range(64)}
+    assert not list(tmp_path.glob(".tmp-*"))
