@@ -222,22 +222,47 @@ def _preferred_file() -> Path:
 
 def _read_preferred() -> dict:
     """architecture -> preferred checkpoint path; an unreadable or malformed file counts as empty."""
-    try:
-        prefs = json.loads(_preferred_file().read_text())
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in prefs.items() if isinstance(v, str)} if isinstance(prefs, dict) else {}
+    return {k: v for k, v in read_json_object(_preferred_file()).items() if isinstance(v, str)}
 
 
 def set_preferred(architecture: str, path) -> None:
     """Make ``path`` what ``create_model(architecture)`` loads by default."""
-    prefs = _read_preferred()
-    prefs[architecture] = str(Path(path).resolve())
-    target = _preferred_file()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(prefs, indent=1))
-    os.replace(tmp, target)
+    chosen = str(Path(path).resolve())
+    update_json_file(_preferred_file(), lambda prefs: {**prefs, architecture: chosen})
+
+
+def read_json_object(path) -> dict:
+    """The JSON object in ``path``; {} when it is missing, unreadable or not an object."""
+    try:
+        value = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def update_json_file(path, change) -> None:
+    """Replace the JSON object in ``path`` (preferred.json, the ONNX cache's notes) by
+    ``change(object)``, safe when several processes write at once: read and written under a lock
+    beside it, through a temporary file of a unique name, fsynced and renamed over the file, so a
+    reader sees the old object or the new one (never an empty file) and no update is lost."""
+    import tempfile
+
+    from filelock import FileLock
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(f".{path.name}.lock")), timeout=60):
+        data = json.dumps(change(read_json_object(path)), indent=1, sort_keys=True).encode()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def shipped_checkpoint(architecture: str) -> Optional[Path]:

@@ -219,34 +219,14 @@ def _served_key(checkpoint_path, input_size: int) -> str:
 def remember_served(checkpoint_path, input_size: int, export_file: Path, key: dict) -> None:
     """Note that ``export_file`` is ``checkpoint_path``'s graph, so that the next start can
     run it without torch (:func:`served_runner`). Best effort, atomic."""
+    from models.checkpoint import update_json_file
+
     entry = {"file": Path(export_file).name, "key": key}
     try:
-        update_json(cache_dir() / SERVED_FILE, lambda entries: {**entries, _served_key(checkpoint_path, input_size): entry})
+        update_json_file(cache_dir() / SERVED_FILE,
+                         lambda entries: {**entries, _served_key(checkpoint_path, input_size): entry})
     except (OSError, ValueError):
         pass
-
-
-def update_json(path: Path, change) -> None:
-    """Replace the JSON object in ``path`` by ``change(object)``, safe against other processes:
-    read and written under a lock, through a temporary file of a unique name renamed over it (a
-    reader sees the old object or the new one, never an empty file). An unreadable file counts
-    as an empty object."""
-    from filelock import FileLock
-
-    from .corrections._atomic import atomic_write_bytes
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path.with_name(f".{path.name}.lock")), timeout=60):
-        atomic_write_bytes(path, json.dumps(change(read_json_object(path)), sort_keys=True).encode())
-
-
-def read_json_object(path: Path) -> dict:
-    """The JSON object in ``path``; {} when it is missing, unreadable or not an object."""
-    try:
-        value = json.loads(Path(path).read_bytes())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def served_runner(model_name: str, checkpoint_path, input_size: int, threads: Optional[int] = None):
@@ -393,13 +373,17 @@ class CachedGraphMismatch(ValueError):
 
 
 def _record_in_index(path: Path, digest: str) -> None:
-    update_json(path.parent / INDEX_FILE, lambda index: {**index, path.name: {"sha256": digest}})
+    from models.checkpoint import update_json_file
+
+    update_json_file(path.parent / INDEX_FILE, lambda index: {**index, path.name: {"sha256": digest}})
 
 
 def verified_graph(path: Path) -> bytes:
     """The bytes of a cached graph, when their sha256 is the one recorded in the cache's index at
     export; else :class:`CachedGraphMismatch`. The caller runs these very bytes (no second read
     that another process could swap)."""
+    from models.checkpoint import read_json_object
+
     if Path(path).is_symlink():
         raise CachedGraphMismatch("it is a symbolic link, not a file this cache wrote")
     data = Path(path).read_bytes()
@@ -464,8 +448,10 @@ def prune_cache(directory: Path, keep: Optional[Path] = None, budget: int = CACH
             path.unlink(missing_ok=True)
             removed.append(path)
     if removed:
+        from models.checkpoint import update_json_file
+
         gone = {p.name for p in removed}
-        update_json(Path(directory) / INDEX_FILE, lambda index: {k: v for k, v in index.items() if k not in gone})
+        update_json_file(Path(directory) / INDEX_FILE, lambda index: {k: v for k, v in index.items() if k not in gone})
     return removed
 
 

@@ -302,18 +302,3 @@ def test_the_torch_free_served_path_verifies_its_graph_too(tmp_path):
         rebuilt = E.make_runner(model, "microaunet", 64, "onnxruntime", torch.device("cpu"), threads=1)
     assert rebuilt.engine == "onnxruntime"
     assert E.served_runner("microaunet", checkpoint, 64, threads=1) is not None
-
-
-def test_cache_notes_written_by_many_writers_at_once_lose_nothing(tmp_path):
-    from concurrent.futures import ThreadPoolExecutor
-
-    target = tmp_path / "notes.json"
-
-    def add(i):
-        E.update_json(target, lambda notes: {**notes, str(i): i})
-        assert isinstance(E.read_json_object(target), dict)
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(add, range(64)))
-    assert E.read_json_object(target) == {str(i): i for i in range(64)}
-    assert not list(tmp_path.glob(".tmp-*"))
