@@ -651,6 +651,10 @@ class CorrectionsDataset:
         if data == good:
             return
         folder = self.history_dir(record.stem)
+        recorded = self.manifest_index(warn=False).version_with_mask(record.stem, sha256_bytes(data))
+        if recorded is not None:  # a confirmed version after all (a manifest whose versions went backwards)
+            self._add_to_history(folder, recorded, data)
+            return
         if any(self._readable_inside(p) and p.read_bytes() == data for p in folder.glob("unconfirmed-*.png")):
             return
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")

@@ -387,6 +387,7 @@ class ManifestIndex:
         self.records: List[Record] = []
         self.latest: Dict[str, Record] = {}
         self.highest: Dict[str, int] = {}  # the highest version any record of a stem ever had
+        self.by_stem: Dict[str, List[Record]] = {}  # every record of each stem, in file order
         self.skipped: List[SkippedLine] = []
         self.tail: Optional[Record] = None  # a complete last record whose newline is missing
         self.torn = False  # the last line is a write cut short
@@ -466,6 +467,7 @@ class ManifestIndex:
         self.records.append(record)
         self.latest[record.stem] = record
         self.highest[record.stem] = max(self.highest.get(record.stem, 0), record.version)
+        self.by_stem.setdefault(record.stem, []).append(record)
 
     def _warn(self) -> "ManifestIndex":
         for skipped in self.skipped[self._warned:]:
@@ -482,6 +484,12 @@ class ManifestIndex:
         if self.tail is not None:
             latest[self.tail.stem] = self.tail
         return latest
+
+    def version_with_mask(self, stem: str, mask_sha256: str) -> Optional[int]:
+        """The highest version of ``stem`` whose record names a mask of this sha256, if any."""
+        found = [r.version for r in self.by_stem.get(stem, []) + ([self.tail] if self.tail else [])
+                 if r.stem == stem and r.mask_sha256 == mask_sha256]
+        return max(found, default=None)
 
     def highest_version(self, stem: str) -> int:
         tail = self.tail.version if self.tail is not None and self.tail.stem == stem else 0
