@@ -65,10 +65,12 @@ def create_backbone(timm_name: str, pretrained: bool, weights=None, **timm_kwarg
             )
         return timm.create_model(timm_name, pretrained=True, **timm_kwargs)
     except Exception as err:  # network errors, missing hub files, key mismatches
+        from .checkpoint import load_problem  # torch's own text would advise loading the file unsafely
+
         where = f"local file {local}" if local else "timm's download (needs internet)"
         raise BackboneWeightsError(
             f"could not load pretrained weights for backbone '{timm_name}' from {where}: "
-            f"{type(err).__name__}: {err}. Offline, set {WEIGHTS_ENV} (or pass "
+            f"{load_problem(err, local)}. Offline, set {WEIGHTS_ENV} (or pass "
             "backbone_weights=) to a weights file or folder, or use pretrained_backbone=False "
             "to train from scratch."
         ) from err

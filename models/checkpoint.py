@@ -150,7 +150,7 @@ def read_checkpoint(path, expected_architecture: Optional[str] = None) -> Tuple[
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # zip/pickle errors vary by torch version
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_load_problem(err)})") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({load_problem(err, path)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is a PyTorch file but not a napari-polyp checkpoint (no '{FORMAT}' header); "
@@ -178,15 +178,34 @@ def read_checkpoint(path, expected_architecture: Optional[str] = None) -> Tuple[
     return header, state
 
 
-def _load_problem(err: Exception) -> str:
-    """Why torch.load refused a file, in our words: torch's own text for a file holding
-    arbitrary Python objects suggests loading it unsafely, which we never do nor advise."""
+def load_problem(err: Exception, path=None) -> str:
+    """Why torch.load (or a weights reader) refused a file, in our words: torch's own text for a
+    file holding arbitrary Python objects advises loading it unsafely, which we never do nor
+    advise; and a text file is said to be one (torch calls it a file of Python objects too)."""
+    if path is not None and _is_text_file(path):
+        return "it is a text file, not a file of weights"
     text = str(err)
     if "weights_only" in text or "Weights only load failed" in text or "WeightsUnpickler" in text:
         return ("it holds Python objects other than tensors and plain values, which napari-polyp "
                 "never loads because loading them could run code from the file")
     first = text.strip().splitlines()[0] if text.strip() else "no detail"
     return f"{type(err).__name__}: {first}"
+
+
+def _is_text_file(path) -> bool:
+    """Whether ``path`` starts like text rather than a zip, pickle or safetensors file."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return False
+    if not head or head.startswith((b"PK\x03\x04", b"\x80")):
+        return False
+    try:
+        decoded = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isprintable() or ch in "\t\r\n" for ch in decoded)
 
 
 def load_into(model: torch.nn.Module, state: Dict[str, torch.Tensor], path, architecture: str,

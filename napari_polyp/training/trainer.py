@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 
 import models
-from models.checkpoint import CheckpointError, load_into, read_checkpoint, save_checkpoint
+from models.checkpoint import CheckpointError, load_into, load_problem, read_checkpoint, save_checkpoint
 from napari_polyp.errors import UserError
 from napari_polyp.inference import normalise, preprocess, resolve_device
 
@@ -792,8 +792,8 @@ def _load_state(out_dir: Path) -> Optional[dict]:
         return None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path} cannot be read to resume ({type(err).__name__}: {err})") from None
+    except Exception as err:  # in our words: torch's own text advises loading the file unsafely
+        raise CheckpointError(f"{path} cannot be read to resume ({load_problem(err, path)})") from None
 
 
 def _resume_weights(model: nn.Module, out_dir: Path, name: str) -> None:
