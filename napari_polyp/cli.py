@@ -65,6 +65,13 @@ def _input_errors() -> tuple:
     return tuple(found)
 
 
+def _disk_full(err: BaseException) -> bool:
+    """A full disk or quota: the user's to fix, told in one line, not a traceback."""
+    import errno
+
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
@@ -77,6 +84,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         check_model_name(getattr(args, "model", None))
         return int(args._run(args) or 0)
     except Exception as err:  # noqa: BLE001 -- only bad input becomes one line; the rest propagates
+        if _disk_full(err):
+            print(f"napari-polyp {args.command}: error: the disk is full ({err}); free some space and run it "
+                  "again (files already written in full are kept, no half-written file is left)", file=sys.stderr)
+            return 2
         if not isinstance(err, _input_errors()):
             raise
         print(f"napari-polyp {args.command}: error: {err}", file=sys.stderr)

@@ -781,8 +781,11 @@ def _save(model, out_dir: Path, config: TrainConfig, training: dict, metrics: di
 
 def _save_state(out_dir: Path, state: dict) -> None:
     tmp = out_dir / f".{STATE_FILE}.tmp-{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, out_dir / STATE_FILE)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, out_dir / STATE_FILE)
+    finally:  # a disk that filled up mid-write leaves no half file behind
+        tmp.unlink(missing_ok=True)
 
 
 def _load_state(out_dir: Path) -> Optional[dict]:
