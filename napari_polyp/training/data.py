@@ -74,15 +74,14 @@ def find_pairs(root) -> List[Pair]:
 
 
 def _corrections_pairs(dataset) -> List[Pair]:
-    """The training items of a corrections dataset; an item whose files are missing is left out
-    with a warning (records leading outside the folder were already skipped when read)."""
-    from ..corrections.dataset import DatasetError
-
+    """The training items of a corrections dataset; an item whose files are missing, unreadable
+    or of different sizes is left out with a warning (records leading outside the folder were
+    already skipped when read), so one bad item never stops the training."""
     pairs = []
     for record in sorted(dataset.training_items(), key=lambda r: r.stem):
         try:
-            pairs.append(Pair(record.stem, dataset.image_path(record), dataset.mask_path(record)))
-        except DatasetError as err:
+            pairs.append(Pair(record.stem, *dataset.checked_pair(record)))
+        except (UserError, OSError) as err:
             warnings.warn(f"{record.stem!r} left out of training: {err}", stacklevel=3)
     return pairs
 

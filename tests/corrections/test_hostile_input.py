@@ -473,3 +473,9 @@ def test_hostile_cases_touch_nothing_outside_and_nothing_of_another_item(dataset
     assert snapshot(outside) == before_outside
     for path, data in b_files.items():
         assert path.read_bytes() == data, path
+
+
+def test_the_training_pairs_leave_out_one_bad_item_with_a_warning(with_bad_items):
+    with pytest.warns(UserWarning, match="'b' left out of training: .*b.png.*cannot be decoded"):
+        pairs = find_pairs(with_bad_items.root)
+    assert [p.stem for p in pairs] == ["a"]
