@@ -333,7 +333,8 @@ class WorkspaceWidget(QWidget):
             self.export_label.setText(f"⚠ {self.last_error}")
             return None
         try:
-            result = export(root, fmt, Path(out))
+            # the save dialog has asked before replacing a file; an nnU-Net folder is refused if full
+            result = export(root, fmt, Path(out), overwrite=fmt != "nnunet")
         except Exception as err:  # noqa: BLE001 -- e.g. nothing to export yet
             self.last_error = error_text(err)
             show_warning(self.last_error)
@@ -341,6 +342,8 @@ class WorkspaceWidget(QWidget):
             return None
         self.last_error = None
         text = f"exported {fmt} to {result.get('out', out)}"
+        if result.get("skipped"):  # items that could not be read, named (the others were exported)
+            text += f"; {len(result['skipped'])} item(s) left out: " + "; ".join(result["skipped"][:3])
         self.export_label.setText(text)
         show_info(text)
         return result
