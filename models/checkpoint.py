@@ -275,6 +275,10 @@ def update_json_file(path, change) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
+                if hasattr(os, "fchmod"):  # mkstemp's 0600 would hide the file from a shared cache's users
+                    umask = os.umask(0)
+                    os.umask(umask)
+                    os.fchmod(fh.fileno(), 0o666 & ~umask)
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
