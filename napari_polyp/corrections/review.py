@@ -10,6 +10,15 @@ The Review widget is a thin Qt layer over :class:`ReviewSession`::
     session.save(i, image, mask, predicted=pred, model=..., threshold=0.5, status="corrected")
     session.progress_text()                  # "1 / 200 reviewed"
     session.scores_text(i)                   # Dice/IoU vs masks/ beside images/, when there is one
+
+It also owns the network's predictions of the items (:meth:`ReviewSession.remember`): each
+belongs to one :class:`ModelChoice` (network, checkpoint, flip TTA), and a change of choice
+drops the predictions of the old one (:meth:`ReviewSession.use_model`), so a mask, a Dice in
+the table or a save never comes from a network other than the one chosen. The threshold
+only re-derives masks from the kept probabilities (:meth:`ReviewSession.use_threshold`): a
+mask re-derived at a new threshold is the prediction at that threshold, not an edit.
+A save goes through :meth:`ReviewSession.commit`, which refuses what would write wrong data
+(an unreadable item, a mask of another image's size).
 """
 from __future__ import annotations
 
@@ -23,6 +32,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..io.images import find_image, list_images, read_image
+from ..prediction import binary_mask
 from ..io.masks import read_mask
 from ..io.video import VIDEO_EXTENSIONS
 from .dataset import CorrectionsDataset, Record
@@ -37,6 +47,70 @@ class ReviewItem:
     stem: str  # the stem it is saved under (unless another image already took it)
     source_path: Path  # the image file, or the video file
     frame: Optional[int] = None  # frame number of a video item
+
+
+def checkpoint_stamp(checkpoint) -> str:
+    """Size and modification time of a checkpoint file ("" for random weights or a missing
+    file): a file rewritten in place (fine-tuning) is another checkpoint."""
+    if not checkpoint:
+        return ""
+    try:
+        stat = Path(checkpoint).stat()
+    except OSError:
+        return ""
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What a prediction is made with. Any change makes the predictions of the old one stale.
+
+    checkpoint: the weights file ("" for random weights); stamp: :func:`checkpoint_stamp`
+    of it, read when the choice is made."""
+
+    network: str
+    checkpoint: str = ""
+    stamp: str = ""
+    tta: bool = False
+
+    @classmethod
+    def of(cls, network: str, checkpoint=None, tta: bool = False) -> "ModelChoice":
+        checkpoint = str(checkpoint) if checkpoint else ""
+        return cls(str(network), checkpoint, checkpoint_stamp(checkpoint), bool(tta))
+
+    def label(self) -> str:
+        """How the item line and the table name it: "ea-dk", "ea-dk +TTA", "ea-dk (random weights)"."""
+        return self.network + (" +TTA" if self.tta else "") + ("" if self.checkpoint else " (random weights)")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a prediction came from: the choice it was made with, the weights' sha256 the
+    network reported ("" when untrained) and the image file (or video) it was made of."""
+
+    choice: ModelChoice
+    checkpoint_sha256: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    """A network's output for one item (probability and attention maps at the image's size)
+    with its provenance; the mask is derived at whatever threshold is asked."""
+
+    probability: np.ndarray
+    attention: Dict[str, np.ndarray]
+    provenance: Provenance
+
+    def mask(self, threshold: float) -> np.ndarray:
+        return binary_mask(self.probability, threshold)
+
+
+def stored(prediction, choice: ModelChoice, source="") -> StoredPrediction:
+    """A :class:`napari_polyp.prediction.Prediction` (or anything with ``probability``,
+    ``attention`` and ``checkpoint_sha256``) as made with ``choice``."""
+    return StoredPrediction(np.asarray(prediction.probability, np.float32), dict(prediction.attention or {}),
+                            Provenance(choice, str(getattr(prediction, "checkpoint_sha256", "") or ""), str(source)))
 
 
 def dataset_clash(source, dataset) -> str:
@@ -92,6 +166,11 @@ class ReviewSession:
         self.scores: Dict[str, Dict[str, Tuple[float, float]]] = {}
         self.uncertainty: Dict[int, float] = {}  # item -> ranking score of its prediction (see ranking.py)
         self._clean: Dict[int, np.ndarray] = {}  # item -> its mask as last shown/saved (to spot unsaved edits)
+        self.unreadable: Dict[int, str] = {}  # item -> why its file cannot be read
+        self._shapes: Dict[int, Tuple[int, int]] = {}  # item -> (H, W) of its image, once read
+        self.choice: Optional[ModelChoice] = None  # the network predictions are made with now
+        self.threshold = 0.5  # the threshold masks are derived at now
+        self._predictions: Dict[int, StoredPrediction] = {}  # item -> its prediction under ``choice``
 
     # -- items ---------------------------------------------------------------------
     def _make_items(self, source) -> List[ReviewItem]:
@@ -118,10 +197,24 @@ class ReviewSession:
         return len(self.items)
 
     def image(self, index: int) -> np.ndarray:
+        """The item's pixels (HxWx3 uint8). A file that cannot be read raises a UserError
+        naming it, and the item is marked unreadable (see :attr:`unreadable`)."""
         item = self.items[index]
-        if item.frame is not None:
-            return np.asarray(self.video[item.frame])
-        return read_image(item.source_path)
+        try:
+            image = np.asarray(self.video[item.frame]) if item.frame is not None else read_image(item.source_path)
+        except Exception as err:  # noqa: BLE001 -- any reader failure is the file's problem
+            reason = str(err).strip() or type(err).__name__
+            where = str(item.source_path) if item.frame is None else f"{item.source_path} frame {item.frame}"
+            reason = reason if where in reason else f"{where}: {reason}"
+            self.unreadable[index] = reason
+            raise UserError(f"cannot read {reason}") from err
+        self.unreadable.pop(index, None)
+        self._shapes[index] = tuple(image.shape[:2])
+        return image
+
+    def is_readable(self, index: int) -> bool:
+        """False once reading the item failed (until a later read succeeds)."""
+        return index not in self.unreadable
 
     # -- the dataset side --------------------------------------------------------------
     def refresh(self) -> None:
@@ -182,6 +275,7 @@ class ReviewSession:
              checkpoint_sha256: str = "", threshold: Optional[float] = None,
              reviewer: Optional[str] = None, strokes: Optional[np.ndarray] = None) -> Record:
         item = self.items[index]
+        self._check_savable(index, mask, status)
         extra = {"frame": item.frame} if item.frame is not None else {}
         if strokes is not None:
             extra["strokes"] = strokes
@@ -195,6 +289,107 @@ class ReviewSession:
         if predicted is not None:
             self.score(index, prediction=predicted)
         return record
+
+    def _check_savable(self, index: int, mask: np.ndarray, status: str) -> None:
+        """Refuse a save that would put wrong data under this item's name: an item whose file
+        cannot be read, or a mask whose size is not its image's (another image's mask)."""
+        item = self.items[index]
+        if index in self.unreadable:
+            raise UserError(f"not saved: {item.name} cannot be read ({self.unreadable[index]}); "
+                            "fix or remove the file")
+        shape = self._shapes.get(index)
+        if shape is None:
+            shape = tuple(self.image(index).shape[:2])  # raises (naming the file) when unreadable
+        if tuple(np.shape(mask)) != shape:
+            raise UserError(f"not saved: the mask is {np.shape(mask)[0]}×{np.shape(mask)[1]} but {item.name} is "
+                            f"{shape[0]}×{shape[1]}: it is not this image's mask")
+
+    def commit(self, index: int, mask: np.ndarray, requested: str, *, basis: Optional[StoredPrediction] = None,
+               threshold: Optional[float] = None, image: Optional[np.ndarray] = None, note: str = "",
+               reviewer: Optional[str] = None, strokes: Optional[np.ndarray] = None,
+               saved_threshold: Optional[float] = None) -> Record:
+        """Save the mask on screen for item ``index`` with the status ``requested`` asked for.
+
+        basis: the prediction the mask was derived from (None: the mask is the item's saved one,
+        re-opened); threshold: the threshold it was derived at (default: the session's). The
+        network's mask at that threshold is what ``pixels_changed`` and "accepted of an edited
+        mask is corrected" compare with, and its provenance is recorded."""
+        if basis is not None:
+            threshold = self.threshold if threshold is None else float(threshold)
+            predicted = basis.mask(threshold)
+            status = self.status_for(requested, mask, predicted)
+            provenance = basis.provenance
+            return self.save(index, image, mask, status=status, predicted=predicted, note=note,
+                             model=provenance.choice.network, checkpoint_sha256=provenance.checkpoint_sha256,
+                             threshold=threshold, reviewer=reviewer, strokes=strokes)
+        record = self.record(index)
+        status = self.status_for(requested, mask, self.saved_prediction(index))
+        return self.save(index, image, mask, status=status, note=note, reviewer=reviewer, strokes=strokes,
+                         model=record.model if record is not None else "",
+                         checkpoint_sha256=record.checkpoint_sha256 if record is not None else "",
+                         threshold=record.threshold if record is not None else saved_threshold)
+
+    # -- the network's predictions ------------------------------------------------------
+    def use_model(self, choice: ModelChoice) -> List[int]:
+        """Predictions are made with ``choice`` from now on: those of another choice are
+        dropped, with the Dice and uncertainty they gave the table. Returns the items whose
+        prediction was dropped."""
+        if choice == self.choice:
+            return []
+        self.choice = choice
+        stale = [i for i, kept in self._predictions.items() if kept.provenance.choice != choice]
+        for index in stale:
+            del self._predictions[index]
+            self._forget_prediction_scores(index)
+        return stale
+
+    def _forget_prediction_scores(self, index: int) -> None:
+        self.uncertainty.pop(index, None)
+        if self.record(index) is None:  # a saved item keeps the score of the prediction saved with it
+            self.scores.get(self.stem(index), {}).pop("prediction", None)
+
+    def use_threshold(self, threshold: float) -> List[int]:
+        """Masks are derived at ``threshold`` from now on: the unsaved items' Dice follow.
+        Returns the items re-scored."""
+        self.threshold = float(threshold)
+        rescored = []
+        for index, kept in self._predictions.items():
+            if self.record(index) is None:
+                self.score(index, prediction=kept.mask(self.threshold))
+                rescored.append(index)
+        return rescored
+
+    def remember(self, index: int, prediction: StoredPrediction) -> bool:
+        """Keep a prediction of item ``index`` (scored against the reference, its uncertainty
+        noted). One made with another choice than the current one is stale: refused (False)."""
+        if self.choice is not None and prediction.provenance.choice != self.choice:
+            return False
+        self._predictions[index] = prediction
+        if self.record(index) is None:
+            self.score(index, prediction=prediction.mask(self.threshold))
+        self.note_prediction(index, prediction.probability)
+        return True
+
+    def prediction(self, index: int) -> Optional[StoredPrediction]:
+        """The item's prediction under the current choice (None: not predicted with it)."""
+        return self._predictions.get(index)
+
+    def forget(self, index: int) -> None:
+        """Drop the item's prediction (the Run key predicts it again)."""
+        self._predictions.pop(index, None)
+
+    def to_predict(self, indices: Sequence[int]) -> List[int]:
+        """Of ``indices``, the unreviewed, readable items without a prediction under the current choice."""
+        return [i for i in indices if i not in self._predictions and i not in self.unreadable
+                and self.status(i) == "unreviewed"]
+
+    def network_of(self, index: int) -> str:
+        """The network behind the item's mask: the saved record's, else its current prediction's."""
+        record = self.record(index)
+        if record is not None:
+            return record.model or ""
+        kept = self._predictions.get(index)
+        return kept.provenance.choice.label() if kept is not None else ""
 
     # -- workflow rules -------------------------------------------------------------------
     def mark_clean(self, index: int, mask: np.ndarray) -> None:
@@ -230,7 +425,8 @@ class ReviewSession:
         return sorted(indices, key=key)
 
     # -- the item table -----------------------------------------------------------------
-    TABLE_COLUMNS = ("item", "status", "dice", "iou", "corrected_dice", "pixels_changed", "uncertainty", "note")
+    TABLE_COLUMNS = ("item", "status", "network", "dice", "iou", "corrected_dice", "pixels_changed", "uncertainty",
+                     "note")
 
     def table_row(self, index: int) -> Dict[str, object]:
         """One item's row: status, the prediction's Dice/IoU vs the reference, the corrected
@@ -238,7 +434,10 @@ class ReviewSession:
         record = self.record(index)
         entry = self.scores.get(self.stem(index), {})
         prediction, corrected = entry.get("prediction"), entry.get("corrected")
-        return {"item": self.items[index].name, "status": self.status(index),
+        status = self.status(index)
+        if status == "unreviewed" and index in self.unreadable:
+            status = "unreadable"
+        return {"item": self.items[index].name, "status": status, "network": self.network_of(index),
                 "dice": prediction[0] if prediction else None, "iou": prediction[1] if prediction else None,
                 "corrected_dice": corrected[0] if corrected else None,
                 "pixels_changed": record.pixels_changed if record is not None else None,
@@ -248,13 +447,13 @@ class ReviewSession:
         return [self.table_row(i) for i in range(len(self.items))]
 
     def worst_first(self, indices: Optional[Sequence[int]] = None) -> List[int]:
-        """Items by rising prediction Dice (unscored and rejected ones last)."""
+        """Items by rising prediction Dice, whatever their status (a rejected item's network
+        can be as wrong as any other's); unscored ones last."""
         indices = range(len(self.items)) if indices is None else indices
 
         def key(i):
             dice = self.table_row(i)["dice"]
-            usable = dice is not None and self.status(i) != "rejected"
-            return (not usable, dice if usable else 0.0, i)
+            return (dice is None, dice if dice is not None else 0.0, i)
         return sorted(indices, key=key)
 
     def write_table_csv(self, path) -> Path:
@@ -278,18 +477,25 @@ class ReviewSession:
         return shown[0] if shown else None
 
     def next_index(self, index: Optional[int], only_unreviewed: bool = False) -> Optional[int]:
-        start = -1 if index is None else index
-        for i in range(start + 1, len(self.items)):
-            if not only_unreviewed or self.status(i) == "unreviewed":
-                return i
-        return None
+        return self.neighbour(self.visible(only_unreviewed), index, +1)
 
     def previous_index(self, index: Optional[int], only_unreviewed: bool = False) -> Optional[int]:
-        start = len(self.items) if index is None else index
-        for i in range(start - 1, -1, -1):
-            if not only_unreviewed or self.status(i) == "unreviewed":
-                return i
-        return None
+        return self.neighbour(self.visible(only_unreviewed), index, -1)
+
+    def neighbour(self, order: Sequence[int], current: Optional[int], step: int) -> Optional[int]:
+        """The first readable item after (``step`` > 0) or before ``current`` in ``order`` (the
+        table as shown). When ``current`` is not in it (e.g. saved and filtered out), the walk
+        goes on from where it was in folder order, else from the first."""
+        order = list(order)
+        if current is None:
+            ahead = order if step > 0 else order[::-1]
+        elif current in order:
+            at = order.index(current)
+            ahead = order[at + 1:] if step > 0 else order[:at][::-1]
+        else:
+            ahead = [i for i in order if i > current] if step > 0 else [i for i in order if i < current][::-1]
+            ahead += [i for i in order if i not in ahead]
+        return next((i for i in ahead if i not in self.unreadable), None)
 
     def progress(self) -> Dict[str, int]:
         return self.dataset.progress([self.stem(i) for i in range(len(self.items))]) if self.items else \
@@ -297,7 +503,8 @@ class ReviewSession:
 
     def progress_text(self) -> str:
         counts = self.progress()
-        return f"{counts['reviewed']} / {counts['total']} reviewed"
+        unreadable = sum(1 for i in self.unreadable if self.status(i) == "unreviewed")
+        return f"{counts['reviewed']} / {counts['total']} reviewed" + (f" · {unreadable} unreadable" if unreadable else "")
 
     # -- ground truth -------------------------------------------------------------------
     @property

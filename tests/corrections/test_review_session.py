@@ -136,7 +136,7 @@ def test_table_worst_first_csv_and_rejected_not_counted(tmp_path):
     session.score(0, prediction=square(4, 12))  # Dice 1
     session.score(1, prediction=square(0, 8))  # Dice 0.25
     session.save(2, None, np.zeros((16, 20), np.uint8), status="rejected", predicted=np.zeros((16, 20), np.uint8))
-    assert session.worst_first() == [1, 0, 2]
+    assert session.worst_first() == [2, 1, 0]  # by Dice whatever the status: the empty prediction is the worst
     assert session.running_means()["prediction"]["n"] == 2  # the rejected item is left out, not a 0
     assert session.table_row(2)["status"] == "rejected" and session.table_row(2)["pixels_changed"] == 0
     rows = list(csv.DictReader(open(session.write_table_csv(tmp_path / "t.csv"))))
