@@ -80,7 +80,7 @@ def _checkpoint_key(checkpoint) -> str:
 
 
 class PredictorCache:
-    """Predictors by (model, checkpoint@mtime, device, engine options), built on first
+    """Predictors by (model, checkpoint@mtime, device, TTA, engine options), built on first
     use; safe to call from worker threads (a predictor being built by one thread, e.g.
     a preload, is waited for by the others, never built twice). The factory is passed
     per call so a widget's ``predictor_factory`` may be replaced after construction.
@@ -91,19 +91,35 @@ class PredictorCache:
         self._building: Dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, factory: Callable, model_name: str, checkpoint, device: str, **options):
+    def get(self, factory: Callable, model_name: str, checkpoint, device: str, tta: bool = False, **options):
+        """``tta``: flip TTA on or off. It is part of the key, so a predictor's ``tta`` is set once,
+        when it is built, and never changed under a worker using it for another run."""
         options = {k: v for k, v in options.items() if _takes(factory, k)}
-        key = (model_name, _checkpoint_key(checkpoint), device, tuple(sorted(options.items())))
+        key = (model_name, _checkpoint_key(checkpoint), device, bool(tta), tuple(sorted(options.items())))
         with self._lock:
             build_lock = self._building.setdefault(key, threading.Lock())
         with build_lock:
             with self._lock:
                 found = self._predictors.get(key)
             if found is None:
-                found = factory(model_name, checkpoint, device, **options)
+                found = self._with_tta(factory(model_name, checkpoint, device, **options), bool(tta))
                 with self._lock:
                     self._predictors[key] = found
         return found
+
+    def _with_tta(self, predictor, tta: bool):
+        """The predictor with ``tta`` set; a copy when the factory handed out an object that is
+        already cached with the other setting (the copy shares the network, not the flag)."""
+        if not hasattr(predictor, "tta") or predictor.tta == tta:
+            return predictor
+        with self._lock:
+            shared = any(cached is predictor for cached in self._predictors.values())
+        if shared:
+            import copy
+
+            predictor = copy.copy(predictor)
+        predictor.tta = tta
+        return predictor
 
 
 def column_with_form(widget) -> Tuple[QVBoxLayout, QFormLayout]:

@@ -3,43 +3,43 @@ a time, check or correct each mask from the keyboard, and save the results as a
 corrections dataset.
 
 Thin over the headless parts: :class:`napari_polyp.corrections.review.ReviewSession`
-(items, status, workflow rules, reference masks, scores, the item table) and
+(items, status, the network's predictions and which network they belong to, workflow
+rules, reference masks, scores, the item table, saving through ``commit``) and
 :class:`napari_polyp.corrections.CorrectionsDataset` (crash-safe saving). The network
-runs in a thread worker (:func:`._common.start_worker`); layers come from
-:func:`napari_polyp.layers.add_prediction_layers`, colours from :mod:`napari_polyp.display`.
+runs in a thread worker (:func:`._common.start_worker`); the table is
+:class:`.review_table.ItemTable`, the layers :class:`.review_layers.ReviewLayers`.
 
-Inside the workspace the network, checkpoint and threshold are those of its Segment
-section (``model_source``): one model picker, one threshold.
+Inside the workspace the network, checkpoint, TTA and threshold are those of its Segment
+section (``model_source``): one model picker, one threshold. Changing the network (or its
+checkpoint or TTA) drops the predictions of the old one; moving the threshold re-derives
+the masks (and the table's Dice) from the kept probabilities.
 
 Keys (napari actions, remappable in Preferences ▸ Shortcuts): see :mod:`.keys`.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QWidget,
 )
 
 from .. import display
 from .. import layers as L
+from ..errors import UserError
 from . import keys
 from ._common import (
     RANDOM_WEIGHTS,
@@ -53,29 +53,11 @@ from ._common import (
     start_worker,
     text_label,
 )
+from .review_layers import IMAGE_LAYER, REFERENCE_LAYER, STROKES_LAYER, ReviewLayers  # noqa: F401 (re-exported)
+from .review_table import ItemTable
 
-IMAGE_LAYER = "Review"
-REFERENCE_LAYER = "Review reference"
-STROKES_LAYER = "Review strokes"
 SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
-STATUS_MARK = {"unreviewed": "·", "accepted": "✓", "corrected": "✎", "rejected": "✗"}
 ORDERS = ("folder order", "worst Dice first", "most uncertain first")
-COLUMNS = (("item", "item"), ("status", "status"), ("Dice", "dice"), ("IoU", "iou"),
-           ("changed", "pixels_changed"), ("uncert.", "uncertainty"))
-
-
-class _SortItem(QTableWidgetItem):
-    """A cell that sorts by its number (unknown values last), shown as text."""
-
-    def __init__(self, text: str, key):
-        super().__init__(text)
-        self.key = key
-
-    def __lt__(self, other):  # noqa: D105
-        mine, theirs = self.key, getattr(other, "key", None)
-        if mine is None or theirs is None:
-            return theirs is None and mine is not None
-        return mine < theirs
 
 
 class ReviewWidget(QWidget):
@@ -85,7 +67,7 @@ class ReviewWidget(QWidget):
     ``predictor_factory(model, checkpoint, device)`` builds a predictor;
     ``ask_unsaved(item_name) -> "save" | "discard" | "cancel"`` is asked before
     leaving an item whose mask was edited and not saved (a dialog by default);
-    ``model_source``: a Segment widget whose network, checkpoint and threshold are used.
+    ``model_source``: a Segment widget whose network, checkpoint, TTA and threshold are used.
     """
 
     def __init__(self, napari_viewer, predictor_factory: Optional[Callable] = None,
@@ -100,16 +82,18 @@ class ReviewWidget(QWidget):
         self.dataset_path: Optional[Path] = None
         self.current: Optional[int] = None
         self.last_error: Optional[str] = None
+        self.layers = ReviewLayers(napari_viewer)
         self._predictors = PredictorCache()
         self._worker = None
         self._batch = None  # the "run on all" worker
         self._token = 0  # which open() a network result belongs to
-        self._predicted: Optional[np.ndarray] = None  # the network's mask of the open item
-        self._prediction_is_new = False  # True: not yet stored in the dataset
-        self._cache: Dict[int, object] = {}  # item -> Prediction from "run on all"
-        self._labels_settings: dict = {}
-        self._contour = False
+        self._basis = None  # the StoredPrediction the open mask was derived from (None: a saved mask, or none)
+        self._reopen_when_idle = False  # the open item's prediction went stale while the network ran
+        self._running_text = ""  # the status line while the network runs on the open item
+        self._choice_pending = False  # a change of network is being handled (see _on_choice_changed)
+        self._notice = ""  # a warning about the open item kept under its line (e.g. items skipped to reach it)
         self._build_ui()
+        self._connect_model_source()
         keys.register(self)
         self._on_model_changed()
         self._update_enabled()
@@ -117,7 +101,33 @@ class ReviewWidget(QWidget):
     # -- UI --------------------------------------------------------------------------------
     def _build_ui(self) -> None:
         root, form = column_with_form(self)
+        self._build_paths(form)
+        self._build_model_controls(form)
+        root.addLayout(self._build_options())
+        root.addLayout(self._build_batch())
+        root.addLayout(self._build_order_row())
+        self.item_list = ItemTable()
+        self.item_list.itemSelectionChanged.connect(self._on_row_changed)
+        root.addWidget(self.item_list, 1)
+        root.addLayout(self._build_navigation())
+        root.addLayout(self._build_view_options())
+        root.addWidget(self._build_legend())
+        self.item_label = text_label()
+        root.addWidget(self.item_label)
+        self.note_edit = QLineEdit()
+        self.note_edit.setPlaceholderText("note (optional), saved with the item")
+        root.addWidget(self.note_edit)
+        root.addLayout(self._build_status_buttons())
+        self.scores_label = text_label(selectable=True)
+        root.addWidget(self.scores_label)
+        self.status_label = text_label("choose the images to review and where to save the corrections")
+        root.addWidget(self.status_label)
+        self.keys_label = text_label()
+        self.keys_label.setStyleSheet("color: gray; font-size: 10px;")
+        root.addWidget(self.keys_label)
+        self._show_keys()
 
+    def _build_paths(self, form) -> None:
         source_row, self.source_edit, (self.images_button, self.video_button) = path_row(
             "a folder of images, or a video", [
                 ("Images…", "Review every image of a folder (masks/ beside images/ = reference masks)",
@@ -131,10 +141,12 @@ class ReviewWidget(QWidget):
               self._choose_dataset)], read_only=True)
         form.addRow("save to", output_row)
 
-        # Standalone the widget has its own network and threshold; in the workspace they are Segment's.
+    def _build_model_controls(self, form) -> None:
+        """Standalone the widget has its own network and threshold; in the workspace they are Segment's."""
         self.model_combo = model_combo()
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         self.checkpoint_combo = CheckpointCombo(extras=[(RANDOM_WEIGHTS, False)])
+        self.checkpoint_combo.currentIndexChanged.connect(self._on_choice_changed)
         self.threshold_spin = QDoubleSpinBox()
         self.threshold_spin.setRange(0.01, 0.99)
         self.threshold_spin.setSingleStep(0.05)
@@ -148,8 +160,17 @@ class ReviewWidget(QWidget):
         else:
             for widget in (self.model_combo, self.checkpoint_combo, self.threshold_spin):
                 widget.setVisible(False)
-            self.model_source.threshold_spin.valueChanged.connect(self._on_threshold_changed)
 
+    def _connect_model_source(self) -> None:
+        source = self.model_source
+        if source is None:
+            return
+        source.threshold_spin.valueChanged.connect(self._on_threshold_changed)
+        source.model_combo.currentIndexChanged.connect(self._on_choice_changed)
+        source.checkpoint_combo.currentIndexChanged.connect(self._on_choice_changed)
+        source.tta_check.toggled.connect(self._on_choice_changed)
+
+    def _build_options(self) -> QHBoxLayout:
         options = QHBoxLayout()
         self.unreviewed_check = QCheckBox("only unreviewed")
         self.unreviewed_check.toggled.connect(self._refresh_list)
@@ -161,8 +182,9 @@ class ReviewWidget(QWidget):
         self.auto_check.setToolTip("Run the network on an item when it is opened (else press Run / R)")
         for check in (self.unreviewed_check, self.advance_check, self.auto_check):
             options.addWidget(check)
-        root.addLayout(options)
+        return options
 
+    def _build_batch(self) -> QHBoxLayout:
         batch = QHBoxLayout()
         self.run_all_button = QPushButton("Run on all")
         self.run_all_button.setToolTip("Predict every item not yet reviewed, in the background: fills Dice and "
@@ -177,8 +199,9 @@ class ReviewWidget(QWidget):
         batch.addWidget(self.run_all_button)
         batch.addWidget(self.cancel_all_button)
         batch.addWidget(self.batch_progress, 1)
-        root.addLayout(batch)
+        return batch
 
+    def _build_order_row(self) -> QHBoxLayout:
         order_row = QHBoxLayout()
         self.progress_label = QLabel("0 / 0 reviewed")
         self.progress_label.setStyleSheet("font-weight: bold;")
@@ -192,29 +215,9 @@ class ReviewWidget(QWidget):
         order_row.addWidget(self.progress_label, 1)
         order_row.addWidget(self.order_combo)
         order_row.addWidget(self.csv_button)
-        root.addLayout(order_row)
+        return order_row
 
-        self.item_list = QTableWidget(0, len(COLUMNS))
-        self.item_list.setHorizontalHeaderLabels([title for title, _ in COLUMNS])
-        self.item_list.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.item_list.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.item_list.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.item_list.verticalHeader().setVisible(False)
-        self.item_list.verticalHeader().setDefaultSectionSize(20)
-        header = self.item_list.horizontalHeader()
-        header.setMinimumSectionSize(36)
-        for column, width in enumerate((0, 86, 48, 48, 62, 56)):  # fixed numbers: no sideways scrolling
-            header.setSectionResizeMode(column, QHeaderView.Stretch if column == 0 else QHeaderView.Interactive)
-            if width:
-                header.resizeSection(column, width)
-        self.item_list.setTextElideMode(Qt.ElideMiddle)  # long stems keep their start and end
-        self.item_list.setSortingEnabled(True)
-        self.item_list.setMinimumHeight(110)
-        self.item_list.setToolTip("Click an item to open it; click a column title to sort by it. Dice/IoU: the "
-                                  "prediction against the reference mask (masks/ beside images/)")
-        self.item_list.itemSelectionChanged.connect(self._on_row_changed)
-        root.addWidget(self.item_list, 1)
-
+    def _build_navigation(self) -> QHBoxLayout:
         nav = QHBoxLayout()
         self.previous_button = QPushButton("◀ Previous")
         self.previous_button.clicked.connect(self.previous)
@@ -225,37 +228,35 @@ class ReviewWidget(QWidget):
         self.predict_button.clicked.connect(self.predict_current)
         for button in (self.previous_button, self.next_button, self.predict_button):
             nav.addWidget(button)
-        root.addLayout(nav)
+        return nav
 
+    def _build_view_options(self) -> QHBoxLayout:
         view = QHBoxLayout()
         self.mask_check = QCheckBox("mask")
         self.mask_check.setChecked(True)
-        self.mask_check.toggled.connect(lambda on: self._set_visible(self.labels_layer(), on))
+        self.mask_check.toggled.connect(self.layers.set_mask_visible)
         self.contour_check = QCheckBox("outline")
         self.contour_check.setToolTip("Show the mask as an outline instead of a filled area")
-        self.contour_check.toggled.connect(self._on_contour_toggled)
+        self.contour_check.toggled.connect(self.layers.set_contour)
         self.reference_check = QCheckBox("reference")
         self.reference_check.setChecked(True)
         self.reference_check.setToolTip("Compare with the reference mask: green both, magenta mask only (false "
                                         "positive), yellow reference only (false negative)")
-        self.reference_check.toggled.connect(lambda on: self._set_visible(self._layer(REFERENCE_LAYER), on))
+        self.reference_check.toggled.connect(self.layers.set_reference_visible)
         for check in (self.mask_check, self.contour_check, self.reference_check):
             view.addWidget(check)
-        root.addLayout(view)
+        return view
+
+    def _build_legend(self) -> QLabel:
         colours = display.AGREEMENT_COLORS
-        self.legend_label = QLabel(
+        self.legend_label = text_label(
             "reference: " + " ".join(f"<span style='color:{colours[key]}'>■</span> {text}" for key, text in
                                      ((display.TP, "both"), (display.FP, "mask only"),
                                       (display.FN, "reference only"))))
         self.legend_label.setToolTip("\n".join(display.AGREEMENT_NAMES.values()))
-        root.addWidget(self.legend_label)
+        return self.legend_label
 
-        self.item_label = text_label()
-        root.addWidget(self.item_label)
-        self.note_edit = QLineEdit()
-        self.note_edit.setPlaceholderText("note (optional), saved with the item")
-        root.addWidget(self.note_edit)
-
+    def _build_status_buttons(self) -> QHBoxLayout:
         buttons = QHBoxLayout()
         self.status_buttons = {}
         for status, text, tip in (
@@ -269,16 +270,7 @@ class ReviewWidget(QWidget):
             buttons.addWidget(button)
             self.status_buttons[status] = button
         self.status_buttons["accepted"].setStyleSheet("font-weight: bold;")
-        root.addLayout(buttons)
-
-        self.scores_label = text_label(selectable=True)
-        root.addWidget(self.scores_label)
-        self.status_label = text_label("choose the images to review and where to save the corrections")
-        root.addWidget(self.status_label)
-        self.keys_label = text_label()
-        self.keys_label.setStyleSheet("color: gray; font-size: 10px;")
-        root.addWidget(self.keys_label)
-        self._show_keys()
+        return buttons
 
     def _show_keys(self) -> None:
         """The keys, on the buttons' tooltips and in one compact line (remapping shows after a reopen)."""
@@ -308,9 +300,10 @@ class ReviewWidget(QWidget):
         self.cancel_all_button.setEnabled(self._batch is not None)
         self.csv_button.setEnabled(ready)
 
-    # -- model / checkpoint / threshold ----------------------------------------------------------
+    # -- model / checkpoint / TTA / threshold ----------------------------------------------------
     def _on_model_changed(self, *_):
         self.checkpoint_combo.fill(self.model_combo.currentText())
+        self._on_choice_changed()
 
     def add_checkpoint_path(self, path) -> None:
         self.checkpoint_combo.add_path(path)
@@ -328,43 +321,98 @@ class ReviewWidget(QWidget):
             return self.model_source.checkpoint()
         return self.checkpoint_combo.selected() or False
 
+    def tta(self) -> bool:
+        """Flip TTA: the Model tab's checkbox in the workspace; off standalone."""
+        return self.model_source is not None and self.model_source.tta_check.isChecked()
+
     def threshold(self) -> float:
         return self.model_source.threshold() if self.model_source is not None else float(self.threshold_spin.value())
 
-    def predictor(self, model_name: str, checkpoint, device: str = "auto"):
+    def choice(self):
+        """The network, checkpoint and TTA predictions are made with now."""
+        from ..corrections.review import ModelChoice
+
+        return ModelChoice.of(self.model_name(), self.checkpoint(), self.tta())
+
+    def predictor(self, model_name: str, checkpoint, device: str = "auto", tta: bool = False):
         if self.model_source is not None:  # one cache (and engine settings) for the whole workspace
-            return self.model_source.predictor(model_name, checkpoint, self.model_source.device_combo.currentText())
-        return self._predictors.get(self.predictor_factory, model_name, checkpoint, device)
+            return self.model_source.predictor(model_name, checkpoint, self.model_source.device_combo.currentText(),
+                                               tta=tta)
+        return self._predictors.get(self.predictor_factory, model_name, checkpoint, device, tta=tta)
 
-    def _predictor_args(self) -> tuple:
-        """(model, checkpoint, device, engine options), read on the main thread for a worker."""
-        source = self.model_source
-        if source is None:
-            return self.model_name(), self.checkpoint(), "auto", {}
-        return self.model_name(), self.checkpoint(), source.device_combo.currentText(), source.engine_options()
+    def _predictor_args(self) -> dict:
+        """What a worker needs to build the predictor, read on the main thread."""
+        source, choice = self.model_source, self.choice()
+        device = source.device_combo.currentText() if source is not None else "auto"
+        options = source.engine_options() if source is not None else {}
+        return {"choice": choice, "model": choice.network, "checkpoint": self.checkpoint(), "device": device,
+                "options": options}
 
-    def _build_predictor(self, model_name, checkpoint, device, options):  # worker thread
+    def _build_predictor(self, job: dict):  # worker thread
+        tta = job["choice"].tta
         if self.model_source is not None:
-            return self.model_source.predictor(model_name, checkpoint, device, **options)
-        return self._predictors.get(self.predictor_factory, model_name, checkpoint, device)
+            return self.model_source.predictor(job["model"], job["checkpoint"], job["device"], tta=tta,
+                                               **job["options"])
+        return self._predictors.get(self.predictor_factory, job["model"], job["checkpoint"], job["device"], tta=tta)
+
+    def _on_choice_changed(self, *_) -> None:
+        """The network, checkpoint or TTA changed (one user action sends several signals: handled once)."""
+        if not self._choice_pending:
+            self._choice_pending = True
+            QTimer.singleShot(0, self._apply_choice)
+
+    def _apply_choice(self) -> None:
+        """Drop the old network's predictions; the open item follows when nobody edited its mask."""
+        self._choice_pending = False
+        if self.session is None:
+            return
+        choice = self.choice()
+        dropped = self.session.use_model(choice)
+        if not dropped and (self._basis is None or self._basis.provenance.choice == choice):
+            return
+        if self._batch is not None:
+            self.cancel_run_on_all()
+            self.status_label.setText(f"the network changed to {choice.label()}: run on all was stopped")
+        for index in dropped:
+            self._update_row(index)
+        self._update_progress()
+        self._follow_choice()
+
+    def _follow_choice(self) -> None:
+        """Show the open item with the chosen network when its mask came from another one."""
+        if self.current is None or self._basis is None or self._basis.provenance.choice == self.choice():
+            return
+        if self.busy:
+            self._reopen_when_idle = True
+        elif self.is_dirty():
+            self.status_label.setText(f"the mask on screen is {self._basis.provenance.choice.label()}'s, edited: "
+                                      "saving records it as that; R runs the chosen network")
+            self._show_item_state()
+        else:
+            self.open_item(self.current, confirm=False)
 
     def _on_threshold_changed(self, value: float) -> None:
-        """Re-derive the open mask from its probabilities at once (no network run)."""
+        """Re-derive the open mask and the table's Dice from the kept probabilities (no network run)."""
+        if self.session is not None:
+            for index in self.session.use_threshold(value):
+                self._update_row(index)
         labels = self.labels_layer()
         if labels is None or L.prediction_state(labels) is None or self.busy:
             return
         source = self.model_source
-        if source is not None and source.image_layer() is not None and source.image_layer().name == IMAGE_LAYER:
-            return  # Segment re-derives this very mask itself
-        try:
-            outcome = L.rethreshold(labels, float(value))
-        except Exception as err:  # noqa: BLE001
-            self._report_error(f"re-threshold failed: {error_text(err)}")
-            return
-        self._predicted = np.asarray(labels.data) if outcome == "updated" else self._predicted
-        if outcome == "updated" and self.current is not None:
-            self.session.mark_clean(self.current, labels.data)
+        segment_does_it = source is not None and source.image_layer() is not None \
+            and source.image_layer().name == IMAGE_LAYER  # Segment re-derives this very mask itself
+        outcome = "updated"
+        if not segment_does_it:
+            try:
+                outcome = L.rethreshold(labels, float(value))
+            except Exception as err:  # noqa: BLE001
+                self._report_error(f"re-threshold failed: {error_text(err)}")
+                return
+        if self.current is not None and not L.has_manual_edits(labels):
+            self.session.mark_clean(self.current, labels.data)  # the prediction at the new threshold: no edit
         self._update_reference()
+        self._show_item_state()
         self.status_label.setText(f"mask re-derived at {value:.2f} (no network run)"
                                   + ("; your edited pixels were kept" if outcome == "kept-edits" else ""))
 
@@ -390,7 +438,7 @@ class ReviewWidget(QWidget):
             self.export_table(path)
 
     def export_table(self, path) -> Optional[Path]:
-        """Write the item table (all items, Dice/IoU/status/changed/uncertainty) as CSV."""
+        """Write the item table (all items, Dice/IoU/status/network/changed/uncertainty) as CSV."""
         from napari.utils.notifications import show_info
 
         if self.session is None:
@@ -435,8 +483,10 @@ class ReviewWidget(QWidget):
             self.session = None
             self._update_enabled()
             return False
+        self.session.use_model(self.choice())
+        self.session.use_threshold(self.threshold())
         self.current = None
-        self._cache = {}
+        self._basis = None
         self._refresh_list()
         if not len(self.session):
             self.status_label.setText(f"{self.source_path}: no images found")
@@ -445,9 +495,8 @@ class ReviewWidget(QWidget):
         reference = self.session.reference_dir
         self.status_label.setText(f"{len(self.session)} items"
                                   + (f"; reference masks from {reference}" if reference else ""))
-        order = self.order()
-        first = order[0] if order else self.session.first(False)
-        self.open_item(first if first is not None else 0, confirm=False)
+        self._open_readable(self.order(), None, +1, confirm=False)
+        self._update_enabled()
         return True
 
     # -- the table --------------------------------------------------------------------------------
@@ -463,101 +512,63 @@ class ReviewWidget(QWidget):
             return self.session.most_uncertain_first(visible)
         return visible
 
-    def _row_cells(self, index: int):
-        row = self.session.table_row(index)
-        status = row["status"]
-        cells = [_SortItem(row["item"], index), _SortItem(f"{STATUS_MARK[status]} {status}", status)]
-        for key in ("dice", "iou", "pixels_changed", "uncertainty"):
-            value = row[key]
-            text = "" if value is None else f"{value:d}" if isinstance(value, int) else f"{value:.3f}"
-            cells.append(_SortItem(text, value))
-        cells[0].setData(Qt.UserRole, index)
-        return cells
-
     def _refresh_list(self, *_):
-        table = self.item_list
-        table.blockSignals(True)
-        table.setSortingEnabled(False)
-        table.horizontalHeader().setSortIndicator(-1, Qt.AscendingOrder)
-        order = self.order()
-        table.setRowCount(len(order))
-        for row, index in enumerate(order):
-            for column, cell in enumerate(self._row_cells(index)):
-                table.setItem(row, column, cell)
-        table.setSortingEnabled(True)
-        table.blockSignals(False)
-        self._select_current_row()
+        session = self.session
+        self.item_list.fill([(i, session.table_row(i)) for i in self.order()] if session is not None else [])
+        self.item_list.select(self.current)
         self._update_progress()
 
-    def _row_of(self, index: Optional[int]) -> int:
-        for r in range(self.item_list.rowCount()):
-            cell = self.item_list.item(r, 0)
-            if cell is not None and cell.data(Qt.UserRole) == index:
-                return r
-        return -1
-
-    def _select_current_row(self) -> None:
-        self.item_list.blockSignals(True)
-        row = self._row_of(self.current)
-        self.item_list.clearSelection()
-        if row >= 0:
-            self.item_list.selectRow(row)
-            self.item_list.scrollToItem(self.item_list.item(row, 0))
-        self.item_list.blockSignals(False)
-
     def _update_row(self, index: int) -> None:
-        row = self._row_of(index)
-        if row < 0:
-            return
-        sorting = self.item_list.isSortingEnabled()
-        self.item_list.setSortingEnabled(False)  # a changed cell must not move rows under the cursor
-        self.item_list.blockSignals(True)
-        for column, cell in enumerate(self._row_cells(index)):
-            self.item_list.setItem(row, column, cell)
-        self.item_list.blockSignals(False)
-        self.item_list.setSortingEnabled(sorting)
-        self._select_current_row()
+        if self.session is not None:
+            self.item_list.update_row(index, self.session.table_row(index))
+            self.item_list.select(self.current)
 
     def _on_row_changed(self) -> None:
-        rows = self.item_list.selectionModel().selectedRows()
-        if not rows:
-            return
-        index = self.item_list.item(rows[0].row(), 0).data(Qt.UserRole)
-        if index != self.current and not self.open_item(index):
-            self._select_current_row()
+        index = self.item_list.selected_index()
+        if index is not None and index != self.current and not self.open_item(index):
+            self.item_list.select(self.current)
 
     def _update_progress(self) -> None:
         self.progress_label.setText(self.session.progress_text() if self.session is not None else "0 / 0 reviewed")
 
     # -- navigation --------------------------------------------------------------------------
     def _neighbour(self, step: int) -> Optional[int]:
-        """The item ``step`` rows away in the table as shown (its sorting included)."""
-        rows = [self.item_list.item(r, 0).data(Qt.UserRole) for r in range(self.item_list.rowCount())]
-        if not rows:
-            return None
-        if self.current not in rows:  # e.g. just saved and filtered out: continue from where it was
-            after = [i for i in rows if (i > self.current if step > 0 else i < self.current)]
-            return (after[0] if step > 0 else after[-1]) if after and self.current is not None else rows[0]
-        at = rows.index(self.current) + step
-        return rows[at] if 0 <= at < len(rows) else None
+        """The readable item ``step`` rows away in the table as shown (its sorting included)."""
+        return self.session.neighbour(self.item_list.indices(), self.current, step)
+
+    def _open_readable(self, order, start: Optional[int], step: int, confirm: bool = True) -> bool:
+        """Open the first item after ``start`` in ``order`` that can be read; an unreadable one
+        is marked in the table (with the reason in the status line) and passed over."""
+        index, skipped = self.session.neighbour(order, start, step), []
+        while index is not None:
+            if self.open_item(index, confirm=confirm):
+                if skipped:
+                    self.last_error = f"skipped {', '.join(skipped)}: cannot be read (marked ⚠ in the table)"
+                    self._notice = self.last_error
+                    self._show_item_state()
+                return True
+            if self.session.is_readable(index):
+                return False  # stayed for another reason (the user chose to stay on unsaved edits)
+            skipped.append(self.session.items[index].name)
+            confirm = False  # the user already agreed to leave
+            index = self.session.neighbour(order, index, step)
+        return False
 
     def next(self) -> bool:
         if self.session is None:
             return False
-        index = self._neighbour(+1)
-        if index is None:
+        if self._neighbour(+1) is None:
             self.status_label.setText("this was the last item" + (" to review" if self.unreviewed_check.isChecked() else ""))
             return False
-        return self.open_item(index)
+        return self._open_readable(self.item_list.indices(), self.current, +1)
 
     def previous(self) -> bool:
         if self.session is None:
             return False
-        index = self._neighbour(-1)
-        if index is None:
+        if self._neighbour(-1) is None:
             self.status_label.setText("this is the first item")
             return False
-        return self.open_item(index)
+        return self._open_readable(self.item_list.indices(), self.current, -1)
 
     @property
     def busy(self) -> bool:
@@ -566,27 +577,35 @@ class ReviewWidget(QWidget):
     def predict_current(self) -> None:
         """Run the network on the open item again (the Run button, key R)."""
         if self.current is not None and not self.busy:
-            self._cache.pop(self.current, None)
+            self.session.forget(self.current)
             self.open_item(self.current, force_predict=True)
 
     def open_item(self, index: Optional[int], force_predict: bool = False, confirm: bool = True) -> bool:
-        """Show an item: its saved mask if it has one, else the network's prediction."""
+        """Show an item: its saved mask if it has one, else the network's prediction.
+
+        An item whose file cannot be read is not opened: the item on screen stays the current
+        one (its image, mask and line), the table marks the unreadable row, False is returned."""
         if self.session is None or index is None:
             return False
         if confirm and not self._confirm_leave():
             return False
         self.session.refresh()
+        self.session.use_model(self.choice())
+        item = self.session.items[index]
+        try:
+            image = self.session.image(index)  # read before anything changes on screen
+        except UserError as err:
+            self._update_row(index)
+            self._update_progress()
+            self._report_error(f"{err}: skipped (it cannot be saved)")
+            return False
+        self.last_error = None
+        self._notice = ""
         self._token += 1
         same_item = index == self.current
         self.current = index
-        item = self.session.items[index]
-        self.last_error = None
-        try:
-            image = self.session.image(index)
-        except Exception as err:  # noqa: BLE001
-            self._report_error(f"cannot read {item.source_path}: {error_text(err)}")
-            return False
-        image_layer = self._show_image(image, item)
+        self._basis = None
+        image_layer = self.layers.show_image(image, item.source_path, item.frame)
         record = self.session.record(index)
         self.note_edit.setText(record.note if record is not None else "")
         saved = None if force_predict else self.session.saved_mask(index)
@@ -594,112 +613,64 @@ class ReviewWidget(QWidget):
             self._report_error(f"the saved mask of {item.name} is {saved.shape}, the image {image.shape[:2]}: "
                                "predicting again")
             saved = None
-        will_predict = saved is None and (index in self._cache or self.auto_check.isChecked() or force_predict)
-        self._remove_outputs(keep_kept_maps=same_item, network_maps=not will_predict,
-                             mask=saved is None and not will_predict)
-        self._predicted = None
+        kept = self.session.prediction(index)
+        will_predict = saved is None and (kept is not None or self.auto_check.isChecked() or force_predict)
+        self.layers.remove_outputs(keep_kept_maps=same_item, network_maps=not will_predict,
+                                   mask=saved is None and not will_predict)
         if saved is not None:
-            self._predicted = self.session.saved_prediction(index)
-            self._prediction_is_new = False
-            meta = {"model": record.model, "checkpoint_sha256": record.checkpoint_sha256,
-                    "threshold": record.threshold, "source_path": str(item.source_path),
-                    "saved_version": record.version}
-            self._add_labels(saved, image_layer, meta)
-            self.session.score(index, prediction=self._predicted, corrected=saved)
-            self.status_label.setText(f"{item.name}: saved mask (version {record.version}, {record.status})")
-        elif index in self._cache:
-            self._show_prediction((self._cache[index][0], self._cache[index][1], image_layer))
-        elif self.auto_check.isChecked() or force_predict:
-            self._predict(index, image, image_layer)
+            self._show_saved(index, saved, record, image_layer)
+        elif kept is not None:
+            self._show_prediction(index, kept, image_layer)
+        elif will_predict:
+            self._predict(index, image)
         else:
-            self.status_label.setText(f"{item.name}: not predicted yet (Run, or tick \"predict on open\")")
-        self._select_current_row()
+            self.status_label.setText(f"{item.name}: not predicted with {self.choice().label()} yet "
+                                      "(Run, or tick \"predict on open\")")
+        self.item_list.select(self.current)
         self._show_item_state()
         self._update_enabled()
         return True
 
     # -- layers -----------------------------------------------------------------------------------
     def _layer(self, name: str):
-        return self.viewer.layers[name] if name in self.viewer.layers else None
-
-    def _show_image(self, image: np.ndarray, item):
-        from napari.layers import Image
-
-        layer = self._layer(IMAGE_LAYER)
-        if layer is not None and not isinstance(layer, Image):
-            self.viewer.layers.remove(layer)
-            layer = None
-        reset = layer is None or tuple(layer.data.shape) != tuple(image.shape)
-        if layer is None:
-            layer = self.viewer.add_image(image, name=IMAGE_LAYER, rgb=True)
-        else:  # new data, even of another size: cheaper than a new layer (and its GL objects)
-            layer.data = image
-        layer.metadata["source_path"] = str(item.source_path)
-        if item.frame is not None:
-            layer.metadata["frame"] = item.frame
-        if reset:
-            self.viewer.reset_view()
-        return layer
+        return self.layers.layer(name)
 
     def labels_layer(self):
-        from napari.layers import Labels
-
-        layer = self._layer(L.layer_names(IMAGE_LAYER)["mask"])
-        return layer if isinstance(layer, Labels) else None
+        return self.layers.labels()
 
     def image_layer(self):
-        return self._layer(IMAGE_LAYER)
+        return self.layers.image()
 
-    def _remove_outputs(self, keep_kept_maps: bool = False, network_maps: bool = False,
-                        mask: bool = False) -> None:
-        """Drop the previous item's strokes and kept maps (kept ones stay while the same item is
-        run again). The mask, probability, attention and reference layers are re-used by the next
-        item (removing and re-adding a layer costs ~0.5 s under software OpenGL); ``network_maps``
-        drops the probability and attention (a saved mask has none), ``mask`` the mask and
-        reference too (an item shown without any mask). Layers are matched by name: through a
-        plugin dock's viewer proxy the same layer is a new object at each access."""
-        labels = self.labels_layer()
-        if labels is not None:
-            self._labels_settings = {"mode": labels.mode, "brush_size": labels.brush_size}
-        mask_names = {L.layer_names(IMAGE_LAYER)["mask"], REFERENCE_LAYER}
-        for layer in list(self.viewer.layers):
-            role = layer.metadata.get(L.ROLE)
-            if role == display.KEPT_ATTENTION:
-                drop = not keep_kept_maps
-            elif layer.name in mask_names:
-                drop = mask
-            else:
-                drop = layer.name == STROKES_LAYER or (
-                    network_maps and layer.metadata.get("image_layer") == IMAGE_LAYER)
-            if drop:
-                self.viewer.layers.remove(layer.name)
-
-    def _add_labels(self, mask: np.ndarray, image_layer, meta: dict):
-        """Show a saved mask: in the existing mask layer when there is one."""
-        labels = self.labels_layer()
-        metadata = {"image_layer": IMAGE_LAYER, **meta}
-        if labels is not None:
-            L.show_saved_mask(labels, mask, image_layer, metadata)
-        else:
-            labels = self.viewer.add_labels(np.asarray(mask, dtype=np.uint8), name=L.layer_names(IMAGE_LAYER)["mask"],
-                                            opacity=0.5, metadata={L.ROLE: "mask", **metadata})
-            labels.scale, labels.translate = image_layer.scale, image_layer.translate
+    def _show_saved(self, index: int, saved: np.ndarray, record, image_layer) -> None:
+        item = self.session.items[index]
+        meta = {"model": record.model, "checkpoint_sha256": record.checkpoint_sha256,
+                "threshold": record.threshold, "source_path": str(item.source_path),
+                "saved_version": record.version}
+        labels = self.layers.show_saved_mask(saved, image_layer, meta)
         self._after_labels(labels)
-        return labels
+        self.session.score(index, prediction=self.session.saved_prediction(index), corrected=saved)
+        self._update_row(index)
+        self.status_label.setText(f"{item.name}: saved mask (version {record.version}, {record.status})")
+
+    def _show_prediction(self, index: int, kept, image_layer) -> None:
+        """A prediction of the open item, as its mask (at the threshold chosen now) and maps."""
+        provenance = kept.provenance
+        meta = {"model": provenance.choice.network, "checkpoint_sha256": provenance.checkpoint_sha256,
+                "tta": provenance.choice.tta, "source_path": provenance.source}
+        # The mask layer is re-used across items: what it holds is the previous item's (its unsaved
+        # edits were already saved or discarded by _confirm_leave), never to be carried over.
+        labels = L.add_prediction_layers(self.viewer, image_layer, kept.probability, kept.attention, meta,
+                                         self.threshold(), resolve_edits=lambda _found: L.DISCARD)
+        self._basis = kept
+        self._after_labels(labels)
+        self._update_row(index)
+        item = self.session.items[index]
+        self.status_label.setText(f"{item.name}: {provenance.choice.label()} prediction"
+                                  + ("" if provenance.checkpoint_sha256 else " (untrained: not meaningful)"))
 
     def _after_labels(self, labels) -> None:
-        """Style the mask, carry the annotator's tool settings over, remember the mask as clean,
-        and show the reference comparison."""
-        display.style_mask(labels, self._contour)
-        labels.selected_label = 1
-        labels.visible = self.mask_check.isChecked()
-        for key in ("brush_size", "mode"):
-            if key in self._labels_settings:
-                try:
-                    setattr(labels, key, self._labels_settings[key])
-                except Exception:  # noqa: BLE001 -- a mode that does not apply: keep the default
-                    pass
-        self.viewer.layers.selection.active = labels
+        """Style the mask, remember it as clean, and show the reference comparison."""
+        self.layers.style_mask(labels)
         self.session.mark_clean(self.current, labels.data)
         self._update_reference()
         labels.events.paint.connect(self._on_painted)
@@ -709,29 +680,8 @@ class ReviewWidget(QWidget):
         self._update_reference()
 
     def _update_reference(self) -> None:
-        """The reference as true/false positive/negative against the mask shown now."""
-        if self.session is None or self.current is None:
-            return
-        reference = self.session.reference(self.current)
-        labels = self.labels_layer()
-        if reference is None or labels is None or np.shape(labels.data) != reference.shape:
-            return
-        data = display.agreement(labels.data, reference)
-        layer = self._layer(REFERENCE_LAYER)
-        if layer is None:
-            layer = self.viewer.add_labels(data, name=REFERENCE_LAYER, opacity=0.6,
-                                           metadata={L.ROLE: "reference"})
-            layer.colormap = display.agreement_colormap()
-            layer.contour = 2
-            layer.editable = False
-            layer.visible = self.reference_check.isChecked()
-            self.viewer.layers.selection.active = labels  # painting goes on in the mask
-        else:
-            layer.data = data
-
-    def _set_visible(self, layer, on: bool) -> None:
-        if layer is not None:
-            layer.visible = on
+        if self.session is not None and self.current is not None:
+            self.layers.show_reference(self.session.reference(self.current))
 
     def toggle_mask(self) -> None:
         self.mask_check.setChecked(not self.mask_check.isChecked())
@@ -739,93 +689,81 @@ class ReviewWidget(QWidget):
     def toggle_reference(self) -> None:
         self.reference_check.setChecked(not self.reference_check.isChecked())
 
-    def _on_contour_toggled(self, on: bool) -> None:
-        self._contour = on
-        labels = self.labels_layer()
-        if labels is not None:
-            display.style_mask(labels, on)
-
     # -- network --------------------------------------------------------------------------------
-    def _predict(self, index: int, image: np.ndarray, image_layer) -> None:
-        model_name, checkpoint, device, options = self._predictor_args()
-        job = {"token": self._token, "index": index, "image": image, "model": model_name,
-               "checkpoint": checkpoint, "device": device, "options": options}
-        self.status_label.setText(f"running {model_name} on {self.session.items[index].name}…")
+    def _predict(self, index: int, image: np.ndarray) -> None:
+        job = {"token": self._token, "index": index, "image": image, **self._predictor_args()}
+        self._running_text = f"running {job['choice'].label()} on {self.session.items[index].name}…"
+        self.status_label.setText(self._running_text)
         self._worker = start_worker(self._predict_job, job, on_return=self._on_predicted,
-                                    on_error=lambda text: self._report_error(f"{model_name} failed: {text}"),
+                                    on_error=lambda text: self._report_error(f"{job['model']} failed: {text}"),
                                     on_finished=self._on_worker_finished)
         self._update_enabled()
 
     def _predict_job(self, job: dict):
         """Worker thread: network work only, no layer changes."""
-        predictor = self._build_predictor(job["model"], job["checkpoint"], job["device"], job["options"])
-        prediction = predictor.predict(job["image"])
-        return job, prediction
+        return job, self._build_predictor(job).predict(job["image"])
 
     def _on_worker_finished(self) -> None:
         self._worker = None
+        if self.status_label.text() == self._running_text:  # ended without a result to show (e.g. image closed)
+            self.status_label.setText("the network's result was not shown: the item or its image changed meanwhile")
+        self._running_text = ""
         self._update_enabled()
+        if self._reopen_when_idle:
+            self._reopen_when_idle = False
+            self._follow_choice()
 
     def _on_predicted(self, result) -> None:
-        job, prediction = result
-        if job["token"] != self._token or self.session is None or self.image_layer() is None:
-            return  # the user moved on (or closed the image) while the network ran
-        meta = {"model": job["model"], "checkpoint_sha256": getattr(prediction, "checkpoint_sha256", ""),
-                "source_path": str(self.session.items[job["index"]].source_path)}
-        self._cache[job["index"]] = (prediction, meta)
-        self._show_prediction((prediction, meta, self.image_layer()))
+        from ..corrections.review import stored
 
-    def _show_prediction(self, shown) -> None:
-        prediction, meta, image_layer = shown
-        index, threshold = self.current, self.threshold()
-        # The mask layer is re-used across items: what it holds is the previous item's (its unsaved
-        # edits were already saved or discarded by _confirm_leave), never to be carried over.
-        labels = L.add_prediction_layers(self.viewer, image_layer, prediction.probability,
-                                         prediction.attention, meta, threshold,
-                                         resolve_edits=lambda _found: L.DISCARD)
-        self._after_labels(labels)
-        self._predicted = prediction.mask(threshold)
-        self._prediction_is_new = True
-        self.session.score(index, prediction=self._predicted)
-        self.session.note_prediction(index, prediction.probability)
-        self._update_row(index)
-        item = self.session.items[index]
-        self.status_label.setText(f"{item.name}: {meta['model']} prediction"
-                                  + ("" if meta.get("checkpoint_sha256") else " (random weights: not meaningful)"))
+        job, prediction = result
+        if self.session is None:
+            return
+        item = self.session.items[job["index"]]
+        kept = stored(prediction, job["choice"], item.source_path)
+        fresh = self.session.remember(job["index"], kept)  # refused when the network changed meanwhile
+        self._update_row(job["index"])
+        if job["token"] != self._token or self.image_layer() is None:
+            return  # the user moved on (or closed the image) while the network ran
+        if not fresh:
+            self._reopen_when_idle = True
+            return
+        self._show_prediction(job["index"], kept, self.image_layer())
         self._show_item_state()
 
     # -- run on all -----------------------------------------------------------------------------
     def run_on_all(self) -> None:
-        """Predict every unreviewed item not predicted yet, in the background (progress, Cancel)."""
+        """Predict every unreviewed item not predicted with the chosen network yet, in the
+        background (progress, Cancel)."""
         if self.session is None or self._batch is not None:
             return
-        todo = [i for i in self.order() if i not in self._cache and self.session.status(i) == "unreviewed"]
+        self._apply_choice()
+        todo = self.session.to_predict(self.order())
+        choice = self.choice()
         if not todo:
-            self.status_label.setText("every unreviewed item is predicted already")
+            self.status_label.setText(f"every unreviewed item is predicted with {choice.label()} already")
             return
-        model_name, checkpoint, device, options = self._predictor_args()
-        job = {"todo": todo, "model": model_name, "checkpoint": checkpoint, "device": device, "options": options,
-               "session": self.session}
+        job = {"todo": todo, "session": self.session, **self._predictor_args()}
         self.batch_progress.setRange(0, len(todo))
         self.batch_progress.setValue(0)
         self._batch = start_worker(self._run_all_job, job, on_yield=self._on_batch_item,
                                    on_error=lambda text: self._report_error(f"run on all: {text}"),
                                    on_finished=self._on_batch_finished)
-        self.status_label.setText(f"running {model_name} on {len(todo)} items…")
+        self.status_label.setText(f"running {choice.label()} on {len(todo)} items…")
         self._update_enabled()
 
     def _run_all_job(self, job: dict):  # worker thread: reads images, runs the network
-        predictor = self._build_predictor(job["model"], job["checkpoint"], job["device"], job["options"])
+        from ..corrections.review import stored
+
+        predictor = self._build_predictor(job)
         session = job["session"]
         for done, index in enumerate(job["todo"], 1):
             try:
                 prediction = predictor.predict(session.image(index))
             except Exception as err:  # noqa: BLE001 -- one bad file does not stop the others
-                yield ("error", index, done, f"{session.items[index].name}: {error_text(err)}")
+                yield ("error", index, done, error_text(err))
                 continue
-            meta = {"model": job["model"], "checkpoint_sha256": getattr(prediction, "checkpoint_sha256", ""),
-                    "source_path": str(session.items[index].source_path)}
-            yield ("result", index, done, (prediction, meta))
+            yield ("result", index, done, stored(prediction, job["choice"], session.items[index].source_path))
 
     def _on_batch_item(self, item) -> None:
         kind, index, done, payload = item
@@ -834,12 +772,10 @@ class ReviewWidget(QWidget):
             return
         if kind == "error":
             self.status_label.setText(f"skipped {payload}")
-            return
-        prediction, meta = payload
-        self._cache[index] = payload
-        self.session.score(index, prediction=prediction.mask(self.threshold()))
-        self.session.note_prediction(index, prediction.probability)
+        else:
+            self.session.remember(index, payload)  # refused when the network changed meanwhile
         self._update_row(index)
+        self._update_progress()
 
     def cancel_run_on_all(self) -> None:
         if self._batch is not None:
@@ -858,15 +794,7 @@ class ReviewWidget(QWidget):
     # -- refine from strokes ---------------------------------------------------------------------
     def strokes_layer(self, create: bool = False):
         """The stroke layer of the open item (1 = lesion, 2 = background), made on request."""
-        layer = self._layer(STROKES_LAYER)
-        image = self.image_layer()
-        if layer is None and create and image is not None:
-            layer = self.viewer.add_labels(np.zeros(L.spatial_shape(image), np.uint8), name=STROKES_LAYER,
-                                           opacity=0.9, metadata={L.ROLE: "strokes"})
-            layer.colormap = display.agreement_colormap()  # 1 green (lesion), 2 magenta (background)
-            layer.brush_size = 6
-            layer.mode = "paint"
-        return layer
+        return self.layers.make_strokes() if create else self.layers.strokes()
 
     def refine(self) -> int:
         """Re-segment the open mask from the strokes (network probability as the prior); one undo step.
@@ -874,7 +802,7 @@ class ReviewWidget(QWidget):
         from ..corrections.refine import StrokeError, refine, strokes_from_labels
         from .cleanup import apply_to_labels
 
-        labels, strokes, image = self.labels_layer(), self._layer(STROKES_LAYER), self.image_layer()
+        labels, strokes, image = self.labels_layer(), self.layers.strokes(), self.image_layer()
         state = L.prediction_state(labels) if labels is not None else None
         if labels is None or strokes is None or image is None:
             self._report_error("draw strokes first: Strokes, then paint 1 on the lesion and 2 on background")
@@ -914,22 +842,12 @@ class ReviewWidget(QWidget):
         if mask.ndim != 2:
             self._report_error(f"the mask has shape {mask.shape}; expected one 2-D mask")
             return None
-        status = self.session.status_for(status, mask, self._predicted)
-        meta = labels.metadata
-        image_layer = self.image_layer()
-        strokes = self._layer(STROKES_LAYER)
         try:
-            record = self.session.save(
-                index, np.asarray(image_layer.data) if image_layer is not None else None, mask,
-                status=status, predicted=self._predicted if self._prediction_is_new else None,
-                note=self.note_edit.text().strip(), model=str(meta.get("model") or ""),
-                checkpoint_sha256=str(meta.get("checkpoint_sha256") or ""), threshold=meta.get("threshold"),
-                strokes=np.asarray(strokes.data) if strokes is not None and np.any(strokes.data) else None,
-            )
+            record = self._commit(index, mask, status, labels)
         except Exception as err:  # noqa: BLE001 -- the previous version is intact; say why
-            self._report_error(f"not saved: {error_text(err)}")
+            self._report_error(f"not saved: {error_text(err)}" if not str(err).startswith("not saved")
+                               else error_text(err))
             return None
-        self._prediction_is_new = False
         self.session.mark_clean(index, mask)
         labels.metadata["saved_version"] = record.version
         self._update_row(index)
@@ -940,16 +858,29 @@ class ReviewWidget(QWidget):
         self.status_label.setText(message)
         show_info(message)
         self._show_item_state()
+        self._advance_after_save()
+        return record
+
+    def _commit(self, index: int, mask: np.ndarray, status: str, labels):
+        """The save itself: the mask on screen, with the prediction it was derived from (at the
+        mask's own threshold) or, for a re-opened saved mask, its record's provenance."""
+        state = L.prediction_state(labels)
+        basis = self._basis if state is not None else None
+        image_layer = self.image_layer()
+        strokes = self.layers.strokes()
+        return self.session.commit(
+            index, mask, status, basis=basis, threshold=state.threshold if state is not None else None,
+            image=np.asarray(image_layer.data) if image_layer is not None else None,
+            note=self.note_edit.text().strip(),
+            strokes=np.asarray(strokes.data) if strokes is not None and np.any(strokes.data) else None)
+
+    def _advance_after_save(self) -> None:
         if self.advance_check.isChecked():
-            following = self._neighbour(+1)
             if self.unreviewed_check.isChecked():
                 self._refresh_list()
-                following = self._neighbour(+1)
-            if following is not None:
-                self.open_item(following, confirm=False)
+            self._open_readable(self.item_list.indices(), self.current, +1, confirm=False)
         elif self.unreviewed_check.isChecked():
             self._refresh_list()
-        return record
 
     def _confirm_leave(self) -> bool:
         """Before leaving an item with unsaved edits: save, discard or stay."""
@@ -979,6 +910,15 @@ class ReviewWidget(QWidget):
         return SAVE if clicked is save else DISCARD if clicked is discard else CANCEL
 
     # -- state display ------------------------------------------------------------------------
+    def mask_origin(self) -> str:
+        """Which network the open mask comes from, in words."""
+        record = self.session.record(self.current) if self.current is not None else None
+        if self._basis is not None:
+            return self._basis.provenance.choice.label()
+        if record is not None and self.labels_layer() is not None:
+            return f"{record.model or 'no network'} (saved)"
+        return "none yet"
+
     def _show_item_state(self) -> None:
         if self.session is None or self.current is None:
             self.item_label.setText("")
@@ -988,7 +928,8 @@ class ReviewWidget(QWidget):
         record = self.session.record(index)
         status = record.status if record is not None else "unreviewed"
         saved = f", version {record.version} by {record.reviewer}" if record is not None else ""
-        self.item_label.setText(f"{index + 1} / {len(self.session)}: {item.name} — {status}{saved}")
+        self.item_label.setText(f"{index + 1} / {len(self.session)}: {item.name} — {status}{saved} · "
+                                f"mask: {self.mask_origin()}" + (f"\n⚠ {self._notice}" if self._notice else ""))
         self.scores_label.setText(self.session.scores_text(index))
 
     def _report_error(self, message: str) -> None:

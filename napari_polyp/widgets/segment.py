@@ -188,6 +188,7 @@ class SegmentWidget(QWidget):
         self.threshold_slider.valueChanged.connect(lambda v: self.threshold_spin.setValue(v / 100.0))
         self.threshold_spin.valueChanged.connect(self._on_threshold_changed)
         self.image_combo.currentTextChanged.connect(self._update_scope)
+        self.scope_combo.currentTextChanged.connect(self._default_tta)
         self.image_combo.currentTextChanged.connect(self._follow_image_task)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
@@ -277,6 +278,7 @@ class SegmentWidget(QWidget):
                 has_frames = False
         self.scope_combo.setEnabled(has_frames)
         self.live_button.setEnabled(has_frames or self.live_button.isChecked())
+        self._default_tta()
 
     # -- model / checkpoint -------------------------------------------------------------
     def _on_model_changed(self, *_):
@@ -336,9 +338,18 @@ class SegmentWidget(QWidget):
             card = models.get_card(name)
         self.card_label.setText(card.summary())
         self.card_label.setToolTip(card.notes)
-        if not self._tta_set_by_user:
-            self.tta_check.setChecked(tta_fits(card))
+        self._card = card
+        self._default_tta()
         self.warning_label.setVisible(not card.trained)
+
+    def _default_tta(self, *_) -> None:
+        """Until the user sets it: on for a network whose three views fit the time budget, and
+        off for a whole video (3× the time over hundreds of frames)."""
+        card = getattr(self, "_card", None)
+        if self._tta_set_by_user or card is None:
+            return
+        whole_video = self.scope_combo.isEnabled() and self.scope_combo.currentText() == "all frames"
+        self.tta_check.setChecked(tta_fits(card) and not whole_video)
 
     # -- predictors -------------------------------------------------------------------
     def engine_options(self) -> dict:
@@ -346,13 +357,13 @@ class SegmentWidget(QWidget):
         return {"engine": self.engine_combo.currentText(), "threads": int(self.threads_spin.value())}
 
     def predictor(self, model_name: str, checkpoint, device: str, engine: Optional[str] = None,
-                  threads: Optional[int] = None):
-        """The cached predictor for (model, checkpoint, device, engine, threads), built on first use.
-        Without ``engine`` and ``threads``: the widget's settings (on the main thread only; workers
-        get them in their job)."""
+                  threads: Optional[int] = None, tta: bool = False):
+        """The cached predictor for (model, checkpoint, device, TTA, engine, threads), built on first
+        use. Without ``engine`` and ``threads``: the widget's settings (on the main thread only;
+        workers get them in their job)."""
         if engine is None and threads is None:
             engine, threads = self.engine_options().values()
-        return self._predictors.get(self.predictor_factory, model_name, checkpoint, device,
+        return self._predictors.get(self.predictor_factory, model_name, checkpoint, device, tta=tta,
                                     engine=engine, threads=threads)
 
     def _schedule_preload(self, *_):
@@ -371,7 +382,7 @@ class SegmentWidget(QWidget):
         if not model_name or checkpoint is None:
             return None
         args = (model_name, checkpoint, self.device_combo.currentText())
-        options = self.engine_options()
+        options = {**self.engine_options(), "tta": self.tta_check.isChecked()}  # the predictor Run will ask for
 
         def build_and_warm():
             try:
@@ -442,7 +453,7 @@ class SegmentWidget(QWidget):
         default_b = default_checkpoint(model_b)
         job = dict(image_layer=image_layer, frame=L.current_frame(self.viewer, image_layer),
                    a=(model_a, self.checkpoint()), b=(model_b, str(default_b) if default_b else False),
-                   device=self.device_combo.currentText(), **self.engine_options())
+                   device=self.device_combo.currentText(), tta=self.tta_check.isChecked(), **self.engine_options())
         self._start(self._compare_frame, job, total=2, on_item=self._show_comparison,
                     status=f"comparing {model_a} with {model_b}…")
 
@@ -492,7 +503,8 @@ class SegmentWidget(QWidget):
     # worker side (a thread): only network and file work, no layer changes
     def _job_predictor(self, job: dict, model_name: Optional[str] = None, checkpoint=None):
         return self.predictor(model_name or job["model"], job["checkpoint"] if model_name is None else checkpoint,
-                              job["device"], engine=job.get("engine"), threads=job.get("threads"))
+                              job["device"], engine=job.get("engine"), threads=job.get("threads"),
+                              tta=job.get("tta", False))
 
     def _predict_frames(self, job: dict):
         try:
@@ -500,8 +512,6 @@ class SegmentWidget(QWidget):
         except Exception as err:  # noqa: BLE001 -- shown to the user, never a traceback
             yield ("error", f"cannot load {job['model']}: {error_text(err)}")
             return
-        if hasattr(predictor, "tta"):  # the cached predictor follows the checkbox of this run
-            predictor.tta = job.get("tta", False)
         if getattr(predictor, "engine_note", ""):  # e.g. ONNX Runtime could not be used
             yield ("note", predictor.engine_note)
         frames = job["frames"]
@@ -648,12 +658,10 @@ class SegmentWidget(QWidget):
         from ..live import PlaybackClock, live_masks
 
         try:
-            predictor = self._job_predictor(job)
+            predictor = self._job_predictor({**job, "tta": False})  # live is about speed
         except Exception as err:  # noqa: BLE001
             yield ("error", f"cannot load {job['model']}: {error_text(err)}")
             return
-        if hasattr(predictor, "tta"):
-            predictor.tta = False  # live is about speed
         clock = PlaybackClock(job["fps"], job["first"], job["frames"])
         try:
             for shown in live_masks(predictor, job["image_layer"].data, clock, job["threshold"],

@@ -309,12 +309,14 @@ def test_tta_checkbox_reaches_the_predictor(make_napari_viewer, qtbot, rgb64):
     widget.tta_check.setChecked(True)
     widget.run()
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
-    predictor = widget.predictor("microaunet", widget.checkpoint(), widget.device_combo.currentText())
-    assert predictor.tta is True
+    args = ("microaunet", widget.checkpoint(), widget.device_combo.currentText())
+    with_tta = widget.predictor(*args, tta=True)
+    assert with_tta.tta is True
     widget.tta_check.setChecked(False)
     widget.run()
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
-    assert predictor.tta is False
+    # TTA is part of the predictor's key: set once when built, never flipped under another run
+    assert with_tta.tta is True and widget.predictor(*args, tta=False).tta is False
 
 
 def test_tta_defaults_follow_the_network_until_the_user_sets_it(make_napari_viewer, qtbot, monkeypatch):

@@ -93,9 +93,11 @@ def test_keyboard_review_of_five_items_writes_five_records(make_napari_viewer, q
 
     # the table: Dice of every item, worst first, CSV; the rejected item is not a 0 in the means
     review.order_combo.setCurrentText("worst Dice first")
-    rows = [(review.item_list.item(r, 1).text(), review.item_list.item(r, 2).text()) for r in range(5)]
-    scored = [float(dice) for status, dice in rows if "rejected" not in status]
-    assert scored == sorted(scored) and "rejected" in rows[-1][0]  # rejected items go last
+    rows = [(review.item_list.item(r, 1).text(), review.item_list.item(r, 3).text()) for r in range(5)]
+    scored = [float(dice) for _status, dice in rows]
+    assert scored == sorted(scored)  # by Dice, the rejected item's too
+    network = review.item_list.item(0, 2).text()
+    assert network == workspace.segment.model_combo.currentText()  # the table names the network, saved items too
     out = review.export_table(tmp_path / "table.csv")
     rows = list(csv.DictReader(open(out)))
     assert [r["status"] for r in rows] == statuses and all(r["dice"] for r in rows)

@@ -1,0 +1,125 @@
+"""The Review tab's item table: one row per item (status, network, Dice, IoU, pixels changed,
+uncertainty), sortable by any column, its rows in the order Next / Previous walk.
+
+Only display: what a row says comes from :meth:`ReviewSession.table_row`, which item is
+next from :meth:`ReviewSession.neighbour`.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+
+STATUS_MARK = {"unreviewed": "·", "accepted": "✓", "corrected": "✎", "rejected": "✗", "unreadable": "⚠"}
+# (title, table_row key, width in px; 0 = takes the rest). Fixed widths: no sideways scrolling in a narrow dock.
+COLUMNS = (("item", "item", 0), ("status", "status", 82), ("network", "network", 66), ("Dice", "dice", 44),
+           ("IoU", "iou", 44), ("changed", "pixels_changed", 54), ("uncert.", "uncertainty", 50))
+NUMBERS = ("dice", "iou", "pixels_changed", "uncertainty")
+
+
+class SortItem(QTableWidgetItem):
+    """A cell that sorts by its value (unknown values last), shown as text."""
+
+    def __init__(self, text: str, key):
+        super().__init__(text)
+        self.key = key
+
+    def __lt__(self, other):  # noqa: D105
+        mine, theirs = self.key, getattr(other, "key", None)
+        if mine is None or theirs is None:
+            return theirs is None and mine is not None
+        return mine < theirs
+
+
+def row_cells(index: int, row: dict) -> List[SortItem]:
+    """The cells of one item's row (``row``: ``ReviewSession.table_row``); the first holds the item's index."""
+    status = row["status"]
+    cells = [SortItem(row["item"], index), SortItem(f"{STATUS_MARK.get(status, '')} {status}", status),
+             SortItem(row.get("network") or "", row.get("network") or None)]
+    for key in NUMBERS:
+        value = row[key]
+        text = "" if value is None else f"{value:d}" if isinstance(value, int) else f"{value:.3f}"
+        cells.append(SortItem(text, value))
+    cells[0].setData(Qt.UserRole, index)
+    cells[2].setToolTip(row.get("network") or "not predicted with the chosen network yet")
+    return cells
+
+
+class ItemTable(QTableWidget):
+    """The items, one row each; ``indices()`` lists them top to bottom as shown (sorting included).
+
+    Letters typed here are Review's keys (see :mod:`.keys`), not a search of the first column."""
+
+    def __init__(self, parent=None):
+        super().__init__(0, len(COLUMNS), parent)
+        self.setHorizontalHeaderLabels([title for title, _, _ in COLUMNS])
+        self.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.verticalHeader().setVisible(False)
+        self.verticalHeader().setDefaultSectionSize(20)
+        header = self.horizontalHeader()
+        header.setMinimumSectionSize(30)
+        for column, (_, _, width) in enumerate(COLUMNS):
+            header.setSectionResizeMode(column, QHeaderView.Stretch if not width else QHeaderView.Interactive)
+            if width:
+                header.resizeSection(column, width)
+        self.setTextElideMode(Qt.ElideMiddle)  # long stems keep their start and end
+        self.setSortingEnabled(True)
+        self.setMinimumHeight(110)
+        self.setToolTip("Click an item to open it; click a column title to sort by it. Dice/IoU: the "
+                        "prediction against the reference mask (masks/ beside images/); network: the one "
+                        "behind the item's mask")
+
+    def keyboardSearch(self, search: str) -> None:  # noqa: N802 (Qt)
+        """No type-to-search: the letters are the review keys (A accept, N next, ...)."""
+
+    def fill(self, rows) -> None:
+        """Replace the rows: ``rows`` is [(index, table_row dict)] in the order to show."""
+        self.blockSignals(True)
+        self.setSortingEnabled(False)
+        self.horizontalHeader().setSortIndicator(-1, Qt.AscendingOrder)
+        self.setRowCount(len(rows))
+        for row, (index, values) in enumerate(rows):
+            for column, cell in enumerate(row_cells(index, values)):
+                self.setItem(row, column, cell)
+        self.setSortingEnabled(True)
+        self.blockSignals(False)
+
+    def indices(self) -> List[int]:
+        return [self.item(r, 0).data(Qt.UserRole) for r in range(self.rowCount())]
+
+    def row_of(self, index: Optional[int]) -> int:
+        for r in range(self.rowCount()):
+            cell = self.item(r, 0)
+            if cell is not None and cell.data(Qt.UserRole) == index:
+                return r
+        return -1
+
+    def select(self, index: Optional[int]) -> None:
+        """Highlight the row of ``index`` (none when it is not shown), without signals."""
+        self.blockSignals(True)
+        row = self.row_of(index)
+        self.clearSelection()
+        if row >= 0:
+            self.selectRow(row)
+            self.scrollToItem(self.item(row, 0))
+        self.blockSignals(False)
+
+    def update_row(self, index: int, values: dict) -> None:
+        """New cells for one item, where it is (a changed cell must not move rows under the cursor)."""
+        row = self.row_of(index)
+        if row < 0:
+            return
+        sorting = self.isSortingEnabled()
+        self.setSortingEnabled(False)
+        self.blockSignals(True)
+        for column, cell in enumerate(row_cells(index, values)):
+            self.setItem(row, column, cell)
+        self.blockSignals(False)
+        self.setSortingEnabled(sorting)
+
+    def selected_index(self) -> Optional[int]:
+        rows = self.selectionModel().selectedRows()
+        return self.item(rows[0].row(), 0).data(Qt.UserRole) if rows else None

@@ -1,0 +1,276 @@
+"""Issue 24 in a real napari window, the Workspace docked through napari's plugin path: what a
+long session broke. Each test failed before the change it names."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from qtpy.QtCore import Qt
+
+from napari_polyp.prediction import Prediction
+
+WAIT_MS = 60_000
+RADIUS = {"ea-dk": 6.0, "microaunet": 11.0, "pefnet": 8.0}  # each network draws its own disk
+
+
+class DiskPredictor:
+    """No network: a soft disk whose radius is the network's (so a mask tells which one made it)."""
+
+    def __init__(self, model_name="fake"):
+        self.model_name = model_name
+        self.checkpoint_sha256 = "cd" * 32
+        self.calls = 0
+        self.tta = False
+
+    def predict(self, image, attention=True):
+        self.calls += 1
+        h, w = image.shape[:2]
+        yy, xx = np.mgrid[:h, :w]
+        distance = np.hypot(yy - h / 2, xx - w / 2)
+        probability = np.clip(1.0 - distance / (2 * RADIUS.get(self.model_name, 7.0)), 0, 1).astype(np.float32)
+        return Prediction(probability, {"lscab_spatial": probability}, self.model_name, self.checkpoint_sha256, 0.0)
+
+
+class Factory:
+    def __init__(self):
+        self.built = {}
+
+    def __call__(self, model_name, *args, **kwargs):
+        return self.built.setdefault(model_name, DiskPredictor(model_name))
+
+    def calls(self, model_name):
+        return self.built[model_name].calls if model_name in self.built else 0
+
+
+def expected_mask(model_name, shape, threshold=0.5):
+    image = np.zeros(shape + (3,), np.uint8)
+    return (DiskPredictor(model_name).predict(image).probability >= threshold).astype(np.uint8)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """DIR/images: a.png 40×44, b_truncated.jpg (cut short), c.png 48×52, d.png 36×40; DIR/masks."""
+    images, masks = tmp_path / "data" / "images", tmp_path / "data" / "masks"
+    images.mkdir(parents=True)
+    masks.mkdir()
+    rng = np.random.default_rng(3)
+    for name, (h, w) in (("a.png", (40, 44)), ("b_truncated.jpg", (42, 46)), ("c.png", (48, 52)),
+                         ("d.png", (36, 40))):
+        Image.fromarray(rng.integers(30, 200, (h, w, 3), dtype=np.uint8)).save(images / name)
+        reference = np.zeros((h, w), np.uint8)
+        reference[h // 2 - 6:h // 2 + 6, w // 2 - 6:w // 2 + 6] = 255
+        Image.fromarray(reference).save(masks / (name.rsplit(".", 1)[0] + ".png"))
+    data = (images / "b_truncated.jpg").read_bytes()
+    (images / "b_truncated.jpg").write_bytes(data[: len(data) // 2])
+    return images
+
+
+def dock(viewer, factory):
+    _, workspace = viewer.window.add_plugin_dock_widget("napari-polyp", "Workspace")
+    workspace.segment.predictor_factory = factory
+    workspace.segment.tta_check.setChecked(False)
+    workspace.segment._tta_set_by_user = True  # as after a click: a network switch leaves it off
+    return workspace
+
+
+def press(viewer, key):
+    """What napari does on a key press in the canvas (our keys are napari actions)."""
+    from napari.utils.key_bindings import KeyBinding
+
+    binding = KeyBinding.from_str(key)
+    maps = [viewer.keymap] + [getattr(cls, "class_keymap", {}) for cls in type(viewer).__mro__]
+    next(keymap[binding] for keymap in maps if binding in keymap)(viewer)
+
+
+def idle(qtbot, review):
+    qtbot.wait(10)  # the deferred handling of a network change
+    qtbot.waitUntil(lambda: not review.busy and review._batch is None and review.labels_layer() is not None,
+                    timeout=WAIT_MS)
+
+
+def records(root):
+    path = root / "manifest.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def start(viewer, folder, tmp_path, factory=None):
+    factory = factory or Factory()
+    workspace = dock(viewer, factory)
+    review = workspace.review
+    review.set_dataset(tmp_path / "corrections")
+    review.set_source(folder)
+    return workspace, review, factory
+
+
+def row_texts(review, index):
+    row = review.item_list.row_of(index)
+    return [review.item_list.item(row, c).text() for c in range(review.item_list.columnCount())]
+
+
+# -- item 1 ------------------------------------------------------------------------------------
+def test_an_unreadable_item_is_skipped_marked_and_never_saved(make_napari_viewer, qtbot, folder, tmp_path):
+    viewer = make_napari_viewer()
+    workspace, review, _ = start(viewer, folder, tmp_path)
+    idle(qtbot, review)
+    assert review.current == 0
+    press(viewer, "N")  # b_truncated.jpg cannot be read: N goes on to c.png
+    idle(qtbot, review)
+    assert review.current == 2 and review.image_layer().data.shape[:2] == (48, 52)
+    assert "unreadable" in row_texts(review, 1)[1] and "1 unreadable" in review.progress_label.text()
+    assert "skipped b_truncated.jpg: cannot be read" in review.item_label.text()
+    assert review.open_item(1) is False and review.current == 2  # a click on its row: nothing changes
+    assert review.item_label.text().startswith("3 / 4: c.png")
+    press(viewer, "Shift-N")  # back, past it again
+    idle(qtbot, review)
+    assert review.current == 0
+    for _ in range(3):
+        press(viewer, "A")
+        idle(qtbot, review)
+    saved = records(tmp_path / "corrections")
+    assert [r["stem"] for r in saved] == ["a", "c", "d"]
+    for record in saved:  # every mask has its own image's size
+        mask = np.asarray(Image.open(tmp_path / "corrections" / record["mask"]))
+        image = np.asarray(Image.open(folder / Path_name(record["source_path"])))
+        assert mask.shape == image.shape[:2]
+
+
+def Path_name(path):  # noqa: N802 -- a tiny helper for the line above
+    from pathlib import Path
+
+    return Path(path).name
+
+
+# -- item 2 ------------------------------------------------------------------------------------
+def test_a_network_switch_predicts_again_and_saves_the_new_networks_mask(make_napari_viewer, qtbot, folder,
+                                                                         tmp_path):
+    viewer = make_napari_viewer()
+    workspace, review, factory = start(viewer, folder, tmp_path)
+    segment = workspace.segment
+    segment.model_combo.setCurrentText("ea-dk")
+    idle(qtbot, review)
+    review.run_on_all()
+    idle(qtbot, review)
+    assert row_texts(review, 2)[2] == "ea-dk"
+    first_dice = row_texts(review, 2)[3]
+    segment.model_combo.setCurrentText("microaunet")
+    idle(qtbot, review)  # the open item follows the Model tab at once
+    assert review.mask_origin().startswith("microaunet") and "microaunet" in review.item_label.text()
+    np.testing.assert_array_equal(review.labels_layer().data, expected_mask("microaunet", (40, 44)))
+    assert row_texts(review, 2)[2] == "" and row_texts(review, 2)[3] == ""  # EA-DK's Dice is gone
+    review.run_on_all()  # not "every unreviewed item is predicted already"
+    idle(qtbot, review)
+    assert factory.calls("microaunet") == 3 and row_texts(review, 2)[2] == "microaunet"
+    assert row_texts(review, 2)[3] != first_dice
+    press(viewer, "N")
+    idle(qtbot, review)
+    assert review.current == 2
+    np.testing.assert_array_equal(review.labels_layer().data, expected_mask("microaunet", (48, 52)))
+    press(viewer, "A")
+    record = records(tmp_path / "corrections")[-1]
+    assert record["stem"] == "c" and record["model"] == "microaunet" and record["status"] == "accepted"
+    saved = np.asarray(Image.open(tmp_path / "corrections" / record["mask"])) > 0
+    np.testing.assert_array_equal(saved, expected_mask("microaunet", (48, 52)) > 0)
+    assert row_texts(review, 2)[2] == "microaunet"  # a saved item names its network too
+
+
+def test_tta_is_part_of_what_a_prediction_belongs_to(make_napari_viewer, qtbot, folder, tmp_path):
+    viewer = make_napari_viewer()
+    workspace, review, factory = start(viewer, folder, tmp_path)
+    idle(qtbot, review)
+    assert "+TTA" not in review.mask_origin()
+    workspace.segment.tta_check.setChecked(True)
+    idle(qtbot, review)
+    assert review.mask_origin().endswith("+TTA")
+    press(viewer, "A")
+    assert records(tmp_path / "corrections")[-1]["status"] == "accepted"
+
+
+# -- item 3 ------------------------------------------------------------------------------------
+def test_accept_after_a_threshold_move_is_accepted_not_corrected(make_napari_viewer, qtbot, folder, tmp_path):
+    viewer = make_napari_viewer()
+    workspace, review, _ = start(viewer, folder, tmp_path)
+    idle(qtbot, review)
+    dice_before = row_texts(review, 0)[3]
+    workspace.segment.threshold_spin.setValue(0.7)
+    mask = np.asarray(review.labels_layer().data)
+    np.testing.assert_array_equal(mask, expected_mask(review.model_name(), (40, 44), 0.7))
+    assert row_texts(review, 0)[3] != dice_before  # the table's Dice follows the threshold
+    assert not review.is_dirty()  # leaving would not ask about edits
+    press(viewer, "A")
+    record = records(tmp_path / "corrections")[-1]
+    assert record["status"] == "accepted" and record["pixels_changed"] == 0 and record["threshold"] == 0.7
+
+
+def test_threshold_move_on_a_video_frame_free_image_from_the_model_tab(make_napari_viewer, qtbot, folder,
+                                                                        tmp_path):
+    """Segment's image choice on the Review image: Segment re-derives the mask; Accept is still accepted."""
+    viewer = make_napari_viewer()
+    workspace, review, _ = start(viewer, folder, tmp_path)
+    idle(qtbot, review)
+    workspace.segment.image_combo.setCurrentText("Review")
+    workspace.segment.threshold_spin.setValue(0.3)
+    press(viewer, "A")
+    record = records(tmp_path / "corrections")[-1]
+    assert record["status"] == "accepted" and record["pixels_changed"] == 0 and record["threshold"] == 0.3
+
+
+# -- item 4 ------------------------------------------------------------------------------------
+def test_clean_up_after_strokes_and_refine_acts_on_the_mask(make_napari_viewer, qtbot, folder, tmp_path):
+    viewer = make_napari_viewer()
+    workspace, review, _ = start(viewer, folder, tmp_path)
+    idle(qtbot, review)
+    workspace.draw_strokes()
+    strokes = review.strokes_layer()
+    strokes.data_setitem((np.array([20, 20]), np.array([22, 23])), np.array([1, 1], np.uint8))
+    strokes.data_setitem((np.array([2, 2]), np.array([2, 3])), np.array([2, 2], np.uint8))
+    review.refine()
+    assert viewer.layers.selection.active.name == "Review strokes"
+    cleanup = workspace.cleanup
+    assert cleanup.labels_layer().name == "Review mask" and "Review mask" in cleanup.status_label.text()
+    mask = review.labels_layer()
+    mask.data_setitem((np.array([1, 1]), np.array([1, 2])), np.array([1, 1], np.uint8))  # a speck to remove
+    reference_before = np.array(viewer.layers["Review reference"].data)
+    before = np.array(mask.data)
+    assert cleanup.run_action("Keep largest") == 2
+    assert np.count_nonzero(np.asarray(mask.data) != before) == 2
+    assert "Review mask" in cleanup.status_label.text()
+    cleanup.undo()
+    np.testing.assert_array_equal(mask.data, before)  # Undo acts on the mask too
+    assert reference_before.shape == viewer.layers["Review reference"].data.shape
+
+
+# -- item 7 ------------------------------------------------------------------------------------
+def test_keys_work_after_a_click_in_the_table_or_a_drop_down(make_napari_viewer, qtbot, folder, tmp_path):
+    from qtpy.QtWidgets import QApplication
+
+    viewer = make_napari_viewer(show=True)
+    workspace, review, _ = start(viewer, folder, tmp_path)
+    idle(qtbot, review)
+    window = viewer.window._qt_window
+    window.activateWindow()
+    QApplication.setActiveWindow(window)
+
+    def key_into(widget, key, modifier=Qt.NoModifier):
+        widget.setFocus()
+        qtbot.waitUntil(lambda: QApplication.focusWidget() is widget, timeout=5000)
+        qtbot.keyClick(widget, key, modifier)
+
+    table = review.item_list
+    table.selectRow(table.row_of(0))
+    key_into(table, Qt.Key_A)  # the table's letter search used to take it
+    idle(qtbot, review)
+    assert [r["stem"] for r in records(tmp_path / "corrections")] == ["a"] and review.current == 2
+    key_into(review.order_combo, Qt.Key_N)  # a drop-down
+    idle(qtbot, review)
+    assert review.current == 3 and review.order_combo.currentText() == "folder order"
+    key_into(table, Qt.Key_PageUp)
+    idle(qtbot, review)
+    assert review.current == 2
+    key_into(workspace.segment.model_combo, Qt.Key_R, Qt.ShiftModifier)  # reject, from the Model tab's drop-down
+    idle(qtbot, review)
+    assert records(tmp_path / "corrections")[-1]["status"] == "rejected"
+    before = len(records(tmp_path / "corrections"))
+    key_into(review.note_edit, Qt.Key_A)  # text: a letter, not a key
+    assert review.note_edit.text() == "a" and len(records(tmp_path / "corrections")) == before
+    key_into(workspace.segment.threshold_spin, Qt.Key_A)
+    assert len(records(tmp_path / "corrections")) == before
