@@ -163,6 +163,23 @@ def _unwrap(obj):
     return obj
 
 
+# Labels layers that hold a mask to edit: a network's mask, or one the user made or opened (no role).
+# Never a reference comparison, refine strokes, a disagreement map or a live outline.
+MASK_ROLES = ("mask", None)
+
+
+def is_mask_role(role) -> bool:
+    """Whether a Labels layer with this ``ROLE`` metadata is a mask (clean-up, undo act on it)."""
+    return role in MASK_ROLES
+
+
+def is_editable_mask(layer) -> bool:
+    """A Labels layer holding a mask (see :data:`MASK_ROLES`)."""
+    from napari.layers import Labels
+
+    return isinstance(layer, Labels) and is_mask_role((layer.metadata or {}).get(ROLE))
+
+
 def prediction_state(labels_layer) -> Optional[PredictionState]:
     return _STATES.get(_unwrap(labels_layer))
 

@@ -53,13 +53,17 @@ def apply_to_labels(layer, action, frame: tuple = (), **kwargs) -> int:
 
 
 class CleanupWidget(QWidget):
-    """Fill holes, remove small objects, keep largest, smooth, grow/shrink; Undo."""
+    """Fill holes, remove small objects, keep largest, smooth, grow/shrink; Undo.
 
-    def __init__(self, napari_viewer, parent=None):
+    ``preferred()``: the mask to act on when the active layer is not a mask (the workspace
+    passes the open Review item's mask: after Strokes the stroke layer is active)."""
+
+    def __init__(self, napari_viewer, parent=None, preferred=None):
         super().__init__(parent)
         from ..corrections import cleanup
 
         self.viewer = napari_viewer
+        self.preferred = preferred
         self.cleanup = cleanup
         root = QVBoxLayout(self)
 
@@ -113,18 +117,17 @@ class CleanupWidget(QWidget):
         self._on_active_changed()
 
     def labels_layer(self):
-        """The active layer if it is a mask, else the topmost mask (a Labels layer that is
-        not a refine stroke layer: strokes are the annotator's marks, not a mask to clean)."""
-        from napari.layers import Labels
-
-        def is_mask(layer) -> bool:
-            return isinstance(layer, Labels) and layer.metadata.get(L.ROLE) != "strokes"
-
+        """The active layer if it is a mask, else the preferred mask, else the topmost mask.
+        Never a reference comparison, refine strokes or other overlay (``layers.is_editable_mask``):
+        those are marks to look at, not a mask to clean."""
         active = self.viewer.layers.selection.active
-        if is_mask(active):
+        if L.is_editable_mask(active):
             return active
+        preferred = self.preferred() if self.preferred is not None else None
+        if L.is_editable_mask(preferred):
+            return preferred
         for layer in reversed(self.viewer.layers):
-            if is_mask(layer):
+            if L.is_editable_mask(layer):
                 return layer
         return None
 
@@ -151,8 +154,8 @@ class CleanupWidget(QWidget):
         frame = current_frame_index(self.viewer, layer)
         changed = apply_to_labels(layer, self.cleanup.ACTIONS[name], frame, **self._kwargs(name))
         where = f" (frame {frame[0]})" if len(frame) == 1 else ""
-        self.status_label.setText(f"{name}{where}: {changed} pixel(s) changed" if changed
-                                  else f"{name}{where}: nothing to change")
+        self.status_label.setText(f"{name} on '{layer.name}'{where}: {changed} pixel(s) changed" if changed
+                                  else f"{name} on '{layer.name}'{where}: nothing to change")
         return changed
 
     def undo(self) -> None:

@@ -67,7 +67,8 @@ class WorkspaceWidget(QWidget):
         self.segment = SegmentWidget(napari_viewer, predictor_factory=predictor_factory, ask_edits=ask_edits)
         self.review = ReviewWidget(napari_viewer, predictor_factory=predictor_factory, ask_unsaved=ask_unsaved,
                                    model_source=self.segment)
-        self.cleanup = CleanupWidget(napari_viewer)
+        # after Strokes the stroke layer is active: clean-up still acts on the open item's mask
+        self.cleanup = CleanupWidget(napari_viewer, preferred=self.review.labels_layer)
         self.finetune = FinetuneWidget(napari_viewer)
         self.last_error: Optional[str] = None
 
