@@ -69,7 +69,8 @@ def open_app(viewer, image=None, model: Optional[str] = None, device: str = "aut
     else:
         for data in layer_data if layer_data is not None else _layer_data(image):
             viewer.add_layer(Layer.create(*data))
-    _, workspace = viewer.window.add_plugin_dock_widget("napari-polyp", "Workspace")
+    dock, workspace = viewer.window.add_plugin_dock_widget("napari-polyp", "Workspace")
+    fit_window(viewer, dock)  # inside the screen's available area, the canvas keeps its share
     workspace.tabs.setCurrentIndex(MODEL_TAB)  # the opened image and its mask, before any folder is chosen
     widget = workspace.segment
     widget.task_combo.setCurrentText(task)
@@ -79,6 +80,55 @@ def open_app(viewer, image=None, model: Optional[str] = None, device: str = "aut
     if images:
         widget.image_combo.setCurrentText(images[0].name)
     return widget
+
+
+WINDOW = (1400, 900)  # the window's size where the screen has room for it
+NARROW_SCREEN = 1280  # below this width the side panels are made narrower for the canvas's sake
+
+
+def window_plan(available_width: int, available_height: int, frame=(0, 0)) -> dict:
+    """Sizes for a screen whose available area (without task bars) is the given one: the
+    window inside it (``frame``: the window manager's border and title bar, added outside the
+    window's own size), napari's layer panel and the Workspace dock, leaving the rest to the
+    canvas. Pure arithmetic, so the rule is testable without a screen."""
+    width = min(WINDOW[0], available_width - frame[0])
+    height = min(WINDOW[1], available_height - frame[1])
+    narrow = available_width < NARROW_SCREEN
+    # napari's layer panel is ~340 px at its narrowest: on a narrow screen it becomes tabs beside
+    # the Workspace (Window menu or a drag brings it back), so the canvas keeps half the width
+    return {"window": (width, height), "layers_beside_workspace": narrow, "workspace": 360 if narrow else 420}
+
+
+def fit_window(viewer, workspace_dock=None, available=None) -> dict:
+    """Size napari's window to fit the screen's available geometry (``available``: a QRect,
+    default the screen's) and share its width between the layer panel, the canvas and the
+    Workspace. Returns the plan used."""
+    from qtpy.QtCore import Qt, QTimer
+    from qtpy.QtWidgets import QApplication
+
+    window = viewer.window._qt_window
+    QApplication.processEvents()  # a shown window gets its frame from the window manager
+    if available is None:
+        screen = window.screen() if hasattr(window, "screen") else None
+        available = (screen or QApplication.primaryScreen()).availableGeometry()
+    frame = (window.frameGeometry().width() - window.width(), window.frameGeometry().height() - window.height())
+    plan = window_plan(available.width(), available.height(), frame)
+    window.showNormal()
+    window.resize(*plan["window"])
+    window.move(available.topLeft())
+    if plan["window"] != WINDOW:  # a small screen: maximized, the window manager fits its frame in too
+        window.setWindowState(window.windowState() | Qt.WindowMaximized)
+    if workspace_dock is None:
+        return plan
+    if plan["layers_beside_workspace"]:
+        qt_viewer = viewer.window._qt_viewer
+        for dock in (qt_viewer.dockLayerControls, qt_viewer.dockLayerList):
+            window.addDockWidget(Qt.RightDockWidgetArea, dock)
+            window.tabifyDockWidget(workspace_dock, dock)
+        QTimer.singleShot(0, workspace_dock.raise_)  # once the tabs exist: the Workspace in front
+    window.resizeDocks([workspace_dock], [plan["workspace"]], Qt.Horizontal)
+    QTimer.singleShot(0, viewer.reset_view)  # once the canvas has its new size
+    return plan
 
 
 def run_once_and_screenshot(viewer, widget, path, timeout: float = 600.0) -> Path:
@@ -194,7 +244,6 @@ def run(args) -> int:  # (cli.main has checked --model)
 
     _quiet_pyqt5_notice()
     viewer = napari.Viewer(title="napari-polyp")
-    viewer.window.resize(1400, 900)
     try:
         widget = open_app(viewer, args.image, args.model, args.device, layer_data=layer_data, task=args.task)
         _use_prebuilt(widget, future, options, args.device)

@@ -38,3 +38,36 @@ def test_keys_go_to_review_from_a_table_or_drop_down_never_from_text():
 def test_a_held_key_walks_but_never_saves_twice():
     assert routes(OTHER, "next", repeated=True)
     assert not routes(OTHER, "accept", repeated=True)
+
+
+# -- item 8: the window fits the screen ---------------------------------------------------------
+from napari_polyp.app import WINDOW, window_plan  # noqa: E402
+
+
+@pytest.mark.parametrize("screen", [(1366, 768), (1024, 768), (1280, 720), (1920, 1080)])
+def test_the_window_fits_the_available_screen(screen):
+    plan = window_plan(*screen, frame=(0, 32))
+    width, height = plan["window"]
+    assert width <= screen[0] and height + 32 <= screen[1]
+    assert (width, height) == (min(WINDOW[0], screen[0]), min(WINDOW[1], screen[1] - 32))
+
+
+def test_a_narrow_screen_puts_napari_layer_panel_beside_the_workspace():
+    assert window_plan(1024, 768)["layers_beside_workspace"]
+    assert not window_plan(1366, 768)["layers_beside_workspace"]
+
+
+# -- item 9: the fine-tune data line is read again -----------------------------------------------
+def test_the_data_line_follows_the_folder_as_it_fills(tmp_path):
+    import numpy as np
+
+    from napari_polyp.corrections import CorrectionsDataset
+    from napari_polyp.widgets.finetune import describe_data
+
+    folder = tmp_path / "corrections"
+    assert describe_data(folder).startswith("⚠") and str(folder) in describe_data(folder)
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:9, 4:9] = 1
+    CorrectionsDataset(folder).save(np.full((16, 16, 3), 90, np.uint8), mask, stem="a", status="accepted")
+    assert describe_data(folder) == "1 accepted/corrected items"
+    assert describe_data("") == ""

@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
     QFileDialog,
-    QHBoxLayout,
+    QGridLayout,
     QRadioButton,
     QSizePolicy,
     QSpinBox,
@@ -164,9 +164,10 @@ class FinetuneWidget(QWidget):
 
     finetuned = Signal(dict)
 
-    def __init__(self, napari_viewer, parent=None):
+    def __init__(self, napari_viewer, parent=None, model_source=None):
         super().__init__(parent)
         self.viewer = napari_viewer
+        self.model_source = model_source  # a Segment widget: its network and checkpoint are fine-tuned
         self._worker = None
         self._stop = threading.Event()
         self._budget_s: Optional[float] = None
@@ -191,12 +192,18 @@ class FinetuneWidget(QWidget):
         form.addRow("", self.data_label)
 
         self.model_combo = model_combo()
-        form.addRow("network", self.model_combo)
         self.checkpoint_combo = CheckpointCombo(
             tooltip="Weights to start from: the network's default checkpoint first, or a file")
-        form.addRow("start from", self.checkpoint_combo)
+        self.follows_label = text_label()
+        if self.model_source is None:
+            form.addRow("network", self.model_combo)
+            form.addRow("start from", self.checkpoint_combo)
+        else:  # in the workspace: the network and weights of the Model tab, one choice for everything
+            self.model_combo.setVisible(False)
+            self.checkpoint_combo.setVisible(False)
+            form.addRow("network", self.follows_label)
 
-        length = QHBoxLayout()
+        length = QGridLayout()  # two rows: fits a narrow dock
         self.epochs_radio = QRadioButton("epochs")
         self.epochs_radio.setChecked(True)
         self.epochs_spin = QSpinBox()
@@ -208,8 +215,8 @@ class FinetuneWidget(QWidget):
         self.budget_spin.setDecimals(1)
         self.budget_spin.setValue(10.0)
         self.budget_spin.setToolTip("Time budget: the schedule is fitted to it and the run stops in time")
-        for w in (self.epochs_radio, self.epochs_spin, self.budget_radio, self.budget_spin):
-            length.addWidget(w)
+        for at, w in enumerate((self.epochs_radio, self.epochs_spin, self.budget_radio, self.budget_spin)):
+            length.addWidget(w, at // 2, at % 2)
         form.addRow("length", length)
 
         self.size_spin = QSpinBox()
@@ -221,7 +228,9 @@ class FinetuneWidget(QWidget):
         form.addRow("size", self.size_spin)
         self.device_combo = device_combo()
         form.addRow("device", self.device_combo)
-        self.force_check = QCheckBox("prefer the result even if validation Dice falls")
+        self.force_check = QCheckBox("prefer it even if Dice falls")
+        self.force_check.setToolTip("Make the result the network's default checkpoint even when its validation "
+                                    "Dice is lower than the start checkpoint's")
         form.addRow("", self.force_check)
 
         self.start_button, self.cancel_button, self.progress = run_controls(
@@ -252,19 +261,27 @@ class FinetuneWidget(QWidget):
             self.set_data(path)
 
     def _describe_data(self) -> None:
-        from ..training.data import find_pairs, is_corrections_dataset
+        """The data line, read again from the folder (it fills as Review saves: see ``refresh_data``)."""
+        self.data_label.setText(describe_data(self.data_edit.text()))
 
-        text = self.data_edit.text().strip()
-        if not text:
-            self.data_label.setText("")
+    def refresh_data(self) -> None:
+        """Read the corrections folder again (after a save, or when the tab is shown)."""
+        self._describe_data()
+
+    def model_name(self) -> str:
+        """The network to fine-tune: the Model tab's in the workspace, else this widget's choice."""
+        source = self.model_source
+        return (source.model_combo if source is not None else self.model_combo).currentText()
+
+    def follow_model_source(self, *_) -> None:
+        """The Model tab's network or checkpoint changed: fine-tune that one."""
+        if self.model_source is None:
             return
-        try:
-            pairs = find_pairs(text)
-        except Exception as err:  # noqa: BLE001 -- shown, not raised
-            self.data_label.setText(f"⚠ {error_text(err)}")
-            return
-        kind = "accepted/corrected items" if is_corrections_dataset(text) else "image/mask pairs"
-        self.data_label.setText(f"{len(pairs)} {kind}")
+        self.model_combo.setCurrentText(self.model_name())
+        checkpoint = self.checkpoint()
+        self.follows_label.setText(
+            f"{self.model_name()}, from {Path(checkpoint).name if checkpoint else 'random weights'} "
+            "(the Model tab's choice)")
 
     def _on_model_changed(self, *_) -> None:
         import models
@@ -291,8 +308,9 @@ class FinetuneWidget(QWidget):
         self.checkpoint_combo.add_path(path)
 
     def checkpoint(self) -> Optional[str]:
-        data = self.checkpoint_combo.selected()
-        return None if data is None else str(data)
+        """The weights to start from (None: none chosen; random weights cannot be fine-tuned here)."""
+        data = self.model_source.checkpoint() if self.model_source is not None else self.checkpoint_combo.selected()
+        return str(data) if data else None
 
     def _on_length_mode(self, *_) -> None:
         by_epochs = self.epochs_radio.isChecked()
@@ -302,7 +320,7 @@ class FinetuneWidget(QWidget):
     def job(self) -> Dict:
         """The arguments of ``iter_finetune`` the controls describe."""
         by_epochs = self.epochs_radio.isChecked()
-        data, name = self.data_edit.text().strip(), self.model_combo.currentText()
+        data, name = self.data_edit.text().strip(), self.model_name()
         return dict(
             data=data, model=name, checkpoint=self.checkpoint(),
             epochs=self.epochs_spin.value() if by_epochs else None,
@@ -323,6 +341,7 @@ class FinetuneWidget(QWidget):
         """Start fine-tuning (the Start button)."""
         if self.busy:
             return
+        self.refresh_data()  # the line says what this run will read
         job = self.job()
         problem = ("choose a corrections dataset folder" if not job["data"]
                    else "no network is registered" if not job["model"]
@@ -428,7 +447,7 @@ class FinetuneWidget(QWidget):
         self.status_label.setText(text)
         from napari.utils.notifications import show_info
 
-        show_info(f"Fine-tune {result.get('model', '') or self.model_combo.currentText()}: {text}")
+        show_info(f"Fine-tune {result.get('model', '') or self.model_name()}: {text}")
         self.finetuned.emit(result)
 
     def _on_finished(self) -> None:
@@ -438,7 +457,7 @@ class FinetuneWidget(QWidget):
         if self.last_result is not None and not self._stop.is_set() and not self.last_error:
             self.progress.setValue(1000)
         if self.last_result is not None and self.last_result.get("checkpoint"):
-            announce_checkpoints(self.model_combo.currentText())
+            announce_checkpoints(self.last_result.get("model") or self.model_name())
 
     def _report_error(self, message: str) -> None:
         show_error(self, message)
@@ -446,6 +465,22 @@ class FinetuneWidget(QWidget):
     def closeEvent(self, event):  # noqa: N802 (Qt)
         self.cancel()
         super().closeEvent(event)
+
+
+def describe_data(folder: str) -> str:
+    """The data line for a corrections folder as it is now: how many items training would read,
+    or what is wrong with it (one line, never a traceback); "" for no folder."""
+    from ..training.data import find_pairs, is_corrections_dataset
+
+    text = str(folder or "").strip()
+    if not text:
+        return ""
+    try:
+        pairs = find_pairs(text)
+    except Exception as err:  # noqa: BLE001 -- shown, not raised
+        return f"⚠ {error_text(err)}"
+    kind = "accepted/corrected items" if is_corrections_dataset(text) else "image/mask pairs"
+    return f"{len(pairs)} {kind}"
 
 
 def announce_checkpoints(model_name: str) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -68,7 +68,10 @@ class ReviewWidget(QWidget):
     ``ask_unsaved(item_name) -> "save" | "discard" | "cancel"`` is asked before
     leaving an item whose mask was edited and not saved (a dialog by default);
     ``model_source``: a Segment widget whose network, checkpoint, TTA and threshold are used.
+    ``saved(record)`` is emitted after each save.
     """
+
+    saved = Signal(object)
 
     def __init__(self, napari_viewer, predictor_factory: Optional[Callable] = None,
                  ask_unsaved: Optional[Callable[[str], str]] = None, model_source=None, parent=None):
@@ -172,12 +175,14 @@ class ReviewWidget(QWidget):
 
     def _build_options(self) -> QHBoxLayout:
         options = QHBoxLayout()
-        self.unreviewed_check = QCheckBox("only unreviewed")
+        # short words: the row fits a 1024-px screen's dock; the tooltips say the rest
+        self.unreviewed_check = QCheckBox("unreviewed")
+        self.unreviewed_check.setToolTip("Show only the items not reviewed yet")
         self.unreviewed_check.toggled.connect(self._refresh_list)
         self.advance_check = QCheckBox("auto-next")
         self.advance_check.setToolTip("Open the next item after saving")
         self.advance_check.setChecked(True)
-        self.auto_check = QCheckBox("predict on open")
+        self.auto_check = QCheckBox("predict")
         self.auto_check.setChecked(True)
         self.auto_check.setToolTip("Run the network on an item when it is opened (else press Run / R)")
         for check in (self.unreviewed_check, self.advance_check, self.auto_check):
@@ -203,10 +208,12 @@ class ReviewWidget(QWidget):
 
     def _build_order_row(self) -> QHBoxLayout:
         order_row = QHBoxLayout()
-        self.progress_label = QLabel("0 / 0 reviewed")
+        self.progress_label = text_label("0 / 0 reviewed")
         self.progress_label.setStyleSheet("font-weight: bold;")
         self.order_combo = QComboBox()
         self.order_combo.addItems(ORDERS)
+        self.order_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.order_combo.setMinimumContentsLength(10)  # elided in a narrow dock, whole in its list
         self.order_combo.setToolTip("The order of the table, and of Next / Previous")
         self.order_combo.currentTextChanged.connect(self._refresh_list)
         self.csv_button = QPushButton("CSV…")
@@ -858,6 +865,7 @@ class ReviewWidget(QWidget):
         self.status_label.setText(message)
         show_info(message)
         self._show_item_state()
+        self.saved.emit(record)
         self._advance_after_save()
         return record
 

@@ -148,7 +148,7 @@ class SegmentWidget(QWidget):
         self.scope_combo = QComboBox()
         self.scope_combo.addItems(SCOPES)
         form2.addRow("scope", self.scope_combo)
-        self.tta_check = QCheckBox("average with mirror images (3× slower)")
+        self.tta_check = QCheckBox("mirror images too (3× slower)")
         self.tta_check.setToolTip("Flip test-time augmentation: the network also sees the image mirrored "
                                   "left-right and top-bottom, and the three probabilities are averaged. "
                                   "On by default for a network that still answers within 1 s on one CPU "

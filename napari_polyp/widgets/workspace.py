@@ -17,10 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
     QFrame,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QPushButton,
@@ -45,6 +47,8 @@ def _scrolled(widget: QWidget) -> QScrollArea:
     area = QScrollArea()
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.NoFrame)
+    # never sideways: the page takes the dock's width and its text wraps (nothing cut at the right edge)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
     area.setWidget(widget)
     return area
 
@@ -69,7 +73,7 @@ class WorkspaceWidget(QWidget):
                                    model_source=self.segment)
         # after Strokes the stroke layer is active: clean-up still acts on the open item's mask
         self.cleanup = CleanupWidget(napari_viewer, preferred=self.review.labels_layer)
-        self.finetune = FinetuneWidget(napari_viewer)
+        self.finetune = FinetuneWidget(napari_viewer, model_source=self.segment)
         self.last_error: Optional[str] = None
 
         root = QVBoxLayout(self)
@@ -85,8 +89,14 @@ class WorkspaceWidget(QWidget):
         self.tabs.setTabToolTip(2, "Refine the mask from a few strokes; clean it up")
         self.tabs.setTabToolTip(3, "Fine-tune on the saved corrections; export them")
         root.addWidget(self.tabs)
-        self.setMinimumWidth(340)
+        self.setMinimumWidth(320)
         self.review.dataset_edit.textChanged.connect(self._follow_dataset)
+        # Fine-tune trains the Model tab's network on what Review saved: its lines follow both
+        self.review.saved.connect(lambda _record: self.finetune.refresh_data())
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+        self.segment.model_combo.currentIndexChanged.connect(self.finetune.follow_model_source)
+        self.segment.checkpoint_combo.currentIndexChanged.connect(self.finetune.follow_model_source)
+        self.finetune.follow_model_source()
 
     # -- pages ---------------------------------------------------------------------------
     def _model_page(self) -> QWidget:
@@ -99,9 +109,10 @@ class WorkspaceWidget(QWidget):
                                          "item of the corrections folder chosen in the Review tab")
         self.save_mask_button.clicked.connect(self.save_segment_mask)
         layout.addWidget(self.save_mask_button)
-        box = QGroupBox("Attention maps (where the network looked)")
+        box = QGroupBox("Attention maps")
+        box.setToolTip("Where the network looked: one map per attention block, hidden until shown")
         inner = QVBoxLayout(box)
-        row = QHBoxLayout()
+        row = QGridLayout()  # two by two: fits a narrow dock
         self.maps_check = QCheckBox("show")
         self.maps_check.setToolTip("Show the attention maps of the image (hidden by default)")
         self.maps_check.toggled.connect(self.show_maps)
@@ -114,8 +125,8 @@ class WorkspaceWidget(QWidget):
         self.figure_button = QPushButton("Figure…")
         self.figure_button.setToolTip("Export image | mask | map panels as one PNG")
         self.figure_button.clicked.connect(self._choose_figure)
-        for widget in (self.maps_check, self.keep_button, self.grid_check, self.figure_button):
-            row.addWidget(widget)
+        for at, widget in enumerate((self.maps_check, self.keep_button, self.grid_check, self.figure_button)):
+            row.addWidget(widget, at // 2, at % 2)
         inner.addLayout(row)
         layout.addWidget(box)
         layout.addStretch(1)
@@ -306,6 +317,10 @@ class WorkspaceWidget(QWidget):
             return
         self.viewer.layers.selection.active = layer
         layer.mode = "paint"
+
+    def _on_tab_changed(self, index: int) -> None:
+        if self.tabs.widget(index) is not None and self.tabs.tabText(index).startswith("Train"):
+            self.finetune.refresh_data()
 
     def _follow_dataset(self, text: str) -> None:
         """Fine-tuning trains on the folder Review saves into."""

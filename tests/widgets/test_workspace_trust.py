@@ -274,3 +274,49 @@ def test_keys_work_after_a_click_in_the_table_or_a_drop_down(make_napari_viewer,
     assert review.note_edit.text() == "a" and len(records(tmp_path / "corrections")) == before
     key_into(workspace.segment.threshold_spin, Qt.Key_A)
     assert len(records(tmp_path / "corrections")) == before
+
+
+# -- item 8 ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("screen, least_canvas", [((1366, 768), 520), ((1024, 768), 500)])
+def test_the_window_fits_the_screen_and_no_tab_is_cut(make_napari_viewer, qtbot, screen, least_canvas):
+    from qtpy.QtCore import QRect
+
+    from napari_polyp.app import fit_window
+
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((300, 400, 3), np.uint8), name="frame", rgb=True)
+    dock_widget, workspace = viewer.window.add_plugin_dock_widget("napari-polyp", "Workspace")
+    fit_window(viewer, dock_widget, QRect(0, 0, *screen))
+    qtbot.wait(200)
+    window = viewer.window._qt_window
+    assert window.width() <= screen[0] and window.height() <= screen[1]
+    status = window.statusBar()
+    assert status.mapTo(window, status.rect().bottomLeft()).y() < screen[1]  # the status bar is on screen
+    canvas = viewer.window._qt_viewer.canvas.native
+    assert canvas.isVisible() and canvas.width() >= least_canvas  # 207 px at 1024×768 before
+    assert dock_widget.isVisible() and not dock_widget.visibleRegion().isEmpty()
+    for index in range(workspace.tabs.count()):
+        workspace.tabs.setCurrentIndex(index)
+        qtbot.wait(20)
+        page = workspace.tabs.widget(index)
+        content = page.widget() if hasattr(page, "setWidgetResizable") else page
+        assert content.minimumSizeHint().width() <= page.width(), workspace.tabs.tabText(index)
+        assert content.width() <= page.width()  # no part of the tab hidden to the right
+    assert workspace.finetune.status_label.wordWrap() and workspace.finetune.data_label.wordWrap()
+    assert workspace.review.item_label.wordWrap() and workspace.review.status_label.wordWrap()
+
+
+# -- item 9 ------------------------------------------------------------------------------------
+def test_fine_tune_follows_the_model_tab_and_its_data_line_is_never_stale(make_napari_viewer, qtbot, folder,
+                                                                           tmp_path):
+    viewer = make_napari_viewer()
+    workspace, review, _ = start(viewer, folder, tmp_path)
+    finetune, segment = workspace.finetune, workspace.segment
+    idle(qtbot, review)
+    assert finetune.data_label.text().startswith("⚠")  # nothing saved yet
+    press(viewer, "A")
+    assert finetune.data_label.text() == "1 accepted/corrected items"  # not the old error
+    segment.model_combo.setCurrentText("microaunet")
+    assert finetune.job()["model"] == "microaunet" and "microaunet" in finetune.follows_label.text()
+    assert finetune.job()["checkpoint"] == (segment.checkpoint() or None)
+    assert not finetune.model_combo.isVisible()  # one network choice, the Model tab's
