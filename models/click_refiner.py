@@ -41,6 +41,8 @@ MASK_WEIGHT_START = 3.0  # logit added for a pixel inside the current mask at th
 
 
 class ClickRefiner(nn.Module):
+    in_channels = IN_CHANNELS  # what an ONNX export feeds it
+
     def __init__(self, encoder: nn.Module, width: int = DECODER_WIDTH):
         super().__init__()
         self.encoder = encoder

@@ -339,7 +339,7 @@ def export(model: torch.nn.Module, path: Path, input_size: int, key: dict, opset
     import torch
 
     model = model.eval()
-    x = torch.zeros(1, 3, input_size, input_size)
+    x = torch.zeros(1, getattr(model, "in_channels", 3), input_size, input_size)  # the click refiner reads 6
     with torch.inference_mode():
         attention_names = list(model(x)["attention"])
     outputs = [LOGITS] + [ATTENTION_PREFIX + n for n in attention_names]
