@@ -1,0 +1,322 @@
+"""Correct a mask with clicks: the click refiner (``models/click_refiner.py``) behind one session.
+
+    from napari_polyp.corrections.clicks import ClickSession
+    s = ClickSession(image, prior=probability_or_None)  # image HxWx3 uint8; prior HxW float in [0, 1]
+    mask = s.click(row, col, positive=True)              # HxW bool, the whole image
+    mask = s.undo()                                      # the mask before the last click
+
+Each click runs the refiner on the image, the current mask and every click so far, then:
+
+- **zoom-in** (FocalClick's idea): once there is a mask, the network sees a square crop around
+  the object and the clicks (their box grown by ``CROP_MARGIN``) at its input size, and its
+  answer is pasted back there, so boundaries are decided near the image's own resolution;
+  with no mask yet (a lesion the network missed), it sees the whole image.
+- **local change** (``local=True``): of what the network would change, only the connected
+  regions at the click are applied; a click never moves the mask far from where it was made
+  (a click about a missed part must not redraw a good boundary elsewhere).
+
+The same session serves the workspace's Click mode, ``benchmarks/clicks.py`` and the tests.
+``protocol_click`` is the standard simulated annotator (NoC protocol): the point deepest
+inside the larger error region, positive in a missed region.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+from scipy import ndimage
+
+from napari_polyp.errors import UserError
+from napari_polyp.resample import resize, resize_map
+
+REFINER = "click-refiner"
+CROP_MARGIN = 0.4  # the crop is the box of mask and clicks, grown by this share of its side on each side
+FULL_IMAGE_SHARE = 0.6  # a crop covering more of the image than this is the whole image
+MIN_CROP = 48  # px: a crop is never smaller (a tiny object still gets context)
+LOCAL_REACH = 0.02  # a change region counts as "at the click" within this share of the image's side
+MAX_PIXELS = 8000 * 8000  # larger images are refused with one message (memory, not the network)
+THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Click:
+    row: int
+    col: int
+    positive: bool
+
+    def to_dict(self) -> dict:
+        return {"row": self.row, "col": self.col, "positive": self.positive}
+
+
+_RUNNERS: Dict[tuple, object] = {}
+
+
+def refiner_runner(checkpoint=None, engine: Optional[str] = None, threads: Optional[int] = None):
+    """The refiner's runner (ONNX Runtime from its verified cached graph when it can, else
+    torch), kept for the next session. A checkpoint of another architecture is refused by name."""
+    import models
+
+    path = checkpoint if checkpoint is not None else models.default_checkpoint(REFINER)
+    if path is None:
+        raise UserError("the click refiner has no checkpoint (none shipped or preferred): "
+                        "train one with `napari-polyp train-clicks`")
+    size = models.get_card(REFINER).input_size if checkpoint is None else None
+    key = (str(path), engine, threads)
+    if key not in _RUNNERS:
+        _RUNNERS[key] = _build_runner(path, size, engine, threads)
+    return _RUNNERS[key]
+
+
+def _build_runner(path, size, engine, threads):
+    import models
+    from napari_polyp.engine import default_engine, make_runner, served_runner
+
+    engine = engine or default_engine()
+    if engine in ("auto", "onnxruntime") and size is not None:
+        served = served_runner(REFINER, path, size, threads)
+        if served is not None:
+            return served
+    model = models.create_model(REFINER, checkpoint=path)  # CheckpointError names another architecture
+    size = int((model.checkpoint_header or {}).get("training", {}).get("size") or models.base_card(REFINER).input_size)
+    runner = make_runner(model.eval(), REFINER, size, engine or "auto", threads=threads)
+    runner.input_size = size
+    return runner
+
+
+class ClickSession:
+    """One image's click correction: the clicks, the mask after each, undo."""
+
+    def __init__(self, image: np.ndarray, prior: Optional[np.ndarray] = None, *, checkpoint=None,
+                 engine: Optional[str] = None, threads: Optional[int] = None, zoom: bool = True,
+                 local: bool = True, box: Optional[Tuple[int, int, int, int]] = None, runner=None,
+                 task: Optional[str] = None):
+        self.image = _checked_image(image)
+        h, w = self.image.shape[:2]
+        self.probability = _checked_prior(prior, (h, w))
+        self.mask = self.probability > THRESHOLD
+        self.clicks: List[Click] = []
+        self._undo: List[Tuple[np.ndarray, np.ndarray, List[Click]]] = []
+        self.zoom, self.local, self.task = zoom, local, task
+        self.box = _checked_box(box, (h, w)) if box is not None else None
+        self._runner = runner
+        self._checkpoint, self._engine, self._threads = checkpoint, engine, threads
+
+    # -- the contract ---------------------------------------------------------------------
+    def click(self, row: int, col: int, positive: bool = True) -> np.ndarray:
+        """Add a click at (row, col) and return the refined mask (HxW bool)."""
+        h, w = self.mask.shape
+        if not (0 <= row < h and 0 <= col < w):
+            raise UserError(f"the click at row {row}, column {col} is outside the image ({h}×{w} px); "
+                            "the mask is unchanged")
+        self._undo.append((self.probability.copy(), self.mask.copy(), list(self.clicks)))
+        self.clicks.append(Click(int(row), int(col), bool(positive)))
+        try:
+            probability = self._refine()
+        except Exception:
+            self.probability, self.mask, self.clicks = self._undo.pop()
+            raise
+        self._apply(probability)
+        return self.mask.copy()
+
+    def undo(self) -> np.ndarray:
+        """Return to the mask before the last click."""
+        if not self._undo:
+            raise UserError("nothing to undo: no click has been made on this image")
+        self.probability, self.mask, self.clicks = self._undo.pop()
+        return self.mask.copy()
+
+    def drag_box(self, top: int, left: int, bottom: int, right: int) -> np.ndarray:
+        """A box around a lesion as the first interaction: the network looks inside it (zoomed
+        in) with a positive click at its centre."""
+        self.box = _checked_box((top, left, bottom, right), self.mask.shape)
+        top, left, bottom, right = self.box
+        return self.click((top + bottom - 1) // 2, (left + right - 1) // 2, positive=True)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    def click_log(self) -> List[dict]:
+        """The clicks as plain values (saved with a correction)."""
+        return [c.to_dict() for c in self.clicks]
+
+    # -- one refinement -------------------------------------------------------------------
+    @property
+    def runner(self):
+        if self._runner is None:
+            self._runner = refiner_runner(self._checkpoint, self._engine, self._threads)
+        return self._runner
+
+    def _refine(self) -> np.ndarray:
+        """The network's probability for the whole image (outside the crop: unchanged)."""
+        top, left, bottom, right = self.crop()
+        size = int(self.runner.input_size)
+        crop_hw = (bottom - top, right - left)
+        x = refiner_input(self.image[top:bottom, left:right], self.probability[top:bottom, left:right],
+                          [Click(c.row - top, c.col - left, c.positive) for c in self.clicks], size)
+        logits = self.runner.run(x)["logits"] if hasattr(self.runner, "run") else \
+            self.runner(_torch_tensor(x))["logits"].detach().numpy()
+        probability = self.probability.copy()
+        probability[top:bottom, left:right] = resize_map(_sigmoid(logits[0, 0]), crop_hw)
+        return probability
+
+    def crop(self) -> Tuple[int, int, int, int]:
+        """(top, left, bottom, right) the network sees: the whole image, or a square around
+        the mask and the clicks (see the module docstring)."""
+        h, w = self.mask.shape
+        whole = (0, 0, h, w)
+        if not self.zoom:
+            return whole
+        rows, cols = [c.row for c in self.clicks], [c.col for c in self.clicks]
+        if self.box is not None:
+            rows += [self.box[0], self.box[2] - 1]
+            cols += [self.box[1], self.box[3] - 1]
+        elif not self.mask.any():
+            return whole
+        if self.mask.any():
+            mask_rows, mask_cols = np.nonzero(self.mask.any(1))[0], np.nonzero(self.mask.any(0))[0]
+            rows += [mask_rows[0], mask_rows[-1]]
+            cols += [mask_cols[0], mask_cols[-1]]
+        top, bottom, left, right = min(rows), max(rows) + 1, min(cols), max(cols) + 1
+        side = max(bottom - top, right - left) * (1 + 2 * CROP_MARGIN)
+        side = int(min(max(side, MIN_CROP), max(h, w)))
+        if side * side > FULL_IMAGE_SHARE * h * w:
+            return whole
+        centre_r, centre_c = (top + bottom) / 2, (left + right) / 2
+        top = int(np.clip(round(centre_r - side / 2), 0, max(h - side, 0)))
+        left = int(np.clip(round(centre_c - side / 2), 0, max(w - side, 0)))
+        return top, left, min(top + side, h), min(left + side, w)
+
+    def _apply(self, probability: np.ndarray) -> None:
+        new = probability > THRESHOLD
+        if self.local:
+            changed = new != self.mask
+            keep = regions_at(changed, self.clicks[-1], reach(self.mask.shape))
+            probability = np.where(changed & ~keep, self.probability, probability)
+            new = np.where(keep, new, self.mask)
+        self.probability, self.mask = probability.astype(np.float32), new
+
+
+def reach(shape) -> int:
+    return max(2, int(round(LOCAL_REACH * max(shape))))
+
+
+def regions_at(changed: np.ndarray, click: Click, radius: int) -> np.ndarray:
+    """The connected regions of ``changed`` within ``radius`` px of the click."""
+    if not changed.any():
+        return changed
+    labels, _ = ndimage.label(changed)
+    h, w = changed.shape
+    top, bottom = max(click.row - radius, 0), min(click.row + radius + 1, h)
+    left, right = max(click.col - radius, 0), min(click.col + radius + 1, w)
+    window = labels[top:bottom, left:right]
+    rr, cc = np.ogrid[top:bottom, left:right]
+    near = (rr - click.row) ** 2 + (cc - click.col) ** 2 <= radius ** 2
+    ids = np.unique(window[near & (window > 0)])
+    return np.isin(labels, ids) if len(ids) else np.zeros_like(changed)
+
+
+# -- the network's input (numpy; the trainer builds the same in torch) ----------------------
+
+def click_discs(clicks: List[Click], hw, scale: Tuple[float, float], radius: float) -> np.ndarray:
+    """2xHxW float32 discs at the network's size: positive clicks in channel 0, negative in 1.
+    ``scale``: (rows, cols) factor from the crop to the network input."""
+    h, w = hw
+    maps = np.zeros((2, h, w), np.float32)
+    ys, xs = np.ogrid[:h, :w]
+    for c in clicks:
+        # the click's pixel centre, mapped like the image's pixels (half-pixel centres)
+        r = (c.row + 0.5) * scale[0] - 0.5
+        q = (c.col + 0.5) * scale[1] - 0.5
+        maps[0 if c.positive else 1][(ys - r) ** 2 + (xs - q) ** 2 <= radius ** 2] = 1.0
+    return maps
+
+
+def refiner_input(image: np.ndarray, probability: np.ndarray, clicks: List[Click], size: int) -> np.ndarray:
+    """1x6xSxS float32: the image (antialiased, normalised per the refiner's card), the current
+    probability and the click discs, all at the network's square input size."""
+    import models
+    from models.click_refiner import CLICK_RADIUS
+    from napari_polyp.prediction import network_input
+
+    card = models.base_card(REFINER)
+    card = card if card.input_size == size else _with_size(card, size)
+    x = network_input(image[None], card)
+    h, w = probability.shape
+    mask = resize(probability, (size, size), antialias=True)[None, None]
+    discs = click_discs(clicks, (size, size), (size / h, size / w), CLICK_RADIUS)[None]
+    return np.ascontiguousarray(np.concatenate([x, mask, discs], axis=1), np.float32)
+
+
+def _with_size(card, size: int):
+    import dataclasses
+
+    return dataclasses.replace(card, input_size=size)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))).astype(np.float32)
+
+
+def _torch_tensor(x: np.ndarray):
+    import torch
+
+    return torch.from_numpy(x)
+
+
+# -- the simulated annotator (benchmark protocol) -----------------------------------------
+
+def protocol_click(mask: np.ndarray, truth: np.ndarray) -> Optional[Click]:
+    """The NoC protocol's next click: the point deepest inside the larger error region (the
+    one whose Euclidean distance-transform maximum is larger; the image border counts as
+    edge), positive in a missed (false negative) region; None when there is no error."""
+    best = None
+    for positive, error in ((True, truth & ~mask), (False, mask & ~truth)):
+        if not error.any():
+            continue
+        depth = ndimage.distance_transform_edt(np.pad(error, 1))[1:-1, 1:-1]
+        index = int(np.argmax(depth))
+        if best is None or depth.flat[index] > best[0]:
+            best = (depth.flat[index], Click(index // mask.shape[1], index % mask.shape[1], positive))
+    return None if best is None else best[1]
+
+
+# -- input checks ----------------------------------------------------------------------
+
+def _checked_image(image) -> np.ndarray:
+    from napari_polyp.io.images import as_rgb_uint8
+
+    if image is None:
+        raise UserError("open an image before clicking: there is no image to correct")
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or image.shape[0] < 1 or image.shape[1] < 1:
+        raise UserError(f"the image has shape {image.shape}; a click session needs one 2-D image (H×W×3)")
+    if image.shape[0] * image.shape[1] > MAX_PIXELS:
+        raise UserError(f"the image is {image.shape[1]}×{image.shape[0]} px; clicks work on images up to "
+                        f"{MAX_PIXELS // 1_000_000} megapixels (crop or downscale it first)")
+    return as_rgb_uint8(image)
+
+
+def _checked_prior(prior, hw) -> np.ndarray:
+    if prior is None:
+        return np.zeros(hw, np.float32)
+    prior = np.asarray(prior)
+    if prior.shape != tuple(hw):
+        raise UserError(f"the starting mask has shape {prior.shape}, the image is {hw[0]}×{hw[1]} px: "
+                        "they must match")
+    values = np.nan_to_num(prior.astype(np.float32))
+    if prior.dtype == bool or values.max(initial=0) > 1.0:  # a 0/255 or label mask
+        return (values > 0).astype(np.float32)
+    return np.clip(values, 0.0, 1.0)
+
+
+def _checked_box(box, hw) -> Tuple[int, int, int, int]:
+    top, left, bottom, right = (int(v) for v in box)
+    top, bottom = sorted((top, bottom))
+    left, right = sorted((left, right))
+    top, left = max(top, 0), max(left, 0)
+    bottom, right = min(bottom, hw[0]), min(right, hw[1])
+    if bottom - top < 2 or right - left < 2:
+        raise UserError(f"the box {box} has no area inside the image ({hw[1]}×{hw[0]} px)")
+    return top, left, bottom, right

@@ -1,0 +1,156 @@
+"""ClickSession: the contract, the zoom-in crop, the local-change rule, undo and bad input.
+
+The session logic is tested with a stand-in network that segments the synthetic scene
+perfectly (red discs on a grey ground), so every expected mask is known exactly."""
+import numpy as np
+import pytest
+
+import models
+from napari_polyp.corrections.clicks import Click, ClickSession, click_discs, protocol_click, refiner_runner
+from napari_polyp.errors import UserError
+
+H, W = 120, 160
+
+
+def _disc(shape, row, col, radius):
+    rr, cc = np.ogrid[:shape[0], :shape[1]]
+    return (rr - row) ** 2 + (cc - col) ** 2 <= radius ** 2
+
+
+class SceneNetwork:
+    """Answers every input with the scene's truth: red pixels of the image channels."""
+
+    input_size = 64
+
+    def run(self, x):
+        red = x[:, 0] - x[:, 1]  # normalised red minus green: high on the discs only
+        return {"logits": np.where(red > 1.0, 20.0, -20.0)[:, None].astype(np.float32)}
+
+
+def _scene():
+    image = np.full((H, W, 3), 128, np.uint8)
+    disc_a, disc_b = _disc((H, W), 40, 40, 15), _disc((H, W), 80, 120, 12)
+    image[disc_a | disc_b] = (220, 40, 40)
+    false_blob = _disc((H, W), 95, 40, 10)
+    prior = (disc_a | false_blob).astype(np.float32)  # the network found A, missed B, saw a false blob
+    return image, prior, disc_a, disc_b, false_blob
+
+
+def test_a_positive_click_in_a_missed_disc_adds_it_and_nothing_else():
+    image, prior, disc_a, disc_b, false_blob = _scene()
+    session = ClickSession(image, prior, runner=SceneNetwork())
+    mask = session.click(80, 120, positive=True)
+    assert mask.dtype == bool and mask.shape == (H, W)
+    assert mask[disc_b].mean() > 0.97  # added (up to the 64-px network's boundary)
+    assert mask[false_blob].all()  # the blob far from the click is left to its own click
+    assert np.array_equal(mask[:60, :80], prior[:60, :80] > 0.5)  # A untouched
+
+
+def test_a_negative_click_on_a_false_blob_removes_it_and_nothing_else():
+    image, prior, disc_a, disc_b, false_blob = _scene()
+    session = ClickSession(image, prior, runner=SceneNetwork())
+    before = session.mask.copy()
+    mask = session.click(95, 40, positive=False)
+    assert not mask[false_blob & ~disc_a].any()
+    changed = mask != before
+    assert changed.sum() > 0 and (changed <= false_blob).all()  # only blob pixels changed
+
+
+def test_undo_restores_the_exact_previous_mask_and_says_when_there_is_nothing_to_undo():
+    image, prior, *_ = _scene()
+    session = ClickSession(image, prior, runner=SceneNetwork())
+    first = session.click(80, 120, positive=True)
+    session.click(95, 40, positive=False)
+    assert np.array_equal(session.undo(), first)
+    assert np.array_equal(session.undo(), prior > 0.5)
+    assert session.clicks == []
+    with pytest.raises(UserError, match="nothing to undo"):
+        session.undo()
+
+
+def test_a_click_outside_the_image_is_one_message_and_changes_nothing():
+    image, prior, *_ = _scene()
+    session = ClickSession(image, prior, runner=SceneNetwork())
+    with pytest.raises(UserError, match="outside the image"):
+        session.click(H, 5)
+    with pytest.raises(UserError, match="outside the image"):
+        session.click(-1, 5)
+    assert session.clicks == [] and not session.can_undo
+    assert np.array_equal(session.mask, prior > 0.5)
+
+
+def test_no_image_and_mismatched_prior_are_refused_in_one_line():
+    with pytest.raises(UserError, match="open an image"):
+        ClickSession(None)
+    with pytest.raises(UserError, match="must match"):
+        ClickSession(np.zeros((10, 10, 3), np.uint8), prior=np.zeros((9, 10)))
+
+
+def test_tiny_and_oversized_images(monkeypatch):
+    mask = ClickSession(np.full((1, 1, 3), 200, np.uint8), runner=SceneNetwork()).click(0, 0)
+    assert mask.shape == (1, 1)
+    import napari_polyp.corrections.clicks as clicks
+
+    monkeypatch.setattr(clicks, "MAX_PIXELS", 100 * 100)
+    with pytest.raises(UserError, match="megapixels"):
+        ClickSession(np.zeros((101, 100, 3), np.uint8), runner=SceneNetwork())
+
+
+def test_the_crop_zooms_to_the_object_once_there_is_one():
+    image, prior, *_ = _scene()
+    empty = ClickSession(image, None, runner=SceneNetwork())
+    assert empty.crop() == (0, 0, H, W)  # nothing to zoom to: the whole image
+    small = np.zeros((H, W), np.float32)
+    small[50:60, 50:60] = 1
+    session = ClickSession(image, small, runner=SceneNetwork())
+    session.clicks.append(Click(55, 55, True))
+    top, left, bottom, right = session.crop()
+    assert bottom - top == right - left and bottom - top < H  # a square around the object
+    assert top <= 50 and bottom >= 60 and left <= 50 and right >= 60
+
+
+def test_a_box_as_first_interaction_finds_a_missed_lesion():
+    image, _, _, disc_b, _ = _scene()
+    session = ClickSession(image, None, runner=SceneNetwork())
+    mask = session.drag_box(60, 100, 100, 140)
+    assert mask[disc_b].mean() > 0.97 and session.click_log() == [{"row": 79, "col": 119, "positive": True}]
+
+
+def test_the_protocol_clicks_the_deepest_point_of_the_larger_error():
+    truth = np.zeros((50, 50), bool)
+    truth[10:40, 10:40] = True
+    mask = truth.copy()
+    mask[10:40, 10:20] = False  # a 30x10 miss
+    mask[0:4, 45:50] = True  # a small false positive
+    click = protocol_click(mask, truth)
+    assert click.positive and 10 <= click.row < 40 and 14 <= click.col <= 15
+    assert protocol_click(truth, truth) is None
+
+
+def test_click_discs_match_the_training_maps_at_the_network_size():
+    import torch
+
+    from napari_polyp.training.click_simulation import click_maps
+
+    clicks = [Click(10, 12, True), Click(30, 5, False)]
+    numpy_maps = click_discs(clicks, (40, 48), (1.0, 1.0), 5)
+    torch_maps = click_maps(torch.tensor([[[10, 12, 1], [30, 5, -1]]]), (40, 48), 5)[0].numpy()
+    assert np.array_equal(numpy_maps, torch_maps)
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_by_name(tmp_path):
+    path = tmp_path / "segmenter.pt"
+    models.save_checkpoint(models.create_model("microaunet", checkpoint=False), path, architecture="microaunet")
+    with pytest.raises(models.CheckpointError, match="microaunet"):
+        refiner_runner(path, engine="torch")
+
+
+def test_the_session_runs_a_real_refiner_end_to_end(tmp_path):
+    """Random weights through the real runner (torch): shapes and types hold."""
+    path = tmp_path / "refiner.pt"
+    models.save_checkpoint(models.create_model("click-refiner", checkpoint=False), path,
+                           architecture="click-refiner", training={"size": 64})
+    image, prior, *_ = _scene()
+    session = ClickSession(image, prior, checkpoint=path, engine="torch")
+    mask = session.click(80, 120, positive=True)
+    assert mask.shape == (H, W) and mask.dtype == bool

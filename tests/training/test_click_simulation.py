@@ -1,0 +1,60 @@
+"""The batched simulated annotator of click training."""
+import torch
+
+from napari_polyp.training.click_simulation import (
+    click_maps, crop_batch, error_depth, next_clicks, object_crops, perturb_masks)
+
+
+def _square(n=2, size=64):
+    truth = torch.zeros(n, 1, size, size)
+    truth[:, :, 10:40, 14:44] = 1
+    return truth
+
+
+def test_error_depth_counts_erosions_and_the_border_is_an_edge():
+    region = torch.zeros(1, 1, 20, 20)
+    region[:, :, 5:12, 5:12] = 1  # 7 px wide: centre survives 3 erosions
+    assert float(error_depth(region).max()) == 4.0
+    edge = torch.zeros(1, 1, 20, 20)
+    edge[:, :, :, :3] = 1  # a band on the border: depth by its inner edge and the border alike
+    assert float(error_depth(edge).max()) == 2.0
+
+
+def test_the_next_click_is_positive_in_a_miss_and_negative_on_a_false_blob():
+    truth = _square()
+    pred = truth.clone()
+    pred[0, :, 10:40, 14:30] = 0  # sample 0 misses half of the square
+    pred[1, :, 50:62, 2:14] = 1  # sample 1 has a false blob
+    rows, cols, positive, valid = next_clicks(pred, truth)
+    assert positive.tolist() == [True, False] and valid.all()
+    assert truth[0, 0, rows[0], cols[0]] == 1 and pred[0, 0, rows[0], cols[0]] == 0
+    assert 50 <= rows[1] < 62 and 2 <= cols[1] < 14
+    rows, cols, positive, valid = next_clicks(truth, truth)
+    assert not valid.any()
+
+
+def test_click_maps_draw_discs_in_their_channels():
+    maps = click_maps(torch.tensor([[[20, 20, 1], [40, 40, -1], [0, 0, 0]]]), (64, 64), radius=3)
+    assert maps.shape == (1, 2, 64, 64)
+    assert maps[0, 0, 20, 20] == 1 and maps[0, 1, 40, 40] == 1 and maps[0, 0, 0, 0] == 0
+    assert float(maps[0, 0].sum()) == float(maps[0, 1].sum()) == 29.0  # a radius-3 disc
+
+
+def test_perturbed_masks_are_probabilities_near_the_truth_and_seeded():
+    truth = _square(8)
+    a = perturb_masks(truth, torch.Generator().manual_seed(1))
+    b = perturb_masks(truth, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == truth.shape
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+    overlap = ((a > 0.5) & (truth > 0.5)).flatten(1).sum(1).float() / truth.flatten(1).sum(1)
+    assert float(overlap.mean()) > 0.4  # errors, not noise
+
+
+def test_an_object_crop_keeps_the_lesion_inside_and_aligned():
+    truth = _square(3)
+    image = truth.repeat(1, 3, 1, 1)  # the lesion is the white part of the image
+    theta = object_crops(truth, torch.Generator().manual_seed(0))
+    x, y = crop_batch(image, truth, theta)
+    grown = y.flatten(1).sum(1) / truth.flatten(1).sum(1)
+    assert (grown >= 1).all() and (grown > 1.1).any()  # zoomed in (a crop wider than the image is the image)
+    assert torch.equal((x[:, :1] > 0.5).float(), y)  # image and mask moved together
