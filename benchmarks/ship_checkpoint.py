@@ -14,6 +14,14 @@
     python benchmarks/ship_checkpoint.py --model dino-keys --profile-only [--backbone-weights FILE]
 
 re-measures the profile of the shipped file and rewrites its header, weights and metrics unchanged.
+
+A polyp network is also scored on the other-centre sets beside --data (``etis20``,
+``cvc612-seq``; never trained on): ``metrics["other_centres"]``, which the card shows and
+``models.default_model`` weighs.
+
+    python benchmarks/ship_checkpoint.py --model dino-keys --other-centres-only --data ../shared/data/kvasir-seg
+
+adds those figures to the shipped file's header, weights and other metrics unchanged.
 """
 from __future__ import annotations
 
@@ -31,6 +39,19 @@ from napari_polyp.bench import checkpoint_profile
 from napari_polyp.training.evaluate_cli import evaluate
 
 MAX_BYTES = 25 * 1024 * 1024
+OTHER_CENTRES = {"polyp": ("etis20", "cvc612-seq"), "skin": ()}  # folders beside --data
+
+
+def other_centre_scores(name: str, data, model) -> dict:
+    """{set: {n, dice, iou}} on the task's other-centre sets found beside ``data``."""
+    scores = {}
+    for folder in OTHER_CENTRES.get(models.base_card(name).task, ()):
+        path = Path(data).parent / folder
+        if path.is_dir():
+            result = evaluate(name, path, model=model)
+            scores[folder] = {k: result[k] for k in ("n", "dice", "iou")}
+            print(f"{folder}:", json.dumps(scores[folder]), file=sys.stderr)
+    return scores
 
 
 def _model_from(name, header, state, path, backbone_weights):
@@ -62,12 +83,16 @@ def main(argv=None) -> int:
     parser.add_argument("--data")
     parser.add_argument("--profile-only", action="store_true",
                         help="re-measure the shipped file's profile; weights and metrics unchanged")
+    parser.add_argument("--other-centres-only", action="store_true",
+                        help="score the shipped file on the other-centre sets beside --data; weights unchanged")
     parser.add_argument("--backbone-weights", default=None)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.profile_only:
         return reprofile(args.model, args.backbone_weights)
+    if args.other_centres_only:
+        return rescore_other_centres(args.model, args.data, args.backbone_weights)
     if not (args.run and args.data):
         parser.error("--run and --data are needed (or --profile-only)")
 
@@ -94,6 +119,7 @@ def main(argv=None) -> int:
     metrics.update(split="validation", resolution="each image's own size (napari-polyp evaluate)",
                    threshold=0.5, training_time_metrics=header.get("metrics", {}),
                    float32_dice=fp32["dice"], float16_dice=fp16["dice"], tta_dice=tta["dice"], tta_iou=tta["iou"])
+    metrics["other_centres"] = other_centre_scores(args.model, args.data, half if use_half else model)
     keep["profile"] = checkpoint_profile(model.float(), _training_size(args.model, header))
     target = SHIPPED_DIR / f"{args.model}.pt"
     save_checkpoint(model, target, architecture=args.model, variant=header.get("variant"),
@@ -110,19 +136,35 @@ def reprofile(name: str, backbone_weights) -> int:
     target = SHIPPED_DIR / f"{name}.pt"
     header, state = read_checkpoint(target, expected_architecture=name)
     model = _model_from(name, header, state, target, backbone_weights)
-    size = _training_size(name, header)
     keep = _header_extras(header)
-    keep["profile"] = checkpoint_profile(model.float(), size)
-    fresh = target.with_name(f".{target.name}.reprofiled")
-    written = save_checkpoint(model, fresh, architecture=name, variant=header.get("variant"),
-                              training=header.get("training"), metrics=header.get("metrics"), extra=keep,
+    keep["profile"] = checkpoint_profile(model.float(), _training_size(name, header))
+    _rewrite(target, model, header, header.get("metrics"), keep)
+    print(json.dumps({"reprofiled": str(target), **keep["profile"]}))
+    return 0
+
+
+def rescore_other_centres(name: str, data, backbone_weights) -> int:
+    if not data:
+        raise SystemExit("--other-centres-only needs --data (the other-centre sets are found beside it)")
+    target = SHIPPED_DIR / f"{name}.pt"
+    header, state = read_checkpoint(target, expected_architecture=name)
+    model = _model_from(name, header, state, target, backbone_weights)
+    metrics = dict(header.get("metrics", {}), other_centres=other_centre_scores(name, data, model))
+    _rewrite(target, model, header, metrics, _header_extras(header))
+    print(json.dumps({"rescored": str(target), "other_centres": metrics["other_centres"]}))
+    return 0
+
+
+def _rewrite(target: Path, model, header: dict, metrics, keep: dict) -> None:
+    """Save the very weights again with a new header (refused when their sha256 would change)."""
+    fresh = target.with_name(f".{target.name}.rewritten")
+    written = save_checkpoint(model, fresh, architecture=target.stem, variant=header.get("variant"),
+                              training=header.get("training"), metrics=metrics, extra=keep,
                               half=header.get("dtype") == "float16")
     if written["sha256"] != header["sha256"]:  # the very weights, or nothing is replaced
         fresh.unlink()
         raise SystemExit(f"{target}: re-saving would change the weights' sha256; left as it was")
     fresh.replace(target)
-    print(json.dumps({"reprofiled": str(target), **keep["profile"]}))
-    return 0
 
 
 if __name__ == "__main__":

@@ -57,6 +57,22 @@ class ModelCard:
         dice = self.training.get("metrics", {}).get("dice")
         return float(dice) if isinstance(dice, (int, float)) else float("nan")
 
+    @property
+    def other_centre_scores(self) -> Dict[str, float]:
+        """{set: Dice} at other centres (etis20, cvc612-seq: never trained on), as the shipped
+        checkpoint's header records them (benchmarks/ship_checkpoint.py); {} when it records none."""
+        sets = self.training.get("metrics", {}).get("other_centres")
+        if not isinstance(sets, dict):
+            return {}
+        return {str(name): float(v["dice"]) for name, v in sets.items()
+                if isinstance(v, dict) and isinstance(v.get("dice"), (int, float)) and not isinstance(v["dice"], bool)}
+
+    @property
+    def other_centre_dice(self) -> float:
+        """The mean of :attr:`other_centre_scores` (NaN without figures)."""
+        scores = list(self.other_centre_scores.values())
+        return sum(scores) / len(scores) if scores else float("nan")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -65,6 +81,9 @@ class ModelCard:
         state = "trained" if self.trained else "untrained: predictions are not meaningful"
         dice = self.training.get("metrics", {}).get("dice")
         quality = f", validation Dice {dice:.3f}" if isinstance(dice, float) else ""
+        elsewhere = self.other_centre_scores
+        if elsewhere:
+            quality += ", other centres " + ", ".join(f"{k} {v:.3f}" for k, v in elsewhere.items())
         named = self.checkpoint_variant.get("variant")
         variant = f"variant {named}; " if named and named != self.default_variant else ""
         return (

@@ -7,11 +7,31 @@ import models
 from models import ModelCard
 
 
-def _card(name, task="polyp", dice=None, cpu_ms=100.0):
+def _card(name, task="polyp", dice=None, cpu_ms=100.0, elsewhere=None):
     card = ModelCard(name=name, title=name, arxiv="x", task=task, input_size=64, cpu_ms=cpu_ms)
     if dice is None:
         return card
-    return dataclasses.replace(card, checkpoint=f"{name}.pt", training={"metrics": {"dice": dice}})
+    metrics = {"dice": dice}
+    if elsewhere is not None:
+        metrics["other_centres"] = {f"centre{i}": {"n": 20, "dice": d} for i, d in enumerate(elsewhere)}
+    return dataclasses.replace(card, checkpoint=f"{name}.pt", training={"metrics": metrics})
+
+
+def test_dice_at_other_centres_weighs_as_much_as_validation():
+    cards = [_card("fits-kvasir", dice=0.93, elsewhere=(0.50, 0.58)),  # mean 0.54 -> 0.735
+             _card("generalises", dice=0.91, elsewhere=(0.62, 0.66)),  # mean 0.64 -> 0.775
+             _card("unmeasured", dice=0.95)]  # no other-centre figures: ranks after the measured
+    assert models.default_model("polyp", cards) == "generalises"
+    assert cards[1].other_centre_dice == pytest.approx(0.64)
+    assert "other centres centre0 0.620, centre1 0.660" in cards[1].summary()
+    assert models.default_model("polyp", cards[2:]) == "unmeasured"
+
+
+def test_odd_other_centre_figures_in_a_header_are_ignored():
+    card = dataclasses.replace(_card("x", dice=0.9), training={"metrics": {
+        "dice": 0.9, "other_centres": {"a": {"dice": "high"}, "b": "0.7", "c": {"dice": True}, "d": {"dice": 0.5}}}})
+    assert card.other_centre_scores == {"d": 0.5}
+    assert dataclasses.replace(card, training={"metrics": {"other_centres": [1]}}).other_centre_scores == {}
 
 
 def test_the_most_accurate_trained_network_that_answers_within_a_second_wins():
