@@ -29,7 +29,7 @@ def count_flops(model: torch.nn.Module, size: int, batch: int = 1) -> int:
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    x = torch.randn(batch, 3, size, size, device=device)
+    x = torch.randn(batch, getattr(model, "in_channels", 3), size, size, device=device)  # the refiner reads 6
     counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
     with counter:
         model(x)

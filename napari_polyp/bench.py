@@ -139,7 +139,7 @@ def checkpoint_profile(model, size: int, runs: int = 20) -> dict:
     from models import count_flops, count_params
 
     model = model.eval()
-    x = torch.randn(1, 3, size, size)
+    x = torch.randn(1, getattr(model, "in_channels", 3), size, size)
     profile = {
         "params": count_params(model),
         "gflops": round(count_flops(model, size) / 1e9, 3),
