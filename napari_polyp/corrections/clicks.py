@@ -14,6 +14,9 @@ Each click runs the refiner on the image, the current mask and every click so fa
 - **local change** (``local=True``): of what the network would change, only the connected
   regions at the click are applied; a click never moves the mask far from where it was made
   (a click about a missed part must not redraw a good boundary elsewhere).
+- **clicks are honoured** (``honour_clicks=True``): where the network still leaves the clicked
+  pixel on the wrong side, the region it is no surer of, connected to the click, takes the
+  click's side (at least a small disc), so every click makes progress.
 
 The same session serves the workspace's Click mode, ``benchmarks/clicks.py`` and the tests.
 ``protocol_click`` is the standard simulated annotator (NoC protocol): the point deepest
@@ -37,6 +40,8 @@ MIN_CROP = 48  # px: a crop is never smaller (a tiny object still gets context)
 LOCAL_REACH = 0.02  # a change region counts as "at the click" within this share of the image's side
 MAX_PIXELS = 8000 * 8000  # larger images are refused with one message (memory, not the network)
 THRESHOLD = 0.5
+HONOUR_MARGIN = 0.02  # probability margin around the clicked pixel's of the region a click takes
+HONOUR_MAX_SHARE = 0.25  # a click never takes more than this share of the image by that rule
 
 
 @dataclass(frozen=True)
@@ -90,14 +95,14 @@ class ClickSession:
     def __init__(self, image: np.ndarray, prior: Optional[np.ndarray] = None, *, checkpoint=None,
                  engine: Optional[str] = None, threads: Optional[int] = None, zoom: bool = True,
                  local: bool = True, box: Optional[Tuple[int, int, int, int]] = None, runner=None,
-                 task: Optional[str] = None):
+                 task: Optional[str] = None, honour_clicks: bool = True):
         self.image = _checked_image(image)
         h, w = self.image.shape[:2]
         self.probability = _checked_prior(prior, (h, w))
         self.mask = self.probability > THRESHOLD
         self.clicks: List[Click] = []
         self._undo: List[Tuple[np.ndarray, np.ndarray, List[Click]]] = []
-        self.zoom, self.local, self.task = zoom, local, task
+        self.zoom, self.local, self.task, self.honour_clicks = zoom, local, task, honour_clicks
         self.box = _checked_box(box, (h, w)) if box is not None else None
         self._runner = runner
         self._checkpoint, self._engine, self._threads = checkpoint, engine, threads
@@ -195,7 +200,32 @@ class ClickSession:
             keep = regions_at(changed, self.clicks[-1], reach(self.mask.shape))
             probability = np.where(changed & ~keep, self.probability, probability)
             new = np.where(keep, new, self.mask)
+        if self.honour_clicks:
+            new = honour_click(new, probability, self.clicks[-1], reach(self.mask.shape))
         self.probability, self.mask = probability.astype(np.float32), new
+
+
+def honour_click(mask: np.ndarray, probability: np.ndarray, click: Click, radius: int) -> np.ndarray:
+    """A click is an order: where the network's answer still has the clicked pixel on the wrong
+    side, the region the network is no surer of than of that pixel, connected to it, takes the
+    click's side (the network's own gradient of belief decides its extent), or at least a disc
+    of ``radius`` px. Capped at ``HONOUR_MAX_SHARE`` of the image: beyond that, the disc alone."""
+    if mask[click.row, click.col] == click.positive:
+        return mask
+    level = float(probability[click.row, click.col])
+    if click.positive:
+        candidate = probability >= level - HONOUR_MARGIN
+    else:
+        candidate = mask & (probability <= level + HONOUR_MARGIN)
+    labels, _ = ndimage.label(candidate)
+    region = labels == labels[click.row, click.col]
+    if region.sum() > HONOUR_MAX_SHARE * mask.size:
+        region = np.zeros_like(mask)
+    rr, cc = np.ogrid[:mask.shape[0], :mask.shape[1]]
+    region |= (rr - click.row) ** 2 + (cc - click.col) ** 2 <= radius ** 2
+    out = mask.copy()
+    out[region] = click.positive
+    return out
 
 
 def reach(shape) -> int:

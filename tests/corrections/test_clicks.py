@@ -154,3 +154,18 @@ def test_the_session_runs_a_real_refiner_end_to_end(tmp_path):
     session = ClickSession(image, prior, checkpoint=path, engine="torch")
     mask = session.click(80, 120, positive=True)
     assert mask.shape == (H, W) and mask.dtype == bool
+
+
+class StubbornNetwork(SceneNetwork):
+    """Always answers with the mask it was given: a click it does not act on."""
+
+    def run(self, x):
+        return {"logits": np.where(x[:, 3:4] > 0.5, 20.0, -20.0).astype(np.float32)}
+
+
+def test_a_click_the_network_ignores_still_flips_the_clicked_pixel_unless_told_not_to():
+    image, prior, *_ = _scene()
+    mask = ClickSession(image, prior, runner=StubbornNetwork()).click(10, 150, positive=True)
+    assert mask[10, 150] and (mask & ~(prior > 0.5)).sum() < 0.05 * mask.size  # a small region, not the image
+    plain = ClickSession(image, prior, runner=StubbornNetwork(), honour_clicks=False).click(10, 150, positive=True)
+    assert np.array_equal(plain, prior > 0.5)
