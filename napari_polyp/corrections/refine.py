@@ -23,7 +23,9 @@ Two methods, both seeded the same way (:func:`prior_labels`):
 A stroke overrules the network near it: confident pixels of the *opposite* class
 in the network's connected region under the stroke, and within ``reach`` of it,
 lose their "sure" status, so a background stroke in a false-positive blob can
-remove the blob, and a foreground stroke in a missed polyp can grow it.
+remove the blob, and a foreground stroke in a missed polyp can grow it. And a stroke
+corrects only what it is drawn on (:func:`only_near_strokes`): of the solver's changes,
+the connected regions a stroke touches are kept; new specks are dropped.
 
 Both run at a working resolution whose long side is at most ``WORK_SIDE`` px (the
 result is scaled back and the strokes are re-imposed at full size), so a 600 px
@@ -55,6 +57,8 @@ DEFAULT_METHOD = "grabcut"
 WORK_SIDE = 256  # px, long side of the working resolution (speed; see the module docstring)
 SURE = 0.9  # probability >= SURE (or <= 1 - SURE) counts as the network being sure
 STROKE_RADIUS = 3  # px, half-width of a rasterised point or polyline
+SPECK_SIZE = 64  # px: new objects smaller than this are dropped (the clean-up's "remove small objects")
+REACH_SHARE = 0.2  # a stroke overrules the network within this share of the shorter side
 
 Shape = Tuple[int, int]
 PointsLike = Union[np.ndarray, Sequence]
@@ -186,15 +190,16 @@ def prior_labels(probability: np.ndarray, strokes: np.ndarray, sure: float = SUR
     mask's edge stays open for the colours to decide.
 
     A stroke takes the "sure" status from confident pixels of the other class in the
-    network's connected region under it, within ``reach`` px (default: a quarter of
-    the shorter side), so the strokes can overrule the network there."""
+    network's connected region under it, within ``reach`` px (default ``REACH_SHARE`` of
+    the shorter side, so a stroke on a false rim cannot free the whole lesion behind it),
+    so the strokes can overrule the network there."""
     from scipy import ndimage as ndi
 
     p = np.asarray(probability, dtype=np.float32)
     predicted = p >= 0.5
     side = min(p.shape)
     band = 0.04 * side if band is None else band
-    reach = 0.25 * side if reach is None else reach
+    reach = REACH_SHARE * side if reach is None else reach
     out = np.where(predicted, 3, 4).astype(np.uint8)
     out[(p >= sure) | (ndi.distance_transform_edt(predicted) > band)] = 1
     out[(p <= 1 - sure) | (ndi.distance_transform_edt(~predicted) > band)] = 2
@@ -237,7 +242,30 @@ def refine(image: np.ndarray, probability: np.ndarray, strokes, method: str = DE
     mask = _to_size(foreground.astype(np.float32), shape) >= 0.5
     mask[strokes == FOREGROUND] = True
     mask[strokes == BACKGROUND] = False
-    return mask.astype(np.uint8)
+    return only_near_strokes(mask, probability >= 0.5, strokes).astype(np.uint8)
+
+
+def only_near_strokes(mask: np.ndarray, predicted: np.ndarray, strokes: np.ndarray,
+                      min_size: int = SPECK_SIZE) -> np.ndarray:
+    """Of what the solver changed, only the connected regions a stroke touches; new objects
+    smaller than ``min_size`` px that no foreground stroke marks are dropped. A stroke corrects
+    what it is drawn on, never the rest of a good mask (a colour model re-deciding every
+    boundary lowered good masks: Dice 0.900 -> 0.746 after one round, issue 26)."""
+    from scipy import ndimage as ndi
+
+    changed = mask != predicted
+    labels, _ = ndi.label(changed, structure=np.ones((3, 3), bool))
+    touched = ndi.binary_dilation(strokes > 0, iterations=STROKE_RADIUS)
+    ids = np.unique(labels[touched & changed])
+    out = np.where(np.isin(labels, ids[ids > 0]), mask, predicted)
+    objects, count = ndi.label(out & ~predicted, structure=np.ones((3, 3), bool))
+    if count:
+        sizes = np.bincount(objects.ravel())
+        marked = np.unique(objects[strokes == FOREGROUND])
+        specks = (sizes < min_size) & ~np.isin(np.arange(len(sizes)), marked)
+        specks[0] = False
+        out = out & ~specks[objects]
+    return out
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

@@ -96,3 +96,29 @@ def test_the_same_strokes_give_the_same_mask(scene):
     strokes = {"foreground": [[60, 48]], "background": [[20, 140]]}
     first = R.refine(image, probability, strokes, method="grabcut")
     assert np.array_equal(first, R.refine(image, probability, strokes, method="grabcut"))
+
+
+def test_a_stroke_changes_only_the_region_it_touches_and_leaves_no_specks():
+    """A good mask with one false rim: a background stroke on the rim removes the rim and
+    nothing else of the lesion, however the colours fall elsewhere."""
+    predicted = _disc((120, 160), (60, 70), 30)
+    rim = _disc((120, 160), (60, 104), 8) & ~predicted
+    mask_from_solver = predicted.copy()
+    mask_from_solver[55:65, 40:60] = False  # the solver would also cut into the lesion far away
+    mask_from_solver[5:9, 5:9] = True  # and leave a speck
+    mask_from_solver[rim] = False
+    strokes = np.zeros(predicted.shape, np.uint8)
+    strokes[59:62, 104:107] = R.BACKGROUND
+    out = R.only_near_strokes(mask_from_solver, predicted | rim, strokes)
+    assert not out[rim].any()  # the stroke's region is removed
+    assert out[predicted].all()  # the far cut is not applied
+    assert not out[5:9, 5:9].any()  # no speck
+
+
+def test_a_background_stroke_on_a_false_rim_keeps_the_lesion(scene):
+    image, _, truth = scene
+    rim = _disc(truth.shape, (60, 104), 9) & ~truth
+    probability = np.where(truth | rim, 0.95, 0.05).astype(np.float32)
+    strokes = R.strokes_from_points(truth.shape, background=[[60, 106]])
+    mask = R.refine(image, probability, strokes).astype(bool)
+    assert dice_iou(mask, truth)[0] > 0.9 and mask[truth].mean() > 0.95
