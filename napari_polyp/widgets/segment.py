@@ -55,6 +55,7 @@ from ._common import (
 SCOPES = ("current frame", "all frames")
 UNTRAINED_WARNING = "⚠ untrained: predictions are not meaningful"
 _OUTPUT_ROLES = ("probability", "attention", "probability_difference", "live_view")
+LIVE_STOP_WAIT_S = 5.0  # the longest a layer's removal waits for Live's worker (one frame: ~10-500 ms)
 VIDEO_BATCH = 4  # frames per network call in whole-video runs: small, so results show as they come
 PROGRESS_INTERVAL_S = 0.25
 
@@ -89,6 +90,8 @@ class SegmentWidget(QWidget):
         self.preload_on_change = False
         self._live_shown = threading.Event()  # set when the last live frame is on screen
         self._live_stop = threading.Event()
+        self._live_done = threading.Event()  # set when the live worker has stopped reading frames
+        self._live_done.set()
         self._live_active = False
         self.live_stats = None  # the last napari_polyp.live.LiveFrame shown
         self._live_hidden = []  # layers Live hides while it plays (see layers.start_live_view)
@@ -201,10 +204,31 @@ class SegmentWidget(QWidget):
 
     def _connect_viewer(self) -> None:
         events = self.viewer.layers.events
+        events.removing.connect(self._before_layer_removed)  # before the guard: Live ends first
+        L.guard_dimension_drop(self.viewer)
         events.inserted.connect(self._refresh_images)
         events.removed.connect(self._on_layer_removed)
         events.removed.connect(self._refresh_images)
         self.viewer.layers.selection.events.active.connect(self._follow_active_layer)
+
+    def _before_layer_removed(self, event) -> None:
+        """Live reads the video layer in a worker: it stops, and is waited for, before the layer goes."""
+        index = getattr(event, "index", None)
+        job = self._job or {}
+        if not self._live_active or job.get("image_layer") is None or not isinstance(index, int):
+            return
+        leaving = self.viewer.layers[index]
+        if not self._belongs_to_job(leaving.name, getattr(leaving, "metadata", {}), job["image_layer"]):
+            return
+        self.stop_live(wait_s=LIVE_STOP_WAIT_S)
+        if leaving.name == job["image_layer"].name:  # the video goes: nothing of it is shown again
+            self._live_hidden = []
+            L.end_live_view(self.viewer, job["image_layer"], [], None)
+
+    @staticmethod
+    def _belongs_to_job(name: str, metadata, image_layer) -> bool:
+        outputs = set(L.layer_names(image_layer.name).values())
+        return name == image_layer.name or name in outputs or (metadata or {}).get("image_layer") == image_layer.name
 
     def _on_layer_removed(self, event) -> None:
         """A layer the running job reads or writes was deleted: cancel the run and drop its
@@ -640,6 +664,7 @@ class SegmentWidget(QWidget):
                    first=0 if first >= frames - 1 else first, **self.engine_options())
         job["threads"] = network_threads(job["threads"])
         self._live_stop.clear()
+        self._live_done.clear()
         self._live_shown.set()
         self.live_stats = None
         self._live_hidden = L.start_live_view(self.viewer, image_layer)  # made now, not mid-playback
@@ -648,13 +673,23 @@ class SegmentWidget(QWidget):
                     finished=self._on_live_finished)
         self._live_active = True
 
-    def stop_live(self) -> None:
-        """Stop playing (the Live button, unchecked); the frame on screen and its mask stay."""
+    def stop_live(self, wait_s: float = 0.0) -> bool:
+        """Stop playing (the Live button, unchecked); the frame on screen and its mask stay.
+        ``wait_s``: wait that long for the worker to stop reading frames (before its layer is
+        removed). Returns whether it has stopped."""
         if self._live_active:
+            # The stop event only, not worker.quit(): quitting would leave the generator suspended
+            # (never finished), while the event lets it return and say so (_live_done).
             self._live_stop.set()
-            self._worker.quit()
+        return self._live_done.wait(wait_s) if wait_s else self._live_done.is_set()
 
     def _live_frames(self, job: dict):  # worker thread
+        try:
+            yield from self._live_frames_until_stopped(job)
+        finally:
+            self._live_done.set()
+
+    def _live_frames_until_stopped(self, job: dict):
         from ..live import PlaybackClock, live_masks
 
         try:
@@ -698,7 +733,9 @@ class SegmentWidget(QWidget):
         self.live_button.setChecked(False)
         self.live_button.blockSignals(False)
         self._update_scope()
-        if stats is not None and not self.last_error:
+        if self._dropped:
+            self.status_label.setText(self._dropped)
+        elif stats is not None and not self.last_error:
             self.status_label.setText(f"live stopped: {stats.shown} frame(s) segmented at {stats.fps:.1f} fps, "
                                       f"{stats.dropped} skipped")
 
