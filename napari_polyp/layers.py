@@ -75,6 +75,19 @@ def current_frame(viewer, image_layer) -> Optional[int]:
     return int(np.clip(round(float(point[0])), 0, n - 1))
 
 
+def label_frame_axis(viewer) -> None:
+    """Name the frame axis of a video "frame" (napari's default label is "-3"); labels the user
+    set are kept."""
+    ndim = viewer.dims.ndim
+    if ndim < 3:
+        return
+    labels = list(viewer.dims.axis_labels)
+    axis = ndim - 3  # layers are right-aligned: a T x H x W stack's T is the third axis from the end
+    if labels[axis] == str(axis - ndim):
+        labels[axis] = "frame"
+        viewer.dims.axis_labels = labels
+
+
 # -- sparse frame stack for per-frame float maps -------------------------------
 class FrameStack:
     """A T x H x W array whose frames are stored only once set; others read as 0.

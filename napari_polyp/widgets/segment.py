@@ -254,6 +254,7 @@ class SegmentWidget(QWidget):
                 if isinstance(layer, Image) and layer.metadata.get(L.ROLE) not in _OUTPUT_ROLES]
 
     def _refresh_images(self, *_):
+        L.label_frame_axis(self.viewer)
         names = [layer.name for layer in self._candidate_images()]
         current = self.image_combo.currentText()
         self.image_combo.blockSignals(True)
@@ -657,11 +658,10 @@ class SegmentWidget(QWidget):
             return
         from ..live import network_threads
 
-        first = L.current_frame(self.viewer, image_layer)
         job = dict(image_layer=image_layer, model=self.model_combo.currentText(), checkpoint=self.checkpoint(),
                    device=self.device_combo.currentText(), threshold=self.threshold(),
                    fps=image_layer.metadata.get("fps") or 25.0, frames=frames,
-                   first=0 if first >= frames - 1 else first, **self.engine_options())
+                   first=0, **self.engine_options())  # from the start, wherever the slider was
         job["threads"] = network_threads(job["threads"])
         self._live_stop.clear()
         self._live_done.clear()

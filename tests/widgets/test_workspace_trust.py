@@ -320,3 +320,41 @@ def test_fine_tune_follows_the_model_tab_and_its_data_line_is_never_stale(make_n
     assert finetune.job()["model"] == "microaunet" and "microaunet" in finetune.follows_label.text()
     assert finetune.job()["checkpoint"] == (segment.checkpoint() or None)
     assert not finetune.model_combo.isVisible()  # one network choice, the Model tab's
+
+
+# -- item 13: the small ones ---------------------------------------------------------------------
+class SlowPredictor(DiskPredictor):
+    def predict(self, image, attention=True):
+        import time
+
+        time.sleep(0.5)
+        return super().predict(image, attention)
+
+
+def test_the_status_does_not_say_running_after_the_image_is_deleted_mid_run(make_napari_viewer, qtbot, folder,
+                                                                            tmp_path):
+    viewer = make_napari_viewer()
+    workspace, review, _ = start(viewer, folder, tmp_path, factory=lambda *a, **k: SlowPredictor())
+    assert review.busy and review.status_label.text().startswith("running")
+    viewer.layers.remove("Review")
+    qtbot.waitUntil(lambda: not review.busy, timeout=WAIT_MS)
+    assert not review.status_label.text().startswith("running")
+
+
+def test_a_video_gets_a_frame_axis_live_starts_at_frame_0_and_tta_is_off_for_all_frames(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, segment = viewer.window.add_plugin_dock_widget("napari-polyp", "Segment")
+    segment.model_combo.setCurrentText("microaunet")  # a network TTA fits for
+    assert segment.tta_check.isChecked()
+    viewer.add_image(np.zeros((6, 20, 24, 3), np.uint8), rgb=True, name="clip")
+    assert viewer.dims.axis_labels[0] == "frame"
+    segment.image_combo.setCurrentText("clip")
+    segment.scope_combo.setCurrentText("all frames")
+    assert not segment.tta_check.isChecked()  # 3× the time over a whole video
+    segment.scope_combo.setCurrentText("current frame")
+    assert segment.tta_check.isChecked()
+    viewer.dims.set_point(0, 4)
+    started = {}
+    segment._start = lambda function, job, **kwargs: started.update(job)
+    segment.start_live()
+    assert started["first"] == 0
