@@ -82,6 +82,34 @@ def open_app(viewer, image=None, model: Optional[str] = None, device: str = "aut
     return widget
 
 
+PLUGIN = "napari-polyp"
+
+
+def reader_patterns() -> list:
+    """The file name patterns the plugin's reader takes (from its napari.yaml)."""
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_file(Path(__file__).with_name("napari.yaml"))
+    return [pattern for reader in manifest.contributions.readers or () for pattern in reader.filename_patterns]
+
+
+def prefer_plugin_reader(settings=None, patterns=None) -> list:
+    """Make the plugin's reader the one napari uses for its file types (napari's preferred-reader
+    setting, Preferences ▸ Plugins), so File ▸ Open does not ask "Choose reader" with napari's
+    builtins preselected (they read a whole video into memory). A type the user gave another
+    reader keeps it. Returns the patterns set now."""
+    if settings is None:
+        from napari.settings import get_settings
+
+        settings = get_settings()
+    current = dict(settings.plugins.extension2reader)
+    added = [pattern for pattern in (patterns if patterns is not None else reader_patterns())
+             if pattern not in current]
+    if added:
+        settings.plugins.extension2reader = {**current, **{pattern: PLUGIN for pattern in added}}
+    return added
+
+
 WINDOW = (1400, 900)  # the window's size where the screen has room for it
 NARROW_SCREEN = 1280  # below this width the side panels are made narrower for the canvas's sake
 
@@ -243,6 +271,7 @@ def run(args) -> int:  # (cli.main has checked --model)
     import napari
 
     _quiet_pyqt5_notice()
+    prefer_plugin_reader()
     viewer = napari.Viewer(title="napari-polyp")
     try:
         widget = open_app(viewer, args.image, args.model, args.device, layer_data=layer_data, task=args.task)

@@ -71,3 +71,23 @@ def test_the_data_line_follows_the_folder_as_it_fills(tmp_path):
     CorrectionsDataset(folder).save(np.full((16, 16, 3), 90, np.uint8), mask, stem="a", status="accepted")
     assert describe_data(folder) == "1 accepted/corrected items"
     assert describe_data("") == ""
+
+
+# -- item 12: the plugin's reader is napari's preferred one for its types -------------------------
+def test_the_plugin_reader_becomes_the_preferred_one_unless_the_user_chose(monkeypatch):
+    from types import SimpleNamespace
+
+    from napari_polyp.app import prefer_plugin_reader, reader_patterns
+
+    patterns = reader_patterns()
+    assert {"*.mp4", "*.jpg", "*.png"} <= set(patterns)
+    settings = SimpleNamespace(plugins=SimpleNamespace(extension2reader={"*.png": "napari"}))
+    added = prefer_plugin_reader(settings, patterns)
+    assert "*.png" not in added and settings.plugins.extension2reader["*.png"] == "napari"  # the user's choice
+    assert settings.plugins.extension2reader["*.mp4"] == "napari-polyp"
+    assert prefer_plugin_reader(settings, patterns) == []  # once
+
+    from napari.plugins import utils as plugin_utils
+
+    monkeypatch.setattr(plugin_utils, "get_settings", lambda: settings)
+    assert plugin_utils.get_preferred_reader("clip.mp4") == "napari-polyp"  # what napari's File ▸ Open asks
