@@ -25,7 +25,7 @@ import re
 import warnings
 from collections import Counter
 from pathlib import Path, PurePosixPath
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -43,6 +43,7 @@ from .manifest import (
     ManifestIndex,
     Record,
     check_storable,
+    clean_clicks,
     path_problem,
     read_manifest,
     safe_stem,
@@ -389,6 +390,7 @@ class CorrectionsDataset:
         note: str = "",
         reviewer: Optional[str] = None,
         strokes: Optional[np.ndarray] = None,
+        clicks: Optional[Sequence[Mapping]] = None,
         **extra,
     ) -> Record:
         """Save an item's mask as its new current version and return the new record.
@@ -400,6 +402,9 @@ class CorrectionsDataset:
         strokes: the refine strokes this mask was made with (HxW, 0 none, 1 foreground,
             2 background; :mod:`napari_polyp.corrections.refine`), kept as
             strokes/<stem>/<version>.png and named by the record's ``strokes`` field.
+        clicks: the Click mode clicks this mask was made with, in order ({"row", "col",
+            "positive"} each, inside the mask; :mod:`napari_polyp.corrections.clicks`),
+            kept in the record's ``clicks`` field.
         """
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
@@ -423,6 +428,7 @@ class CorrectionsDataset:
         if predicted is not None and np.asarray(predicted).shape != mask.shape:
             raise ValueError(f"prediction {np.asarray(predicted).shape} and mask {mask.shape} differ in shape")
         strokes_png = _encode_strokes(strokes, mask.shape)
+        click_log = clean_clicks(clicks, mask.shape) if clicks is not None else []
 
         with self.lock():
             index = self._prepare_for_write()
@@ -492,6 +498,7 @@ class CorrectionsDataset:
                 updated=stamp,
                 pixels_changed=pixels_changed(mask, predicted) if predicted is not None else None,
                 strokes=strokes_rel,
+                clicks=click_log,
                 extra=dict(extra),
             )
             self._append(record)

@@ -26,7 +26,10 @@ LOCK = ".manifest.lock"
 STATUSES = ("unreviewed", "accepted", "corrected", "rejected")
 TRAINING_STATUSES = ("accepted", "corrected")
 PATH_FIELDS = ("image", "mask", "prediction", "strokes")
-OPTIONAL_FIELDS = ("strokes",)  # written only when set, so most manifest lines stay as they were
+OPTIONAL_FIELDS = ("strokes", "clicks")  # written only when set, so most manifest lines stay as they were
+MAX_CLICKS = 5000  # a click log longer than this is not a person's (a record line stays far under MAX_LINE_BYTES)
+MAX_CLICK_COORDINATE = 2**31 - 1
+CLICK_KEYS = ("row", "col", "positive")
 
 PathLike = Union[str, os.PathLike]
 
@@ -53,6 +56,8 @@ class Record:
     updated: str = ""
     pixels_changed: Optional[int] = None
     strokes: str = ""  # strokes/<stem>/<version>.png: the refine strokes of this save (0 none, 1 fg, 2 bg)
+    # the clicks of Click mode this mask was made with, in order: {"row", "col", "positive"} (see clicks_problem)
+    clicks: List[Dict[str, object]] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
     extra: Dict[str, object] = field(default_factory=dict)
 
@@ -203,6 +208,7 @@ def migrate_record(raw: dict, order: int) -> Record:
     record.stem = stem
     record.format_version = int(version_of_format) if _is_number(version_of_format) else 0
     _repair_field_types(record, known)
+    _check_clicks(record)
     if not record.mask:
         record.mask = f"masks/{stem}.png"
     if not _is_version(known.get("version")):
@@ -256,6 +262,59 @@ def _repair_field_types(record: Record, known: dict) -> None:
             setattr(record, key, None)
 
 
+def clicks_problem(clicks: object, shape: Optional[Tuple[int, int]] = None) -> Optional[str]:
+    """Why ``clicks`` is not a click log; None when it is one: a list of at most
+    :data:`MAX_CLICKS` objects with exactly the keys row, col (integers >= 0, inside ``shape``
+    when given) and positive (true or false)."""
+    if not isinstance(clicks, list):
+        return f"is a {type(clicks).__name__}, not a list of clicks"
+    if len(clicks) > MAX_CLICKS:
+        return f"holds {len(clicks)} clicks (at most {MAX_CLICKS})"
+    for number, click in enumerate(clicks, 1):
+        if not isinstance(click, dict) or set(click) != set(CLICK_KEYS):
+            return f"click {number} is not an object with exactly the keys row, col and positive"
+        row, col, positive = (click[key] for key in CLICK_KEYS)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_CLICK_COORDINATE
+                   for v in (row, col)):
+            return f"click {number} has a row or column that is not a whole number >= 0"
+        if not isinstance(positive, bool):
+            return f"click {number} has a 'positive' that is not true or false"
+        if shape is not None and not (row < shape[0] and col < shape[1]):
+            return f"click {number} (row {row}, column {col}) is outside the {shape[0]}×{shape[1]} mask"
+    return None
+
+
+def clean_clicks(clicks, shape: Optional[Tuple[int, int]] = None) -> List[Dict[str, object]]:
+    """A click log as plain values (numpy integers and booleans accepted), in the stored key
+    order; ValueError naming the problem when it is not one (see :func:`clicks_problem`)."""
+    if isinstance(clicks, (list, tuple)):
+        clicks = [{key: _plain(value) for key, value in click.items()} if isinstance(click, dict) else click
+                  for click in clicks]
+    problem = clicks_problem(clicks, shape)
+    if problem:
+        raise ValueError(f"the click log {problem}")
+    return [{key: click[key] for key in CLICK_KEYS} for click in clicks]
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+IGNORED_CLICKS = "ignored_clicks"  # extra key: why a record's clicks field was dropped when read
+
+
+def _check_clicks(record: Record) -> None:
+    """A bad clicks field is dropped (the record, its mask, stays usable); the reason is kept in
+    ``extra`` and the reader warns once about the line."""
+    record.extra.pop(IGNORED_CLICKS, None)  # only this check sets it
+    problem = clicks_problem(record.clicks)
+    if problem:
+        record.clicks = []
+        record.extra[IGNORED_CLICKS] = problem
+    else:
+        record.clicks = [{key: click[key] for key in CLICK_KEYS} for click in record.clicks]
+
+
 # --------------------------------------------------------------------------- reading
 
 # A record is about 700 bytes and two levels deep. A line far longer, or nested deeper, is skipped
@@ -268,13 +327,13 @@ FINGERPRINT_BYTES = 4096  # the first and last bytes read, compared to tell an a
 _already_warned: Set[Tuple[str, int, str]] = set()
 
 
-def _warn_once(manifest: Path, number: int, line_sha256: str, reason: str) -> None:
+def _warn_once(manifest: Path, number: int, line_sha256: str, reason: str, what: str = "skipped") -> None:
     """One warning per manifest line and content, however often the manifest is read."""
     key = (str(Path(manifest).resolve()), number, line_sha256)
     if key in _already_warned:
         return
     _already_warned.add(key)
-    warnings.warn(f"{manifest}: line {number} skipped, {reason}", UserWarning, stacklevel=4)
+    warnings.warn(f"{manifest}: line {number} {what}, {reason}", UserWarning, stacklevel=4)
 
 
 def line_problem(line: bytes) -> Optional[str]:
@@ -396,6 +455,8 @@ class ManifestIndex:
         self.highest: Dict[str, int] = {}  # the highest version any record of a stem ever had
         self.by_stem: Dict[str, List[Record]] = {}  # every record of each stem, in file order
         self.skipped: List[SkippedLine] = []
+        self.ignored: List[SkippedLine] = []  # lines read with a field dropped (a bad clicks log)
+        self._warned_ignored = 0
         self.tail: Optional[Record] = None  # a complete last record whose newline is missing
         self.torn = False  # the last line is a write cut short
 
@@ -452,12 +513,16 @@ class ManifestIndex:
         try:
             raw = parse_json_line(line)
             order = self._order[_stem_of(raw)] + 1 if isinstance(raw, dict) else 1
-            return record_from_json(raw, self._resolver, order)
+            record = record_from_json(raw, self._resolver, order)
         except _UNUSABLE as err:
             if not any(s.number == number for s in self.skipped[-1:]):
                 reason = f"it is not a usable record ({_first_line(err)})"
                 self.skipped.append(SkippedLine(number, hashlib.sha256(line).hexdigest(), reason))
             return None
+        if IGNORED_CLICKS in record.extra and not any(s.number == number for s in self.ignored[-1:]):
+            self.ignored.append(SkippedLine(number, hashlib.sha256(line).hexdigest(),
+                                            f"its clicks field {record.extra[IGNORED_CLICKS]}"))
+        return record
 
     def _parse_tail(self, tail: bytes) -> Tuple[Optional[Record], bool]:
         """A last line without its newline: a record when it is whole, else a torn write."""
@@ -480,6 +545,9 @@ class ManifestIndex:
         for skipped in self.skipped[self._warned:]:
             _warn_once(self.path, skipped.number, skipped.sha256, skipped.reason)
         self._warned = len(self.skipped)
+        for ignored in self.ignored[self._warned_ignored:]:
+            _warn_once(self.path, ignored.number, ignored.sha256, ignored.reason, "read without its clicks")
+        self._warned_ignored = len(self.ignored)
         return self
 
     # -- views (the tail record, if any, counts as the last line)

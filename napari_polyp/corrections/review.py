@@ -273,12 +273,15 @@ class ReviewSession:
     def save(self, index: int, image: Optional[np.ndarray], mask: np.ndarray, *, status: str,
              predicted: Optional[np.ndarray] = None, note: str = "", model: str = "",
              checkpoint_sha256: str = "", threshold: Optional[float] = None,
-             reviewer: Optional[str] = None, strokes: Optional[np.ndarray] = None) -> Record:
+             reviewer: Optional[str] = None, strokes: Optional[np.ndarray] = None,
+             clicks: Optional[list] = None) -> Record:
         item = self.items[index]
         self._check_savable(index, mask, status)
         extra = {"frame": item.frame} if item.frame is not None else {}
         if strokes is not None:
             extra["strokes"] = strokes
+        if clicks:
+            extra["clicks"] = clicks
         record = self.dataset.save(
             image=image, mask=mask, stem=self.stem(index), source_path=item.source_path, predicted=predicted,
             model=model, checkpoint_sha256=checkpoint_sha256, threshold=threshold, status=status, note=note,
@@ -307,7 +310,7 @@ class ReviewSession:
     def commit(self, index: int, mask: np.ndarray, requested: str, *, basis: Optional[StoredPrediction] = None,
                threshold: Optional[float] = None, image: Optional[np.ndarray] = None, note: str = "",
                reviewer: Optional[str] = None, strokes: Optional[np.ndarray] = None,
-               saved_threshold: Optional[float] = None) -> Record:
+               saved_threshold: Optional[float] = None, clicks: Optional[list] = None) -> Record:
         """Save the mask on screen for item ``index`` with the status ``requested`` asked for.
 
         basis: the prediction the mask was derived from (None: the mask is the item's saved one,
@@ -321,10 +324,11 @@ class ReviewSession:
             provenance = basis.provenance
             return self.save(index, image, mask, status=status, predicted=predicted, note=note,
                              model=provenance.choice.network, checkpoint_sha256=provenance.checkpoint_sha256,
-                             threshold=threshold, reviewer=reviewer, strokes=strokes)
+                             threshold=threshold, reviewer=reviewer, strokes=strokes, clicks=clicks)
         record = self.record(index)
         status = self.status_for(requested, mask, self.saved_prediction(index))
         return self.save(index, image, mask, status=status, note=note, reviewer=reviewer, strokes=strokes,
+                         clicks=clicks,
                          model=record.model if record is not None else "",
                          checkpoint_sha256=record.checkpoint_sha256 if record is not None else "",
                          threshold=record.threshold if record is not None else saved_threshold)
