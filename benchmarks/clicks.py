@@ -10,8 +10,10 @@ larger distance-transform maximum; the image border counts as edge), positive in
 region; at most ``--max-clicks``; an image whose start already meets a target needs 0 clicks
 for it. An image that never meets a target counts ``--max-clicks`` for it.
 
-Methods: ``refiner`` (``ClickSession``: zoom-in, local change), ``refiner-global`` (the whole
-image, every change applied), ``grabcut`` (all clicks so far as discs of
+Methods: ``refiner`` (``ClickSession``: zoom-in, local change, clicks honoured), ``refiner-global``
+(the whole image, every change applied, clicks not honoured), ``refiner-nolocal`` (zoom-in, every
+change applied), ``refiner-box`` (the first interaction a box around the lesion, counted as one
+click, then clicks), ``grabcut`` (all clicks so far as discs of
 ``refine.STROKE_RADIUS``-scaled radius, the start's probability as the prior), ``brush`` (each
 click paints a disc of ``--brush-radius`` px). Starts: ``empty``, ``microaunet`` (MicroAUNet's
 mask), ``default`` (the task's default network: EA-DK for polyps, EAM-Net for skin).
@@ -112,9 +114,11 @@ def make_method(method: str, image, probability, args):
     if method == "refiner":
         return ClickSession(image, probability, threads=args.threads)
     if method == "refiner-global":
-        return ClickSession(image, probability, threads=args.threads, zoom=False, local=False)
+        return ClickSession(image, probability, threads=args.threads, zoom=False, local=False, honour_clicks=False)
     if method == "refiner-nolocal":
         return ClickSession(image, probability, threads=args.threads, local=False)
+    if method == "refiner-box":
+        return ClickSession(image, probability, threads=args.threads)
     radius = max(3, round(args.brush_radius * max(image.shape[:2]) / 600))
     return Brush(image, probability, radius) if method == "brush" else GrabCutClicks(image, probability, radius)
 
@@ -127,6 +131,12 @@ def run_image(method: str, image, truth, probability, args):
     dices, ious, seconds = [dice(mask, truth)], [iou(mask, truth)], []
     tool = make_method(method, image, probability, args)
     needed = max(REPORT_AT)
+    if method == "refiner-box" and truth.any():  # the first interaction: a box around the lesion
+        rows, cols = np.nonzero(truth.any(1))[0], np.nonzero(truth.any(0))[0]
+        started = time.perf_counter()
+        mask = np.asarray(tool.drag_box(rows[0], cols[0], rows[-1] + 1, cols[-1] + 1), bool)
+        seconds.append(time.perf_counter() - started)
+        dices.append(dice(mask, truth)), ious.append(iou(mask, truth))
     while len(dices) <= args.max_clicks and (len(dices) <= needed or ious[-1] < max(TARGETS)):
         click = protocol_click(mask, truth)
         if click is None:
