@@ -95,6 +95,7 @@ class ReviewWidget(QWidget):
         self._running_text = ""  # the status line while the network runs on the open item
         self._choice_pending = False  # a change of network is being handled (see _on_choice_changed)
         self._notice = ""  # a warning about the open item kept under its line (e.g. items skipped to reach it)
+        self.click_log: Optional[Callable[[], Optional[list]]] = None  # the open item's clicks (the workspace's)
         self._build_ui()
         self._connect_model_source()
         keys.register(self)
@@ -880,7 +881,8 @@ class ReviewWidget(QWidget):
             index, mask, status, basis=basis, threshold=state.threshold if state is not None else None,
             image=np.asarray(image_layer.data) if image_layer is not None else None,
             note=self.note_edit.text().strip(),
-            strokes=np.asarray(strokes.data) if strokes is not None and np.any(strokes.data) else None)
+            strokes=np.asarray(strokes.data) if strokes is not None and np.any(strokes.data) else None,
+            clicks=self.click_log() if self.click_log is not None else None)
 
     def _advance_after_save(self) -> None:
         if self.advance_check.isChecked():

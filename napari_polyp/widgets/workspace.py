@@ -8,7 +8,8 @@ Four tabs over the existing widgets, sharing one network choice and one threshol
   Model tab's (:class:`.review.ReviewWidget` with ``model_source``);
 - **Model**: the Segment widget (network, checkpoint, engine, threshold, Run on any
   open image or video, Live, Compare);
-- **Correct**: refine from strokes (undoable) and the clean-up actions;
+- **Correct**: Click mode (the default tool: clicks re-segment the mask with the click
+  refiner, :mod:`.click_mode`), refine from strokes (GrabCut, undoable) and the clean-up actions;
 - **Train & export**: fine-tune on the corrections folder the Review tab saves into,
   and export it (COCO, nnU-Net, CSV).
 """
@@ -63,6 +64,7 @@ class WorkspaceWidget(QWidget):
                  ask_unsaved: Optional[Callable] = None, ask_edits: Optional[Callable] = None, parent=None):
         super().__init__(parent)
         from .cleanup import CleanupWidget
+        from .click_mode import ClickMode
         from .finetune import FinetuneWidget
         from .review import ReviewWidget
         from .segment import SegmentWidget
@@ -74,6 +76,9 @@ class WorkspaceWidget(QWidget):
         # after Strokes the stroke layer is active: clean-up still acts on the open item's mask
         self.cleanup = CleanupWidget(napari_viewer, preferred=self.review.labels_layer)
         self.finetune = FinetuneWidget(napari_viewer, model_source=self.segment)
+        # clicks on the open Review item's mask (else the Model tab's image); saved with its correction
+        self.click_mode = ClickMode(napari_viewer, review=self.review, segment=self.segment, parent=self)
+        self.review.click_log = self.click_mode.click_log
         self.last_error: Optional[str] = None
 
         root = QVBoxLayout(self)
@@ -86,7 +91,7 @@ class WorkspaceWidget(QWidget):
         self.tabs.setTabToolTip(0, "Walk a folder or video: one image at a time, accept / correct / reject")
         self.tabs.setTabToolTip(1, "The network, its checkpoint and threshold (used by Review too); run on any "
                                    "open image or video")
-        self.tabs.setTabToolTip(2, "Refine the mask from a few strokes; clean it up")
+        self.tabs.setTabToolTip(2, "Correct the mask with clicks (or strokes); clean it up")
         self.tabs.setTabToolTip(3, "Fine-tune on the saved corrections; export them")
         root.addWidget(self.tabs)
         self.setMinimumWidth(320)
@@ -133,9 +138,13 @@ class WorkspaceWidget(QWidget):
         return page
 
     def _correct_page(self) -> QWidget:
+        from .click_mode import ClickModePanel
+
         page = QWidget()
         layout = QVBoxLayout(page)
-        box = QGroupBox("Refine from strokes")
+        self.click_panel = ClickModePanel(self.click_mode)
+        layout.addWidget(self.click_panel)
+        box = QGroupBox("Or: refine from strokes (GrabCut)")
         inner = QVBoxLayout(box)
         inner.addWidget(text_label("Paint label 1 on lesion the mask missed and label 2 on background it "
                                    "took, then Refine: the network's probability is the prior, the strokes are "
