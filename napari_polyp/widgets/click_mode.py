@@ -30,6 +30,7 @@ The clicks of the open item are saved with its correction (the record's ``clicks
 """
 from __future__ import annotations
 
+import threading
 import time
 import weakref
 from contextlib import contextmanager
@@ -54,6 +55,33 @@ CLICKS_SUFFIX, BOX_SUFFIX = " clicks", " click box"
 ROLE_CLICKS, ROLE_BOX = "clicks", "click box"
 
 _MODES: "weakref.WeakSet" = weakref.WeakSet()
+_LOAD_LOCK = threading.Lock()
+_WARMED: set = set()  # ids of refiner runners that ran once (imports, graph set-up: seconds the first time)
+
+
+def shipped_refiner():
+    """The shipped click refiner's runner, loaded and run once on a tiny image the first time
+    (thread-safe: the warm-up started on entering Click mode and a first click share it)."""
+    from ..corrections.clicks import ClickSession, refiner_runner
+
+    with _LOAD_LOCK:
+        runner = refiner_runner()
+        if id(runner) not in _WARMED:
+            ClickSession(np.zeros((16, 16, 3), np.uint8), runner=runner).click(8, 8)
+            _WARMED.add(id(runner))
+    return runner
+
+
+class _ShippedRefiner:
+    """Stands for :func:`shipped_refiner` until a click needs it (then in the worker)."""
+
+    def __call__(self, x):
+        return shipped_refiner()(x)
+
+    def __getattr__(self, name):  # input_size, run (when the runner has it)
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(shipped_refiner(), name)
 
 
 def clicks_layer_name(mask_name: str) -> str:
@@ -93,6 +121,7 @@ class ClickMode(QObject):
         self._pending_log: Optional[List[dict]] = None  # the log before the click being refined
         self._watched_image = None
         self._refined_once = False
+        self._preload = None
         _register_actions()
         _MODES.add(self)
         ClickKeys.install()
@@ -183,10 +212,17 @@ class ClickMode(QObject):
             labels.events.mode.connect(self._on_mode_changed)
         self._check_session(image, labels)
         self._points(create=True)
+        if self.runner_factory is None and not _WARMED and self._preload is None:
+            # the first click would wait seconds for imports and the network's set-up: start now
+            self._preload = start_worker(shipped_refiner, on_error=lambda text: self._error(
+                f"the click refiner cannot be loaded: {text}"), on_finished=self._on_preloaded)
         self._say(f"Click mode on '{labels.name}': left click adds lesion, right click (or Alt+click) "
                   f"removes, drag a box around a missed lesion; Ctrl+Z undoes a click; "
                   f"{'/'.join(keys.shortcuts(MODE_ACTION)) or 'K'} leaves")
         return True
+
+    def _on_preloaded(self) -> None:
+        self._preload = None
 
     def leave(self, why: str = "Click mode off", restore_tool: bool = True) -> None:
         if not self.active:
@@ -261,7 +297,7 @@ class ClickMode(QObject):
             self._earlier += self.session.click_log()  # edited by other means: go on from the mask as it is
         else:
             self._drop_session()
-        runner = self.runner_factory() if self.runner_factory is not None else None
+        runner = self.runner_factory() if self.runner_factory is not None else _ShippedRefiner()
         self.session = ClickSession(L.image_frame(image), prior=self._prior(image, labels, on_screen), runner=runner)
         self._image_name, self._labels_name, self._image_data_id = image.name, labels.name, id(image.data)
         self._before, self._items = [], []
@@ -331,6 +367,11 @@ class ClickMode(QObject):
     def busy(self) -> bool:
         return self._worker is not None
 
+    @property
+    def loading(self) -> bool:
+        """The shipped refiner is being loaded in the background (entering the mode starts it)."""
+        return self._preload is not None
+
     # -- clicks ---------------------------------------------------------------------------------
     def click(self, row: int, col: int, positive: bool = True) -> bool:
         """A click at (row, col) of the image (data pixels); False with a message when refused.
@@ -380,7 +421,8 @@ class ClickMode(QObject):
         before = session.mask.copy()
         if kind == "click":
             self._sync_points(extra={"row": args[0], "col": args[1], "positive": args[2]})
-        self._say("refining…" if self._refined_once else "refining… (the first click loads the click refiner)")
+        self._say("refining…" if self._refined_once or _WARMED or self.runner_factory is not None
+                  else "refining… (the first click loads the click refiner)")
         from qtpy.QtWidgets import QApplication
 
         QApplication.setOverrideCursor(Qt.BusyCursor)
@@ -500,7 +542,7 @@ class ClickMode(QObject):
         if len(log):
             layer.face_color = [POSITIVE_COLOR if c["positive"] else NEGATIVE_COLOR for c in log]
             h, w = self.session.mask.shape if self.session is not None else (100, 100)
-            layer.size = max(6.0, 0.018 * max(h, w))
+            layer.size = max(6.0, 0.022 * max(h, w))
 
     def _box_layer(self, create: bool = False):
         name = self._labels_name + BOX_SUFFIX if self._labels_name else None
@@ -594,10 +636,15 @@ class ClickModePanel(QGroupBox):
         self.mode = mode
         layout = QVBoxLayout(self)
         keys_text = "/".join(keys.shortcuts(MODE_ACTION)) or "K"
-        layout.addWidget(text_label(
-            f"Left click on lesion the mask missed, right click (or Alt+click) on background it took; "
-            f"drag a box around a lesion it missed. Each click re-segments around it (the click refiner); "
-            f"Ctrl+Z undoes a click. {keys_text} turns the mode on and off."))
+        # short lines: a wrapped label's height is not always re-laid out in the scrolled tab
+        self.help_label = text_label(
+            "Left click: lesion the mask missed\n"
+            "Right click (or Alt+click): background it took\n"
+            "Drag: a box around a lesion it missed\n"
+            f"Ctrl+Z: undo a click · {keys_text}: mode on / off")
+        self.help_label.setToolTip("Each click re-segments the mask around it (the click refiner, from the "
+                                   "network's probability and all clicks so far); one undo step per click")
+        layout.addWidget(self.help_label)
         row = QHBoxLayout()
         self.toggle_button = QPushButton(f"Click mode ({keys_text})")
         self.toggle_button.setCheckable(True)

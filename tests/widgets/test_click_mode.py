@@ -258,3 +258,18 @@ def test_click_mode_on_an_image_without_a_mask(make_napari_viewer, qtbot, runner
     viewer.layers.remove("photo")
     assert not mode.active and mode.session is None
     assert not mode.click(3, 3) and "open an image" in mode.last_error
+
+
+def test_the_shipped_refiner_stands_in_until_a_click_needs_it(monkeypatch, runner):
+    """Without a runner factory a session gets a stand-in that loads the shipped refiner on first
+    use (in the worker, or ahead when Click mode is entered), whatever kind of runner it is."""
+    from napari_polyp.corrections.clicks import ClickSession
+    from napari_polyp.widgets import click_mode
+
+    loads = []
+    monkeypatch.setattr(click_mode, "shipped_refiner", lambda: loads.append(1) or runner)
+    stand_in = click_mode._ShippedRefiner()
+    assert not loads and not hasattr(stand_in, "run")  # a TorchRunner: called, not run
+    session = ClickSession(np.zeros((H, W, 3), np.uint8), runner=stand_in)
+    assert session.click(10, 10)[10, 10] and loads
+
