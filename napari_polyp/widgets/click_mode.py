@@ -259,9 +259,8 @@ class ClickMode(QObject):
     def _on_layer_removed(self, event):
         name = getattr(event.value, "name", None)
         if name in (self._image_name, self._labels_name):
-            if self.active:
-                self.active = False  # its layers are gone: nothing to restore
-                self._say("Click mode off: its image or mask was closed")
+            if self.active:  # the mask, when it is still there, gets its own tools back
+                self.leave("Click mode off: its image or mask was closed")
             self._drop_session()
 
     @contextmanager

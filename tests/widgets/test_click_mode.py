@@ -255,8 +255,9 @@ def test_click_mode_on_an_image_without_a_mask(make_napari_viewer, qtbot, runner
     done(qtbot, mode)
     assert np.asarray(labels.data)[30, 40] == 1
     assert mode.click_log() is None  # not a Review item: nothing to save it with
-    viewer.layers.remove("photo")
+    viewer.layers.remove("photo")  # the image closed: the mode is left, the mask pans again
     assert not mode.active and mode.session is None
+    assert labels.mouse_pan and mode._on_drag not in labels.mouse_drag_callbacks and UNDO not in labels.keymap
     assert not mode.click(3, 3) and "open an image" in mode.last_error
 
 
