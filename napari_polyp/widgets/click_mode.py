@@ -93,8 +93,9 @@ class ClickMode(QObject):
 
     ``review`` / ``segment``: the workspace's Review and Segment widgets; the mask corrected is
     the open Review item's, else the Segment image's. ``runner_factory()``: the refiner's
-    runner for a new session (None: the shipped refiner, loaded in the worker on the first
-    click). ``changed`` is emitted when the mode, the busy state or the message changes."""
+    runner for a new session (None: the shipped refiner, :func:`shipped_refiner`, loaded in the
+    background when the mode is entered). ``changed`` is emitted when the mode, the busy state
+    or the message changes."""
 
     changed = Signal()
 
