@@ -23,7 +23,7 @@ def image(folder, name, seed=0):
 
 
 def predict(*args):
-    return main(["predict", "--model", "microaunet", "--quiet", *args])
+    return main(["predict", "--model", "microaunet", "--quiet", "--json", *args])
 
 
 def last_json(capsys):
@@ -57,7 +57,7 @@ def test_an_unreadable_file_is_skipped_and_reported_at_the_end(tmp_path, checkpo
     out = tmp_path / "out"
     assert predict("--checkpoint", checkpoint, str(folder), "--out", str(out)) == 1
     result, err = last_json(capsys)
-    assert result["written"] == 2 and sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    assert result["written"] == 2 and sorted(p.name for p in out.glob("*.png")) == ["a.png", "c.png"]
     assert [s["file"] for s in result["skipped"]] == [str(folder / "b.png")]
     assert "skipped 1 file(s)" in err and "b.png" in err and "Traceback" not in err
 
@@ -86,7 +86,7 @@ def test_out_naming_an_existing_file_is_a_clear_error(tmp_path, checkpoint, caps
 
 def test_task_without_model_runs_the_tasks_best_network(tmp_path, capsys):
     a = image(tmp_path / "d", "a.png")
-    assert main(["predict", "--task", "dermoscopy", "--quiet", str(a), "--out", str(tmp_path / "out")]) == 0
+    assert main(["predict", "--task", "dermoscopy", "--quiet", "--json", str(a), "--out", str(tmp_path / "out")]) == 0
     result, err = last_json(capsys)
     assert result["model"] == models.default_model("dermoscopy") and result["written"] == 1
     assert "warning" not in err

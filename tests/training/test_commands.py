@@ -170,11 +170,13 @@ def test_predict_writes_masks_for_a_folder_and_a_video(tiny_data, tmp_path, caps
     video = video_mod.write_video(tmp_path / "clip.mp4", frames, fps=5)
     out = tmp_path / "masks"
     assert main(["predict", "--model", "microaunet", "--checkpoint", ckpt, str(tiny_data / "images"), str(video),
-                 "--out", str(out), "--quiet"]) == 0
+                 "--out", str(out), "--quiet", "--json"]) == 0
     assert _last_json(capsys)["written"] == 8 + 3
     mask = np.asarray(Image.open(sorted(out.glob("*.png"))[0]))
     assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
-    assert len(list((out / "clip").glob("*.png"))) == 3
+    from napari_polyp.io.mask_store import MaskStore
+
+    assert MaskStore.open(out / "clip.zarr").written() == [0, 1, 2]  # a video's masks: one store, a chunk a frame
 
 
 def test_two_process_ddp_run_on_cpu(tiny_data, tmp_path):
