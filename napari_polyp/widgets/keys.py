@@ -157,8 +157,12 @@ def _make_router():
                 return False
             from qtpy.QtWidgets import QApplication
 
+            from qtpy.QtWidgets import QWidget
+
             focus = QApplication.focusWidget()
-            if obj is not focus:  # each press is offered to the focus widget once
+            if focus is None and isinstance(obj, QWidget):
+                focus = obj  # a press sent to a widget of an inactive window (scripts, tests)
+            if obj is not focus:  # each press is offered to the focus widget once, not again to its parents
                 return False
             widget = _receiver_for(focus)
             if widget is None:

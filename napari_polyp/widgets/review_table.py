@@ -12,10 +12,13 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 STATUS_MARK = {"unreviewed": "·", "accepted": "✓", "corrected": "✎", "rejected": "✗", "unreadable": "⚠"}
-# (title, table_row key, width in px; 0 = takes the rest). Fixed widths: no sideways scrolling in a narrow dock.
-COLUMNS = (("item", "item", 0), ("status", "status", 82), ("network", "network", 66), ("Dice", "dice", 44),
-           ("IoU", "iou", 44), ("changed", "pixels_changed", 54), ("uncert.", "uncertainty", 50))
-NUMBERS = ("dice", "iou", "pixels_changed", "uncertainty")
+# (title, table_row key, width in px; 0 = takes the rest). Fixed widths: no sideways scrolling in a narrow
+# dock. IoU is left to the scores line and the CSV: the item's name needs the room more.
+COLUMNS = (("item", "item", 0), ("status", "status", 94), ("network", "network", 82), ("Dice", "dice", 46),
+           ("Δ px", "pixels_changed", 50), ("uncert.", "uncertainty", 52))
+NUMBERS = ("dice", "pixels_changed", "uncertainty")
+HIDE_FIRST = ("uncertainty", "pixels_changed")  # left out, in this order, when the dock is too narrow
+LEAST_ITEM_WIDTH = 90  # px the item's name keeps before a column is left out
 
 
 class SortItem(QTableWidgetItem):
@@ -34,15 +37,18 @@ class SortItem(QTableWidgetItem):
 
 def row_cells(index: int, row: dict) -> List[SortItem]:
     """The cells of one item's row (``row``: ``ReviewSession.table_row``); the first holds the item's index."""
-    status = row["status"]
+    status, network = row["status"], row.get("network") or ""
     cells = [SortItem(row["item"], index), SortItem(f"{STATUS_MARK.get(status, '')} {status}", status),
-             SortItem(row.get("network") or "", row.get("network") or None)]
+             SortItem(network.split(" ")[0], network or None)]  # the name; "+TTA" and the like in the tooltip
     for key in NUMBERS:
         value = row[key]
         text = "" if value is None else f"{value:d}" if isinstance(value, int) else f"{value:.3f}"
         cells.append(SortItem(text, value))
     cells[0].setData(Qt.UserRole, index)
-    cells[2].setToolTip(row.get("network") or "not predicted with the chosen network yet")
+    cells[0].setToolTip(row["item"])
+    cells[2].setToolTip(network or "not predicted with the chosen network yet")
+    if row.get("iou") is not None:
+        cells[3].setToolTip(f"Dice {row['dice']:.3f}, IoU {row['iou']:.3f} against the reference mask")
     return cells
 
 
@@ -66,11 +72,27 @@ class ItemTable(QTableWidget):
             if width:
                 header.resizeSection(column, width)
         self.setTextElideMode(Qt.ElideMiddle)  # long stems keep their start and end
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.setSortingEnabled(True)
         self.setMinimumHeight(110)
         self.setToolTip("Click an item to open it; click a column title to sort by it. Dice/IoU: the "
                         "prediction against the reference mask (masks/ beside images/); network: the one "
-                        "behind the item's mask")
+                        "behind the item's mask; Δ px: pixels the annotator changed")
+
+    def resizeEvent(self, event):  # noqa: N802 (Qt)
+        super().resizeEvent(event)
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Leave out the least needed columns (uncertainty, then pixels changed: both in the CSV)
+        while the item's name would get less than LEAST_ITEM_WIDTH px; never a sideways scroll."""
+        keys = [key for _, key, _ in COLUMNS]
+        room = self.viewport().width() - sum(width for _, key, width in COLUMNS if width and key not in HIDE_FIRST)
+        for key in reversed(HIDE_FIRST):  # shown while there is room, the most needed first
+            width = next(w for _, k, w in COLUMNS if k == key)
+            show = room - width >= LEAST_ITEM_WIDTH
+            self.setColumnHidden(keys.index(key), not show)
+            room -= width if show else 0
 
     def keyboardSearch(self, search: str) -> None:  # noqa: N802 (Qt)
         """No type-to-search: the letters are the review keys (A accept, N next, ...)."""
