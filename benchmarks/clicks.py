@@ -117,6 +117,10 @@ def make_method(method: str, image, probability, args):
         return ClickSession(image, probability, threads=args.threads, zoom=False, local=False, honour_clicks=False)
     if method == "refiner-nolocal":
         return ClickSession(image, probability, threads=args.threads, local=False)
+    if method.startswith("refiner-r"):  # refiner-r08: changes within 8 % of the side of the click
+        return ClickSession(image, probability, threads=args.threads, influence=int(method[9:]) / 100)
+    if method == "refiner-onelook":  # no second, zoomed-in look at a lesion found from nothing
+        return ClickSession(image, probability, threads=args.threads, second_look=False)
     if method == "refiner-box":
         return ClickSession(image, probability, threads=args.threads)
     radius = max(3, round(args.brush_radius * max(image.shape[:2]) / 600))

@@ -10,7 +10,8 @@ Each click runs the refiner on the image, the current mask and every click so fa
 - **zoom-in** (FocalClick's idea): once there is a mask, the network sees a square crop around
   the object and the clicks (their box grown by ``CROP_MARGIN``) at its input size, and its
   answer is pasted back there, so boundaries are decided near the image's own resolution;
-  with no mask yet (a lesion the network missed), it sees the whole image.
+  with no mask yet (a lesion the network missed), it sees the whole image, then (``second_look``)
+  once more zoomed in on what it found there, within the same click.
 - **local change** (``local=True``): of what the network would change, only the connected
   regions at the click are applied; a click never moves the mask far from where it was made
   (a click about a missed part must not redraw a good boundary elsewhere).
@@ -95,7 +96,8 @@ class ClickSession:
     def __init__(self, image: np.ndarray, prior: Optional[np.ndarray] = None, *, checkpoint=None,
                  engine: Optional[str] = None, threads: Optional[int] = None, zoom: bool = True,
                  local: bool = True, box: Optional[Tuple[int, int, int, int]] = None, runner=None,
-                 task: Optional[str] = None, honour_clicks: bool = True):
+                 task: Optional[str] = None, honour_clicks: bool = True, influence: Optional[float] = None,
+                 second_look: bool = True):
         self.image = _checked_image(image)
         h, w = self.image.shape[:2]
         self.probability = _checked_prior(prior, (h, w))
@@ -103,6 +105,8 @@ class ClickSession:
         self.clicks: List[Click] = []
         self._undo: List[Tuple[np.ndarray, np.ndarray, List[Click]]] = []
         self.zoom, self.local, self.task, self.honour_clicks = zoom, local, task, honour_clicks
+        self.influence = influence  # a share of the image's side: no change further from the click
+        self.second_look = second_look
         self.box = _checked_box(box, (h, w)) if box is not None else None
         self._runner = runner
         self._checkpoint, self._engine, self._threads = checkpoint, engine, threads
@@ -117,11 +121,14 @@ class ClickSession:
         self._undo.append((self.probability.copy(), self.mask.copy(), list(self.clicks)))
         self.clicks.append(Click(int(row), int(col), bool(positive)))
         try:
+            found_from_nothing = not self.mask.any()
             probability = self._refine()
+            self._apply(probability)
+            if found_from_nothing and self.second_look and self.mask.any() and self.crop() != (0, 0, h, w):
+                self._apply(self._refine())  # a second look, zoomed in on what the whole image showed
         except Exception:
             self.probability, self.mask, self.clicks = self._undo.pop()
             raise
-        self._apply(probability)
         return self.mask.copy()
 
     def undo(self) -> np.ndarray:
@@ -198,6 +205,8 @@ class ClickSession:
         if self.local:
             changed = new != self.mask
             keep = regions_at(changed, self.clicks[-1], reach(self.mask.shape))
+            if self.influence and self.mask.any():
+                keep &= within(self.mask.shape, self.clicks[-1], self.influence * max(self.mask.shape))
             probability = np.where(changed & ~keep, self.probability, probability)
             new = np.where(keep, new, self.mask)
         if self.honour_clicks:
@@ -226,6 +235,11 @@ def honour_click(mask: np.ndarray, probability: np.ndarray, click: Click, radius
     out = mask.copy()
     out[region] = click.positive
     return out
+
+
+def within(shape, click: Click, radius: float) -> np.ndarray:
+    rr, cc = np.ogrid[:shape[0], :shape[1]]
+    return (rr - click.row) ** 2 + (cc - click.col) ** 2 <= radius ** 2
 
 
 def reach(shape) -> int:
