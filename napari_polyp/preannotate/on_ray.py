@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 from typing import Callable, List, Optional
 from urllib.parse import urlparse
@@ -20,6 +21,9 @@ from urllib.parse import urlparse
 from ..errors import UserError
 from .worker import ChunkPredictor, PredictorSpec
 
+# Read when ray is imported: "0" makes a Ray started here listen on 127.0.0.1 instead of the
+# machine's network address (Ray's name for it speaks of Windows and macOS, where it is the default).
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 WINDOW = 5000  # chunks per dataset execution: bounds the blocks Ray Data holds at once
 CONNECT_TIMEOUT_S = 5.0
 
@@ -57,6 +61,8 @@ def connect(cluster: str, num_cpus: Optional[int] = None) -> dict:
     A Ray this process has started already is used as it is. Returns {"cluster", "cpus", "gpus",
     "nodes", "started"} (started: whether this call started or joined it, so the caller shuts
     it down)."""
+    if cluster == "ray":  # a private local Ray on the loopback address: nothing outside this machine reaches it
+        os.environ.setdefault(LOOPBACK_ENV, "0")
     problem = ray_problem()
     if problem:
         raise UserError(problem)
