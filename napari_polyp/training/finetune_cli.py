@@ -1,52 +1,134 @@
 """`napari-polyp finetune`: fine-tune a checkpoint on a corrections dataset, honestly.
 
-The rules (README, "Fine-tuning honestly"), each decided by one function here:
+The rules (README, "Fine-tuning honestly"; measurements in docs/finetune.md), each decided by
+one function here:
 
 - :func:`refusal`: no run on fewer than :data:`MIN_ITEMS` accepted/corrected items, when
   every mask is empty, or when every item is an *accepted* prediction (the network would
   be scored against its own output; ``force`` trains anyway, with no before/after claim).
-- :func:`choose_validation`: a seeded validation split stratified by status that always
-  holds corrected items, and accepted ones only beside them. A folder without a manifest
-  holds reference masks, which count as corrected.
-- :func:`claim_problem`: fewer than :data:`MIN_VAL_ITEMS` validation items, or only empty
-  validation masks, and the before/after figures are not claimed: the result says so, its
+- the validation scheme (:func:`choose_scheme`): a small set (a hold-out split of fewer than
+  :data:`HOLDOUT_MIN_ITEMS`) is **cross-validated** (:func:`choose_folds`: k seeded folds,
+  stratified by status; every item is scored once by a network fine-tuned without it, and
+  the start network on the same items is "before"); a large one keeps a hold-out split
+  (:func:`choose_validation`). Both hold corrected items always and accepted ones only
+  beside them. A folder without a manifest holds reference masks, which count as corrected.
+- :func:`claim_problem`: fewer than :data:`MIN_VAL_ITEMS` scored items, or only empty
+  masks among them, and the before/after figures are not claimed: the result says so, its
   ``before``/``after`` are empty (the figures are kept under ``measured``) and the
   checkpoint never becomes the default unless forced.
 - the anchor set (:func:`anchor_pairs`): the start checkpoint's own validation split when its
   data folder exists, else accepted items outside validation; scored before and after so
   forgetting shows, and a fall of more than :data:`FORGET_TOLERANCE` keeps the old default.
 
-The fine-tuned checkpoint (best validation Dice over the epochs) is written into the
-user checkpoint folder; it becomes the preferred checkpoint of its network only when the
-claim stands, validation Dice did not fall and the anchor did not fall (or with
-``force``). The Fine-tune widget calls :func:`finetune` / :func:`iter_finetune`.
+The recipe (:class:`Recipe`, :func:`fit`): AdamW at :data:`RECIPE`'s learning rate for a fixed
+number of optimiser *steps* (a tiny set has few steps per epoch), the "generalise"
+augmentation, BatchNorm layers in eval mode (their statistics frozen: a few images of one
+centre per batch would overwrite them) and a share of each batch replayed from the start
+checkpoint's own training images (against forgetting). ``recipe="preset"`` is the old one
+(the network's training preset at a tenth of its learning rate), kept for comparison.
+
+The checkpoint written is trained on every item (cross-validation) or on the training split
+(hold-out), for the same steps as the folds; it goes into the user checkpoint folder and
+becomes the preferred checkpoint of its network only when the claim stands, validation Dice
+did not fall and the anchor did not fall (or with ``force``). The Fine-tune widget calls
+:func:`finetune` / :func:`iter_finetune`.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
 import os
 import random
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 MIN_ITEMS = 4  # fewer accepted/corrected items: refuse to train
-MIN_VAL_ITEMS = 5  # fewer validation items: train, but claim no before/after
+MIN_VAL_ITEMS = 5  # fewer scored items (hold-out, or out-of-fold): train, but claim no before/after
 ANCHOR_LIMIT = 24  # anchor items scored before/after (at the training size), to keep it quick
 FORGET_TOLERANCE = 0.02  # anchor Dice may fall this much before the old default is kept
+FOLDS = 5  # cross-validation folds (fewer when there are fewer items)
+HOLDOUT_MIN_ITEMS = 20  # validation="auto": a hold-out split at least this large replaces cross-validation
+REPLAY_POOL = 128  # replay images held in memory at most (a seeded sample of the start's training images)
+SCHEMES = ("auto", "cv", "holdout")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a fine-tune trains (docs/finetune.md: what each part measured)."""
+    optimizer: str = "adamw"
+    lr: float = 1e-4  # peak; linear warm-up, then cosine to 0
+    weight_decay: float = 1e-4
+    steps: int = 60  # optimiser steps of one fine-tune (each fold and the final run)
+    warmup: int = 5
+    batch: int = 4
+    augment: str = "generalise"
+    freeze_bn: bool = True  # BatchNorm layers in eval mode: running statistics kept, not re-estimated
+    replay: float = 0.25  # share of each batch drawn from the start checkpoint's training images
+    name: str = "adapt"
+
+
+RECIPE = Recipe()
+RECIPES = ("adapt", "preset")
+
+
+def legacy_recipe(model: str) -> Recipe:
+    """What ``finetune`` did before: the network's training preset at a tenth of its learning
+    rate (EA-DK: SGD at 4e-5), its augmentation and batch, BatchNorm training, no replay."""
+    from .presets import get_preset
+
+    preset = get_preset(model)
+    return Recipe(optimizer=preset.optimizer, lr=preset.lr / 10, weight_decay=preset.weight_decay,
+                  batch=preset.batch, augment=preset.augment, freeze_bn=False, replay=0.0, warmup=0, name="preset")
+
+
+def recipe_for(model: str, recipe="adapt", **overrides) -> Recipe:
+    """The named recipe (or a :class:`Recipe`) for ``model`` with ``overrides`` (None values ignored)."""
+    if isinstance(recipe, Recipe):
+        base = recipe
+    elif recipe not in RECIPES:
+        from napari_polyp.errors import UserError
+
+        raise UserError(f"unknown fine-tune recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    else:
+        base = RECIPE if recipe == "adapt" else legacy_recipe(model)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(base, **overrides) if overrides else base
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="corrections dataset (or any folder with images/ and masks/)")
     parser.add_argument("--model", required=True, help="network name")
     parser.add_argument("--checkpoint", default=None, help="start checkpoint (default: the model's default one)")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--time-budget-min", type=float, default=None)
-    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: a tenth of the preset's)")
-    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--recipe", default="adapt", choices=RECIPES,
+                        help="adapt: AdamW, BatchNorm frozen, generalise augmentation, replay (default); "
+                             "preset: the network's training preset at a tenth of its lr (the old fine-tune)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"optimiser steps of each fine-tune (default: the recipe's, {RECIPE.steps})")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="passes over the training items instead of --steps")
+    parser.add_argument("--time-budget-min", type=float, default=None,
+                        help="fewer steps when the folds and the final run would not fit")
+    parser.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default: {RECIPE.lr:g})")
+    parser.add_argument("--optimizer", default=None, choices=("adamw", "adam", "sgd"))
+    parser.add_argument("--augment", default=None, help=f"augmentation preset (default: {RECIPE.augment})")
+    parser.add_argument("--batch", type=int, default=None, help=f"batch size (default: {RECIPE.batch})")
+    parser.add_argument("--replay", type=float, default=None,
+                        help=f"share of each batch from the start checkpoint's training images (default: "
+                             f"{RECIPE.replay:g}; 0: none)")
+    parser.add_argument("--replay-data", default=None,
+                        help="folder of replay images (default: the start checkpoint's training data, if here)")
+    parser.add_argument("--bn", choices=("frozen", "train"), default=None,
+                        help="BatchNorm during fine-tuning: frozen (eval mode, the default) or train")
     parser.add_argument("--size", type=int, default=None, help="training side in px (default: the card's)")
+    parser.add_argument("--validation", choices=SCHEMES, default="auto",
+                        help=f"cv: k-fold cross-validation; holdout: a --val-fraction split; auto: cv unless the "
+                             f"hold-out split has {HOLDOUT_MIN_ITEMS}+ items")
+    parser.add_argument("--folds", type=int, default=FOLDS)
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true",
@@ -106,8 +188,8 @@ def refusal(kinds: Dict[str, str], empty: Sequence[str], force: bool = False) ->
 
 
 def choose_validation(kinds: Dict[str, str], val_fraction: float, seed: int) -> List[str]:
-    """Seeded validation stems, stratified by status: corrected items always, accepted ones
-    only beside them (in their share of the dataset); never all training items."""
+    """Seeded hold-out validation stems, stratified by status: corrected items always, accepted
+    ones only beside them (in their share of the dataset); never all training items."""
     corrected = sorted(s for s, k in kinds.items() if k == "corrected")
     accepted = sorted(s for s, k in kinds.items() if k != "corrected")
     if not corrected:
@@ -121,8 +203,40 @@ def choose_validation(kinds: Dict[str, str], val_fraction: float, seed: int) -> 
     return sorted(corrected[:n_corrected] + accepted[:n_accepted])
 
 
+def choose_scheme(kinds: Dict[str, str], val_fraction: float, validation: str = "auto") -> str:
+    """"cv" or "holdout": auto cross-validates unless the hold-out split would hold at least
+    HOLDOUT_MIN_ITEMS items (then k+1 fine-tunes cost more than a split is worth)."""
+    if validation not in SCHEMES:
+        from napari_polyp.errors import UserError
+
+        raise UserError(f"unknown validation scheme {validation!r}; choose one of {', '.join(SCHEMES)}")
+    if validation != "auto":
+        return validation
+    return "holdout" if round(val_fraction * len(kinds)) >= HOLDOUT_MIN_ITEMS else "cv"
+
+
+def choose_folds(kinds: Dict[str, str], folds: int, seed: int) -> List[List[str]]:
+    """k seeded cross-validation folds (k = min(folds, items)), stratified by status: the
+    corrected items dealt round the folds first, then the accepted ones; together they hold
+    every item once. None when no item is corrected (accepted items alone would score the
+    network against its own output) or fewer than 2 folds fit."""
+    corrected = sorted(s for s, k in kinds.items() if k == "corrected")
+    accepted = sorted(s for s, k in kinds.items() if k != "corrected")
+    k = min(folds, len(kinds))
+    if not corrected or k < 2:
+        return []
+    rng = random.Random(seed)
+    rng.shuffle(corrected)
+    rng.shuffle(accepted)
+    out: List[List[str]] = [[] for _ in range(k)]
+    for i, stem in enumerate(corrected + accepted):
+        out[i % k].append(stem)
+    return [sorted(fold) for fold in out]
+
+
 def claim_problem(val_stems: Sequence[str], kinds: Dict[str, str], empty: Sequence[str]) -> str:
-    """Why the validation figures must not be claimed as before/after ("" when they may)."""
+    """Why the validation figures must not be claimed as before/after ("" when they may).
+    ``val_stems``: the hold-out items, or every item scored out-of-fold."""
     if not any(kinds.get(s) == "corrected" for s in val_stems):
         return "no corrected item to validate on (the network would be scored against its own output)"
     if len(val_stems) < MIN_VAL_ITEMS:
@@ -131,6 +245,15 @@ def claim_problem(val_stems: Sequence[str], kinds: Dict[str, str], empty: Sequen
     if set(val_stems) <= set(empty):
         return "every validation mask is empty: any network that predicts nothing scores 1, no before/after claim"
     return ""
+
+
+def _origin(start_header: Dict) -> Tuple[Optional[str], List[str]]:
+    """(data folder, validation stems) of the network's original training: a fine-tuned
+    checkpoint carries its start's under training["origin"], so a chain of fine-tunes keeps
+    the first anchor and replay set."""
+    training = start_header.get("training", {}) if isinstance(start_header, dict) else {}
+    origin = training.get("origin") if isinstance(training.get("origin"), dict) else training
+    return origin.get("data"), list(origin.get("val_stems") or [])
 
 
 def anchor_pairs(start_header: Dict, data, kinds: Dict[str, str], val_stems: Sequence[str],
@@ -142,8 +265,7 @@ def anchor_pairs(start_header: Dict, data, kinds: Dict[str, str], val_stems: Seq
 
     if limit <= 0:
         return [], "none (anchor limit 0)"
-    training = start_header.get("training", {}) if isinstance(start_header, dict) else {}
-    home, stems = training.get("data"), training.get("val_stems")
+    home, stems = _origin(start_header)
     pairs, source = [], ""
     if home and stems and Path(home).is_dir():
         try:
@@ -161,30 +283,24 @@ def anchor_pairs(start_header: Dict, data, kinds: Dict[str, str], val_stems: Seq
     return pairs, source or "none: no start split on this machine and no accepted items"
 
 
-def score_pairs(model_name: str, checkpoint, pairs, size: int, device: str = "auto",
-                backbone_weights=None) -> Dict:
-    """Validation metrics of a checkpoint on ``pairs`` at the training size: the very
-    measure the trainer validates with (``trainer.validate``)."""
-    import models
-    from napari_polyp.inference import resolve_device
-
+def replay_pairs(start_header: Dict, limit: int = REPLAY_POOL, seed: int = 0, folder=None) -> Tuple[list, str]:
+    """Images replayed against forgetting (pairs, where from): the start checkpoint's own
+    training items (its data folder minus its validation split) when that folder exists
+    here, or every pair of ``folder``; a seeded sample of at most ``limit``."""
     from . import data as data_mod
-    from .augment import Augmenter
-    from .trainer import Batches, norm_card, validate
 
-    if not pairs:
-        return {}
-    target = resolve_device(device)
-    model = models.create_model(model_name, checkpoint=str(checkpoint), backbone_weights=backbone_weights)
-    model.to(target).eval()
-    arrays = data_mod.PairArrays(pairs, size)
-    batches = Batches(arrays, norm_card(model_name, size), Augmenter("none", size), 0, target)
-    return validate(model, batches, arrays)
-
-
-def _dice(metrics: Dict) -> float:
-    value = metrics.get("dice", float("nan")) if metrics else float("nan")
-    return float(value) if isinstance(value, (int, float)) else float("nan")
+    home, val_stems = (folder, []) if folder else _origin(start_header)
+    if limit <= 0 or not home or not Path(home).is_dir():
+        return [], "none: the start checkpoint's training data is not on this machine" if limit > 0 else "none"
+    try:
+        held_out = set(val_stems)
+        pairs = [p for p in data_mod.find_pairs(home) if p.stem not in held_out]
+    except Exception:  # an unreadable folder: no replay rather than no fine-tune
+        return [], f"none: {home} cannot be read"
+    if len(pairs) > limit:
+        pairs = sorted(random.Random(seed).sample(pairs, limit), key=lambda p: p.stem)
+    what = "given folder" if folder else "start checkpoint's training items"
+    return pairs, f"{len(pairs)} of the {what} ({home})" if pairs else "none"
 
 
 def decide(before: Dict, after: Dict, anchor: Dict, problem: str, force: bool) -> Tuple[bool, str]:
@@ -208,78 +324,410 @@ def decide(before: Dict, after: Dict, anchor: Dict, problem: str, force: bool) -
     return True, "validation Dice did not fall" + (" and the anchor held" if math.isfinite(anchor_fall) else "")
 
 
+def _dice(metrics: Dict) -> float:
+    value = metrics.get("dice", float("nan")) if metrics else float("nan")
+    return float(value) if isinstance(value, (int, float)) else float("nan")
+
+
+# -- the recipe -----------------------------------------------------------------------
+
+def freeze_batchnorm(model) -> int:
+    """Put every BatchNorm layer in eval mode (running statistics used and left as they are;
+    its scale and shift still train). Returns how many. Call after ``model.train()``."""
+    import torch.nn as nn
+
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for layer in layers:
+        layer.eval()
+    return len(layers)
+
+
+def replay_count(batch: int, replay: float, pool: int) -> int:
+    """Replayed images per batch: round(batch × share), at least 1 when the share is > 0, and
+    at least one place left for the new items; 0 without a pool."""
+    if pool <= 0 or replay <= 0 or batch < 2:
+        return 0
+    return min(batch - 1, max(1, round(batch * replay)))
+
+
+def batch_plan(n_items: int, n_pool: int, batch: int, replay: float, steps: int,
+               seed: int) -> List[Tuple[List[int], List[int]]]:
+    """Per step: (indices of new items, indices of replayed images). New items are drawn in
+    seeded shuffled passes (every item once per pass), replayed ones likewise from the pool."""
+    rng = random.Random(seed)
+    n_replay = replay_count(batch, replay, n_pool)
+    n_new = min(batch - n_replay, n_items)
+
+    def cycle(n):
+        while True:
+            order = list(range(n))
+            rng.shuffle(order)
+            yield from order
+
+    new, old = cycle(n_items), cycle(n_pool) if n_replay else None
+    return [([next(new) for _ in range(n_new)], [next(old) for _ in range(n_replay)] if old else [])
+            for _ in range(steps)]
+
+
+def steps_for_epochs(epochs: int, n_items: int, recipe: Recipe, n_pool: int) -> int:
+    """Optimiser steps of ``epochs`` passes over ``n_items`` new items."""
+    per_batch = min(recipe.batch - replay_count(recipe.batch, recipe.replay, n_pool), n_items)
+    return max(1, math.ceil(epochs * n_items / max(per_batch, 1)))
+
+
+def lr_at_step(recipe: Recipe, step: int, steps: int) -> float:
+    """Linear warm-up over ``recipe.warmup`` steps (at most a quarter of the run), then a cosine to 0."""
+    warmup = min(recipe.warmup, steps // 4)
+    if step < warmup:
+        return recipe.lr * (step + 1) / (warmup + 1)
+    progress = (step - warmup) / max(steps - warmup, 1)
+    return recipe.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def subset(arrays, indices: Sequence[int]):
+    """A PairArrays holding ``indices`` of ``arrays`` (no files read again)."""
+    from .data import PairArrays
+
+    out = PairArrays.__new__(PairArrays)
+    out.pairs, out.size = [arrays.pairs[i] for i in indices], arrays.size
+    out.images, out.masks = arrays.images[list(indices)], arrays.masks[list(indices)]
+    return out
+
+
+def load_model(model_name: str, checkpoint, device="cpu", backbone_weights=None):
+    import models
+    from napari_polyp.inference import resolve_device
+
+    model = models.create_model(model_name, checkpoint=str(checkpoint), backbone_weights=backbone_weights)
+    return model.to(resolve_device(device) if isinstance(device, str) else device)
+
+
+def iter_fit(model, model_name: str, arrays, recipe: Recipe, steps: int, *, replay=None, seed: int = 0,
+             should_stop: Optional[Callable[[], bool]] = None, budget_s: Optional[float] = None):
+    """Fine-tune ``model`` in place on ``arrays`` (PairArrays at the training size) by the recipe,
+    with ``replay`` (PairArrays) mixed into each batch. Yields (step, planned steps, loss, lr) after
+    each step and returns {"steps" done, "planned", "stopped", "seconds", "frozen_bn",
+    "replay_per_batch"}. ``budget_s``: after three steps the run is shortened to fit (never
+    lengthened). The model is left in eval mode."""
+    import torch
+
+    from .augment import Augmenter
+    from .losses import LOSSES, deep_supervision
+    from .presets import Preset, get_preset, make_optimizer
+    from .trainer import Batches, norm_card, seed_everything
+
+    device = next(model.parameters()).device
+    seed_everything(seed)
+    preset = get_preset(model_name)
+    loss_fn = LOSSES[preset.loss]
+    card = norm_card(model_name, arrays.size)
+    augmenter = Augmenter(recipe.augment, arrays.size)
+    new_batches = Batches(arrays, card, augmenter, seed, device)
+    pool = len(replay) if replay is not None else 0
+    old_batches = Batches(replay, card, augmenter, seed + 7919, device) if pool else None
+    plan = batch_plan(len(arrays), pool, recipe.batch, recipe.replay, steps, seed)
+    optimizer = make_optimizer(Preset(optimizer=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay),
+                               model.parameters())
+    model.train()
+    frozen = freeze_batchnorm(model) if recipe.freeze_bn else 0
+    started, done, stopped, planned = time.monotonic(), 0, False, steps
+    while done < planned:
+        if should_stop is not None and should_stop():
+            stopped = True
+            break
+        new, old = plan[done]
+        x, y, _ = new_batches.train_batch(new, done)
+        if old:
+            xo, yo, _ = old_batches.train_batch(old, done)
+            x, y = torch.cat([x, xo]), torch.cat([y, yo])
+        lr = lr_at_step(recipe, done, planned)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        out = model(x)
+        loss = deep_supervision(out, y, loss_fn) if preset.deep_supervision else loss_fn(out["logits"], y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        done += 1
+        if budget_s is not None and done == 3:
+            per_step = (time.monotonic() - started) / done
+            planned = max(done, min(planned, int(budget_s / per_step)))
+        yield done, planned, float(loss.detach()), lr
+    model.eval()
+    return {"steps": done, "planned": planned, "stopped": stopped, "seconds": round(time.monotonic() - started, 1),
+            "frozen_bn": frozen, "replay_per_batch": len(plan[0][1]) if plan else 0}
+
+
+def fit(model, model_name: str, arrays, recipe: Recipe, steps: int, *, on_step: Optional[Callable] = None,
+        **kwargs) -> Dict:
+    """:func:`iter_fit` to the end; ``on_step(step, planned, loss, lr)`` after each step."""
+    run = iter_fit(model, model_name, arrays, recipe, steps, **kwargs)
+    while True:
+        try:
+            step = next(run)
+        except StopIteration as end:
+            return end.value
+        if on_step is not None:
+            on_step(*step)
+
+
+def item_scores(model, model_name: str, arrays, batch: int = 8) -> List[Dict[str, float]]:
+    """Per-image metrics (training.metrics) of ``model`` on ``arrays``, in eval mode, at their size:
+    the measure the trainer validates with."""
+    import torch
+
+    from napari_polyp.inference import preprocess
+
+    from .metrics import per_image_scores
+    from .trainer import norm_card
+
+    if not len(arrays):
+        return []
+    device = next(model.parameters()).device
+    card = norm_card(model_name, arrays.size)
+    was_training = model.training
+    model.eval()
+    rows: List[Dict[str, float]] = []
+    with torch.no_grad():
+        for start in range(0, len(arrays), batch):
+            x = preprocess(arrays.images[start:start + batch], card).to(device)
+            y = torch.from_numpy(arrays.masks[start:start + batch][:, None].astype("float32"))
+            probs = torch.sigmoid(model(x)["logits"].float()).cpu()
+            scores = per_image_scores(probs, y)
+            rows.extend({k: float(v[i]) for k, v in scores.items()} for i in range(len(y)))
+    model.train(was_training)
+    return rows
+
+
+def mean_scores(rows: Sequence[Dict[str, float]]) -> Dict:
+    """{"n", "dice", "iou", "precision", "recall"}: means over images (as ``validate``)."""
+    from .metrics import MeanScores
+
+    if not rows:
+        return {}
+    scores = MeanScores()
+    scores.extend(rows)
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in scores.result().items()}
+
+
+def score_pairs(model_name: str, checkpoint, pairs, size: int, device: str = "auto",
+                backbone_weights=None) -> Dict:
+    """Validation metrics of a checkpoint on ``pairs`` at the training size: the very
+    measure the trainer validates with (``trainer.validate``)."""
+    from . import data as data_mod
+
+    if not pairs:
+        return {}
+    model = load_model(model_name, checkpoint, device, backbone_weights)
+    return mean_scores(item_scores(model, model_name, data_mod.PairArrays(pairs, size)))
+
+
 # -- the run --------------------------------------------------------------------------
 
-def iter_finetune(data, model: str, checkpoint=None, epochs: int = 5, force: bool = False, lr: Optional[float] = None,
-                  batch: Optional[int] = None, size: Optional[int] = None, val_fraction: float = 0.2, seed: int = 0,
-                  time_budget_min: Optional[float] = None, backbone_weights=None, device: str = "auto",
-                  num_threads: Optional[int] = None, should_stop: Optional[Callable[[], bool]] = None,
-                  command: str = "", out_dir=None, anchor_limit: int = ANCHOR_LIMIT) -> Iterator:
-    """Yields the trainer's events, then a final ``("result", dict)`` tuple. Raises
-    UserError (before any training) when :func:`refusal` says no."""
+def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = None, force: bool = False,
+                  lr: Optional[float] = None, batch: Optional[int] = None, size: Optional[int] = None,
+                  val_fraction: float = 0.2, seed: int = 0, time_budget_min: Optional[float] = None,
+                  backbone_weights=None, device: str = "auto", num_threads: Optional[int] = None,
+                  should_stop: Optional[Callable[[], bool]] = None, command: str = "", out_dir=None,
+                  anchor_limit: int = ANCHOR_LIMIT, *, recipe="adapt", steps: Optional[int] = None,
+                  optimizer: Optional[str] = None, augment: Optional[str] = None, replay: Optional[float] = None,
+                  replay_data=None, freeze_bn: Optional[bool] = None, validation: str = "auto",
+                  folds: int = FOLDS) -> Iterator:
+    """Yields TrainEvents ("start", "baseline", "step", "epoch" after each fold, "done"), then a
+    final ``("result", dict)`` tuple. Raises UserError (before any training) when :func:`refusal`
+    says no. An event's ``epoch`` is the fine-tune in progress (0: the final run, 1..k: the
+    folds), ``total_epochs`` their number and ``steps_per_epoch`` the steps of each, so
+    ``step / steps_per_epoch / total_epochs`` is the share done."""
+    import torch
+
     import models
-    from models.checkpoint import default_checkpoint, peek_header, set_preferred, user_checkpoint_dir
+    from models.checkpoint import default_checkpoint, peek_header, save_checkpoint, set_preferred, user_checkpoint_dir
     from napari_polyp.errors import UserError
+    from napari_polyp.inference import resolve_device
 
     from ..corrections._atomic import atomic_copy
-    from .presets import get_preset
-    from .trainer import TrainConfig, iter_train
+    from . import data as data_mod
+    from .augment import check_preset
+    from .trainer import TrainEvent, _plain, extra_header
 
+    started = time.monotonic()
     start = Path(checkpoint) if checkpoint else default_checkpoint(model)
     if start is None:
         raise UserError(f"{model} has no checkpoint to start from; pass --checkpoint")
     models.get_entry(model)  # unknown names fail early
+    chosen = recipe_for(model, recipe, lr=lr, batch=batch, optimizer=optimizer, augment=augment, replay=replay,
+                        freeze_bn=freeze_bn)
+    check_preset(chosen.augment)
     kinds = item_kinds(data)
     empty = _empty_stems(data, list(kinds))
     refused = refusal(kinds, empty, force)
     if refused:
         raise UserError(f"{data}: {refused}")
-    val_stems = choose_validation(kinds, val_fraction, seed)
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    scheme = choose_scheme(kinds, val_fraction, validation)
+    if scheme == "cv":
+        fold_stems = choose_folds(kinds, folds, seed)
+        val_stems = sorted(s for fold in fold_stems for s in fold)
+    else:
+        fold_stems, val_stems = [], choose_validation(kinds, val_fraction, seed)
     problem = claim_problem(val_stems, kinds, empty)
+    if scheme == "cv" and len(fold_stems) < 2 and not problem:
+        problem = "fewer than 2 cross-validation folds"
     train_size = size or models.base_card(model).input_size
-    anchor_set, anchor_source = anchor_pairs(peek_header(start), data, kinds, val_stems, anchor_limit)
+    header = peek_header(start)
+    anchor_set, anchor_source = anchor_pairs(header, data, kinds, val_stems if scheme == "holdout" else [],
+                                             anchor_limit)
+    pool_pairs, replay_source = replay_pairs(header, REPLAY_POOL if chosen.replay > 0 else 0, seed, replay_data)
+    target = resolve_device(device)
+
+    def event(kind, **kw):
+        return TrainEvent(kind, elapsed_s=time.monotonic() - started, **kw)
+
+    pairs = data_mod.select(data_mod.find_pairs(data), sorted(kinds))
+    yield event("start", message=f"loading {len(pairs)} items and {len(pool_pairs)} replay images at {train_size}px")
+    arrays = data_mod.PairArrays(pairs, train_size)
+    pool = data_mod.PairArrays(pool_pairs, train_size) if pool_pairs else None
+    index = {stem: i for i, stem in enumerate(arrays.stems)}
+    holdout = set(val_stems) if scheme == "holdout" else set()
+    final_items = [i for i, s in enumerate(arrays.stems) if s not in holdout]
+    n_steps = steps or (steps_for_epochs(epochs, len(final_items), chosen, len(pool_pairs)) if epochs
+                        else chosen.steps)
+    runs = 1 + len(fold_stems)
+    budget_s = time_budget_min * 60 if time_budget_min else None
+
+    # before: the start network on every item that will be scored, and on the anchor set
+    start_model = load_model(model, start, target, backbone_weights)
+    scored = subset(arrays, [index[s] for s in val_stems])
+    before_rows = dict(zip(val_stems, item_scores(start_model, model, scored)))
+    baseline = mean_scores(list(before_rows.values()))
+    anchor_arrays = data_mod.PairArrays(anchor_set, train_size) if anchor_set else None
+    anchor = {"source": anchor_source, "n": len(anchor_set),
+              "before": mean_scores(item_scores(start_model, model, anchor_arrays)) if anchor_set else {}}
+    del start_model
+    if baseline:
+        what = f"{len(val_stems)} items, out-of-fold" if scheme == "cv" else f"{len(val_stems)} hold-out items"
+        yield event("baseline", metrics=baseline,
+                    message=f"start checkpoint: validation dice {baseline.get('dice', float('nan')):.4f} ({what})")
+
+    done_steps = 0
+
+    def run_fit(items, run, run_seed, length, budget=None):
+        """One fine-tune from the start weights, yielding step events; returns (model, fit's facts)."""
+        tuned = load_model(model, start, target, backbone_weights)
+        steps_of = iter_fit(tuned, model, subset(arrays, items), chosen, length, replay=pool, seed=run_seed,
+                            should_stop=should_stop, budget_s=budget)
+        while True:
+            try:
+                step, planned, loss, lr_now = next(steps_of)
+            except StopIteration as end:
+                return tuned, end.value
+            yield event("step", epoch=run, step=done_steps + step, steps_per_epoch=planned, total_epochs=runs,
+                        loss=loss, lr=lr_now)
+
+    # the final run: every item (cv) or the training split (hold-out)
+    yield event("start", message=f"fine-tuning on {len(final_items)} items: {n_steps} steps"
+                + (f", then {len(fold_stems)} cross-validation folds" if fold_stems else ""))
+    share = None if budget_s is None else max(budget_s - (time.monotonic() - started), 1.0) / runs
+    final_model, final_facts = yield from run_fit(final_items, 0, seed, n_steps, share)
+    n_steps = final_facts["planned"]  # a time budget may have shortened it: the folds train as long
+    stopped = final_facts["stopped"]
+    done_steps += final_facts["steps"]
+
+    if not final_facts["steps"]:  # cancelled before the first step: nothing to keep
+        yield event("done", step=0, total_epochs=runs, stopped_early=True)
+        yield "result", {"start_checkpoint": str(start), "checkpoint": "", "preferred": False, "claim": False,
+                         "before": {}, "after": {}, "measured": {"before": baseline, "after": {}},
+                         "validation": {"scheme": scheme, "n": 0, "corrected": 0, "accepted": 0, "stems": []},
+                         "anchor": anchor, "run_dir": "", "model": model, "recipe": dataclasses.asdict(chosen),
+                         "stopped_early": True, "reason": "no checkpoint was written (stopped before the first step)"}
+        return
+
+    # hold-out: the final network on its split; cv: each item scored by a fine-tune that never saw it
+    after_rows: Dict[str, Dict[str, float]] = {}
+    fold_reports = []
+    if scheme == "holdout" and not stopped:
+        after_rows.update(zip(val_stems, item_scores(final_model, model, scored)))
+    for f, fold in enumerate(fold_stems):
+        if stopped or (budget_s is not None and time.monotonic() - started > budget_s):
+            stopped = True
+            break
+        held = set(fold)
+        yield event("start", message=f"fold {f + 1}/{len(fold_stems)}: fine-tuning without its {len(fold)} items")
+        fold_model, facts = yield from run_fit([i for i, s in enumerate(arrays.stems) if s not in held], f + 1,
+                                               seed + 1 + f, n_steps)
+        done_steps += facts["steps"]
+        if facts["stopped"]:
+            stopped = True
+            break
+        rows = item_scores(fold_model, model, subset(arrays, [index[s] for s in fold]))
+        del fold_model
+        after_rows.update(zip(fold, rows))
+        fold_reports.append({"stems": fold, "before": mean_scores([before_rows[s] for s in fold]),
+                             "after": mean_scores(rows)})
+        so_far = mean_scores(list(after_rows.values()))
+        yield event("epoch", epoch=f + 1, step=done_steps, steps_per_epoch=n_steps, total_epochs=runs,
+                    metrics=so_far, best_dice=_dice(so_far),
+                    message=f"fold {f + 1}: Dice {_dice(fold_reports[-1]['before']):.4f} -> "
+                            f"{_dice(fold_reports[-1]['after']):.4f} on its {len(fold)} items")
+
+    # what was scored: every item, or (cancelled, out of time) the items of the folds that finished,
+    # an honest estimate on those items alone
+    scored_stems = sorted(after_rows)
+    if stopped and not scored_stems:
+        problem = problem or "stopped before any validation item was scored"
+    elif stopped:
+        problem = problem or claim_problem(scored_stems, kinds, empty)
+    before = mean_scores([before_rows[s] for s in scored_stems])
+    after = mean_scores([after_rows[s] for s in scored_stems])
+    per_item = [{"stem": s, "kind": kinds[s], "before": round(before_rows[s]["dice"], 4),
+                 "after": round(after_rows[s]["dice"], 4)} for s in scored_stems]
 
     stamp = _stamp()
     run_dir = Path(out_dir) if out_dir else user_checkpoint_dir() / "runs" / f"{model}-finetune-{stamp}"
-    config = TrainConfig(
-        model=model, data=str(data), out=str(run_dir), epochs=epochs, batch=batch, size=size,
-        lr=lr if lr is not None else get_preset(model).lr / 10, seed=seed, val_fraction=val_fraction,
-        val_stems=val_stems, split_seed=seed, init_checkpoint=str(start), backbone_weights=backbone_weights,
-        device=device, time_budget_min=time_budget_min, num_threads=num_threads, command=command or "finetune",
-    )
-    anchor = {"source": anchor_source, "n": len(anchor_set),
-              "before": score_pairs(model, start, anchor_set, train_size, device, backbone_weights)}
-    baseline: Dict = {}
-    done = None
-    for event in iter_train(config, should_stop):
-        if event.kind == "baseline":
-            baseline = dict(event.metrics)
-        if event.kind == "done":
-            done = event
-        yield event
-    best = run_dir / "best.pt"
-    validation = {"n": len(val_stems), "corrected": sum(kinds[s] == "corrected" for s in val_stems),
-                  "accepted": sum(kinds[s] == "accepted" for s in val_stems), "stems": val_stems}
-    result = {"start_checkpoint": str(start), "checkpoint": "", "preferred": False, "claim": not problem,
-              "before": {}, "after": {}, "measured": {"before": baseline, "after": {}},
-              "validation": validation, "anchor": anchor, "run_dir": str(run_dir)}
-    if not best.is_file():
-        result["reason"] = "no checkpoint was written (stopped before the first validation)"
-        yield "result", result
-        return
-    after = dict(peek_header(best).get("metrics", {}))
-    anchor["after"] = score_pairs(model, best, anchor_set, train_size, device, backbone_weights)
-    target = user_checkpoint_dir() / f"{model}-finetuned-{stamp}.pt"
-    atomic_copy(best, target)  # a crash mid-copy must not leave a broken checkpoint behind
-    result["measured"]["after"] = after
+    run_dir.mkdir(parents=True, exist_ok=True)
+    target_path = user_checkpoint_dir() / f"{model}-finetuned-{stamp}.pt"
+    start_data, start_val = _origin(header)
+    training = _plain({
+        "data": str(Path(data).resolve()), "init_checkpoint": str(start), "command": command or "finetune",
+        "recipe": dataclasses.asdict(chosen), "steps": final_facts["steps"], "planned_steps": n_steps,
+        "size": train_size, "seed": seed, "train_count": len(final_items), "validation": scheme,
+        "val_stems": sorted(holdout), "val_stems_count": len(holdout), "folds": len(fold_stems),
+        "replay": replay_source, "frozen_bn": final_facts["frozen_bn"],
+        "wall_time_s": round(time.monotonic() - started, 1), "baseline_metrics": before,
+        "origin": {"data": start_data, "val_stems": start_val},
+    })
+    variant = getattr(final_model, "variant", None) or header.get("variant") or {}
+    save_checkpoint(final_model, run_dir / "final.pt", architecture=header.get("architecture", model),
+                    variant=dict(variant), training=training,
+                    metrics={**after, "split": f"{scheme} ({len(scored_stems)} items)"} if after else {},
+                    extra=extra_header(final_model))
+    anchor["after"] = mean_scores(item_scores(final_model, model, anchor_arrays)) if anchor_set else {}
+    atomic_copy(run_dir / "final.pt", target_path)  # a crash mid-copy must not leave a broken checkpoint behind
+    validation_info = {"scheme": scheme, "n": len(scored_stems),
+                       "corrected": sum(kinds[s] == "corrected" for s in scored_stems),
+                       "accepted": sum(kinds[s] == "accepted" for s in scored_stems), "stems": scored_stems,
+                       "folds": len(fold_stems), "folds_done": len(fold_reports), "fold_reports": fold_reports,
+                       "items": per_item,
+                       "improved": sum(r["after"] > r["before"] for r in per_item),
+                       "worse": sum(r["after"] < r["before"] for r in per_item)}
+    result = {"start_checkpoint": str(start), "checkpoint": str(target_path), "preferred": False,
+              "claim": not problem, "before": {}, "after": {}, "measured": {"before": before, "after": after},
+              "validation": validation_info, "anchor": anchor, "run_dir": str(run_dir), "model": model,
+              "recipe": dataclasses.asdict(chosen), "steps": final_facts["steps"], "replay": replay_source,
+              "stopped_early": stopped, "wall_s": round(time.monotonic() - started, 1)}
     if not problem:
-        result.update(before=baseline, after=after)
-    preferred, reason = decide(baseline, after, anchor, problem, force)
-    result.update(checkpoint=str(target), stopped_early=bool(done and done.stopped_early), reason=reason)
+        result.update(before=before, after=after)
+    preferred, reason = decide(before, after, anchor, problem, force)
+    result["reason"] = reason
     if preferred:
-        set_preferred(model, target)
+        set_preferred(model, target_path)
         result["preferred"] = True
+    (run_dir / "result.json").write_text(json.dumps(_plain(result), indent=1))
+    yield event("done", step=done_steps, steps_per_epoch=n_steps, total_epochs=runs, metrics=after,
+                best_dice=_dice(after), checkpoint=str(target_path), stopped_early=stopped)
     yield "result", result
+
 
 
 def finetune(*args, on_event: Optional[Callable] = None, **kwargs) -> Dict:
@@ -296,10 +744,13 @@ def finetune(*args, on_event: Optional[Callable] = None, **kwargs) -> Dict:
 def summary(result: Dict) -> str:
     """The result in words: the claim (or why there is none), the anchor, the decision."""
     validation = result.get("validation", {})
-    on = (f"{validation.get('n', 0)} validation items ({validation.get('corrected', 0)} corrected, "
+    how = ("out-of-fold, " + f"{validation.get('folds_done', 0)}/{validation.get('folds', 0)} folds; "
+           if validation.get("scheme") == "cv" else "hold-out, ")
+    on = (f"{validation.get('n', 0)} validation items ({how}{validation.get('corrected', 0)} corrected, "
           f"{validation.get('accepted', 0)} accepted)")
     if result.get("claim"):
-        lines = [f"validation Dice on {on}: before {_dice(result['before']):.4f} after {_dice(result['after']):.4f}"]
+        lines = [f"validation Dice on {on}: before {_dice(result['before']):.4f} after {_dice(result['after']):.4f}"
+                 f" ({validation.get('improved', 0)} items better, {validation.get('worse', 0)} worse)"]
     else:
         lines = [f"no before/after claim on {on}"]
     anchor = result.get("anchor", {})
@@ -308,6 +759,8 @@ def summary(result: Dict) -> str:
                      f"after {_dice(anchor.get('after', {})):.4f}")
     else:
         lines.append(f"anchor: {anchor.get('source', 'none')}")
+    if result.get("replay"):
+        lines.append(f"replay: {result['replay']}")
     lines.append(f"{result.get('reason', '')}")
     lines.append(f"checkpoint: {result.get('checkpoint') or '(none)'}; preferred: {result.get('preferred')}")
     return "\n".join(lines)
@@ -323,16 +776,17 @@ def run(args) -> int:
     def events():
         nonlocal result
         for item in iter_finetune(
-            args.data, args.model, args.checkpoint, args.epochs, args.force, args.lr, args.batch, args.size,
-            args.val_fraction, args.seed, args.time_budget_min, args.backbone_weights, args.device, args.threads,
-            command="napari-polyp " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-            anchor_limit=args.anchor_limit,
+            args.data, args.model, args.checkpoint, epochs=args.epochs, force=args.force, lr=args.lr,
+            batch=args.batch, size=args.size, val_fraction=args.val_fraction, seed=args.seed,
+            time_budget_min=args.time_budget_min, backbone_weights=args.backbone_weights, device=args.device,
+            num_threads=args.threads, command="napari-polyp " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            anchor_limit=args.anchor_limit, recipe=args.recipe, steps=args.steps, optimizer=args.optimizer,
+            augment=args.augment, replay=args.replay, replay_data=args.replay_data,
+            freeze_bn=None if args.bn is None else args.bn == "frozen", validation=args.validation, folds=args.folds,
         ):
             if isinstance(item, tuple):
                 result = item[1]
             else:
-                if item.kind == "baseline":
-                    print(item.message, file=sys.stderr)
                 yield item
 
     print_events(events(), quiet=args.json)

@@ -72,7 +72,8 @@ def _finetune_args(data, start, *more):
 def test_finetune_writes_a_checkpoint_that_loads(shared_data, tiny_data, tmp_path, capsys):
     start = _train_small(tiny_data, tmp_path / "start")
     data, _ = _corrections(shared_data, tmp_path)
-    assert main(_finetune_args(data, start, "--epochs", "1")) == 0
+    # a hold-out split (cross-validation, the default for small sets, is tested in test_finetune_recipe.py)
+    assert main(_finetune_args(data, start, "--epochs", "1", "--validation", "holdout")) == 0
     result = _last_json(capsys)
     path = Path(result["checkpoint"])
     assert path.is_file() and path.parent == models.checkpoint.user_checkpoint_dir()
@@ -106,7 +107,8 @@ def test_guard_keeps_the_previous_default_when_validation_gets_worse(shared_data
         start_model.head.bias.fill_(0.3)
     start = tmp_path / "start.pt"
     models.save_checkpoint(start_model, start, architecture="microaunet")
-    args = _finetune_args(data, start, "--epochs", "3", "--batch", "5", "--lr", "0.1", "--val-fraction", "0.5")
+    args = _finetune_args(data, start, "--epochs", "3", "--batch", "5", "--lr", "0.1", "--val-fraction", "0.5",
+                          "--validation", "holdout")
     assert main(args) == 0
     result = _last_json(capsys)
     assert result["claim"] and sorted(result["validation"]["stems"]) == val
