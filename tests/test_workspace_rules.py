@@ -91,3 +91,18 @@ def test_the_plugin_reader_becomes_the_preferred_one_unless_the_user_chose(monke
 
     monkeypatch.setattr(plugin_utils, "get_settings", lambda: settings)
     assert plugin_utils.get_preferred_reader("clip.mp4") == "napari-polyp"  # what napari's File ▸ Open asks
+
+
+# -- item 10: what an image from disk shows is asked once per folder -----------------------------
+def test_a_task_is_asked_once_per_folder(tmp_path, monkeypatch):
+    from napari_polyp.widgets import _common
+
+    monkeypatch.setattr(_common, "_TASK_ANSWERS", {})
+    first, second = tmp_path / "skin" / "a.jpg", tmp_path / "skin" / "b.png"
+    assert _common.known_task({"task": "polyp"}) == "polyp"  # a sample says what it shows
+    assert _common.known_task({"source_path": str(first)}) is None  # nobody knows: ask
+    metadata = {"source_path": str(first)}
+    _common.remember_task(metadata, "skin")
+    assert metadata["task"] == "skin" and _common.known_task({"source_path": str(second)}) == "skin"
+    assert _common.known_task({"source_path": str(tmp_path / "gut" / "c.jpg")}) is None  # another folder
+    assert _common.task_key(tmp_path / "clip.mp4") == str(tmp_path / "clip.mp4")  # a video is its own

@@ -10,11 +10,12 @@ import threading
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from psygnal import Signal
-from qtpy.QtCore import Qt
+from psygnal import Signal as EventSignal
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
+    QWidget,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -159,6 +160,74 @@ def task_mismatch(layer, model_name: str) -> str:
     return models.task_mismatch(model_name, image_task, subject=f"{layer.name} shows")
 
 
+# -- what an image shows, when it does not say (item 10 of issue 24) ------------------------------
+# Answers per folder (or per file, for an image alone), for every widget of the session: asked once.
+_TASK_ANSWERS: Dict[str, str] = {}
+
+
+def task_key(source_path) -> str:
+    """What one answer covers: the folder of an image file (its siblings show the same), a video or
+    folder itself, or "" for an image without a file (then the layer's own metadata holds it)."""
+    if not source_path:
+        return ""
+    path = Path(str(source_path))
+    return str(path.parent if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"} else path)
+
+
+def known_task(metadata, source_path=None) -> Optional[str]:
+    """The card task ("polyp" / "skin") an image shows: its own metadata (samples say), else the
+    answer given for its folder; None when nobody knows (then ask, once)."""
+    task = (metadata or {}).get("task")
+    if task:
+        return task
+    return _TASK_ANSWERS.get(task_key(source_path or (metadata or {}).get("source_path"))) or None
+
+
+def remember_task(metadata, task: str, source_path=None) -> None:
+    """The user said what the image shows: kept in its metadata and for its folder."""
+    metadata["task"] = task
+    key = task_key(source_path or metadata.get("source_path"))
+    if key:
+        _TASK_ANSWERS[key] = task
+
+
+class TaskQuestion(QWidget):
+    """"What does NAME show? [Colonoscopy] [Dermoscopy]": a row in the dock, never a dialog (the run
+    goes on); ``answered(card_task)`` when a button is pressed."""
+
+    answered = Signal(str)
+
+    def __init__(self, parent=None):
+        import models
+
+        super().__init__(parent)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.label = text_label()
+        self.label.setStyleSheet("color: #ff8c00;")
+        row.addWidget(self.label, 1)
+        self.buttons = {}
+        for name, card_task in models.TASKS.items():
+            button = QPushButton(name.capitalize())
+            button.setToolTip(f"The image shows {name}: the warning and the network choice follow")
+            button.clicked.connect(lambda _=False, t=card_task: self._answer(t))
+            row.addWidget(button)
+            self.buttons[card_task] = button
+        self.setVisible(False)
+        self.subject = None  # the metadata (of a layer) the question is about
+
+    def ask(self, name: str, metadata) -> None:
+        self.subject = metadata
+        self.label.setText(f"What does {name} show?")
+        self.setVisible(True)
+
+    def _answer(self, card_task: str) -> None:
+        if self.subject is not None:
+            remember_task(self.subject, card_task)
+        self.setVisible(False)
+        self.answered.emit(card_task)
+
+
 def device_combo() -> QComboBox:
     combo = QComboBox()
     combo.addItems(DEVICES)
@@ -171,7 +240,7 @@ class _CheckpointEvents:
     Every :class:`CheckpointCombo` listens, whichever viewer (or plugin-dock proxy of
     one) its widget belongs to, so a fine-tuned checkpoint shows up everywhere."""
 
-    changed = Signal(str)
+    changed = EventSignal(str)
 
 
 checkpoint_events = _CheckpointEvents()

@@ -44,6 +44,8 @@ from . import keys
 from ._common import (
     RANDOM_WEIGHTS,
     CheckpointCombo,
+    TaskQuestion,
+    known_task,
     PredictorCache,
     column_with_form,
     default_predictor_factory,
@@ -95,6 +97,7 @@ class ReviewWidget(QWidget):
         self._running_text = ""  # the status line while the network runs on the open item
         self._choice_pending = False  # a change of network is being handled (see _on_choice_changed)
         self._notice = ""  # a warning about the open item kept under its line (e.g. items skipped to reach it)
+        self._task_warned: set = set()  # (task, network) pairs already warned about
         self.click_log: Optional[Callable[[], Optional[list]]] = None  # the open item's clicks (the workspace's)
         self._build_ui()
         self._connect_model_source()
@@ -126,6 +129,9 @@ class ReviewWidget(QWidget):
         root.addWidget(self.scores_label)
         self.status_label = text_label("choose the images to review and where to save the corrections")
         root.addWidget(self.status_label)
+        self.task_question = TaskQuestion()
+        self.task_question.answered.connect(self._on_task_answered)
+        root.addWidget(self.task_question)
         self.keys_label = text_label()
         self.keys_label.setStyleSheet("color: gray; font-size: 10px;")
         root.addWidget(self.keys_label)
@@ -698,7 +704,36 @@ class ReviewWidget(QWidget):
         self.reference_check.setChecked(not self.reference_check.isChecked())
 
     # -- network --------------------------------------------------------------------------------
+    def _check_task(self, index: int) -> None:
+        """Say once when the chosen network is made for another task than the folder shows; a
+        folder that does not say is asked about once (a row in the dock, the run goes on)."""
+        import models
+
+        item = self.session.items[index]
+        subject = {"source_path": str(item.source_path)}
+        task = known_task(subject)
+        if task is None:
+            self.task_question.ask(self.source_path.name if self.source_path else item.name, subject)
+            return
+        network = self.model_name()
+        mismatch = models.task_mismatch(network, task, subject=f"{self.source_path.name if self.source_path else item.name} shows")
+        if mismatch and (task, network) not in self._task_warned:
+            from napari.utils.notifications import show_warning
+
+            self._task_warned.add((task, network))
+            show_warning(mismatch)
+
+    def _on_task_answered(self, card_task: str) -> None:
+        """The folder's task is known now: the Model tab (or this widget) selects a fitting network."""
+        import models
+
+        if self.model_source is not None:
+            self.model_source._on_task_answered(card_task)
+        elif models.base_card(self.model_combo.currentText()).task != card_task:
+            self.model_combo.setCurrentText(models.default_model(card_task))
+
     def _predict(self, index: int, image: np.ndarray) -> None:
+        self._check_task(index)
         job = {"token": self._token, "index": index, "image": image, **self._predictor_args()}
         self._running_text = f"running {job['choice'].label()} on {self.session.items[index].name}…"
         self.status_label.setText(self._running_text)
@@ -751,6 +786,7 @@ class ReviewWidget(QWidget):
         if not todo:
             self.status_label.setText(f"every unreviewed item is predicted with {choice.label()} already")
             return
+        self._check_task(todo[0])
         job = {"todo": todo, "session": self.session, **self._predictor_args()}
         self.batch_progress.setRange(0, len(todo))
         self.batch_progress.setValue(0)

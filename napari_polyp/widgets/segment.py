@@ -47,6 +47,8 @@ from ._common import (
     model_combo,
     run_controls,
     show_error,
+    TaskQuestion,
+    known_task,
     task_combo,
     task_mismatch,
     text_label,
@@ -167,6 +169,9 @@ class SegmentWidget(QWidget):
         root.addWidget(self.live_button)
         self.status_label = text_label()
         root.addWidget(self.status_label)
+        self.task_question = TaskQuestion()
+        self.task_question.answered.connect(self._on_task_answered)
+        root.addWidget(self.task_question)
 
         compare = QGroupBox("Compare")
         compare_layout = QFormLayout(compare)
@@ -292,6 +297,37 @@ class SegmentWidget(QWidget):
         shows = {card_task: name for name, card_task in models.TASKS.items()}
         if task in shows and shows[task] != self.task_combo.currentText():
             self.task_combo.setCurrentText(shows[task])
+
+    def _check_task(self, image_layer, model_name: str) -> None:
+        """Warn when the image shows another task than the network's; an image that does not say
+        (one opened from disk) is asked about once per folder, in a row of the dock."""
+        task = known_task(image_layer.metadata)
+        if task is None:
+            self.task_question.ask(image_layer.name, image_layer.metadata)
+            return
+        image_layer.metadata["task"] = task  # the folder's answer, for this layer too
+        mismatch = task_mismatch(image_layer, model_name)
+        if mismatch:
+            from napari.utils.notifications import show_warning
+
+            show_warning(mismatch)
+
+    def _on_task_answered(self, card_task: str) -> None:
+        """The user said what the image shows: the task's network is selected when the chosen one
+        is made for the other task (Run again to use it)."""
+        import models
+
+        shows = {task: name for name, task in models.TASKS.items()}
+        chosen = self.model_combo.currentText()
+        if models.base_card(chosen).task != card_task:
+            self.task_combo.blockSignals(True)
+            self.task_combo.setCurrentText(shows[card_task])
+            self.task_combo.blockSignals(False)
+            self.model_combo.setCurrentText(models.default_model(card_task))
+            self.status_label.setText(f"{shows[card_task]}: {chosen} is made for {shows.get(models.base_card(chosen).task)} "
+                                      f"images, {self.model_combo.currentText()} is selected now (Run again)")
+        else:
+            self.status_label.setText(f"{shows[card_task]}: {chosen} fits")
 
     def _update_scope(self, *_):
         layer = self.image_layer()
@@ -454,11 +490,7 @@ class SegmentWidget(QWidget):
             return
         job = dict(image_layer=image_layer, frames=frames, model=model_name, checkpoint=self.checkpoint(),
                    device=self.device_combo.currentText(), tta=self.tta_check.isChecked(), **self.engine_options())
-        mismatch = task_mismatch(image_layer, model_name)
-        if mismatch:
-            from napari.utils.notifications import show_warning
-
-            show_warning(mismatch)
+        self._check_task(image_layer, model_name)
         self._run_decision = None
         self._start(self._predict_frames, job, total=len(frames), on_item=self._show_prediction,
                     status=f"running {model_name} on {len(frames)} frame(s)…" if frames != [None]

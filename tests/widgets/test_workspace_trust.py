@@ -358,3 +358,32 @@ def test_a_video_gets_a_frame_axis_live_starts_at_frame_0_and_tta_is_off_for_all
     segment._start = lambda function, job, **kwargs: started.update(job)
     segment.start_live()
     assert started["first"] == 0
+
+
+# -- item 10 -----------------------------------------------------------------------------------
+def test_an_image_from_disk_is_asked_about_once_per_folder(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    from napari_polyp.widgets import _common
+
+    monkeypatch.setattr(_common, "_TASK_ANSWERS", {})
+    warnings = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", warnings.append)
+    skin = tmp_path / "skin"
+    skin.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((40, 44, 3), 150, np.uint8)).save(skin / name)
+    viewer = make_napari_viewer()
+    workspace = dock(viewer, Factory())
+    segment = workspace.segment
+    viewer.open(str(skin / "a.png"), plugin="napari-polyp")
+    segment.model_combo.setCurrentText("ea-dk")
+    segment.run()
+    assert not segment.task_question.isHidden() and "a" in segment.task_question.label.text()
+    assert warnings == []  # nothing known, nothing claimed
+    qtbot.waitUntil(lambda: not segment.busy, timeout=WAIT_MS)
+    segment.task_question.buttons["skin"].click()
+    assert segment.task_question.isHidden() and segment.model_combo.currentText() == "eam-net"
+    viewer.open(str(skin / "b.png"), plugin="napari-polyp")  # the same folder: not asked again
+    segment.image_combo.setCurrentText("b")
+    segment.model_combo.setCurrentText("ea-dk")
+    segment.run()
+    assert segment.task_question.isHidden() and len(warnings) == 1 and "dermoscopy" in warnings[0]
