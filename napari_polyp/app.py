@@ -23,8 +23,8 @@ SAMPLES = {"colonoscopy": "colonoscopy", "dermoscopy": "dermoscopy"}  # task -> 
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("image", nargs="?", help="image, folder of images or video to open "
-                        "(default: a Kvasir-SEG colonoscopy sample)")
+    parser.add_argument("image", nargs="?", help="image, folder of images, video, or a video's mask store "
+                        "(.zarr, from predict) to open (default: a Kvasir-SEG colonoscopy sample)")
     parser.add_argument("--task", default="colonoscopy", choices=tuple(SAMPLES),
                         help="what the images show: picks the sample and the network (default: colonoscopy)")
     parser.add_argument("--model", default=None, help="network to select (default: the task's best trained "
@@ -159,14 +159,14 @@ def fit_window(viewer, workspace_dock=None, available=None) -> dict:
     return plan
 
 
-def run_once_and_screenshot(viewer, widget, path, timeout: float = 600.0) -> Path:
-    """Press Run (unless a run is under way already), wait for the mask (keeping Qt
-    responsive), save a window screenshot."""
+def run_once_and_screenshot(viewer, widget, path, timeout: float = 600.0, press_run: bool = True) -> Path:
+    """Press Run (unless a run is under way already, or not ``press_run``), wait for the mask
+    (keeping Qt responsive), save a window screenshot."""
     from qtpy.QtWidgets import QApplication
 
     from .errors import UserError
 
-    if not widget.busy:
+    if press_run and not widget.busy:
         widget.run()
     deadline = time.monotonic() + timeout
     while widget.busy:
@@ -269,6 +269,7 @@ def run(args) -> int:  # (cli.main has checked --model)
     layer_data = _layer_data(args.image) if args.image is not None else None
     future, options = _start_building(args.model, args.task, args.device)
     import napari
+    from napari.layers import Labels
 
     _quiet_pyqt5_notice()
     prefer_plugin_reader()
@@ -277,16 +278,24 @@ def run(args) -> int:  # (cli.main has checked --model)
         widget = open_app(viewer, args.image, args.model, args.device, layer_data=layer_data, task=args.task)
         _use_prebuilt(widget, future, options, args.device)
         widget.preload_on_change = True  # later choices are built in the background too
-        if not args.no_run:
+        # a pre-annotated video (a mask store) comes with its masks: nothing to run
+        pre_annotated = any(data[1].get("metadata", {}).get("napari_polyp_role") == "pre_annotation"
+                            for data in layer_data or ())
+        if not args.no_run and not pre_annotated:
             widget.run()
         if args.screenshot:
-            path = run_once_and_screenshot(viewer, widget, args.screenshot, args.timeout)
+            path = run_once_and_screenshot(viewer, widget, args.screenshot, args.timeout, press_run=not pre_annotated)
+            if pre_annotated:  # nothing waited for the network built in the background: a thread left
+                future.exception()  # in the middle of building it when Python exits aborts the process
             since_start, cpu_seconds = _seconds_since_start()
-            mask = widget.mask_layer()
+            mask = widget.mask_layer() if not pre_annotated else next(
+                layer for layer in viewer.layers if isinstance(layer, Labels)
+                and layer.metadata.get("napari_polyp_role") == "pre_annotation")
             share = f"; mask covers {100 * shown_coverage(mask.data, viewer.dims.current_step):.1f}% of the image" \
                 if mask is not None else ""
-            print(f"{widget.model_combo.currentText()}: first mask after {widget.last_latency_s:.2f} s "
-                  f"({since_start:.2f} s after the command, {cpu_seconds:.1f} s of CPU){share}; screenshot {path}",
+            made = f"{mask.name} (stored)" if pre_annotated else \
+                f"{widget.model_combo.currentText()}: first mask after {widget.last_latency_s:.2f} s"
+            print(f"{made} ({since_start:.2f} s after the command, {cpu_seconds:.1f} s of CPU){share}; screenshot {path}",
                   flush=True)
             viewer.close()
             return 0

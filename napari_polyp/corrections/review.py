@@ -156,6 +156,8 @@ class ReviewSession:
             raise UserError(clash)
         self.dataset = dataset if isinstance(dataset, CorrectionsDataset) else CorrectionsDataset(dataset)
         self.video = video
+        self.pre_annotations = None  # a mask store's masks (a pre-annotated video): see preannotated.py
+        self._not_pre_annotated: set = set()  # items whose stored mask R (Run) replaced by the network's
         self.items: List[ReviewItem] = self._make_items(source)
         if reference is None and not isinstance(source, (list, tuple)):
             reference = reference_folder_for(Path(source))
@@ -178,6 +180,16 @@ class ReviewSession:
             paths = [Path(p) for p in source]
             return [ReviewItem(i, p.name, safe_stem(p.stem), p) for i, p in enumerate(paths)]
         source = Path(source)
+        from ..io.mask_store import is_mask_store
+
+        if is_mask_store(source):  # a pre-annotated video: its frames, with the stored masks
+            from ..io.video import VideoFrames
+            from .preannotated import PreAnnotations
+
+            self.pre_annotations = PreAnnotations(source)
+            source = self.pre_annotations.video_path
+            self.video = self.video if self.video is not None else VideoFrames(source)
+            self.pre_annotations.check_video(self.video)
         if source.is_dir():
             return [ReviewItem(i, p.name, safe_stem(p.stem), p) for i, p in enumerate(list_images(source))]
         if source.suffix.lower() in VIDEO_EXTENSIONS:
@@ -375,23 +387,35 @@ class ReviewSession:
         return True
 
     def prediction(self, index: int) -> Optional[StoredPrediction]:
-        """The item's prediction under the current choice (None: not predicted with it)."""
-        return self._predictions.get(index)
+        """The item's prediction under the current choice (None: not predicted with it); for a
+        pre-annotated video, else its stored mask (until :meth:`forget`)."""
+        kept = self._predictions.get(index)
+        if kept is None and self._pre_annotated(index):
+            kept = self.pre_annotations.prediction(self.items[index].frame)
+        return kept
+
+    def _pre_annotated(self, index: int) -> bool:
+        """Whether the item's stored mask (a pre-annotated video's) stands as its prediction."""
+        return self.pre_annotations is not None and index not in self._not_pre_annotated \
+            and self.pre_annotations.covers(self.items[index].frame)
 
     def forget(self, index: int) -> None:
         """Drop the item's prediction (the Run key predicts it again)."""
         self._predictions.pop(index, None)
+        self._not_pre_annotated.add(index)
 
     def to_predict(self, indices: Sequence[int]) -> List[int]:
         """Of ``indices``, the unreviewed, readable items without a prediction under the current choice."""
-        return [i for i in indices if i not in self._predictions and i not in self.unreadable
-                and self.status(i) == "unreviewed"]
+        return [i for i in indices if i not in self._predictions and not self._pre_annotated(i)
+                and i not in self.unreadable and self.status(i) == "unreviewed"]
 
     def network_of(self, index: int) -> str:
         """The network behind the item's mask: the saved record's, else its current prediction's."""
         record = self.record(index)
         if record is not None:
             return record.model or ""
+        if index not in self._predictions and self._pre_annotated(index):
+            return self.pre_annotations.choice.label()
         kept = self._predictions.get(index)
         return kept.provenance.choice.label() if kept is not None else ""
 

@@ -13,7 +13,8 @@
 
 Layout (zarr format 3, a folder): ``mask`` is (T, H, W) uint8 0/1 and ``probability`` (when
 asked for) (T, H, W) uint8 0..255 (probability × 255, rounded); chunks are (1, H, W): one file
-per frame, compressed (Blosc zstd, bit-shuffled; a 640×480 mask is ~100-300 bytes). The
+per frame (``mask/c.<frame>.0.0``, flat: no folder per frame), compressed (Blosc zstd,
+bit-shuffled; a 320×256 mask took 478 bytes, its probability 8.6 kB). The
 group's attributes hold ``attrs`` under ``napari_polyp`` with ``kind: "masks"`` and the format
 number. A frame is *written* when its chunk file exists: every written frame gets a file, an
 empty mask too, and zarr writes each file atomically (a temporary file renamed), so a
@@ -105,6 +106,7 @@ class MaskStore:
         for name in (MASK, PROBABILITY) if probabilities else (MASK,):
             group.create_array(name, shape=(frames, height, width), chunks=(1, height, width), dtype="uint8",
                                fill_value=0, compressors=_compressor(), config={"write_empty_chunks": True},
+                               chunk_key_encoding={"name": "default", "separator": "."},
                                dimension_names=("frame", "y", "x"))
         return cls(path, zarr.open_group(str(path), mode="r+"), "r+")
 
@@ -185,25 +187,23 @@ class MaskStore:
             return None
         return np.asarray(self._probability[self._check_index(index)]).astype(np.float32) / np.float32(255.0)
 
-    def _chunk_folder(self, name: str) -> Path:
-        return self.path / name / "c"  # zarr 3's default chunk keys: <array>/c/<frame>/0/0
+    def frame_file(self, index: int, name: str = MASK) -> Path:
+        """The file that holds frame ``index`` of array ``name`` ("mask" or "probability")."""
+        return self.path / name / f"c.{self._check_index(index)}.0.0"  # flat keys: no folder per frame
 
     def is_written(self, index: int) -> bool:
-        """Whether frame ``index`` holds a result (its mask's chunk file exists)."""
-        index = self._check_index(index)
-        folder = self._chunk_folder(MASK) / str(index)
-        if not (folder / "0" / "0").is_file():
-            return False
-        return self._probability is None or (self._chunk_folder(PROBABILITY) / str(index) / "0" / "0").is_file()
+        """Whether frame ``index`` holds a result (its chunk files exist)."""
+        names = (MASK, PROBABILITY) if self._probability is not None else (MASK,)
+        return all(self.frame_file(index, name).is_file() for name in names)
 
     def written(self) -> List[int]:
         """The frames that hold a result, sorted (one directory listing per array)."""
         def frames(name: str) -> set:
             try:
-                return {int(p.name) for p in self._chunk_folder(name).iterdir()
-                        if p.name.isdigit() and (p / "0" / "0").is_file()}
+                names = [entry.name.split(".") for entry in os.scandir(self.path / name) if entry.is_file()]
             except FileNotFoundError:
                 return set()
+            return {int(parts[1]) for parts in names if len(parts) == 4 and parts[0] == "c" and parts[1].isdigit()}
 
         done = frames(MASK)
         if self._probability is not None:

@@ -14,6 +14,7 @@ from typing import Callable, List, Optional, Sequence, Union
 
 from ..errors import InputFileError
 from .images import is_image_path, list_images, read_image_with_notes
+from .mask_store import is_mask_store
 from .video import VideoFrames, is_video_path
 
 PathOrPaths = Union[str, Path, Sequence[Union[str, Path]]]
@@ -30,6 +31,8 @@ def get_reader(path: PathOrPaths) -> Optional[Callable[[PathOrPaths], List[Layer
 def _readable_kind(path) -> Optional[str]:
     path = Path(path)
     if path.is_dir():
+        if is_mask_store(path):
+            return "masks"
         try:
             return "folder" if list_images(path) else None
         except (OSError, InputFileError):
@@ -49,6 +52,8 @@ def read_paths(path: PathOrPaths) -> List[LayerData]:
         kind = _readable_kind(item)
         if kind == "folder":
             layers.extend(read_folder(item))
+        elif kind == "masks":
+            layers.extend(read_mask_store(item))
         elif kind == "video":
             layers.append(read_video_layer(item))
         elif kind == "image":
@@ -140,6 +145,32 @@ def read_video_layer(path) -> LayerData:
     meta = {"name": Path(path).stem, "rgb": True, "contrast_limits": [0, 255],
             "metadata": {"source_path": str(path), "fps": frames.fps, "frames": len(frames), "video": True}}
     return (frames, meta, "image")
+
+
+PRE_ANNOTATION_ROLE = "pre_annotation"
+
+
+def read_mask_store(path) -> List[LayerData]:
+    """A pre-annotated video (a mask store written by ``napari-polyp predict``): the video, read
+    lazily, its masks as a Labels layer and its probabilities (when kept) as a hidden layer, both
+    lazy dask arrays read a frame at a time: nothing is recomputed, nothing held whole."""
+    from ..corrections.preannotated import PreAnnotations
+    from ..display import MASK_COLOR
+
+    pre = PreAnnotations(path)
+    video = read_video_layer(pre.video_path)
+    pre.check_video(video[0])
+    stem, label = Path(pre.video_path).stem, pre.choice.label()
+    meta = {"source_path": str(pre.video_path), "napari_polyp_role": PRE_ANNOTATION_ROLE,
+            "mask_store": str(pre.store.path), "provenance": pre.store.attrs}
+    layers = [video, (pre.store.masks(), {"name": f"{stem} masks, {label}", "opacity": 0.5,
+                                          "colormap": {None: "transparent", 0: "transparent", 1: MASK_COLOR},
+                                          "metadata": meta}, "labels")]
+    probabilities = pre.store.probabilities()
+    if probabilities is not None:
+        layers.append((probabilities, {"name": f"{stem} probability ×255, {label}", "visible": False,
+                                       "colormap": "magma", "contrast_limits": [0, 255], "metadata": meta}, "image"))
+    return layers
 
 
 def _notify(message: str) -> None:

@@ -26,6 +26,7 @@ def test_frames_round_trip_with_probabilities_and_provenance(tmp_path):
     assert np.array_equal(again.read_probability(1) * 255, probability_to_uint8(prob).astype(np.float32))
     assert np.abs(again.read_probability(1) - prob).max() <= 0.5 / 255 + 1e-6
     assert again.written() == [1, 3] and again.is_written(3) and not again.is_written(0)
+    assert again.frame_file(3).is_file() and again.frame_file(3, "probability").is_file()  # one file a frame
     assert not again.read(0).any()  # never written: zeros
     assert is_mask_store(path) and not is_mask_store(tmp_path)
 
