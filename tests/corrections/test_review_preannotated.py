@@ -124,3 +124,26 @@ def test_the_app_opens_a_store_with_its_masks_and_runs_nothing(tmp_path, pre_ann
     assert result.returncode == 0, result.stderr[-2000:]
     assert "clip masks, microaunet (pre-annotated) (stored)" in result.stdout and "first mask after" not in result.stdout
     assert shot.stat().st_size > 10_000
+
+
+def test_the_review_widget_walks_a_store_without_running_the_network(make_napari_viewer, qtbot, tmp_path,
+                                                                     pre_annotated):
+    from napari_polyp.widgets.review import ReviewWidget
+
+    _, store_path = pre_annotated
+    store = MaskStore.open(store_path)
+    viewer = make_napari_viewer()
+    widget = ReviewWidget(viewer, ask_unsaved=lambda name: "discard")
+    widget.model_combo.setCurrentText("microaunet")
+    widget.select_random_weights()  # the chosen network is another one: the stored masks still stand
+    widget.auto_check.setChecked(True)  # predict on open: still nothing runs for a stored frame
+    assert widget.set_dataset(tmp_path / "corrections") is False and widget.set_source(store_path)
+    qtbot.waitUntil(lambda: widget.labels_layer() is not None, timeout=60_000)
+    assert not widget.busy and widget.current == 0
+    assert np.array_equal(np.asarray(widget.labels_layer().data), store.read(0))
+    assert "pre-annotated" in widget.status_label.text()
+    assert widget.next() and not widget.busy
+    assert np.array_equal(np.asarray(widget.labels_layer().data), store.read(1))
+    record = widget.save("accepted")
+    assert record is not None and record.status == "accepted" and record.model == "microaunet"
+    assert record.checkpoint_sha256 == store.attrs["checkpoint_sha256"] and record.extra.get("frame") == 1
