@@ -131,6 +131,73 @@ def outlined(image: np.ndarray, mask: np.ndarray, width: int = 2) -> np.ndarray:
     return picture
 
 
+def _text_strip(text: str, width: int, height: int) -> np.ndarray:
+    """A white strip with ``text`` in black, shortened with "…" to fit ``width``."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    strip = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    try:
+        font = ImageFont.load_default(size=max(10, int(height * 0.6)))
+    except TypeError:  # Pillow < 10.1: one size
+        font = ImageFont.load_default()
+    shown = text
+    while shown and draw.textlength(shown, font=font) > width - 4:
+        shown = shown[:-2] + "…" if len(shown) > 2 else ""
+    draw.text((2, max(0, (height - int(height * 0.6)) // 2 - 1)), shown, fill=(0, 0, 0), font=font)
+    return np.asarray(strip)
+
+
+def _colour_bar(height: int, colormap: str, limits: Tuple[float, float], scale: int = 1) -> np.ndarray:
+    """A vertical colour bar (high at the top) with its limits written beside it (``scale``: text
+    and bar size, for large images)."""
+    width, label_w, label_h = 14 * scale, 34 * scale, 14 * scale
+    ramp = np.linspace(1.0, 0.0, height, dtype=np.float32)[:, None].repeat(width, axis=1)
+    bar = colorize(ramp, colormap, (0.0, 1.0))
+    labels = np.concatenate([_text_strip(f"{limits[1]:.2f}", label_w, label_h),
+                             np.full((max(0, height - 2 * label_h), label_w, 3), 255, np.uint8),
+                             _text_strip(f"{limits[0]:.2f}", label_w, label_h)])[:height]
+    return np.concatenate([bar, np.full((height, 3 * scale, 3), 255, np.uint8), labels], axis=1)
+
+
+def figure_grid(image: np.ndarray, mask: np.ndarray, maps, mask_title: str = "mask", columns: int = 3,
+                gap: int = 8) -> np.ndarray:
+    """One RGB figure for a paper: a grid of titled panels: the image, the image with the mask
+    outlined (``mask_title`` says whose), then each map with its colour bar. ``maps``: a list of
+    (title, HxW values, colormap name). Text grows with the image (a title ~1/25 of its height)."""
+    from .io.images import as_rgb_uint8
+
+    image = as_rgb_uint8(np.asarray(image))
+    h, w = image.shape[:2]
+    if np.shape(mask) != (h, w):
+        raise ValueError(f"the mask is {np.shape(mask)}, the image {(h, w)}")
+    scale = max(1, round(h / 300))
+    title_height = 22 * scale
+    bar_width = (14 + 3 + 34) * scale
+    blank_bar = np.full((h, bar_width, 3), 255, np.uint8)
+    panels = [("image", np.concatenate([image, blank_bar], axis=1)),
+              (mask_title, np.concatenate([outlined(image, mask, max(1, round(max(h, w) / 200))), blank_bar], axis=1))]
+    for title, values, colormap in maps:
+        limits = auto_contrast(values)
+        panels.append((title, np.concatenate([colorize(values, colormap, limits),
+                                              _colour_bar(h, colormap, limits, scale)], axis=1)))
+    cell_w = w + bar_width
+    titled = [np.concatenate([_text_strip(title, cell_w, title_height), panel]) for title, panel in panels]
+    columns = max(1, min(columns, len(titled)))
+    blank = np.full_like(titled[0], 255)
+    rows = []
+    for start in range(0, len(titled), columns):
+        cells = titled[start:start + columns] + [blank] * (columns - len(titled[start:start + columns]))
+        row = [cells[0]]
+        for cell in cells[1:]:
+            row += [np.full((cell.shape[0], gap, 3), 255, np.uint8), cell]
+        rows.append(np.concatenate(row, axis=1))
+    grid = [rows[0]]
+    for row in rows[1:]:
+        grid += [np.full((gap, row.shape[1], 3), 255, np.uint8), row]
+    return np.concatenate(grid, axis=0)
+
+
 def figure_panels(image: np.ndarray, mask: np.ndarray, maps, gap: int = 8) -> np.ndarray:
     """One RGB figure for a paper: image | image with the mask outlined | each map, side by side
     (white gaps). ``maps``: a list of (HxW values, colormap name)."""

@@ -106,3 +106,24 @@ def test_a_task_is_asked_once_per_folder(tmp_path, monkeypatch):
     assert metadata["task"] == "skin" and _common.known_task({"source_path": str(second)}) == "skin"
     assert _common.known_task({"source_path": str(tmp_path / "gut" / "c.jpg")}) is None  # another folder
     assert _common.task_key(tmp_path / "clip.mp4") == str(tmp_path / "clip.mp4")  # a video is its own
+
+
+# -- item 11: Figure… is a titled grid with colour bars ---------------------------------------------
+def test_the_figure_is_a_titled_grid_with_a_colour_bar_per_map():
+    import numpy as np
+
+    from napari_polyp.display import figure_grid
+
+    image = np.full((40, 60, 3), 120, np.uint8)
+    mask = np.zeros((40, 60), np.uint8)
+    mask[10:30, 20:40] = 1
+    maps = [(f"network: map {i}", np.random.default_rng(i).random((40, 60)), "inferno") for i in range(4)]
+    figure = figure_grid(image, mask, maps, mask_title="mask: MicroAUNet")
+    cell_h, cell_w = 40 + 22, 60 + 51
+    assert figure.shape == (2 * cell_h + 8, 3 * cell_w + 2 * 8, 3)  # 6 panels, 3 a row: not one long row
+    title = figure[:22, :cell_w]
+    assert (title < 128).any()  # written
+    bar = figure[22:22 + 40, 60:60 + 14]  # the first map's colour bar is in the third cell, not the first
+    assert (bar == 255).all()
+    third = figure[22:22 + 40, 2 * (cell_w + 8) + 60:2 * (cell_w + 8) + 74]
+    assert not (third == 255).all() and third[0].mean() > third[-1].mean()  # bright at the top

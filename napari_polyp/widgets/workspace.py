@@ -21,6 +21,7 @@ from typing import Callable, Optional
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFileDialog,
     QFrame,
     QGridLayout,
@@ -117,22 +118,30 @@ class WorkspaceWidget(QWidget):
         box = QGroupBox("Attention maps")
         box.setToolTip("Where the network looked: one map per attention block, hidden until shown")
         inner = QVBoxLayout(box)
+        self.map_combo = QComboBox()
+        self.map_combo.setToolTip("The map 'show' puts over the image (one at a time: several add up to white)")
+        self.map_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.map_combo.setMinimumContentsLength(12)
+        self.map_combo.currentTextChanged.connect(lambda _text: self.show_maps(self.maps_check.isChecked()))
+        inner.addWidget(self.map_combo)
         row = QGridLayout()  # two by two: fits a narrow dock
         self.maps_check = QCheckBox("show")
-        self.maps_check.setToolTip("Show the attention maps of the image (hidden by default)")
+        self.maps_check.setToolTip("Show the chosen map over the image, with its colour bar")
         self.maps_check.toggled.connect(self.show_maps)
         self.keep_button = QPushButton("Keep")
         self.keep_button.setToolTip("Keep these maps when another network runs, to compare the two")
         self.keep_button.clicked.connect(self.keep_maps)
         self.grid_check = QCheckBox("side by side")
-        self.grid_check.setToolTip("Grid view: the image and every map in its own panel")
+        self.grid_check.setToolTip("Grid view: the image and every map in its own titled panel with its colour bar")
         self.grid_check.toggled.connect(self.side_by_side)
         self.figure_button = QPushButton("Figure…")
-        self.figure_button.setToolTip("Export image | mask | map panels as one PNG")
+        self.figure_button.setToolTip("Export a titled grid (image | mask | maps with colour bars) as one PNG")
         self.figure_button.clicked.connect(self._choose_figure)
         for at, widget in enumerate((self.maps_check, self.keep_button, self.grid_check, self.figure_button)):
             row.addWidget(widget, at // 2, at % 2)
         inner.addLayout(row)
+        self.viewer.layers.events.inserted.connect(self._refresh_map_choice)
+        self.viewer.layers.events.removed.connect(self._refresh_map_choice)
         layout.addWidget(box)
         layout.addStretch(1)
         return page
@@ -252,9 +261,29 @@ class WorkspaceWidget(QWidget):
         return [layer for layer in self.viewer.layers if layer.metadata.get("image_layer") == image.name
                 and layer.metadata.get(L_ROLE) in ("attention", KEPT_ROLE)]
 
+    def _refresh_map_choice(self, *_) -> None:
+        """The map list follows the layers (a run adds maps, Keep renames them)."""
+        names = [layer.name for layer in self.map_layers()]
+        chosen = self.map_combo.currentText()
+        listed = {self.map_combo.itemText(i) for i in range(self.map_combo.count())}
+        current = [layer.name for layer in self.map_layers() if layer.metadata.get(L_ROLE) == "attention"]
+        new = [name for name in current if name not in listed]  # a network just ran: its map first
+        self.map_combo.blockSignals(True)
+        self.map_combo.clear()
+        self.map_combo.addItems(names)
+        self.map_combo.setCurrentText(new[0] if new else chosen if chosen in names else (current or names or [""])[0])
+        self.map_combo.blockSignals(False)
+
     def show_maps(self, on: bool = True) -> None:
+        """The chosen map over the image, alone, with its colour bar (several maps at once add up to
+        white under additive blending, and their colour bars overlap); the others stay hidden."""
+        if getattr(self, "_side_by_side", False):
+            return  # the grid shows them all; its end restores this choice
+        self._refresh_map_choice()
+        chosen = self.map_combo.currentText()
         for layer in self.map_layers():
-            layer.visible = on
+            layer.visible = on and layer.name == chosen
+            _set_colorbar(layer, layer.visible)
 
     def keep_maps(self) -> int:
         """Rename the current maps "kept: …" so the next network's run leaves them; returns how many."""
@@ -264,30 +293,43 @@ class WorkspaceWidget(QWidget):
                 layer.metadata[L_ROLE] = KEPT_ROLE
                 layer.name = f"kept: {layer.name}"
                 kept += 1
+        self._refresh_map_choice()
         self.segment.status_label.setText(f"kept {kept} map(s): run another network, then 'side by side'"
                                           if kept else "no maps to keep: run a network first")
         return kept
 
     def side_by_side(self, on: bool) -> None:
-        """Grid view of the image and its maps (mask, reference and probability hidden meanwhile)."""
+        """Grid view: the image and each map (current and kept) in its own panel, titled with its
+        layer's name and with its colour bar; the view is fitted to the grid. Mask, reference and
+        probability are hidden meanwhile (hidden layers take no panel)."""
         # Matched by name: through a plugin dock's viewer proxy a layer is a new object at each access.
         image, _ = self._image_and_mask()
-        keep = {layer.name for layer in self.map_layers()} | ({image.name} if image is not None else set())
+        maps = self.map_layers()
+        keep = {layer.name for layer in maps} | ({image.name} if image is not None else set())
         if on:
             self._hidden = [layer.name for layer in self.viewer.layers if layer.visible and layer.name not in keep]
             for name in self._hidden:
                 self.viewer.layers[name].visible = False
-            for layer in self.map_layers():
+            for layer in maps:
                 layer.visible = True
                 layer.blending = "translucent"  # each panel alone: no image to add onto
+                layer.opacity = 1.0
+                _set_colorbar(layer, True)
         else:
             for name in getattr(self, "_hidden", []):
                 if name in self.viewer.layers:
                     self.viewer.layers[name].visible = True
-            for layer in self.map_layers():
+            for layer in maps:
                 layer.blending = "additive"
+                layer.opacity = 0.6
             self._hidden = []
+        for layer in maps + ([image] if image is not None else []):
+            _set_name_overlay(layer, on)
+        self._side_by_side = on
         self.viewer.grid.enabled = on
+        if not on:
+            self.show_maps(self.maps_check.isChecked())
+        self.viewer.reset_view()  # fitted to the grid (or back to the image), not zoomed into a corner
 
     def _choose_figure(self) -> None:
         out, _ = QFileDialog.getSaveFileName(self, "Export figure", "figure.png", "PNG (*.png)")
@@ -295,7 +337,8 @@ class WorkspaceWidget(QWidget):
             self.export_figure(out)
 
     def export_figure(self, out) -> Optional[Path]:
-        """image | mask | maps (visible ones, else all) as one PNG; a message when there is nothing."""
+        """A titled grid as one PNG: image | the mask outlined (titled with its network) | each map
+        (visible ones, else all, kept ones included) with its colour bar; a message when there is nothing."""
         import numpy as np
         from napari.utils.notifications import show_info, show_warning
 
@@ -309,13 +352,15 @@ class WorkspaceWidget(QWidget):
             return None
         frame = L.current_frame(self.viewer, image)
         plane = (lambda layer: np.asarray(layer.data[frame] if frame is not None else layer.data, np.float32))
-        figure = display.figure_panels(L.image_frame(image, frame), plane(mask) > 0,
-                                       [(plane(layer), layer.colormap.name) for layer in maps])
+        network = display.network_name(str(mask.metadata.get("model") or ""))
+        figure = display.figure_grid(L.image_frame(image, frame), plane(mask) > 0,
+                                     [(_map_title(layer), plane(layer), layer.colormap.name) for layer in maps],
+                                     mask_title=f"mask: {network}")
         from PIL import Image
 
         out = Path(out)
         Image.fromarray(figure).save(out)
-        show_info(f"figure saved to {out} (image | mask | {len(maps)} map(s))")
+        show_info(f"figure saved to {out} (image | {network}'s mask | {len(maps)} map(s))")
         return out
 
     # -- actions ---------------------------------------------------------------------------
@@ -372,3 +417,26 @@ class WorkspaceWidget(QWidget):
         self.export_label.setText(text)
         show_info(text)
         return result
+
+
+def _set_colorbar(layer, on: bool) -> None:
+    colorbar = getattr(layer, "colorbar", None)  # napari >= 0.5
+    if colorbar is not None:
+        colorbar.visible = on
+
+
+def _set_name_overlay(layer, on: bool) -> None:
+    """The layer's name as its grid panel's title (napari >= 0.6)."""
+    overlay = getattr(layer, "name_overlay", None)
+    if overlay is not None:
+        overlay.visible = on
+
+
+def _map_title(layer) -> str:
+    """"MicroAUNet: LSCAB spatial attention" (network: the paper's term), "kept" when kept."""
+    from .. import display
+
+    meta = layer.metadata
+    model, name = str(meta.get("model") or ""), str(meta.get("attention_map") or "")
+    title = f"{display.network_name(model)}: {display.attention_title(model, name)[1]}" if name else layer.name
+    return title + (" (kept)" if meta.get(L_ROLE) == KEPT_ROLE else "")

@@ -176,15 +176,26 @@ def test_two_networks_maps_side_by_side_and_figure(make_napari_viewer, qtbot, fo
     idle(qtbot, review)
     names = sorted(layer.name for layer in workspace.map_layers())
     assert len(names) == 2 and names[0].startswith("Review: where EAM-Net looked") and names[1].startswith("kept: ")
+    workspace.maps_check.setChecked(True)  # one map over the image, with its colour bar: never 8 at once
+    shown = [layer for layer in workspace.map_layers() if layer.visible]
+    assert len(shown) == 1 and shown[0].name.startswith("Review: where EAM-Net") and shown[0].colorbar.visible
+    assert not any(layer.colorbar.visible for layer in workspace.map_layers() if not layer.visible)
+    zoom = viewer.camera.zoom
     workspace.side_by_side(True)
     assert viewer.grid.enabled and all(layer.visible for layer in workspace.map_layers())
+    assert all(layer.colorbar.visible and layer.name_overlay.visible for layer in workspace.map_layers())
+    assert review.image_layer().name_overlay.visible  # each panel titled
+    assert viewer.camera.zoom != zoom  # re-fitted to the grid
     assert not review.labels_layer().visible
     workspace.side_by_side(False)
     assert not viewer.grid.enabled and review.labels_layer().visible
+    assert [layer.name for layer in workspace.map_layers() if layer.visible] == [shown[0].name]
+    workspace.maps_check.setChecked(False)
     out = workspace.export_figure(tmp_path / "figure.png")
     figure = np.asarray(Image.open(out))
     h, w = review.image_layer().data.shape[:2]
-    assert figure.shape == (h, 4 * w + 3 * 8, 3)  # image | mask | two maps
+    # a titled grid, 3 panels a row: image | mask | map, then the kept map; each with room for a colour bar
+    assert figure.shape == (2 * (h + 22) + 8, 3 * (w + 51) + 2 * 8, 3)
 
 
 def test_export_buttons_write_or_say_why(make_napari_viewer, qtbot, folder, tmp_path):
