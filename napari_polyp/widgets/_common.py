@@ -228,6 +228,34 @@ class TaskQuestion(QWidget):
         self.answered.emit(card_task)
 
 
+class ChoiceRow(QWidget):
+    """A question in a row of the dock with one button per answer: never a dialog, nothing waits."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._row = QHBoxLayout(self)
+        self._row.setContentsMargins(0, 0, 0, 0)
+        self.label = text_label()
+        self.label.setStyleSheet("color: #ff8c00;")
+        self._row.addWidget(self.label, 1)
+        self.buttons: Dict[str, QPushButton] = {}
+        self.setVisible(False)
+
+    def ask(self, text: str, answers) -> None:
+        """``answers``: [(button text, callable)]; a press calls it and hides the row."""
+        for button in self.buttons.values():
+            self._row.removeWidget(button)
+            button.deleteLater()
+        self.buttons = {}
+        self.label.setText(text)
+        for label, act in answers:
+            button = QPushButton(label)
+            button.clicked.connect(lambda _=False, a=act: (self.setVisible(False), a()))
+            self._row.addWidget(button)
+            self.buttons[label] = button
+        self.setVisible(True)
+
+
 def device_combo() -> QComboBox:
     combo = QComboBox()
     combo.addItems(DEVICES)

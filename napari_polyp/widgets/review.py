@@ -44,6 +44,7 @@ from . import keys
 from ._common import (
     RANDOM_WEIGHTS,
     CheckpointCombo,
+    ChoiceRow,
     TaskQuestion,
     known_task,
     PredictorCache,
@@ -59,6 +60,7 @@ from .review_layers import IMAGE_LAYER, REFERENCE_LAYER, STROKES_LAYER, ReviewLa
 from .review_table import ItemTable
 
 SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
+DRAFT_AFTER_MS = 4000  # an edited mask is written as a draft this long after the edit that started a burst
 ORDERS = ("folder order", "worst Dice first", "most uncertain first")
 
 
@@ -98,6 +100,11 @@ class ReviewWidget(QWidget):
         self._choice_pending = False  # a change of network is being handled (see _on_choice_changed)
         self._notice = ""  # a warning about the open item kept under its line (e.g. items skipped to reach it)
         self._task_warned: set = set()  # (task, network) pairs already warned about
+        self._drafts = None  # corrections.drafts.Drafts of the corrections folder
+        self._draft_timer = QTimer(self)
+        self._draft_timer.setSingleShot(True)
+        self._draft_timer.setInterval(DRAFT_AFTER_MS)
+        self._draft_timer.timeout.connect(self.write_draft)
         self.click_log: Optional[Callable[[], Optional[list]]] = None  # the open item's clicks (the workspace's)
         self._build_ui()
         self._connect_model_source()
@@ -132,6 +139,8 @@ class ReviewWidget(QWidget):
         self.task_question = TaskQuestion()
         self.task_question.answered.connect(self._on_task_answered)
         root.addWidget(self.task_question)
+        self.draft_offer = ChoiceRow()
+        root.addWidget(self.draft_offer)
         self.keys_label = text_label()
         self.keys_label.setStyleSheet("color: gray; font-size: 10px;")
         root.addWidget(self.keys_label)
@@ -499,6 +508,9 @@ class ReviewWidget(QWidget):
             return False
         self.session.use_model(self.choice())
         self.session.use_threshold(self.threshold())
+        from ..corrections.drafts import Drafts
+
+        self._drafts = Drafts(self.session.dataset.root)
         self.current = None
         self._basis = None
         self._refresh_list()
@@ -687,11 +699,58 @@ class ReviewWidget(QWidget):
         self.layers.style_mask(labels)
         self.session.mark_clean(self.current, labels.data)
         self._update_reference()
+        self._offer_draft(labels)
         labels.events.paint.connect(self._on_painted)
         labels.events.data.connect(self._on_painted)
 
     def _on_painted(self, *_):
         self._update_reference()
+        if not self._draft_timer.isActive():  # a burst of edits: one draft a few seconds after it starts
+            self._draft_timer.start()
+
+    # -- drafts: edits survive a crash ------------------------------------------------------------
+    def write_draft(self) -> bool:
+        """Write the open item's edited mask as its draft (nothing when it has no unsaved edits)."""
+        labels = self.labels_layer()
+        if self._drafts is None or self.current is None or labels is None or not self.is_dirty():
+            return False
+        try:
+            self._drafts.save(self.session.stem(self.current), np.asarray(labels.data))
+        except OSError as err:  # a full disk must not stop the editing: said once, in the status line
+            self.status_label.setText(f"⚠ could not write the draft: {err}")
+            return False
+        return True
+
+    def _discard_draft(self, index: Optional[int]) -> None:
+        self._draft_timer.stop()
+        if self._drafts is not None and index is not None and self.session is not None:
+            self._drafts.discard(self.session.stem(index))
+
+    def _offer_draft(self, labels) -> None:
+        """A draft left by a crash (or a closed window) for the item now shown: restore or discard."""
+        self.draft_offer.setVisible(False)
+        if self._drafts is None or self.current is None:
+            return
+        index = self.current
+        draft = self._drafts.load(self.session.stem(index))
+        if draft is None or draft.mask.shape != np.shape(labels.data) or np.array_equal(draft.mask, labels.data):
+            return
+        changed = int(np.count_nonzero(draft.mask != np.asarray(labels.data)))
+        self.draft_offer.ask(f"Unsaved edits of this mask from {draft.saved_at} ({changed} pixels) were kept "
+                             "as a draft.", [("Restore", lambda: self.restore_draft(index, draft.mask)),
+                                             ("Discard", lambda: self._discard_draft(index))])
+
+    def restore_draft(self, index: int, mask: np.ndarray) -> int:
+        """Put a draft into the open mask (one undo step); returns the pixels changed."""
+        from .cleanup import apply_to_labels
+
+        labels = self.labels_layer()
+        if labels is None or index != self.current:
+            return 0
+        changed = apply_to_labels(labels, lambda _plane: np.asarray(mask, np.uint8))
+        self._update_reference()
+        self.status_label.setText(f"draft restored: {changed} pixels (Ctrl+Z on the mask undoes it); save to keep it")
+        return changed
 
     def _update_reference(self) -> None:
         if self.session is not None and self.current is not None:
@@ -893,6 +952,7 @@ class ReviewWidget(QWidget):
                                else error_text(err))
             return None
         self.session.mark_clean(index, mask)
+        self._discard_draft(index)  # saved: the draft has done its work
         labels.metadata["saved_version"] = record.version
         self._update_row(index)
         self._update_progress()
@@ -935,6 +995,8 @@ class ReviewWidget(QWidget):
         answer = self.ask_unsaved(self.session.items[self.current].name)
         if answer == CANCEL:
             return False
+        if answer == DISCARD:
+            self._discard_draft(self.current)
         if answer == SAVE:
             advance = self.advance_check.isChecked()
             self.advance_check.setChecked(False)

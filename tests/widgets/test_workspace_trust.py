@@ -387,3 +387,29 @@ def test_an_image_from_disk_is_asked_about_once_per_folder(make_napari_viewer, q
     segment.model_combo.setCurrentText("ea-dk")
     segment.run()
     assert segment.task_question.isHidden() and len(warnings) == 1 and "dermoscopy" in warnings[0]
+
+
+# -- item 6 (until crashes are gone for good) ----------------------------------------------------
+def test_an_edited_mask_survives_a_crash_as_a_draft(make_napari_viewer, qtbot, folder, tmp_path):
+    viewer = make_napari_viewer()
+    workspace, review, _ = start(viewer, folder, tmp_path)
+    idle(qtbot, review)
+    labels = review.labels_layer()
+    labels.data_setitem((np.arange(5), np.arange(5)), np.ones(5, np.uint8))
+    edited = np.array(labels.data)
+    assert review._draft_timer.isActive()  # written a few seconds after the edit
+    assert review.write_draft()
+    drafts = tmp_path / "corrections" / "drafts"
+    assert [p.name for p in drafts.iterdir()] == ["a.png"]
+
+    # the window is gone without a save (a crash); the next session offers the draft back
+    other = make_napari_viewer()
+    workspace2, review2, _ = start(other, folder, tmp_path)
+    idle(qtbot, review2)
+    assert not review2.draft_offer.isHidden() and "5 pixels" in review2.draft_offer.label.text()
+    review2.draft_offer.buttons["Restore"].click()
+    np.testing.assert_array_equal(review2.labels_layer().data, edited)
+    assert review2.is_dirty()
+    review2.save("accepted")
+    assert records(tmp_path / "corrections")[-1]["status"] == "corrected"
+    assert not (drafts / "a.png").exists()  # saved: the draft is gone
