@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -184,19 +185,23 @@ def run_setting(frames, truths, probs, setting: str, options: dict):
     from napari_polyp.video import propagate
 
     n = len(frames)
+    options = dict(options)
+    probs = probs if options.pop("network", False) else None
     if setting == "1":  # one-step: each frame from the previous frame's true mask alone
         masks, seconds = {}, 0.0
         for t in range(1, n):
             started = time.perf_counter()
             result = propagate(frames[t - 1:t + 1], {0: truths[t - 1]},
-                               probs[t - 1:t + 1] if options.get("fuse") else None, **options)
+                               None if probs is None else probs[t - 1:t + 1], **options)
             seconds += time.perf_counter() - started
             masks[t] = result[1]
         return masks, seconds
     keys = key_indices(setting, n)
     started = time.perf_counter()
-    result = propagate(frames, {k: truths[k] for k in keys}, probs if options.get("fuse") else None, **options)
+    cpu = time.process_time()
+    result = propagate(frames, {k: truths[k] for k in keys}, probs, **options)
     seconds = time.perf_counter() - started
+    result.cpu_seconds = time.process_time() - cpu
     return {t: result[t] for t in result.filled}, seconds, result
 
 
@@ -215,6 +220,7 @@ def keys_for_target(frames, truths, options: dict, target: float = TARGET) -> in
 
     n = len(frames)
     keys, cache = [0], {}
+    options = {k: v for k, v in options.items() if k not in ("network", "fuse")}
 
     def segment(a, b):  # frames a..b (b None: to the end), keys at a (and b)
         if (a, b) not in cache:
@@ -257,7 +263,8 @@ def score_sequence(name, frames, truths, probs, variants, args):
                 result = out[2]
                 row["quality"] = [result.quality[t].score for t in filled]
                 row["stops"] = [s.message() for s in result.stops]
-                row["refiner_runs"] = getattr(result, "refiner_runs", None)
+                row["refiner_runs"] = result.refiner_runs
+                row["cpu_seconds"] = result.cpu_seconds
             rows.append(row)
         if args.keys_needed and variant in args.keys_needed.split(","):
             started = time.perf_counter()
@@ -268,9 +275,13 @@ def score_sequence(name, frames, truths, probs, variants, args):
 
 
 def variant_options(variant: str, args) -> dict:
+    """``propagate``'s options for a variant; "network": whether it is given the per-frame
+    network's probabilities (frames no direction reaches take its mask)."""
     runner = refiner(args.threads)
-    return {"default": {"runner": runner}, "flow": {"refine": False}, "always": {"runner": runner,
-            "refine_below": 2.0}, "fuse": {"runner": runner, "fuse": args.fuse}}[variant]
+    return {"default": {"runner": runner}, "flow": {"refine": False},
+            "always": {"runner": runner, "refine_below": 2.0},
+            "network": {"runner": runner, "network": True},
+            "fuse": {"runner": runner, "fuse": args.fuse, "network": True}}[variant]
 
 
 _RUNNER = {}
@@ -284,12 +295,13 @@ def refiner(threads):
     return _RUNNER["r"]
 
 
-def network_probabilities(frames, threads, cache):
-    if "predictor" not in cache:
+def network_probabilities(frames, threads, cache, network: str = "ea-dk"):
+    """The network's probability of every frame (no TTA, as Live and whole-video runs)."""
+    if network not in cache:
         from napari_polyp.inference import Predictor
 
-        cache["predictor"] = Predictor("ea-dk", threads=threads)
-    return [cache["predictor"].predict(f).probability for f in frames]
+        cache[network] = Predictor(network, threads=threads)
+    return [cache[network].predict(f).probability for f in frames]
 
 
 # -- the refiner with no clicks ------------------------------------------------------------------
@@ -328,18 +340,61 @@ def refiner_check(data_root: Path, count: int, threads, seed: int):
         for kind, prior in priors.items():
             refined = refine_mask(image, prior.astype(np.float32), runner) >= 0.5
             table.setdefault(kind, []).append((dice(prior, truth), dice(refined, truth)))
-    print("\n| prior (Kvasir-SEG validation, n=%d) | prior Dice | refined, no clicks | refined better |" % count)
+    # cvc612-seq (another centre): the previous frame's true mask carried by the optical flow
+    from napari_polyp.video import _Carrier, _Reader
+
+    (_, frames, truths), = load_cvc612(data_root)
+    carrier = _Carrier(_Reader(frames, len(frames)), None, 320, 9.0, 0.0)
+    for t in range(1, len(frames)):
+        warped, _ = carrier._warp(truths[t - 1].astype(np.float32), carrier.reader.small(t - 1, 320),
+                                  carrier.reader.small(t, 320))
+        refined = refine_mask(frames[t], warped, runner) >= 0.5
+        table.setdefault("cvc612-seq: previous true mask, warped by flow (n=19)", []).append(
+            (dice(warped >= 0.5, truths[t]), dice(refined, truths[t])))
+    print("\n| prior (Kvasir-SEG validation, n=%d, unless named) | prior Dice | refined, no clicks | refined better |"
+          % count)
     print("|---|---|---|---|")
     for kind, values in table.items():
         v = np.asarray(values)
         print(f"| {kind} | {v[:, 0].mean():.3f} | {v[:, 1].mean():.3f} | {np.mean(v[:, 1] > v[:, 0] + 1e-9):.0%} |")
 
 
+# -- temporal smoothing ---------------------------------------------------------------------------
+
+def smoothing_rows(name, frames, truths, probs, network: str, weights):
+    from napari_polyp.video import smooth_probabilities
+
+    rows = []
+    for weight in weights:
+        started = time.perf_counter()
+        smoothed = list(smooth_probabilities(frames, probs, weight)) if weight else list(probs)
+        seconds = time.perf_counter() - started
+        rows.append({"sequence": name, "smoothing": weight, "network": network, "frames": len(frames),
+                     "dice": [dice(p >= 0.5, t) for p, t in zip(smoothed, truths)], "seconds": seconds})
+    return rows
+
+
+def smoothing_table(rows):
+    print("\n| set | network | previous frame's share | Dice of every frame | frames/s of smoothing |")
+    print("|---|---|---|---|---|")
+    groups = {}
+    for r in rows:
+        group = "cvc612-seq" if r["sequence"] == "cvc612-seq" else "synthetic"
+        groups.setdefault((group, r["network"], r["smoothing"]), []).append(r)
+    for (group, network, weight), rs in groups.items():
+        d = np.concatenate([r["dice"] for r in rs])
+        fps = sum(r["frames"] for r in rs) / max(sum(r["seconds"] for r in rs), 1e-9) if weight else float("nan")
+        print(f"| {group} (n={len(rs)}) | {network} | {weight} (off)" if not weight else
+              f"| {group} (n={len(rs)}) | {network} | {weight}", end="")
+        print(f" | {d.mean():.3f} | {'' if not weight else f'{fps:.0f}'} |")
+
+
 # -- report ------------------------------------------------------------------------------------
 
 def summarise(rows, sets):
-    print("\n| set | variant | keys | filled frames | propagated Dice | per-frame EA-DK | nearest key's mask | frames/s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| set | variant | keys | filled frames | propagated Dice | per-frame EA-DK | nearest key's mask | frames/s "
+          "| CPU ms/frame | refiner runs/frame |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     groups = {}
     for r in rows:
         if "keys" not in r:
@@ -350,10 +405,13 @@ def summarise(rows, sets):
         d = np.concatenate([r["dice"] for r in rs])
         net = np.concatenate([r["network"] for r in rs]) if rs[0]["network"] is not None else None
         cp = np.concatenate([r["copy"] for r in rs])
-        fps = sum(r["filled"] for r in rs) / max(sum(r["seconds"] for r in rs), 1e-9)
+        frames = sum(r["filled"] for r in rs)
+        fps = frames / max(sum(r["seconds"] for r in rs), 1e-9)
+        cpu = f"{1000 * sum(r['cpu_seconds'] for r in rs) / frames:.0f}" if "cpu_seconds" in rs[0] else ""
+        runs = f"{sum(r['refiner_runs'] for r in rs) / frames:.2f}" if "refiner_runs" in rs[0] else ""
         label = {"1": "every frame (one step)", "first": "first only"}.get(keys, f"every {keys}")
         print(f"| {group} (n={len(rs)}) | {variant} | {label} | {len(d)} | {d.mean():.3f} | "
-              f"{'' if net is None else f'{net.mean():.3f}'} | {cp.mean():.3f} | {fps:.1f} |")
+              f"{'' if net is None else f'{net.mean():.3f}'} | {cp.mean():.3f} | {fps:.1f} | {cpu} | {runs} |")
     needed = [r for r in rows if "keys_needed" in r]
     if needed:
         print("\n| set | variant | key frames for every frame ≥ 0.85 (mean) | frames | share |")
@@ -388,6 +446,9 @@ def main(argv=None) -> int:
     parser.add_argument("--keys-needed", default="default", help="variants to count key frames for ('' none)")
     parser.add_argument("--no-network", action="store_true", help="skip the per-frame EA-DK comparison")
     parser.add_argument("--refiner-check", action="store_true")
+    parser.add_argument("--smoothing", default="", help="networks whose per-frame probabilities to smooth in "
+                        "time, e.g. ea-dk,microaunet ('' none)")
+    parser.add_argument("--smoothing-weights", default="0,0.3,0.5,0.7")
     parser.add_argument("--data-root", default=str(DATA))
     parser.add_argument("--json", default=None, help="write every row to this file")
     args = parser.parse_args(argv)
@@ -405,9 +466,18 @@ def main(argv=None) -> int:
         elif name == "synthetic":
             sequences += load_synthetic(data_root, args.sequences, args.length, args.seed)
     variants = [v for v in args.variants.split(",") if v]
-    rows, cache = [], {}
+    rows, cache, smooth = [], {}, []
+    print(json.dumps({"load_average": [round(v, 2) for v in os.getloadavg()], "threads": args.threads}))
     for name, frames, truths in sequences:
         probs = None if args.no_network else network_probabilities(frames, args.threads, cache)
+        for network in [m for m in args.smoothing.split(",") if m]:
+            p = probs if network == "ea-dk" and probs is not None else \
+                network_probabilities(frames, args.threads, cache, network)
+            weights = [float(w) for w in args.smoothing_weights.split(",")]
+            for row in smoothing_rows(name, frames, truths, p, network, weights):
+                smooth.append(row)
+                print(json.dumps({k: (round(float(np.mean(v)), 4) if k == "dice" else v) for k, v in row.items()}),
+                      flush=True)
         for row in score_sequence(name, frames, truths, probs, variants, args):
             rows.append(row)
             brief = {k: (round(float(np.mean(v)), 4) if isinstance(v, list) and v and not isinstance(v[0], str)
@@ -416,6 +486,9 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rows))
     summarise(rows, args.sets)
+    if smooth:
+        smoothing_table(smooth)
+    print(json.dumps({"load_average": [round(v, 2) for v in os.getloadavg()]}))
     return 0
 
 

@@ -52,6 +52,7 @@ THRESHOLD = 0.5
 MIN_AREA_SHARE = 2e-5  # a carried mask smaller than this share of the frame has vanished
 MAX_SEGMENT_BYTES = 1 << 30
 NCC_LOW, NCC_HIGH = 0.5, 0.95  # flow match (correlation around the mask): no trust .. full trust
+SMOOTH_WEIGHT = 0.5  # temporal smoothing: the warped previous probability's share at a perfect match
 BLEND_SOFTNESS = 1.0  # px of signed distance: the blended shape's probability ramp
 REFINE_ONLY = 0.8  # below this match the refined mask replaces the warped one; above, they are mixed  # a segment's forward probabilities kept for the blend, at most
 
@@ -285,6 +286,36 @@ def frame_quality(probability: np.ndarray, network_probability: Optional[np.ndar
                         confidence=float(confidence))
 
 
+# -- temporal smoothing ---------------------------------------------------------------------
+
+def smooth_probabilities(frames, probabilities, weight: float = SMOOTH_WEIGHT, *,
+                         flow_side: int = FLOW_SIDE, cut_distance: float = CUT_DISTANCE) -> Iterator[np.ndarray]:
+    """The per-frame network's probabilities of a whole video, smoothed in time: each frame's
+    blended with the previous smoothed one warped to it by optical flow, the previous one's
+    share ``weight`` times the flow's match over the frame (0 at a scene cut). Yields one HxW
+    float32 per frame, in order (a video is never held whole)."""
+    if not 0.0 <= float(weight) < 1.0:
+        raise UserError(f"the smoothing weight is {weight}: the previous frame's share, from 0 up to (not) 1")
+    n = _frame_count(frames)
+    if _frame_count(probabilities, "probabilities") != n:
+        raise UserError(f"probabilities has {_frame_count(probabilities, 'probabilities')} frames, the video {n}")
+    reader = _Reader(frames, n)
+    network = _Probabilities(probabilities, reader.shape_hw(0))
+    carrier = _Carrier(reader, None, flow_side, cut_distance, 0.0)
+    previous = None
+    for t in range(n):
+        current = network[t]
+        if previous is not None and weight:
+            distance = _hist_distance(reader.histogram(t - 1, flow_side), reader.histogram(t, flow_side))
+            if distance <= cut_distance:
+                warped, ncc = carrier._warp(previous, reader.small(t - 1, flow_side), reader.small(t, flow_side),
+                                            whole=True)
+                share = weight * float(np.clip((ncc - NCC_LOW) / (NCC_HIGH - NCC_LOW), 0.0, 1.0))
+                current = (1.0 - share) * current + share * warped
+        previous = current.astype(np.float32)
+        yield previous
+
+
 # -- carrying one direction ----------------------------------------------------------------
 
 class _Carrier:
@@ -350,7 +381,8 @@ class _Carrier:
             prob, prev, prev_hist = refined, small, hist
             yield t, prob, confidence
 
-    def _warp(self, prob: np.ndarray, prev: np.ndarray, cur: np.ndarray) -> Tuple[np.ndarray, float]:
+    def _warp(self, prob: np.ndarray, prev: np.ndarray, cur: np.ndarray,
+              whole: bool = False) -> Tuple[np.ndarray, float]:
         """``prob`` (at the previous frame) warped to the current frame by dense optical flow,
         and how well the previous frame moved by that flow matches the current one around the
         mask (Pearson correlation of the grey values; 1: exactly). The flow runs on the mask's
@@ -360,7 +392,7 @@ class _Carrier:
         h, w = prob.shape
         sh, sw = cur.shape
         sy, sx = h / sh, w / sw
-        top, left, bottom, right = _flow_box(prob >= THRESHOLD, (sh, sw), (sy, sx))
+        top, left, bottom, right = (0, 0, sh, sw) if whole else _flow_box(prob >= THRESHOLD, (sh, sw), (sy, sx))
         back = self.dis.calc(np.ascontiguousarray(cur[top:bottom, left:right]),
                              np.ascontiguousarray(prev[top:bottom, left:right]), None)
         gx, gy = self._grid(bottom - top, right - left)
@@ -378,6 +410,8 @@ class _Carrier:
         box_mask = cv2.resize(warped[t0:b0, l0:r0], (right - left, bottom - top),
                               interpolation=cv2.INTER_AREA) >= THRESHOLD
         region = cv2.dilate(box_mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        if whole:
+            region = np.ones_like(region)
         crop = cur[top:bottom, left:right]
         return warped, _correlation(moved[region], crop[region]) if region.sum() > 16 else 1.0
 

@@ -218,3 +218,28 @@ def test_the_shipped_refiner_carries_a_real_polyp(shared_data):
     result = propagate(frames, {0: truth[0]}, refine_below=2.0, threads=2)
     assert result.refiner_runs == 2
     assert min(dice(result[t], truth[t]) for t in (1, 2)) >= 0.85
+
+
+def test_smoothing_carries_the_previous_probability_through_a_missed_frame():
+    from napari_polyp.video import smooth_probabilities
+
+    frames, truth = disc_video(n=8)
+    network = [m.astype(np.float32) for m in truth]
+    network[4] = np.zeros((H, W), np.float32)  # the network misses the disc once
+    smoothed = list(smooth_probabilities(frames, network, weight=0.6))
+    assert len(smoothed) == 8 and all(p.dtype == np.float32 and p.shape == (H, W) for p in smoothed)
+    assert np.array_equal(smoothed[0], network[0])
+    assert dice(smoothed[4] >= 0.5, truth[4]) >= 0.8  # the warped previous frame fills the miss
+    assert dice(network[4] >= 0.5, truth[4]) == 0.0
+    assert all(dice(p >= 0.5, m) >= 0.9 for p, m in zip(smoothed, truth) if p is not smoothed[4])
+
+
+def test_smoothing_restarts_at_a_scene_cut():
+    from napari_polyp.video import smooth_probabilities
+
+    frames, truth = _with_a_cut()
+    network = [m.astype(np.float32) for m in truth[:6]] + [np.zeros((H, W), np.float32)] * 4
+    smoothed = list(smooth_probabilities(frames, network, weight=0.6))
+    assert all(not (p >= 0.5).any() for p in smoothed[6:])  # nothing carried across the cut
+    with pytest.raises(UserError, match="smoothing weight is 1"):
+        list(smooth_probabilities(frames, network, weight=1))
