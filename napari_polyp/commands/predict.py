@@ -284,7 +284,8 @@ def run(args) -> int:
                     worker.close()
         finally:
             progress.close()
-        compute_seconds = time.monotonic() - compute_started
+        # the network's time, actors starting included, Ray's own start or join not
+        compute_seconds = time.monotonic() - compute_started - float(summary.get("ray_connect_seconds", 0.0))
 
     summary.update(
         chunks=counts["done_before"] + len(todo), done_now=counts["done_now"], done_before=counts["done_before"], frames=counts["frames"],
@@ -301,7 +302,9 @@ def run(args) -> int:
 def _run_on_ray(args, spec, todo, on_record, progress, frames_of) -> dict:
     from napari_polyp.preannotate import on_ray
 
+    started = time.monotonic()
     cluster = on_ray.connect(args.cluster)
+    connect_seconds = time.monotonic() - started
     workers = args.workers or max(1, int(cluster["cpus"] // args.cpus_per_worker))
     try:
         def record_and_count(record: dict) -> None:
@@ -314,7 +317,8 @@ def _run_on_ray(args, spec, todo, on_record, progress, frames_of) -> dict:
     finally:
         if cluster["started"]:
             on_ray.shutdown()
-    return {"workers": workers, "cluster_cpus": cluster["cpus"], "cluster_nodes": cluster["nodes"]}
+    return {"workers": workers, "cluster_cpus": cluster["cpus"], "cluster_nodes": cluster["nodes"],
+            "ray_connect_seconds": round(connect_seconds, 3)}
 
 
 def _print_summary(summary: dict, as_json: bool) -> None:
