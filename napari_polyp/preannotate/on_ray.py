@@ -111,10 +111,13 @@ def shutdown() -> None:
 
 def run_chunks(chunks: List[dict], spec: PredictorSpec, on_record: Callable[[dict], None], *, threshold: float,
                probability: bool, workers: int, cpus_per_worker: float, gpus_per_worker: float = 0.0,
-               threads: Optional[int] = None, window: int = WINDOW) -> None:
-    """Run ``chunks`` on ``workers`` actors; ``on_record(record)`` on the driver as each finishes."""
+               threads: Optional[int] = None, window: Optional[int] = None) -> None:
+    """Run ``chunks`` on ``workers`` actors; ``on_record(record)`` on the driver as each finishes
+    (``window``: chunks per dataset execution, default :data:`WINDOW`)."""
     import ray
     import ray.data
+
+    window = max(1, int(window or WINDOW))
 
     threads = threads or max(1, int(round(cpus_per_worker)))
     spec_ref = ray.put(spec)  # the graph travels once to each node's object store, not once per actor

@@ -181,3 +181,20 @@ def test_the_manifest_drops_a_torn_last_line_and_keeps_the_last_record(tmp_path)
         manifest.record({"chunk": "c", "status": "done"})
     lines = path.read_text().splitlines()
     assert all(json.loads(line) for line in lines) and len(lines) == 5
+
+
+def test_progress_lines_when_not_a_terminal():
+    import io
+
+    from napari_polyp.preannotate.progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress(90_000, stream=stream, every_s=0.0, terminal=False)
+    progress.update(1250)
+    progress.close()
+    first, last = stream.getvalue().splitlines()
+    assert first.startswith("predict: 1,250 / 90,000 frames (1.4%), ") and "frames/s, about " in first
+    assert first.endswith(" left") and last.startswith("predict: 1,250 / 90,000 frames") and " in " in last
+    quiet = io.StringIO()
+    Progress(10, quiet=True, stream=quiet, every_s=0.0).update(5)
+    assert quiet.getvalue() == ""

@@ -51,7 +51,10 @@ def _wait_for_done(manifest: Path, count: int, alive=lambda: True, timeout: floa
     return False
 
 
-def test_ray_outputs_equal_one_process_bit_for_bit(tmp_path, shared_home, run_predict, local_ray):
+def test_ray_outputs_equal_one_process_bit_for_bit(tmp_path, shared_home, run_predict, local_ray, monkeypatch):
+    from napari_polyp.preannotate import on_ray
+
+    monkeypatch.setattr(on_ray, "WINDOW", 4)  # 11 chunks: three datasets, one after the other
     archive = tools.make_archive(tmp_path / "archive")
     one, on_ray = tmp_path / "one", tmp_path / "ray"
     assert run_predict(archive, "--out", one, "--chunk-frames", 4, "--probability")[0] == 0
@@ -105,9 +108,15 @@ def test_kill_9_of_the_driver_then_a_second_run(tmp_path, shared_home, run_predi
     driver.wait(30)
     done = [r["chunk"] for r in tools.manifest_records(out) if r["status"] == "done"]
     assert 2 <= len(done) < 30
+    from napari_polyp.io.mask_store import MaskStore
+
+    store = MaskStore.open(out / "clip.zarr")
+    frames = [f for chunk in done for f in range(*(int(v) for v in chunk.split("#")[1].split("-")))]
+    kept = {f: store.frame_file(f).stat().st_mtime_ns for f in frames}
     status, summary, err = run_predict(video, "--out", out, "--chunk-frames", 2, "--cluster", "ray", "--workers", 2)
     assert status == 0, err
     assert summary["done_before"] == len(done) and summary["done_now"] == 30 - len(done)
+    assert {f: store.frame_file(f).stat().st_mtime_ns for f in frames} == kept  # nothing done was recomputed
     tools.assert_same_outputs(tools.read_outputs(reference), tools.read_outputs(out))
 
 
