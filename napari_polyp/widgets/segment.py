@@ -87,6 +87,7 @@ class SegmentWidget(QWidget):
         self._progress_shown = 0.0
         self._job: Optional[dict] = None  # the running job (its image layer), for deletions mid-run
         self._dropped = ""  # why the running job's results are dropped (a layer of it was deleted)
+        self._drawing = False  # a result is being drawn: layer removals now are the run's own
         # Build the network in the background whenever the choice changes (the app turns this on;
         # off by default so that a widget made in a script or a test builds nothing unasked).
         self.preload_on_change = False
@@ -239,8 +240,8 @@ class SegmentWidget(QWidget):
         """A layer the running job reads or writes was deleted: cancel the run and drop its
         remaining results (they would be drawn into, or beside, a removed layer)."""
         image_layer = (self._job or {}).get("image_layer")
-        if self._worker is None or image_layer is None or self._dropped:
-            return
+        if self._worker is None or image_layer is None or self._dropped or self._drawing:
+            return  # (while drawing a result, removals are this run's own: another network's old maps)
         name = getattr(event, "value", None) and event.value.name
         outputs = set(L.layer_names(image_layer.name).values())
         if name == image_layer.name or name in outputs or (
@@ -614,12 +615,15 @@ class SegmentWidget(QWidget):
             self._frames_done += 1
             self._show_progress(self._frames_done)
             return
+        self._drawing = True
         try:
             handler(*item[1:])
         except Exception as err:  # noqa: BLE001 -- e.g. the image layer was deleted mid-run
             self._report_error(f"could not show the result: {error_text(err)}")
             if self._worker is not None:
                 self._worker.quit()
+        finally:
+            self._drawing = False
 
     def _show_prediction(self, job: dict, frame, prediction) -> None:
         image_layer = job["image_layer"]

@@ -413,3 +413,17 @@ def test_an_edited_mask_survives_a_crash_as_a_draft(make_napari_viewer, qtbot, f
     review2.save("accepted")
     assert records(tmp_path / "corrections")[-1]["status"] == "corrected"
     assert not (drafts / "a.png").exists()  # saved: the draft is gone
+
+
+def test_a_second_network_on_the_same_image_is_not_reported_as_cancelled(make_napari_viewer, qtbot):
+    """Its run replaces the first network's maps: that removal is the run's own, not the user's."""
+    viewer = make_napari_viewer()
+    _, segment = viewer.window.add_plugin_dock_widget("napari-polyp", "Segment")
+    segment.predictor_factory = Factory()
+    viewer.add_image(np.full((40, 44, 3), 120, np.uint8), name="img", rgb=True)
+    for model in ("ea-dk", "microaunet"):
+        segment.model_combo.setCurrentText(model)
+        segment.run()
+        qtbot.waitUntil(lambda: not segment.busy, timeout=WAIT_MS)
+        assert segment.status_label.text().startswith("done"), segment.status_label.text()
+    assert viewer.layers["img mask"].metadata["model"] == "microaunet"
