@@ -5,9 +5,10 @@ Three sets, each cut into "corrections" (their reference masks, as a clinic woul
 and held-out images scored before and after (mean per-image Dice at the training size, the
 measure ``finetune`` validates with):
 
-- ``etis20``: ETIS-Larib frames 1-20 (another centre and scope). Frames 1-10 are the
-  corrections and 11-20 are scored, then the halves swap; both directions are pooled (each
-  image scored once).
+- ``etis20``: ETIS-Larib frames 1-20 (another centre and scope): four polyps, each in consecutive
+  frames (1-6, 7-12, 13-18, 19-20). Frames 1-12 are the corrections and 13-20 are scored, then
+  the other way round (8 corrections, 12 scored); both directions are pooled (each image scored
+  once) and no scored frame shows a polyp the fine-tune saw.
 - ``cvc612``: 20 consecutive frames of one polyp (CVC-ClinicDB). The same halves: the first
   part of the sequence teaches, the rest is scored, and back.
 - ``shift``: the start checkpoint's own Kvasir-SEG validation split (never trained on) under a
@@ -32,7 +33,8 @@ augment, replay (a share; 0 = none), bn (frozen | train).
 
 ``--claim`` runs ``finetune`` itself (cross-validated on the corrections) instead of the bare recipe,
 so each row also shows the claim a clinic would see; its final checkpoint is the one scored.
-``--out FILE.jsonl`` appends one line per fine-tune (the tables are printed at the end).
+``--out FILE.jsonl`` appends one line per fine-tune (the tables are printed at the end; ``--table
+FILE.jsonl`` prints them again, for rows of several runs).
 """
 from __future__ import annotations
 
@@ -52,8 +54,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 SHARED = ROOT.parent / "shared" / "data"
+# etis20 holds four polyps, each seen in consecutive frames (by eye: 1-6, 7-12, 13-18, 19-20); a cut
+# inside one would score frames of a polyp the fine-tune saw. Frames 1-12 (two polyps) against 13-20.
+ETIS_CUT = 12
 KEYS = {"lr": float, "steps": int, "epochs": int, "batch": int, "optimizer": str, "weight_decay": float,
-        "warmup": int, "augment": str, "replay": float, "bn": str}
+        "warmup": int, "augment": str, "replay": float, "bn": str, "blend": float}
 
 
 def parse_variant(spec: str):
@@ -117,7 +122,8 @@ def build_sets(names: List[str], size: int, header: Dict, shift_counts: List[int
     for name in names:
         if name in ("etis20", "cvc612"):
             pairs = find_pairs(SHARED / ("etis20" if name == "etis20" else "cvc612-seq"))
-            first, second = pairs[:len(pairs) // 2], pairs[len(pairs) // 2:]
+            cut = ETIS_CUT if name == "etis20" else len(pairs) // 2
+            first, second = pairs[:cut], pairs[cut:]
             a, b = arrays_of(first, size), arrays_of(second, size)
             sets[name] = [(f"{len(first)} first -> rest", a, b, anchor_arrays),
                           (f"{len(second)} last -> rest", b, a, anchor_arrays)]
@@ -159,6 +165,17 @@ def one_run(spec: str, corrections, scored, forgetting, args, start, pool, work:
     rows = ft.item_scores(model, "ea-dk", scored)
     row["after"] = [r["dice"] for r in rows]
     row["forget_after"] = ft.mean_scores(ft.item_scores(model, "ea-dk", forgetting))["dice"]
+    if args.blends:  # the same fine-tune, its weights moved back towards the start (WiSE-FT)
+        import copy
+
+        start_state = ft.load_model("ea-dk", start, "cpu").state_dict()
+        row["blends"] = {}
+        for blend in args.blends:
+            blended = copy.deepcopy(model)
+            ft.blend_weights(blended, start_state, blend)
+            row["blends"][str(blend)] = {
+                "after": [r["dice"] for r in ft.item_scores(blended, "ea-dk", scored)],
+                "forget_after": ft.mean_scores(ft.item_scores(blended, "ea-dk", forgetting))["dice"]}
     return row
 
 
@@ -171,10 +188,18 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--claim", action="store_true", help="run finetune (cross-validated claim) per fine-tune")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--blends", default="", help="also score each fine-tune blended back towards the start "
+                        "by these shares (WiSE-FT), e.g. 0.5,0.75: rows VARIANT+blend=B")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--checkpoint", default=None, help="start checkpoint (default: the shipped EA-DK)")
     parser.add_argument("--out", default=None, help="append one JSON line per fine-tune")
+    parser.add_argument("--table", default=None, help="print the tables of a --out FILE.jsonl and stop")
     args = parser.parse_args(argv)
+    args.blends = [float(b) for b in args.blends.split(",") if b.strip()]
+    if args.table:
+        rows = [json.loads(line) for line in open(args.table) if line.strip()]
+        print(table(rows, any("claim" in r for r in rows)))
+        return 0
 
     home = tempfile.mkdtemp(prefix="finetune-new-centre-")
     os.environ["NAPARI_POLYP_HOME"] = home  # the user's preferred checkpoints stay untouched
@@ -239,7 +264,12 @@ def table(results: List[Dict], claim: bool = False) -> str:
              "before → after | s per fine-tune |" + (" claim (cv on the corrections) |" if claim else ""),
              "|---|---|---|---|---|---|---|---|" + ("---|" if claim else "")]
     groups: Dict = {}
+    expanded = []
     for row in results:
+        expanded.append(row)
+        for blend, scores in row.get("blends", {}).items():
+            expanded.append({**row, **scores, "variant": f"{row['variant']}+blend={blend}", "blends": {}})
+    for row in expanded:
         key = (row["variant"], row["set"], row["k"] if row["set"] == "shift" else 0)
         groups.setdefault(key, []).append(row)
     for (variant, name, k), rows in groups.items():
@@ -248,7 +278,7 @@ def table(results: List[Dict], claim: bool = False) -> str:
         n = sum(len(r["after"]) for r in rows)
         per10 = (after - before) * 10 / np.mean([r["k"] for r in rows])
         fb, fa = np.mean([r["forget_before"] for r in rows]), np.mean([r["forget_after"] for r in rows])
-        label = f"{name} ({rows[0]['k']} corrections)"
+        label = f"{name} ({'/'.join(str(r['k']) for r in rows)} corrections)"
         line = (f"| {variant} | {label} | {n} | {before:.4f} → {after:.4f} | {after - before:+.4f} | {per10:+.4f} | "
                 f"{fb:.4f} → {fa:.4f} | {np.mean([r['train_s'] for r in rows]):.0f} |")
         if claim:

@@ -69,6 +69,7 @@ class Recipe:
     augment: str = "generalise"
     freeze_bn: bool = True  # BatchNorm layers in eval mode: running statistics kept, not re-estimated
     replay: float = 0.25  # share of each batch drawn from the start checkpoint's training images
+    blend: float = 1.0  # < 1: the weights kept are start + blend × (tuned − start) (WiSE-FT)
     name: str = "adapt"
 
 
@@ -428,6 +429,7 @@ def iter_fit(model, model_name: str, arrays, recipe: Recipe, steps: int, *, repl
     plan = batch_plan(len(arrays), pool, recipe.batch, recipe.replay, steps, seed)
     optimizer = make_optimizer(Preset(optimizer=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay),
                                model.parameters())
+    start_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if recipe.blend < 1.0 else {}
     model.train()
     frozen = freeze_batchnorm(model) if recipe.freeze_bn else 0
     started, done, stopped, planned = time.monotonic(), 0, False, steps
@@ -453,6 +455,7 @@ def iter_fit(model, model_name: str, arrays, recipe: Recipe, steps: int, *, repl
             per_step = (time.monotonic() - started) / done
             planned = max(done, min(planned, int(budget_s / per_step)))
         yield done, planned, float(loss.detach()), lr
+    blend_weights(model, start_state, recipe.blend)
     model.eval()
     return {"steps": done, "planned": planned, "stopped": stopped, "seconds": round(time.monotonic() - started, 1),
             "frozen_bn": frozen, "replay_per_batch": len(plan[0][1]) if plan else 0}
@@ -469,6 +472,20 @@ def fit(model, model_name: str, arrays, recipe: Recipe, steps: int, *, on_step: 
             return end.value
         if on_step is not None:
             on_step(*step)
+
+
+def blend_weights(model, start_state: Dict, blend: float) -> None:
+    """Weights start + blend × (now − start), in place (floating point tensors only; WiSE-FT,
+    Wortsman et al. 2022): between the start network and the fine-tuned one."""
+    import torch
+
+    if blend >= 1.0:
+        return
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name in start_state and tensor.is_floating_point():
+                start = start_state[name].to(tensor.device)
+                tensor.copy_(start + blend * (tensor - start))
 
 
 def item_scores(model, model_name: str, arrays, batch: int = 8) -> List[Dict[str, float]]:
