@@ -142,6 +142,7 @@ class WorkspaceWidget(QWidget):
         inner.addLayout(row)
         self.viewer.layers.events.inserted.connect(self._refresh_map_choice)
         self.viewer.layers.events.removed.connect(self._refresh_map_choice)
+        self.viewer.layers.events.removed.connect(self._end_side_by_side_without_maps)
         layout.addWidget(box)
         layout.addStretch(1)
         return page
@@ -273,6 +274,11 @@ class WorkspaceWidget(QWidget):
         self.map_combo.addItems(names)
         self.map_combo.setCurrentText(new[0] if new else chosen if chosen in names else (current or names or [""])[0])
         self.map_combo.blockSignals(False)
+
+    def _end_side_by_side_without_maps(self, *_) -> None:
+        """Its image or maps deleted (e.g. all layers): the grid ends, the next image opens whole."""
+        if getattr(self, "_side_by_side", False) and not self.map_layers():
+            self.grid_check.setChecked(False)
 
     def show_maps(self, on: bool = True) -> None:
         """The chosen map over the image, alone, with its colour bar (several maps at once add up to

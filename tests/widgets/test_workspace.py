@@ -194,6 +194,10 @@ def test_two_networks_maps_side_by_side_and_figure(make_napari_viewer, qtbot, fo
     out = workspace.export_figure(tmp_path / "figure.png")
     figure = np.asarray(Image.open(out))
     h, w = review.image_layer().data.shape[:2]
+    workspace.grid_check.setChecked(True)
+    viewer.layers.select_all()
+    viewer.layers.remove_selected()  # delete all: the grid ends with its maps
+    assert not viewer.grid.enabled and not workspace.grid_check.isChecked()
     # a titled grid, 3 panels a row: image | mask | map, then the kept map; each with room for a colour bar
     assert figure.shape == (2 * (h + 22) + 8, 3 * (w + 51) + 2 * 8, 3)
 
