@@ -218,7 +218,9 @@ class TaskQuestion(QWidget):
 
     def ask(self, name: str, metadata) -> None:
         self.subject = metadata
-        self.label.setText(f"What does {name} show?")
+        self.label.setText(f"{name} shows:")  # short: one line beside the buttons in a narrow dock
+        self.label.setToolTip(f"What does {name} show? Asked once per folder; the warning and the network "
+                              "choice follow the answer")
         self.setVisible(True)
 
     def _answer(self, card_task: str) -> None:

@@ -771,11 +771,14 @@ class ReviewWidget(QWidget):
         item = self.session.items[index]
         subject = {"source_path": str(item.source_path)}
         task = known_task(subject)
+        source = self.source_path
+        name = item.name if source is None else f"{source.parent.name}/{source.name}" if source.name == "images" \
+            else source.name  # "kvasir/images", not "images"
         if task is None:
-            self.task_question.ask(self.source_path.name if self.source_path else item.name, subject)
+            self.task_question.ask(name, subject)
             return
         network = self.model_name()
-        mismatch = models.task_mismatch(network, task, subject=f"{self.source_path.name if self.source_path else item.name} shows")
+        mismatch = models.task_mismatch(network, task, subject=f"{name} shows")
         if mismatch and (task, network) not in self._task_warned:
             from napari.utils.notifications import show_warning
 

@@ -85,7 +85,7 @@ class WorkspaceWidget(QWidget):
         root = QVBoxLayout(self)
         root.setContentsMargins(2, 2, 2, 2)
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.review, "Review")
+        self.tabs.addTab(_scrolled(self.review), "Review")  # a small screen scrolls; nothing overlaps
         self.tabs.addTab(_scrolled(self._model_page()), "Model")
         self.tabs.addTab(_scrolled(self._correct_page()), "Correct")
         self.tabs.addTab(_scrolled(self._train_page()), "Train && export")
