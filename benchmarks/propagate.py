@@ -389,6 +389,33 @@ def smoothing_table(rows):
         print(f" | {d.mean():.3f} | {'' if not weight else f'{fps:.0f}'} |")
 
 
+# -- speed ----------------------------------------------------------------------------------------
+
+def speed(data_root: Path, args):
+    """Frames/s of propagate at 640×480: synthetic sequences, keys every 5, repeated; the
+    refiner where the flow is unsure (default) and at every step (always: the worst case)."""
+    from napari_polyp.video import propagate
+
+    sequences = load_synthetic(data_root, 2, 60, args.seed + 1)
+    print("\n| variant | frames | repeats | frames/s (median wall) | CPU ms/frame | refiner runs/frame | load average |")
+    print("|---|---|---|---|---|---|---|")
+    for variant in ("flow", "default", "always"):
+        options = {k: v for k, v in variant_options(variant, args).items() if k != "network"}
+        walls, cpus, runs, frames = [], [], [], 0
+        for _ in range(3):
+            for _, seq, truths in sequences:
+                keys = {k: truths[k] for k in range(0, len(seq), 5)}
+                started, cpu = time.perf_counter(), time.process_time()
+                result = propagate(seq, keys, **options)
+                walls.append(len(result.filled) / (time.perf_counter() - started))
+                cpus.append((time.process_time() - cpu) / len(result.filled))
+                runs.append(result.refiner_runs / len(result.filled))
+                frames = len(result.filled)
+        load = os.getloadavg()[0]
+        print(f"| {variant} | {frames} × {len(sequences)} | 3 | {np.median(walls):.1f} | {1000 * np.median(cpus):.0f} | "
+              f"{np.mean(runs):.2f} | {load:.1f} |", flush=True)
+
+
 # -- report ------------------------------------------------------------------------------------
 
 def summarise(rows, sets):
@@ -446,6 +473,7 @@ def main(argv=None) -> int:
     parser.add_argument("--keys-needed", default="default", help="variants to count key frames for ('' none)")
     parser.add_argument("--no-network", action="store_true", help="skip the per-frame EA-DK comparison")
     parser.add_argument("--refiner-check", action="store_true")
+    parser.add_argument("--speed", action="store_true", help="only frames/s at 640×480 (keys every 5)")
     parser.add_argument("--smoothing", default="", help="networks whose per-frame probabilities to smooth in "
                         "time, e.g. ea-dk,microaunet ('' none)")
     parser.add_argument("--smoothing-weights", default="0,0.3,0.5,0.7")
@@ -458,6 +486,9 @@ def main(argv=None) -> int:
     data_root = Path(args.data_root)
     if args.refiner_check:
         refiner_check(data_root, 30, args.threads, args.seed)
+        return 0
+    if args.speed:
+        speed(data_root, args)
         return 0
     sequences = []
     for name in args.sets.split(","):
