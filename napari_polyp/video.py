@@ -12,49 +12,58 @@ probability for every frame (a sequence or lazy array), fused in and used for th
 Every other frame is filled by carrying the nearest keys' masks forward and backward, one
 frame at a time (MaskTrack's idea, Perazzi et al. 2017):
 
-1. dense optical flow (OpenCV DIS) between the two frames, on grey frames downscaled so their
-   longer side is ``FLOW_SIDE`` px; the previous frame's probability is warped by it;
-2. the click refiner (``models/click_refiner.py``) refines the warped mask with no clicks: the
-   warped mask is its prior, it sees a crop around it (as the click session's zoom-in);
+1. dense optical flow (OpenCV DIS, medium preset) between the two frames, on grey frames
+   downscaled so their longer side is ``FLOW_SIDE`` px, in the mask's box grown by
+   ``FLOW_MARGIN``; the previous frame's probability is warped by it. The flow's *match* is
+   the correlation of the current frame with the previous one moved by the flow, around the
+   warped mask;
+2. where the match is below ``refine_below`` (``NCC_HIGH``), the click refiner
+   (``models/click_refiner.py``) refines the warped mask with no clicks (the warped mask its
+   prior, a crop around it as the click session's zoom-in), mixed with the warped mask in
+   proportion to the match (refined alone below ``REFINE_ONLY``). Where the flow matches
+   well the refiner is not run: with no clicks it pulls any prior towards its own estimate,
+   which costs a good prior a few points of Dice (``benchmarks/propagate.py --refiner-check``);
 3. optionally the per-frame network's probability is blended in (``fuse``).
 
 Between two keys both directions reach every frame; they are blended by distance (the nearer
-key weighs more), each weighted by its confidence. A direction stops, and the result says so
-(``stops``), at a scene cut (the colour histograms of two consecutive frames differ by more
-than ``CUT_DISTANCE``), where its confidence (the product of each step's flow consistency
-and of how much the refiner had to change the warped mask) falls below ``min_confidence``,
-or where the mask vanishes. A frame that no direction reaches takes the network's mask when
-``probabilities`` are given, else stays empty; ``sources`` says which.
+key weighs more), each weighted by its confidence (the product of its steps' matches), as
+signed distances to the masks' borders (:func:`blend`). A direction stops, and the result
+says so (``stops``): at a scene cut (the colour histograms of two consecutive frames differ by
+more than ``CUT_DISTANCE``), at a step whose match is below ``min_match`` (the frame does not
+look like the previous one moved), where its confidence falls below ``min_confidence`` (off
+by default) or where the mask vanishes. A frame that no direction reaches takes the network's
+mask when ``probabilities`` are given, else stays empty; ``sources`` says which.
 
 The result is a :class:`Propagation`: a plain list of HxW bool masks with, per frame, where
 its mask came from, its confidence and a quality score without ground truth
 (:func:`frame_quality`; ``worst_first`` orders the filled frames for review).
+:func:`smooth_probabilities` smooths a whole video's per-frame probabilities in time.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import InputFileError, UserError
+from .errors import UserError
 
 FLOW_SIDE = 320  # px: the longer side of the grey frames optical flow runs on
 FLOW_MARGIN = 0.5  # the flow runs on the mask's box grown by this share of its longer side ...
 FLOW_MIN_MARGIN = 0.1  # ... and at least this share of the frame's longer side
 FULL_FLOW_SHARE = 0.6  # a box covering more of the frame than this is the whole frame
-CUT_DISTANCE = 0.6  # Bhattacharyya distance of two consecutive frames' HS histograms: above, a cut
-MIN_CONFIDENCE = 0.0  # a direction stops once its confidence (the product of its steps' match) is below this
-MIN_MATCH = 0.5  # a direction stops at a step whose flow match (correlation around the mask) is below this
-FLOW_TOLERANCE = 0.02  # share of the frame's side: forward-backward flow error still consistent
+CUT_DISTANCE = 0.6  # Bhattacharyya distance of two consecutive frames' colour histograms: above, a cut
+MIN_CONFIDENCE = 0.0  # a direction stops once its confidence (product of its steps' matches) is below
+MIN_MATCH = 0.5  # a direction stops at a step whose flow match (correlation around the mask) is below
 THRESHOLD = 0.5
 MIN_AREA_SHARE = 2e-5  # a carried mask smaller than this share of the frame has vanished
-MAX_SEGMENT_BYTES = 1 << 30
+MAX_SEGMENT_BYTES = 1 << 30  # a segment's forward probabilities kept for the blend (uint8), at most
 NCC_LOW, NCC_HIGH = 0.5, 0.95  # flow match (correlation around the mask): no trust .. full trust
 SMOOTH_WEIGHT = 0.5  # temporal smoothing: the warped previous probability's share at a perfect match
 BLEND_SOFTNESS = 1.0  # px of signed distance: the blended shape's probability ramp
-REFINE_ONLY = 0.8  # below this match the refined mask replaces the warped one; above, they are mixed  # a segment's forward probabilities kept for the blend, at most
+REFINE_ONLY = 0.8  # below this match the refined mask replaces the warped one; above, they are mixed
 
 
 @dataclass(frozen=True)
@@ -143,8 +152,10 @@ def propagate(frames, key_masks: Dict[int, np.ndarray], probabilities=None, *, r
     any object with ``input_size`` and ``run(x) -> {"logits": 1x1xSxS}``; ``fuse`` in [0, 1]:
     the share of the network's probability in each filled frame (needs ``probabilities``);
     ``refine_below``: a step is refined when the flow's match around the mask (a correlation,
-    see ``_Carrier._warp``) is below this (above 1: every step); ``progress(done, total)`` is
-    called after each frame filled. Bad input raises one :class:`UserError`.
+    see ``_Carrier._warp``) is below this (above 1: every step); a direction stops at a step
+    whose match is below ``min_match``, once its confidence is below ``min_confidence``, or at
+    a scene cut (``cut_distance``); ``progress(done, total)`` is called after each frame
+    filled. Bad input raises one :class:`UserError`.
     """
     start = time.perf_counter()
     n = _frame_count(frames)
@@ -503,28 +514,49 @@ def refiner_crop(mask: np.ndarray) -> Tuple[int, int, int, int]:
 # -- reading frames ------------------------------------------------------------------------
 
 class _Reader:
-    """Frames one at a time, checked (HxWx3, one size), with the last few kept (a backward
-    pass over a video file reads chunks forward, not frame by frame backward)."""
+    """Frames one at a time, checked (HxWx3, one size), the last few kept. A backward pass reads
+    ahead in forward order (a chunk ending at the frame asked for), so a video file is decoded
+    forward rather than sought frame by frame."""
 
-    CHUNK = 16
+    CHUNK = 16  # frames read ahead in forward order for a backward pass
+    CHUNK_BYTES = 256 << 20  # ... at most this many bytes of frames
 
     def __init__(self, frames, n: int):
         self.frames, self.n = frames, n
         self.hw: Optional[Tuple[int, int]] = None
-        self._cache: Dict[int, np.ndarray] = {}
-        self._small: Dict[Tuple[int, int], np.ndarray] = {}
-        self._hist: Dict[Tuple[int, int], np.ndarray] = {}
+        self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
+        self._small: "OrderedDict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]]" = OrderedDict()
 
     def shape_hw(self, index: int) -> Tuple[int, int]:
         if self.hw is None:
             self.hw = self.frame(index).shape[:2]
         return self.hw
 
+    def _chunk(self) -> int:
+        if self.hw is None:
+            return 1
+        return int(max(1, min(self.CHUNK, self.CHUNK_BYTES // (3 * self.hw[0] * self.hw[1]))))
+
     def frame(self, index: int) -> np.ndarray:
         if index in self._cache:
+            self._cache.move_to_end(index)
             return self._cache[index]
-        if len(self._cache) > 2 * self.CHUNK:
-            self._cache.clear()
+        chunk = self._chunk()
+        if index + 1 in self._cache and chunk > 1:  # going backward: read the chunk before, forward
+            for i in range(max(0, index - chunk + 1), index):
+                if i not in self._cache:
+                    self._keep(i, self._read(i), 2 * chunk)
+        image = self._read(index)
+        self._keep(index, image, 2 * chunk)
+        return image
+
+    def _keep(self, index: int, image: np.ndarray, limit: int) -> None:
+        self._cache[index] = image
+        self._cache.move_to_end(index)
+        while len(self._cache) > max(limit, 2):
+            self._cache.popitem(last=False)
+
+    def _read(self, index: int) -> np.ndarray:
         try:
             raw = self.frames[index]
         except UserError:
@@ -540,33 +572,34 @@ class _Reader:
 
             image = as_rgb_uint8(image)
         if self.hw is not None and image.shape[:2] != self.hw:
-            raise UserError(f"frame {index} is {image.shape[1]}×{image.shape[0]} px, frame earlier ones "
+            raise UserError(f"frame {index} is {image.shape[1]}×{image.shape[0]} px, earlier frames "
                             f"{self.hw[1]}×{self.hw[0]}: every frame must have one size")
-        self._cache[index] = image
         return image
 
     def small(self, index: int, side: int) -> np.ndarray:
         """The frame in grey, its longer side ``side`` px (never enlarged)."""
-        key = (index, side)
-        if key not in self._small:
-            import cv2
-
-            if len(self._small) > 4 * self.CHUNK:
-                self._small.clear()
-                self._hist.clear()
-            image = self.frame(index)
-            h, w = image.shape[:2]
-            scale = min(1.0, side / max(h, w))
-            size = (max(8, round(w * scale)), max(8, round(h * scale)))
-            grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-            self._small[key] = cv2.resize(grey, size, interpolation=cv2.INTER_AREA) if scale < 1 else grey
-            self._hist[key] = _histogram(cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1
-                                         else image)
-        return self._small[key]
+        return self._small_and_histogram(index, side)[0]
 
     def histogram(self, index: int, side: int) -> np.ndarray:
-        self.small(index, side)
-        return self._hist[(index, side)]
+        """The frame's colour histogram (at the small size)."""
+        return self._small_and_histogram(index, side)[1]
+
+    def _small_and_histogram(self, index: int, side: int) -> Tuple[np.ndarray, np.ndarray]:
+        key = (index, side)
+        if key in self._small:
+            self._small.move_to_end(key)
+            return self._small[key]
+        import cv2
+
+        image = self.frame(index)
+        h, w = image.shape[:2]
+        scale = min(1.0, side / max(h, w))
+        size = (max(8, round(w * scale)), max(8, round(h * scale)))
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image
+        self._small[key] = (cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), _histogram(small))
+        while len(self._small) > 4 * self.CHUNK:
+            self._small.popitem(last=False)
+        return self._small[key]
 
 
 class _Probabilities:

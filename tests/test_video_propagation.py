@@ -243,3 +243,48 @@ def test_smoothing_restarts_at_a_scene_cut():
     assert all(not (p >= 0.5).any() for p in smoothed[6:])  # nothing carried across the cut
     with pytest.raises(UserError, match="smoothing weight is 1"):
         list(smooth_probabilities(frames, network, weight=1))
+
+
+def test_a_backward_pass_reads_a_video_forward_in_chunks():
+    """A video file decodes forward cheaply and seeks backward dearly: a backward pass reads
+    each chunk of frames in forward order, and each frame about once."""
+    frames, truth = disc_video(n=40, step=0.75)
+
+    class Video:
+        def __init__(self):
+            self.reads = []
+
+        def __len__(self):
+            return len(frames)
+
+        def __getitem__(self, index):
+            self.reads.append(index)
+            return frames[index]
+
+    video = Video()
+    result = propagate(video, {39: truth[39]}, refine=False)
+    assert result.sources[:39] == ["backward"] * 39
+    backward_steps = sum(1 for a, b in zip(video.reads, video.reads[1:]) if b < a)
+    assert backward_steps <= 3  # one jump back a chunk (16 frames), not one a frame
+    assert len(video.reads) <= 41
+
+
+def test_a_video_file_is_propagated_from_its_lazy_frames(tmp_path):
+    av = pytest.importorskip("av")
+    from napari_polyp.io.video import VideoFrames
+
+    frames, truth = disc_video(n=12)
+    path = tmp_path / "disc.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.bit_rate = 2_000_000
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    video = VideoFrames(path)
+    result = propagate(video, {0: truth[0], 11: truth[11]}, refine=False)
+    assert len(result) == 12 and result.sources[1:11] == ["both"] * 10
+    assert min(dice(result[t], truth[t]) for t in range(12)) >= 0.9
