@@ -288,3 +288,16 @@ def test_a_video_file_is_propagated_from_its_lazy_frames(tmp_path):
     result = propagate(video, {0: truth[0], 11: truth[11]}, refine=False)
     assert len(result) == 12 and result.sources[1:11] == ["both"] * 10
     assert min(dice(result[t], truth[t]) for t in range(12)) >= 0.9
+
+
+def test_a_segment_too_long_to_keep_is_filled_by_the_nearer_key(monkeypatch):
+    import napari_polyp.video as video
+
+    monkeypatch.setattr(video, "MAX_SEGMENT_BYTES", 1)  # no forward pass kept for a blend
+    frames, truth = disc_video(n=11)
+    calls = []
+    result = propagate(frames, {0: truth[0], 10: truth[10]}, refine=False,
+                       progress=lambda done, total: calls.append((done, total)))
+    assert result.sources[1:6] == ["forward"] * 5 and result.sources[6:10] == ["backward"] * 4
+    assert min(dice(result[t], truth[t]) for t in range(11)) >= 0.9
+    assert calls[-1] == (9, 9) and len(calls) == 9
