@@ -24,7 +24,7 @@ temporary NAPARI_POLYP_HOME, so the user's preferred checkpoints are untouched.
 A variant is ``RECIPE[:key=value,...]`` with RECIPE ``adapt`` (finetune_cli.RECIPE) or ``preset``
 (the old fine-tune: the network's training preset at lr / 10; ``preset`` alone also keeps the
 old default length, 5 epochs) and keys lr, steps, epochs, batch, optimizer, weight_decay, warmup,
-augment, replay (a share; 0 = none), bn (frozen | train).
+augment, replay (a share; 0 = none), bn (frozen | train), blend (WiSE-FT share), train (all | head).
 
     OMP_NUM_THREADS=1 python benchmarks/finetune_new_centre.py --size 256 --threads 1 \\
         --variants "preset;adapt;adapt:bn=train;adapt:replay=0" --sets etis20,cvc612
@@ -58,7 +58,7 @@ SHARED = ROOT.parent / "shared" / "data"
 # inside one would score frames of a polyp the fine-tune saw. Frames 1-12 (two polyps) against 13-20.
 ETIS_CUT = 12
 KEYS = {"lr": float, "steps": int, "epochs": int, "batch": int, "optimizer": str, "weight_decay": float,
-        "warmup": int, "augment": str, "replay": float, "bn": str, "blend": float}
+        "warmup": int, "augment": str, "replay": float, "bn": str, "blend": float, "train": str}
 
 
 def parse_variant(spec: str):
@@ -260,7 +260,7 @@ def main(argv=None) -> int:
 
 def table(results: List[Dict], claim: bool = False) -> str:
     """One line per variant and set: the held-out images pooled over its runs."""
-    lines = ["| variant | set | scored | Dice before → after | gain | per 10 corrections | forgetting set "
+    lines = ["| variant | set | scored | Dice before → after | gain (per seed) | per 10 corrections | forgetting set "
              "before → after | s per fine-tune |" + (" claim (cv on the corrections) |" if claim else ""),
              "|---|---|---|---|---|---|---|---|" + ("---|" if claim else "")]
     groups: Dict = {}
@@ -275,12 +275,19 @@ def table(results: List[Dict], claim: bool = False) -> str:
     for (variant, name, k), rows in groups.items():
         before = np.mean([d for r in rows for d in r["before"]])
         after = np.mean([d for r in rows for d in r["after"]])
-        n = sum(len(r["after"]) for r in rows)
+        n = sum(len(r["after"]) for r in rows) // len({r["seed"] for r in rows})  # images, each seed scores all
         per10 = (after - before) * 10 / np.mean([r["k"] for r in rows])
         fb, fa = np.mean([r["forget_before"] for r in rows]), np.mean([r["forget_after"] for r in rows])
-        label = f"{name} ({'/'.join(str(r['k']) for r in rows)} corrections)"
-        line = (f"| {variant} | {label} | {n} | {before:.4f} → {after:.4f} | {after - before:+.4f} | {per10:+.4f} | "
-                f"{fb:.4f} → {fa:.4f} | {np.mean([r['train_s'] for r in rows]):.0f} |")
+        ks = sorted({r["k"] for r in rows}, reverse=True)
+        seeds = sorted({r["seed"] for r in rows})
+        label = f"{name} ({'/'.join(map(str, ks))} corrections" + (f", {len(seeds)} seeds)" if len(seeds) > 1 else ")")
+        spread = ""
+        if len(seeds) > 1:  # the gain of each seed (its runs pooled): how much is noise
+            gains = [np.mean([d for r in rows if r["seed"] == s for d in r["after"]])
+                     - np.mean([d for r in rows if r["seed"] == s for d in r["before"]]) for s in seeds]
+            spread = f" ({', '.join(f'{g:+.3f}' for g in gains)})"
+        line = (f"| {variant} | {label} | {n} | {before:.4f} → {after:.4f} | {after - before:+.4f}{spread} | "
+                f"{per10:+.4f} | {fb:.4f} → {fa:.4f} | {np.mean([r['train_s'] for r in rows]):.0f} |")
         if claim:
             line += " " + "; ".join(f"{'yes' if r['claim'] else 'no'} {r['cv_before']:.3f}→{r['cv_after']:.3f} "
                                     f"(n={r['cv_n']})" for r in rows) + " |"

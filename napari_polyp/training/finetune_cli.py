@@ -70,6 +70,7 @@ class Recipe:
     freeze_bn: bool = True  # BatchNorm layers in eval mode: running statistics kept, not re-estimated
     replay: float = 0.25  # share of each batch drawn from the start checkpoint's training images
     blend: float = 1.0  # < 1: the weights kept are start + blend × (tuned − start) (WiSE-FT)
+    train: str = "all"  # "head": everything but the pretrained encoder (parameters named backbone.*)
     name: str = "adapt"
 
 
@@ -427,6 +428,13 @@ def iter_fit(model, model_name: str, arrays, recipe: Recipe, steps: int, *, repl
     pool = len(replay) if replay is not None else 0
     old_batches = Batches(replay, card, augmenter, seed + 7919, device) if pool else None
     plan = batch_plan(len(arrays), pool, recipe.batch, recipe.replay, steps, seed)
+    trainable = {name: p.requires_grad for name, p in model.named_parameters()}
+    if recipe.train == "head":
+        for name, p in model.named_parameters():
+            if name.startswith("backbone."):
+                p.requires_grad_(False)
+    elif recipe.train != "all":
+        raise ValueError(f"unknown recipe.train {recipe.train!r} (all | head)")
     optimizer = make_optimizer(Preset(optimizer=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay),
                                model.parameters())
     start_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if recipe.blend < 1.0 else {}
@@ -456,6 +464,8 @@ def iter_fit(model, model_name: str, arrays, recipe: Recipe, steps: int, *, repl
             planned = max(done, min(planned, int(budget_s / per_step)))
         yield done, planned, float(loss.detach()), lr
     blend_weights(model, start_state, recipe.blend)
+    for name, p in model.named_parameters():
+        p.requires_grad_(trainable[name])
     model.eval()
     return {"steps": done, "planned": planned, "stopped": stopped, "seconds": round(time.monotonic() - started, 1),
             "frozen_bn": frozen, "replay_per_batch": len(plan[0][1]) if plan else 0}

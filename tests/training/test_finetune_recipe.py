@@ -168,3 +168,14 @@ def test_four_items_cross_validated_make_no_claim(shared_data, tmp_path):
     assert not result["claim"] and result["before"] == result["after"] == {}
     assert result["measured"]["before"]["n"] == 4 and f"fewer than {ft.MIN_VAL_ITEMS}" in result["reason"]
     assert not result["preferred"]
+
+
+def test_training_the_head_leaves_the_encoder_alone():
+    torch.manual_seed(0)
+    model = models.create_model("ea-dk", checkpoint=False, variant="efficientnet_lite0")
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    recipe = ft.Recipe(batch=2, replay=0.0, augment="none", lr=1e-2, warmup=0, train="head")
+    ft.fit(model, "ea-dk", _arrays(2, 64, 90), recipe, 1)
+    moved = {k for k, v in model.named_parameters() if not torch.equal(v.detach(), before[k])}
+    assert moved and not any(k.startswith("backbone.") for k in moved)
+    assert all(p.requires_grad for p in model.parameters())  # as it was before
