@@ -154,6 +154,25 @@ def perturb_masks(truth: torch.Tensor, generator: Optional[torch.Generator] = No
     return soften(mask, generator)
 
 
+def near_truth_masks(truth: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Bx1xHxW {0,1} truth -> masks a good network gives: the edge off by up to 2 % of the side
+    and one small error (a blob attached or apart, or a bite out of the lesion), softened.
+
+    They teach the refiner that a click on a small error of a good mask fixes that error and
+    leaves the rest; the starts of ``perturb_masks`` are mostly far from the truth."""
+    b, _, h, w = truth.shape
+    dev = truth.device
+    side = min(h, w)
+    mask = _grow(truth.float(), _uniform(b, -0.02, 0.02, dev, generator) * side)
+    at = torch.where((torch.rand(b, device=dev, generator=generator) < 0.7).view(-1, 1),
+                     _object_points(truth, generator), torch.rand(b, 2, device=dev, generator=generator))
+    small = _ellipses(b, (h, w), at[:, 0], at[:, 1], _uniform(b, 0.02, 0.08, dev, generator),
+                      _uniform(b, 0.02, 0.08, dev, generator))
+    bite = (torch.rand(b, device=dev, generator=generator) < 0.5).view(-1, 1, 1, 1)
+    mask = torch.where(bite, mask * (1 - small), torch.maximum(mask, small))
+    return soften(mask, generator)
+
+
 def soften(mask: torch.Tensor, generator=None) -> torch.Tensor:
     """A binary mask -> a probability with a soft edge of a few px (a network's output)."""
     k = 2 * int(torch.randint(0, 4, (1,), generator=generator, device=mask.device).item()) + 1

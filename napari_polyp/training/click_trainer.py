@@ -52,6 +52,7 @@ from .click_simulation import (
     degrade_for_teacher,
     dice,
     iou,
+    near_truth_masks,
     next_clicks,
     object_crops,
     perturb_masks,
@@ -83,6 +84,7 @@ class ClickTrainConfig:
     crop_share: float = 0.4
     empty_share: float = 0.12
     teacher_share: float = 0.4
+    near_truth_share: float = 0.0  # a good mask with one small error (``near_truth_masks``)
     binary_share: float = 0.25
     augment: str = "strong"
     val_every: int = 400
@@ -234,6 +236,9 @@ class Simulator:
             with autocast(self.device, self.config.amp):
                 from_teacher = teacher_probability(teacher, harder)
             masks = torch.where((u >= c.empty_share) & (u < c.empty_share + c.teacher_share), from_teacher, masks)
+        near = c.empty_share + c.teacher_share
+        if c.near_truth_share > 0:
+            masks = torch.where((u >= near) & (u < near + c.near_truth_share), near_truth_masks(y, self.generator), masks)
         masks = torch.where(u < c.empty_share, torch.zeros_like(masks), masks)
         binary = torch.rand(len(x), device=self.device, generator=self.generator) < c.binary_share
         return torch.where(binary.view(-1, 1, 1, 1), (masks > 0.5).float(), masks)
@@ -328,7 +333,7 @@ def _header_training(config: ClickTrainConfig, sets: List[ClickSet], step: int, 
             "steps": step, "batch": config.batch, "wall_time_s": round(elapsed, 1), "command": config.command,
             "val_stems": {s.task: s.val_stems for s in sets}, "split": "split_stems(stems, 0.1, seed 0)",
             "recipe": {k: getattr(config, k) for k in ("lr", "max_rounds", "crop_share", "empty_share",
-                                                       "teacher_share", "binary_share", "augment", "init")},
+                                                       "teacher_share", "near_truth_share", "binary_share", "augment", "init")},
             "teachers": {k: list(v) for k, v in config.teachers.items()}}
 
 
@@ -431,6 +436,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", default=d.init, help="checkpoint whose encoder starts the refiner")
     parser.add_argument("--backbone-weights", default=None, help="ImageNet EfficientNet-Lite0 weights instead")
     parser.add_argument("--max-rounds", type=int, default=d.max_rounds)
+    parser.add_argument("--near-truth-share", type=float, default=d.near_truth_share,
+                        help="share of start masks that are good with one small error")
+    parser.add_argument("--teacher-share", type=float, default=d.teacher_share)
     parser.add_argument("--augment", default=d.augment, help="device augmentation preset")
     parser.add_argument("--val-every", type=int, default=d.val_every)
     parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
@@ -446,7 +454,8 @@ def config_from_args(args) -> ClickTrainConfig:
     return ClickTrainConfig(
         data=tuple(args.data), out=args.out, size=args.size, batch=args.batch, lr=args.lr, steps=args.steps,
         minutes=args.minutes, max_steps=args.max_steps, init=args.init or None,
-        backbone_weights=args.backbone_weights, max_rounds=args.max_rounds, augment=args.augment,
+        backbone_weights=args.backbone_weights, max_rounds=args.max_rounds,
+        near_truth_share=args.near_truth_share, teacher_share=args.teacher_share, augment=args.augment,
         val_every=args.val_every, warmup_steps=args.warmup_steps, val_limit=args.val_limit,
         device=args.device, amp=not args.no_amp, seed=args.seed,
         threads=args.threads, resume=args.resume,

@@ -2,7 +2,7 @@
 import torch
 
 from napari_polyp.training.click_simulation import (
-    click_maps, crop_batch, error_depth, next_clicks, object_crops, perturb_masks)
+    click_maps, crop_batch, dice, error_depth, near_truth_masks, next_clicks, object_crops, perturb_masks)
 
 
 def _square(n=2, size=64):
@@ -58,3 +58,14 @@ def test_an_object_crop_keeps_the_lesion_inside_and_aligned():
     grown = y.flatten(1).sum(1) / truth.flatten(1).sum(1)
     assert (grown >= 1).all() and (grown > 1.1).any()  # zoomed in (a crop wider than the image is the image)
     assert torch.equal((x[:, :1] > 0.5).float(), y)  # image and mask moved together
+
+
+def test_a_near_truth_mask_is_good_but_not_the_truth():
+    truth = _square(16, 96)
+    near = near_truth_masks(truth, torch.Generator().manual_seed(3))
+    far = perturb_masks(truth, torch.Generator().manual_seed(3))
+    assert near.shape == truth.shape and float(near.min()) >= 0 and float(near.max()) <= 1
+    near_dice, far_dice = dice(near, truth), dice(far, truth)
+    assert float(near_dice.min()) > 0.6
+    assert int((near_dice < 0.995).sum()) >= 12  # most carry an error (a blob may land inside the lesion)
+    assert float(near_dice.mean()) > float(far_dice.mean())
