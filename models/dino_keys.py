@@ -25,7 +25,7 @@ Spec: docs/MODELS.md section 4. Tags: [P] paper, [S] third-party summary,
   layers of the blocks after the last-but-one key block (blocks 10, 11, and the qkv of 12),
   so the last keys adapt to polyps while the backbone's weights stay as they are. The shipped
   checkpoint has rank 16 (221,184 parameters): trained end to end on augmented images it
-  scored validation Dice 0.851 against 0.841 for the decoder alone (README, training results).
+  scored validation Dice 0.851 against 0.841 for the decoder alone (docs/training.md, training results).
 - [B] The backbone runs only up to the last block's qkv projection: the rest of that block and
   the final norm would be computed and thrown away (about 1/12 of the backbone).
 - Attention map "cls_attention" (MODELS.md, heatmap): softmax(q_cls·K_patchᵀ/√64) over the

@@ -1,8 +1,8 @@
 """Manifest records of a corrections dataset: reading, checking and migrating them.
 
 The format, what a manifest path may point to and how stems are cleaned are
-described once, in README.md, section "Corrections dataset". This module turns
-manifest lines into :class:`Record` objects, skips the records the README says
+described once, in docs/corrections-format.md. This module turns
+manifest lines into :class:`Record` objects, skips the records that document says
 are never followed (one ``UserWarning`` per manifest line, not one per read),
 and fills in what older records lack.
 """
@@ -71,15 +71,6 @@ class Record:
         for key, value in extra.items():
             data.setdefault(key, value)
         return json.dumps(data, ensure_ascii=False, separators=(", ", ": "), default=_json_default)
-
-    @classmethod
-    def from_dict(cls, raw: dict, order: int = 1) -> "Record":
-        """Build a record from any format version (missing fields get defaults)."""
-        return migrate_record(raw, order)
-
-    @property
-    def for_training(self) -> bool:
-        return self.status in TRAINING_STATUSES
 
 
 def _json_default(value):

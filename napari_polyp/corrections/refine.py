@@ -35,7 +35,7 @@ and chose :data:`DEFAULT_METHOD`: on 50 Kvasir-SEG validation images GrabCut rea
 a higher Dice than the random walker after every round for both MicroAUNet and
 DINO-keys (after 5 rounds 0.894 vs 0.858 and 0.885 vs 0.856; the brush 0.564 and
 0.781), at a median 0.23-0.37 s per call against 0.10-0.14 s (2 loaded CPU cores;
-README, "Refine from strokes").
+docs/benchmarks.md, "Refine vs brush").
 
 Bad strokes (none, all outside the image, one pixel marked both foreground and
 background, a label array of another shape or with other values) raise

@@ -2,8 +2,8 @@
 
 Two kinds of folder are read:
 - a plain folder ``DIR/images/<stem>.<ext>`` + ``DIR/masks/<stem>.<ext>``, paired by stem;
-- a corrections dataset (the same layout plus ``manifest.jsonl``, see README.md, section
-  "Corrections dataset"): only items whose latest record has status ``accepted`` or
+- a corrections dataset (the same layout plus ``manifest.jsonl``, see
+  docs/corrections-format.md): only items whose latest record has status ``accepted`` or
   ``corrected``, read through the dataset's own checked reader.
 
 Images are read with :func:`napari_polyp.io.read_image` and masks with

@@ -1,6 +1,6 @@
 """`napari-polyp finetune`: fine-tune a checkpoint on a corrections dataset, honestly.
 
-The rules (README, "Fine-tuning honestly"; measurements in docs/finetune.md), each decided by
+The rules (docs/training.md, "Fine-tuning honestly"; measurements in docs/finetune.md), each decided by
 one function here:
 
 - :func:`refusal`: no run on fewer than :data:`MIN_ITEMS` accepted/corrected items, when
@@ -572,7 +572,7 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
     from napari_polyp.errors import UserError
     from napari_polyp.inference import resolve_device
 
-    from ..corrections._atomic import atomic_copy
+    from ..io.atomic import atomic_copy
     from . import data as data_mod
     from .augment import check_preset
     from .trainer import TrainEvent, _plain, extra_header
