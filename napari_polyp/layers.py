@@ -31,13 +31,13 @@ from typing import Callable, Dict, Mapping, Optional
 
 import numpy as np
 
+from .conventions import ROLE  # metadata key: "mask" | "probability" | "attention" | "disagreement" | ...
 from .corrections.metrics import dice_iou
 from .display import mask_colormap, outline
 from .io.images import as_rgb_uint8
 from .prediction import binary_mask
 from .resample import resize_map
 
-ROLE = "napari_polyp_role"  # metadata key: "mask" | "probability" | "attention" | "disagreement" | ...
 ATTENTION_COLORMAP = "inferno"
 
 DISCARD, KEEP, CANCEL = "discard", "keep", "cancel"

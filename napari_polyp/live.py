@@ -1,7 +1,7 @@
 """Live segmentation of a playing video, headless (the Segment widget's "Live" runs it in a worker).
 
     clock = PlaybackClock(fps=25, first=0, frames=len(video))
-    for shown in live_masks(predictor, video, clock, threshold=0.5):
+    for shown in live_masks(predictor, video, clock):
         ...  # shown.frame, shown.mask (HxW uint8), shown.picture (the frame with the mask's
              # outline drawn in, HxWx3 uint8), shown.dropped, shown.fps
 
@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from .conventions import DEFAULT_THRESHOLD
 from .display import outlined
 from .io.images import as_rgb_uint8
 
@@ -66,7 +67,7 @@ class LiveFrame:
     fps: float  # frames segmented per second of playback so far
 
 
-def live_masks(predictor, frames, clock: PlaybackClock, threshold: float = 0.5,
+def live_masks(predictor, frames, clock: PlaybackClock, threshold: float = DEFAULT_THRESHOLD,
                shown: Optional[threading.Event] = None, stop: Optional[threading.Event] = None,
                ) -> Iterator[LiveFrame]:
     """Segment the due frame, again and again, until the video ends or ``stop`` is set.

@@ -48,6 +48,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .conventions import DEFAULT_THRESHOLD
 from .errors import UserError
 
 FLOW_SIDE = 320  # px: the longer side of the grey frames optical flow runs on
@@ -57,7 +58,7 @@ FULL_FLOW_SHARE = 0.6  # a box covering more of the frame than this is the whole
 CUT_DISTANCE = 0.6  # Bhattacharyya distance of two consecutive frames' colour histograms: above, a cut
 MIN_CONFIDENCE = 0.0  # a direction stops once its confidence (product of its steps' matches) is below
 MIN_MATCH = 0.5  # a direction stops at a step whose flow match (correlation around the mask) is below
-THRESHOLD = 0.5
+THRESHOLD = DEFAULT_THRESHOLD  # a propagated probability at or above it is the mask
 MIN_AREA_SHARE = 2e-5  # a carried mask smaller than this share of the frame has vanished
 MAX_SEGMENT_BYTES = 1 << 30  # a segment's forward probabilities kept for the blend (uint8), at most
 NCC_LOW, NCC_HIGH = 0.5, 0.95  # flow match (correlation around the mask): no trust .. full trust

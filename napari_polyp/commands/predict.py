@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+from ..conventions import DEFAULT_THRESHOLD
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("inputs", nargs="+", help="image files, video files, or folders of them (walked recursively)")
@@ -42,7 +44,7 @@ def add_arguments(parser) -> None:
                              "is not given, and warns when --model was made for another task")
     parser.add_argument("--checkpoint", default=None, help="checkpoint (default: the model's default one)")
     parser.add_argument("--out", required=True, help="output folder (mask PNGs, video mask stores, the run manifest)")
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--probability", action="store_true", help="also write probability maps (uint8)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--backbone-weights", default=None)

@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from scipy import ndimage
 
+from napari_polyp.conventions import DEFAULT_THRESHOLD
 from napari_polyp.errors import UserError
 from napari_polyp.resample import resize, resize_map
 
@@ -40,7 +41,7 @@ FULL_IMAGE_SHARE = 0.6  # a crop covering more of the image than this is the who
 MIN_CROP = 48  # px: a crop is never smaller (a tiny object still gets context)
 LOCAL_REACH = 0.02  # a change region counts as "at the click" within this share of the image's side
 MAX_PIXELS = 8000 * 8000  # larger images are refused with one message (memory, not the network)
-THRESHOLD = 0.5
+THRESHOLD = DEFAULT_THRESHOLD  # the refined mask: probability above it
 HONOUR_MARGIN = 0.02  # probability margin around the clicked pixel's of the region a click takes
 HONOUR_MAX_SHARE = 0.25  # a click never takes more than this share of the image by that rule
 

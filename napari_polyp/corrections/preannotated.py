@@ -18,6 +18,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..conventions import DEFAULT_THRESHOLD
 from ..errors import InputFileError, UserError
 from ..io.mask_store import MaskStore
 from .review import ModelChoice, Provenance, StoredPrediction
@@ -51,7 +52,7 @@ class PreAnnotations:
     def __init__(self, path):
         self.store = MaskStore.open(path)
         attrs = self.store.attrs
-        self.threshold = float(attrs.get("threshold", 0.5))
+        self.threshold = float(attrs.get("threshold", DEFAULT_THRESHOLD))
         self.checkpoint_sha256 = str(attrs.get("checkpoint_sha256") or "")
         self.choice = PreAnnotationChoice(str(attrs.get("model") or "unknown network"),
                                           str(attrs.get("checkpoint") or ""), "", bool(attrs.get("tta")),

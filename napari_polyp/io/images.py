@@ -15,12 +15,13 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ..errors import InputFileError
+from .extensions import IMAGE_EXTENSIONS, IMAGE_FORMATS
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # The most pixels any decoder here may produce (10000 x 10000; 300 MB as RGB). A small file can
 # announce a huge image (a 0.9 MB TIFF of 30000 x 30000); the size is checked from the header first.
 MAX_IMAGE_PIXELS = 100_000_000
-READ_FORMATS = "PNG, JPEG, BMP and TIFF"
+_FORMAT_NAMES = list(dict.fromkeys(IMAGE_FORMATS.values()))
+READ_FORMATS = ", ".join(_FORMAT_NAMES[:-1]) + " and " + _FORMAT_NAMES[-1]  # "PNG, JPEG, BMP and TIFF"
 # A 16-bit file whose values all stay at or under this is low-bit-depth camera data
 # (10- or 12-bit): scaled by its own range, or it would read as nearly black.
 LOW_BIT_DEPTH_MAX = 4095
@@ -33,7 +34,6 @@ _SIGNATURES = {
     "BMP": (b"BM",),
     "TIFF": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
 }
-_EXPECTED = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
 def is_image_path(path) -> bool:
@@ -189,7 +189,7 @@ def _sniff(head: bytes, name: Path) -> str:
     if other:
         raise InputFileError(name, f"is a {other} image; napari-polyp reads {READ_FORMATS}")
     looks = "text" if _looks_like_text(head) else "data of another kind"
-    expected = _EXPECTED.get(name.suffix.lower())
+    expected = IMAGE_FORMATS.get(name.suffix.lower())
     what = f"a {expected} image" if expected else f"an image napari-polyp reads ({READ_FORMATS})"
     raise InputFileError(name, f"is not {what}: its content is {looks}")
 

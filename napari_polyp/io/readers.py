@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Union
 
+from ..conventions import PRE_ANNOTATION, REFERENCE_FILE, ROLE
 from ..errors import InputFileError
 from .images import is_image_path, list_images, read_image_with_notes
 from .mask_store import is_mask_store
@@ -84,12 +85,11 @@ def looks_like_mask(path) -> bool:
 
 def read_mask_layer(path) -> LayerData:
     """A mask file opened on its own: an editable Labels layer (1 = lesion) in the mask colour."""
-    from ..display import MASK_COLOR
+    from ..display import MASK_COLOR_DICT
     from .masks import read_mask
 
-    meta = {"name": f"{Path(path).stem} mask", "opacity": 0.5,
-            "colormap": {None: "transparent", 0: "transparent", 1: MASK_COLOR},
-            "metadata": {"source_path": str(path), "napari_polyp_role": "reference_file"}}
+    meta = {"name": f"{Path(path).stem} mask", "opacity": 0.5, "colormap": MASK_COLOR_DICT,
+            "metadata": {"source_path": str(path), ROLE: REFERENCE_FILE}}
     return (read_mask(path).astype("uint8"), meta, "labels")
 
 
@@ -147,25 +147,21 @@ def read_video_layer(path) -> LayerData:
     return (frames, meta, "image")
 
 
-PRE_ANNOTATION_ROLE = "pre_annotation"
-
-
 def read_mask_store(path) -> List[LayerData]:
     """A pre-annotated video (a mask store written by ``napari-polyp predict``): the video, read
     lazily, its masks as a Labels layer and its probabilities (when kept) as a hidden layer, both
     lazy dask arrays read a frame at a time: nothing is recomputed, nothing held whole."""
     from ..corrections.preannotated import PreAnnotations
-    from ..display import MASK_COLOR
+    from ..display import MASK_COLOR_DICT
 
     pre = PreAnnotations(path)
     video = read_video_layer(pre.video_path)
     pre.check_video(video[0])
     stem, label = Path(pre.video_path).stem, pre.choice.label()
-    meta = {"source_path": str(pre.video_path), "napari_polyp_role": PRE_ANNOTATION_ROLE,
+    meta = {"source_path": str(pre.video_path), ROLE: PRE_ANNOTATION,
             "mask_store": str(pre.store.path), "provenance": pre.store.attrs}
     layers = [video, (pre.store.masks(), {"name": f"{stem} masks, {label}", "opacity": 0.5,
-                                          "colormap": {None: "transparent", 0: "transparent", 1: MASK_COLOR},
-                                          "metadata": meta}, "labels")]
+                                          "colormap": MASK_COLOR_DICT, "metadata": meta}, "labels")]
     probabilities = pre.store.probabilities()
     if probabilities is not None:
         layers.append((probabilities, {"name": f"{stem} probability ×255, {label}", "visible": False,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Tuple
 
+from ..conventions import GROUND_TRUTH, ROLE
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 CITATION = SAMPLE_DIR / "CITATION.md"
@@ -41,7 +42,7 @@ def sample_layers(stem: str, dataset: str, name: str) -> List[tuple]:
         # 8-bit RGB: napari would otherwise scan the pixels for the limits (~0.3 s of each app start)
         (image, {"name": name, "rgb": True, "contrast_limits": (0, 255), "metadata": meta}, "image"),
         (mask, {"name": f"{name} ground truth", "visible": False, "opacity": 0.5,
-                "metadata": {**meta, "source_path": str(mask_path), "napari_polyp_role": "ground_truth"}}, "labels"),
+                "metadata": {**meta, "source_path": str(mask_path), ROLE: GROUND_TRUTH}}, "labels"),
     ]
 
 

@@ -20,8 +20,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from ..errors import InputFileError
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
+from .extensions import VIDEO_EXTENSIONS
 
 
 def is_video_path(path) -> bool:

@@ -26,6 +26,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..conventions import DEFAULT_THRESHOLD
+
 
 @dataclass
 class PredictorSpec:
@@ -123,7 +125,7 @@ class ChunkPredictor:
     store probabilities; ``threads``: the network's CPU threads; ``predictor``: one built
     already for ``spec`` (the one process reuses the driver's torch network)."""
 
-    def __init__(self, spec: PredictorSpec, threshold: float = 0.5, probability: bool = False,
+    def __init__(self, spec: PredictorSpec, threshold: float = DEFAULT_THRESHOLD, probability: bool = False,
                  threads: Optional[int] = None, predictor=None):
         started = time.perf_counter()
         self.predictor = predictor if predictor is not None else predictor_from_spec(spec, threads)

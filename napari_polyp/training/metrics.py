@@ -1,5 +1,5 @@
 """Segmentation metrics as the papers report them: the MEAN over images of
-per-image Dice, IoU, precision and recall, with the prediction thresholded at 0.5.
+per-image Dice, IoU, precision and recall, with the prediction thresholded at ``conventions.DEFAULT_THRESHOLD`` (0.5).
 
 Per image, with P the predicted foreground and T the true foreground (pixel sets):
 
@@ -22,12 +22,13 @@ from typing import Dict, Iterable
 import numpy as np
 import torch
 
+from ..conventions import DEFAULT_THRESHOLD
 from ..scores import scores_from_counts
 
 METRIC_NAMES = ("dice", "iou", "precision", "recall")
 
 
-def per_image_scores(pred, target, threshold: float = 0.5) -> Dict[str, torch.Tensor]:
+def per_image_scores(pred, target, threshold: float = DEFAULT_THRESHOLD) -> Dict[str, torch.Tensor]:
     """pred: probabilities (or a binary mask) [B,...]; target: {0,1} [B,...].
     Returns {name: [B] tensor}. A prediction counts as foreground when >= threshold."""
     pred = torch.as_tensor(np.asarray(pred) if not torch.is_tensor(pred) else pred)
@@ -45,7 +46,7 @@ class MeanScores:
     def __init__(self):
         self.values = {name: [] for name in METRIC_NAMES}
 
-    def update(self, pred, target, threshold: float = 0.5) -> None:
+    def update(self, pred, target, threshold: float = DEFAULT_THRESHOLD) -> None:
         for name, value in per_image_scores(pred, target, threshold).items():
             self.values[name].extend(value.tolist())
 
