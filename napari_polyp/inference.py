@@ -25,7 +25,6 @@ import models
 from models import ModelCard
 
 from .engine import make_runner
-from .io.images import as_rgb_uint8
 from .prediction import TTA_FLIPS, Prediction, PredictorBase  # noqa: F401  (Prediction: part of this module's API)
 
 
@@ -115,10 +114,9 @@ class Predictor(PredictorBase):
         return self.runner.note
 
     @torch.inference_mode()
-    def predict_batch(self, images: np.ndarray, attention: bool = True) -> list:
-        """BxHxWx3 (all of one size) -> list of Prediction; ``attention=False`` leaves the maps
+    def _predict_rgb(self, images: np.ndarray, attention: bool) -> list:
+        """BxHxWx3 uint8 (all of one size) -> list of Prediction; ``attention=False`` leaves the maps
         out (not resized to the image: Live video shows only the mask)."""
-        images = np.stack([as_rgb_uint8(im) for im in images]) if images.ndim == 4 or isinstance(images, list) else as_rgb_uint8(images)[None]
         start = time.perf_counter()
         x = preprocess(images, self.card).to(self.device)
         out = self.runner(x)

@@ -19,6 +19,7 @@ from typing import Dict, Iterable, Iterator, Optional
 
 import numpy as np
 
+from .conventions import DEFAULT_THRESHOLD
 from .io.images import as_rgb_uint8
 from .resample import resize, resize_map
 
@@ -50,7 +51,7 @@ class Prediction:
     seconds: float = 0.0
     engine: str = ""  # what ran the network: "torch" | "onnxruntime"
 
-    def mask(self, threshold: float = 0.5) -> np.ndarray:
+    def mask(self, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
         return binary_mask(self.probability, threshold)
 
 
@@ -79,9 +80,10 @@ def _to_image_size(maps: np.ndarray, hw) -> np.ndarray:
 
 
 class PredictorBase:
-    """What every predictor offers around its ``predict_batch`` (BxHxWx3 uint8 of one size ->
+    """What every predictor offers around its ``_predict_rgb`` (BxHxWx3 uint8 of one size ->
     list of Prediction; ``attention=False`` leaves the maps out): the built network
-    (:class:`napari_polyp.inference.Predictor`) and the served one (:class:`ServedPredictor`)."""
+    (:class:`napari_polyp.inference.Predictor`) and the served one (:class:`ServedPredictor`).
+    Images are converted to 8-bit RGB here, once, whichever method a caller enters by."""
 
     model_name: str
     card: object
@@ -92,11 +94,18 @@ class PredictorBase:
     def trained(self) -> bool:
         return bool(self.checkpoint_sha256)
 
-    def predict_batch(self, images: np.ndarray, attention: bool = True) -> list:
-        raise NotImplementedError
+    def predict_batch(self, images, attention: bool = True) -> list:
+        """Images of one size (a BxHxWxC array or a list of images; any dtype) -> list of Prediction."""
+        if isinstance(images, np.ndarray) and images.ndim != 4:
+            raise ValueError(f"predict_batch takes a BxHxWxC array or a list of images, not shape {images.shape}")
+        return self._predict_rgb(np.stack([as_rgb_uint8(image) for image in images]), attention)
 
     def predict(self, image: np.ndarray, attention: bool = True) -> Prediction:
-        return self.predict_batch(as_rgb_uint8(image)[None], attention)[0]
+        return self._predict_rgb(as_rgb_uint8(image)[None], attention)[0]
+
+    def _predict_rgb(self, images: np.ndarray, attention: bool) -> list:
+        """BxHxWx3 uint8 -> list of Prediction: the network's part, per engine."""
+        raise NotImplementedError
 
     def warm_up(self) -> None:
         """One run on a blank image: a session's first call allocates its buffers, and the
@@ -134,8 +143,7 @@ class ServedPredictor(PredictorBase):
             total += np.flip(_sigmoid(self.runner.run(np.flip(x, axes))["logits"]), axes)
         return total / len(TTA_FLIPS)
 
-    def predict_batch(self, images: np.ndarray, attention: bool = True) -> list:
-        images = np.stack([as_rgb_uint8(im) for im in images])
+    def _predict_rgb(self, images: np.ndarray, attention: bool) -> list:
         start = time.perf_counter()
         x = network_input(images, self.card)
         out = self.runner.run(x)
