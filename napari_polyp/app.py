@@ -60,10 +60,8 @@ def open_app(viewer, image=None, model: Optional[str] = None, device: str = "aut
     import models
     from napari.layers import Layer
 
-    from .cli import check_model_name
-
     model = model or models.default_model(task)
-    check_model_name(model)
+    models.check_model_name(model)
     if image is None and layer_data is None:
         viewer.open_sample("napari-polyp", SAMPLES[task])
     else:
@@ -76,9 +74,8 @@ def open_app(viewer, image=None, model: Optional[str] = None, device: str = "aut
     widget.task_combo.setCurrentText(task)
     widget.model_combo.setCurrentText(model)
     widget.device_combo.setCurrentText(device)
-    images = widget._candidate_images()
-    if images:
-        widget.image_combo.setCurrentText(images[0].name)
+    if widget.image_combo.count():  # the combo lists the images the widget can segment, in layer order
+        widget.image_combo.setCurrentIndex(0)
     return widget
 
 

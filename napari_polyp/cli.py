@@ -41,15 +41,14 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     return parser
 
 
-def check_model_name(name: Optional[str]) -> None:
-    """The one check of a network name a user typed (every command's ``--model`` passes
-    here in ``main``, the app's Python entry too): an unknown one is one line naming the
-    choices, before any data, weights or torch are loaded."""
-    import models
-    from napari_polyp.errors import UserError
+def _check_model_name(args) -> None:
+    """Every command's ``--model`` is checked here, before any data, weights or torch are loaded
+    (``models.check_model_name``: importing ``models`` does not import torch)."""
+    name = getattr(args, "model", None)
+    if name is not None:
+        import models
 
-    if name is not None and name not in models.list_models():
-        raise UserError(f"unknown model {name!r}; available: {', '.join(models.list_models())}")
+        models.check_model_name(name)
 
 
 def _input_errors() -> tuple:
@@ -59,7 +58,8 @@ def _input_errors() -> tuple:
 
     found = [UserError, FileNotFoundError]
     networks = sys.modules.get("models")
-    for name in ("CheckpointError", "BackboneWeightsError"):  # ImgFocusError is a BackboneWeightsError
+    # ImgFocusError is a BackboneWeightsError
+    for name in ("UnknownModelError", "CheckpointError", "BackboneWeightsError"):
         if networks is not None and hasattr(networks, name):
             found.append(getattr(networks, name))
     return tuple(found)
@@ -81,7 +81,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         build_parser().print_help()
         return 2
     try:
-        check_model_name(getattr(args, "model", None))
+        _check_model_name(args)
         return int(args._run(args) or 0)
     except Exception as err:  # noqa: BLE001 -- only bad input becomes one line; the rest propagates
         if _disk_full(err):
