@@ -12,3 +12,16 @@ class InputFileError(UserError, ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+def error_text(err: BaseException) -> str:
+    """One line for the user: the message alone for the errors we raise on purpose
+    (bad input, bad checkpoint, missing file), else prefixed with the exception type."""
+    text = str(err).strip() or type(err).__name__
+    try:
+        from models.checkpoint import CheckpointError
+    except ImportError:  # pragma: no cover
+        CheckpointError = ()  # noqa: N806
+    if isinstance(err, (UserError, CheckpointError, FileNotFoundError, ValueError)):
+        return text
+    return f"{type(err).__name__}: {text}"

@@ -34,7 +34,7 @@ import numpy as np
 from .conventions import ROLE  # metadata key: "mask" | "probability" | "attention" | "disagreement" | ...
 from .corrections.metrics import dice_iou
 from .display import mask_colormap, outline
-from .io.images import as_rgb_uint8
+from .jobs import frame_reader
 from .prediction import binary_mask
 from .resample import resize_map
 
@@ -62,8 +62,7 @@ def spatial_shape(image_layer) -> tuple:
 
 def image_frame(image_layer, frame: Optional[int] = None) -> np.ndarray:
     """One frame (or the image) of a layer as HxWx3 uint8, ready for a Predictor."""
-    data = image_layer.data if frame is None else image_layer.data[int(frame)]
-    return as_rgb_uint8(np.asarray(data))
+    return frame_reader(image_layer.data)(frame)
 
 
 def current_frame(viewer, image_layer) -> Optional[int]:

@@ -2,7 +2,7 @@
 the frames' predictions, nothing recomputed.
 
     pre = PreAnnotations("masks/clip.zarr")   # the store; pre.video_path is the video it was made of
-    pre.prediction(7)                          # a StoredPrediction of frame 7, or None (frame not written)
+    pre.prediction(7)                          # a Predicted of frame 7, or None (frame not written)
 
 :class:`napari_polyp.corrections.review.ReviewSession` opens one when its source is a mask store
 (a ``.zarr`` folder written by ``predict``): its items are the video's frames, and a frame's
@@ -21,7 +21,7 @@ import numpy as np
 from ..conventions import DEFAULT_THRESHOLD
 from ..errors import InputFileError, UserError
 from ..io.mask_store import MaskStore
-from .review import ModelChoice, Provenance, StoredPrediction
+from ..jobs import ModelChoice, Predicted, Provenance
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class PreAnnotations:
                             f"{self.store.shape[2]}, but {self.video_path} has {shape[0]} frames of "
                             f"{shape[1]}×{shape[2]}: the video changed since it was pre-annotated")
 
-    def prediction(self, frame: int) -> Optional[StoredPrediction]:
+    def prediction(self, frame: int) -> Optional[Predicted]:
         """Frame ``frame``'s stored prediction (its probability when the store keeps them, else its
         mask as 0/1), or None when the run did not write that frame."""
         if not self.covers(frame):
@@ -90,4 +90,4 @@ class PreAnnotations:
         probability = self.store.read_probability(frame)
         probability = mask.astype(np.float32) if probability is None else \
             consistent_probability(probability, mask, self.threshold)
-        return StoredPrediction(probability, {}, Provenance(self.choice, self.checkpoint_sha256, str(self.video_path)))
+        return Predicted(probability, {}, Provenance(self.choice, self.checkpoint_sha256, str(self.video_path)))

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..io.images import find_image, list_images, read_image
-from ..prediction import binary_mask
+from ..jobs import ModelChoice, Predicted
 from ..io.masks import read_mask
 from ..io.video import VIDEO_EXTENSIONS
 from .dataset import CorrectionsDataset, Record
@@ -47,70 +47,6 @@ class ReviewItem:
     stem: str  # the stem it is saved under (unless another image already took it)
     source_path: Path  # the image file, or the video file
     frame: Optional[int] = None  # frame number of a video item
-
-
-def checkpoint_stamp(checkpoint) -> str:
-    """Size and modification time of a checkpoint file ("" for random weights or a missing
-    file): a file rewritten in place (fine-tuning) is another checkpoint."""
-    if not checkpoint:
-        return ""
-    try:
-        stat = Path(checkpoint).stat()
-    except OSError:
-        return ""
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """What a prediction is made with. Any change makes the predictions of the old one stale.
-
-    checkpoint: the weights file ("" for random weights); stamp: :func:`checkpoint_stamp`
-    of it, read when the choice is made."""
-
-    network: str
-    checkpoint: str = ""
-    stamp: str = ""
-    tta: bool = False
-
-    @classmethod
-    def of(cls, network: str, checkpoint=None, tta: bool = False) -> "ModelChoice":
-        checkpoint = str(checkpoint) if checkpoint else ""
-        return cls(str(network), checkpoint, checkpoint_stamp(checkpoint), bool(tta))
-
-    def label(self) -> str:
-        """How the item line and the table name it: "ea-dk", "ea-dk +TTA", "ea-dk (random weights)"."""
-        return self.network + (" +TTA" if self.tta else "") + ("" if self.checkpoint else " (random weights)")
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where a prediction came from: the choice it was made with, the weights' sha256 the
-    network reported ("" when untrained) and the image file (or video) it was made of."""
-
-    choice: ModelChoice
-    checkpoint_sha256: str = ""
-    source: str = ""
-
-
-@dataclass(frozen=True)
-class StoredPrediction:
-    """A network's output for one item (probability and attention maps at the image's size)
-    with its provenance; the mask is derived at whatever threshold is asked."""
-
-    probability: np.ndarray
-    attention: Dict[str, np.ndarray]
-    provenance: Provenance
-
-    def mask(self, threshold: float) -> np.ndarray:
-        return binary_mask(self.probability, threshold)
-
-
-def stored(prediction, choice: ModelChoice, source="") -> StoredPrediction:
-    """A :class:`napari_polyp.prediction.Prediction` (or anything with ``probability``,
-    ``attention`` and ``checkpoint_sha256``) as made with ``choice``."""
-    return StoredPrediction(np.asarray(prediction.probability, np.float32), dict(prediction.attention or {}),
-                            Provenance(choice, str(getattr(prediction, "checkpoint_sha256", "") or ""), str(source)))
 
 
 def dataset_clash(source, dataset) -> str:
@@ -172,7 +108,7 @@ class ReviewSession:
         self._shapes: Dict[int, Tuple[int, int]] = {}  # item -> (H, W) of its image, once read
         self.choice: Optional[ModelChoice] = None  # the network predictions are made with now
         self.threshold = 0.5  # the threshold masks are derived at now
-        self._predictions: Dict[int, StoredPrediction] = {}  # item -> its prediction under ``choice``
+        self._predictions: Dict[int, Predicted] = {}  # item -> its prediction under ``choice``
 
     # -- items ---------------------------------------------------------------------
     def _make_items(self, source) -> List[ReviewItem]:
@@ -319,7 +255,7 @@ class ReviewSession:
             raise UserError(f"not saved: the mask is {np.shape(mask)[0]}×{np.shape(mask)[1]} but {item.name} is "
                             f"{shape[0]}×{shape[1]}: it is not this image's mask")
 
-    def commit(self, index: int, mask: np.ndarray, requested: str, *, basis: Optional[StoredPrediction] = None,
+    def commit(self, index: int, mask: np.ndarray, requested: str, *, basis: Optional[Predicted] = None,
                threshold: Optional[float] = None, image: Optional[np.ndarray] = None, note: str = "",
                reviewer: Optional[str] = None, strokes: Optional[np.ndarray] = None,
                saved_threshold: Optional[float] = None, clicks: Optional[list] = None) -> Record:
@@ -375,7 +311,7 @@ class ReviewSession:
                 rescored.append(index)
         return rescored
 
-    def remember(self, index: int, prediction: StoredPrediction) -> bool:
+    def remember(self, index: int, prediction: Predicted) -> bool:
         """Keep a prediction of item ``index`` (scored against the reference, its uncertainty
         noted). One made with another choice than the current one is stale: refused (False)."""
         if self.choice is not None and prediction.provenance.choice != self.choice:
@@ -386,7 +322,7 @@ class ReviewSession:
         self.note_prediction(index, prediction.probability)
         return True
 
-    def prediction(self, index: int) -> Optional[StoredPrediction]:
+    def prediction(self, index: int) -> Optional[Predicted]:
         """The item's prediction under the current choice (None: not predicted with it); for a
         pre-annotated video, else its stored mask (until :meth:`forget`)."""
         kept = self._predictions.get(index)
@@ -535,10 +471,6 @@ class ReviewSession:
         return f"{counts['reviewed']} / {counts['total']} reviewed" + (f" · {unreadable} unreadable" if unreadable else "")
 
     # -- ground truth -------------------------------------------------------------------
-    @property
-    def has_reference(self) -> bool:
-        return self.reference_dir is not None
-
     def reference(self, index: int) -> Optional[np.ndarray]:
         if self.reference_dir is None:
             return None

@@ -6,6 +6,7 @@ checkpoints, label the default one the same way and word errors alike.
 """
 from __future__ import annotations
 
+import inspect
 import threading
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -25,24 +26,11 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ..errors import error_text  # noqa: F401 -- the widgets' one line for an error
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BROWSE = "browse..."
 RANDOM_WEIGHTS = "random weights (untrained)"
-
-
-def error_text(err: BaseException) -> str:
-    """One line for the user: the message alone for the errors we raise on purpose
-    (bad input, bad checkpoint, missing file), else prefixed with the exception type."""
-    from ..errors import UserError
-
-    text = str(err).strip() or type(err).__name__
-    try:
-        from models.checkpoint import CheckpointError
-    except ImportError:  # pragma: no cover
-        CheckpointError = ()  # noqa: N806
-    if isinstance(err, (UserError, CheckpointError, FileNotFoundError, ValueError)):
-        return text
-    return f"{type(err).__name__}: {text}"
 
 
 def default_predictor_factory(model_name: str, checkpoint, device: str = "auto", engine: Optional[str] = None,
@@ -434,10 +422,11 @@ def show_error(widget, message: str) -> None:
     notify(message)
 
 
-def start_worker(function: Callable, *args, on_yield: Optional[Callable] = None,
+def start_worker(function, *args, on_yield: Optional[Callable] = None,
                  on_return: Optional[Callable] = None, on_error: Optional[Callable[[str], None]] = None,
                  on_finished: Optional[Callable] = None):
-    """Run ``function(*args)`` (a function or a generator) in a napari thread worker.
+    """Run a job in a napari thread worker: ``function(*args)`` (a function or a generator
+    function), or a generator already made (a :mod:`napari_polyp.jobs` job).
 
     The one way the widgets start background work: results come back on the main thread
     (``on_yield`` per yielded item, ``on_return`` with the return value), errors as one
@@ -445,6 +434,8 @@ def start_worker(function: Callable, *args, on_yield: Optional[Callable] = None,
     (``quit()`` asks a generator to stop after its current item)."""
     from napari.qt.threading import create_worker
 
+    if inspect.isgenerator(function):
+        function, args = _drive, (function, *args)
     worker = create_worker(function, *args, _start_thread=False)
     if on_yield is not None and hasattr(worker, "yielded"):
         worker.yielded.connect(on_yield)
@@ -456,3 +447,8 @@ def start_worker(function: Callable, *args, on_yield: Optional[Callable] = None,
         worker.finished.connect(on_finished)
     worker.start()
     return worker
+
+
+def _drive(job):
+    """A generator function around a generator object (napari's worker needs the function)."""
+    return (yield from job)

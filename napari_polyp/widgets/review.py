@@ -38,7 +38,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import display
-from .. import layers as L
+from .. import jobs, layers as L
 from ..errors import UserError
 from . import keys
 from ._common import (
@@ -92,9 +92,10 @@ class ReviewWidget(QWidget):
         self.layers = ReviewLayers(napari_viewer)
         self._predictors = PredictorCache()
         self._worker = None
+        self._predicting: Optional[dict] = None  # the job of the running prediction
         self._batch = None  # the "run on all" worker
         self._token = 0  # which open() a network result belongs to
-        self._basis = None  # the StoredPrediction the open mask was derived from (None: a saved mask, or none)
+        self._basis = None  # the Predicted the open mask was derived from (None: a saved mask, or none)
         self._reopen_when_idle = False  # the open item's prediction went stale while the network ran
         self._running_text = ""  # the status line while the network runs on the open item
         self._choice_pending = False  # a change of network is being handled (see _on_choice_changed)
@@ -353,7 +354,7 @@ class ReviewWidget(QWidget):
 
     def choice(self):
         """The network, checkpoint and TTA predictions are made with now."""
-        from ..corrections.review import ModelChoice
+        from ..jobs import ModelChoice
 
         return ModelChoice.of(self.model_name(), self.checkpoint(), self.tta())
 
@@ -799,14 +800,23 @@ class ReviewWidget(QWidget):
         job = {"token": self._token, "index": index, "image": image, **self._predictor_args()}
         self._running_text = f"running {job['choice'].label()} on {self.session.items[index].name}…"
         self.status_label.setText(self._running_text)
-        self._worker = start_worker(self._predict_job, job, on_return=self._on_predicted,
+        item = self.session.items[index]
+        work = jobs.predict_frames(lambda: self._build_predictor(job), lambda _frame: image, [None], job["choice"],
+                                   source=item.source_path, device=job["device"], name=item.name)
+        self._predicting = job  # bound methods below: Qt drops them with the widget, lambdas it would call
+        self._worker = start_worker(work, on_yield=self._on_predict_event,
                                     on_error=lambda text: self._report_error(f"{job['model']} failed: {text}"),
                                     on_finished=self._on_worker_finished)
         self._update_enabled()
 
-    def _predict_job(self, job: dict):
-        """Worker thread: network work only, no layer changes."""
-        return job, self._build_predictor(job).predict(job["image"])
+    def _on_predict_event(self, event) -> None:
+        job = self._predicting
+        if isinstance(event, jobs.Failed):
+            self._report_error(event.message)
+        elif isinstance(event, jobs.Note):
+            self.status_label.setText(event.text)
+        elif isinstance(event, jobs.Result):
+            self._on_predicted(job, event.value)
 
     def _on_worker_finished(self) -> None:
         self._worker = None
@@ -818,14 +828,9 @@ class ReviewWidget(QWidget):
             self._reopen_when_idle = False
             self._follow_choice()
 
-    def _on_predicted(self, result) -> None:
-        from ..corrections.review import stored
-
-        job, prediction = result
+    def _on_predicted(self, job: dict, kept: jobs.Predicted) -> None:
         if self.session is None:
             return
-        item = self.session.items[job["index"]]
-        kept = stored(prediction, job["choice"], item.source_path)
         fresh = self.session.remember(job["index"], kept)  # refused when the network changed meanwhile
         self._update_row(job["index"])
         if job["token"] != self._token or self.image_layer() is None:
@@ -849,39 +854,30 @@ class ReviewWidget(QWidget):
             self.status_label.setText(f"every unreviewed item is predicted with {choice.label()} already")
             return
         self._check_task(todo[0])
-        job = {"todo": todo, "session": self.session, **self._predictor_args()}
+        job = self._predictor_args()
         self.batch_progress.setRange(0, len(todo))
         self.batch_progress.setValue(0)
-        self._batch = start_worker(self._run_all_job, job, on_yield=self._on_batch_item,
+        session = self.session
+        work = jobs.predict_items(lambda: self._build_predictor(job), session.image, todo, choice,
+                                  source_of=lambda index: session.items[index].source_path)
+        self._batch = start_worker(work, on_yield=self._on_batch_event,
                                    on_error=lambda text: self._report_error(f"run on all: {text}"),
                                    on_finished=self._on_batch_finished)
         self.status_label.setText(f"running {choice.label()} on {len(todo)} items…")
         self._update_enabled()
 
-    def _run_all_job(self, job: dict):  # worker thread: reads images, runs the network
-        from ..corrections.review import stored
-
-        predictor = self._build_predictor(job)
-        session = job["session"]
-        for done, index in enumerate(job["todo"], 1):
-            try:
-                prediction = predictor.predict(session.image(index))
-            except Exception as err:  # noqa: BLE001 -- one bad file does not stop the others
-                yield ("error", index, done, error_text(err))
-                continue
-            yield ("result", index, done, stored(prediction, job["choice"], session.items[index].source_path))
-
-    def _on_batch_item(self, item) -> None:
-        kind, index, done, payload = item
-        self.batch_progress.setValue(done)
-        if self.session is None:
-            return
-        if kind == "error":
-            self.status_label.setText(f"skipped {payload}")
-        else:
-            self.session.remember(index, payload)  # refused when the network changed meanwhile
-        self._update_row(index)
-        self._update_progress()
+    def _on_batch_event(self, event) -> None:
+        if isinstance(event, jobs.Progress):
+            self.batch_progress.setValue(event.done)
+        elif isinstance(event, jobs.Failed):
+            self._report_error(f"run on all: {event.message}")
+        elif self.session is not None and isinstance(event, jobs.Note):
+            self.status_label.setText(event.text)
+        elif self.session is not None and isinstance(event, jobs.Result):
+            index, kept = event.value
+            self.session.remember(index, kept)  # refused when the network changed meanwhile
+            self._update_row(index)
+            self._update_progress()
 
     def cancel_run_on_all(self) -> None:
         if self._batch is not None:

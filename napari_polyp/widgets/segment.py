@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import layers as L
+from .. import jobs, layers as L
 from ..prediction import tta_fits
 from ._common import (
     RANDOM_WEIGHTS,
@@ -47,6 +47,7 @@ from ._common import (
     model_combo,
     run_controls,
     show_error,
+    start_worker,
     TaskQuestion,
     known_task,
     task_combo,
@@ -58,7 +59,6 @@ SCOPES = ("current frame", "all frames")
 UNTRAINED_WARNING = "⚠ untrained: predictions are not meaningful"
 _OUTPUT_ROLES = ("probability", "attention", "probability_difference", "live_view")
 LIVE_STOP_WAIT_S = 5.0  # the longest a layer's removal waits for Live's worker (one frame: ~10-500 ms)
-VIDEO_BATCH = 4  # frames per network call in whole-video runs: small, so results show as they come
 PROGRESS_INTERVAL_S = 0.25
 
 
@@ -81,6 +81,7 @@ class SegmentWidget(QWidget):
         self._run_decision: Optional[str] = None
         self._run_started = 0.0
         self._frames_done = 0
+        self._handlers: dict = {}  # event type -> what shows it (set by _start)
         self._frames_total = 0
         self._cancel_requested = False
         self._preload_pending = False
@@ -493,7 +494,10 @@ class SegmentWidget(QWidget):
                    device=self.device_combo.currentText(), tta=self.tta_check.isChecked(), **self.engine_options())
         self._check_task(image_layer, model_name)
         self._run_decision = None
-        self._start(self._predict_frames, job, total=len(frames), on_item=self._show_prediction,
+        work = jobs.predict_frames(self._loader(job), jobs.frame_reader(image_layer.data), frames, self._choice(job),
+                                   source=image_layer.metadata.get("source_path") or "", device=job["device"],
+                                   name=image_layer.name)
+        self._start(work, job, total=len(frames), on_result=self._show_prediction,
                     status=f"running {model_name} on {len(frames)} frame(s)…" if frames != [None]
                     else f"running {model_name}…")
 
@@ -510,9 +514,11 @@ class SegmentWidget(QWidget):
 
         default_b = default_checkpoint(model_b)
         job = dict(image_layer=image_layer, frame=L.current_frame(self.viewer, image_layer),
-                   a=(model_a, self.checkpoint()), b=(model_b, str(default_b) if default_b else False),
                    device=self.device_combo.currentText(), tta=self.tta_check.isChecked(), **self.engine_options())
-        self._start(self._compare_frame, job, total=2, on_item=self._show_comparison,
+        loaders = [(self._choice(job, name, checkpoint), self._loader(job, name, checkpoint))
+                   for name, checkpoint in ((model_a, self.checkpoint()), (model_b, str(default_b) if default_b else False))]
+        work = jobs.compare_frame(loaders, L.image_frame(image_layer, job["frame"]), device=job["device"])
+        self._start(work, job, total=2, on_finished=self._show_comparison,
                     status=f"comparing {model_a} with {model_b}…")
 
     def cancel(self) -> None:
@@ -522,26 +528,24 @@ class SegmentWidget(QWidget):
             self._worker.quit()
             self.status_label.setText(f"cancelling after frame {self._frames_done + 1}…")
 
-    def _start(self, generator_function, job: dict, total: int, on_item, status: str,
-               finished: Optional[Callable] = None) -> None:
-        from napari.qt.threading import create_worker
-
+    def _start(self, work, job: dict, total: int, status: str, on_result: Optional[Callable] = None,
+               on_finished: Optional[Callable] = None, finished: Optional[Callable] = None) -> None:
+        """Run a job (a generator of :mod:`napari_polyp.jobs` events) in a worker: ``on_result``
+        with each ``Result``'s value, ``on_finished`` with the ``Finished`` value, then
+        ``finished`` (default :meth:`_on_finished`) when the worker ends, however it ends."""
         self._frames_done, self._frames_total = 0, total
         self._cancel_requested = False
         self._job, self._dropped = job, ""
+        self._handlers = {jobs.Result: on_result, jobs.Finished: on_finished}
         self.last_error = None
         self._run_started = time.perf_counter()
         self.last_latency_s = None
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(0)
         self.status_label.setText(status)
-        worker = create_worker(generator_function, job, _start_thread=False)
-        worker.yielded.connect(lambda item: self._on_item(item, on_item))
-        worker.errored.connect(lambda err: self._report_error(error_text(err)))
-        worker.finished.connect(finished or self._on_finished)
-        self._worker = worker
+        self._worker = start_worker(work, on_yield=self._on_event, on_error=self._report_error,
+                                    on_finished=finished or self._on_finished)
         self._set_running(True)
-        worker.start()
 
     def _show_progress(self, value: int) -> bool:
         """Move the progress bar, at most 4 times a second (and at the end): each move repaints
@@ -559,65 +563,36 @@ class SegmentWidget(QWidget):
         self.cancel_button.setEnabled(running and not self.live_button.isChecked())
 
     # worker side (a thread): only network and file work, no layer changes
-    def _job_predictor(self, job: dict, model_name: Optional[str] = None, checkpoint=None):
-        return self.predictor(model_name or job["model"], job["checkpoint"] if model_name is None else checkpoint,
-                              job["device"], engine=job.get("engine"), threads=job.get("threads"),
-                              tta=job.get("tta", False))
+    def _loader(self, job: dict, model_name: Optional[str] = None, checkpoint=None) -> Callable:
+        """Builds the job's network when called (in the worker: loading takes seconds)."""
+        name = model_name or job["model"]
+        weights = job["checkpoint"] if model_name is None else checkpoint
+        return lambda: self.predictor(name, weights, job["device"], engine=job.get("engine"),
+                                      threads=job.get("threads"), tta=job.get("tta", False))
 
-    def _predict_frames(self, job: dict):
-        try:
-            predictor = self._job_predictor(job)
-        except Exception as err:  # noqa: BLE001 -- shown to the user, never a traceback
-            yield ("error", f"cannot load {job['model']}: {error_text(err)}")
-            return
-        if getattr(predictor, "engine_note", ""):  # e.g. ONNX Runtime could not be used
-            yield ("note", predictor.engine_note)
-        frames = job["frames"]
-        batch = VIDEO_BATCH if len(frames) > 1 and hasattr(predictor, "predict_batch") else 1
-        for start in range(0, len(frames), batch):
-            chunk = frames[start:start + batch]
-            try:
-                images = [L.image_frame(job["image_layer"], frame) for frame in chunk]
-                predictions = predictor.predict_batch(np.stack(images)) if batch > 1 and _same_shape(images) \
-                    else [predictor.predict(image) for image in images]
-            except Exception as err:  # noqa: BLE001
-                where = "" if chunk == [None] else f" (frames {chunk[0]}-{chunk[-1]})"
-                yield ("error", f"{job['model']} failed on {job['image_layer'].name}{where}: {error_text(err)}")
-                return
-            for frame, prediction in zip(chunk, predictions):
-                yield ("result", job, frame, prediction)
-
-    def _compare_frame(self, job: dict):
-        results = []
-        for model_name, checkpoint in (job["a"], job["b"]):
-            try:
-                predictor = self._job_predictor(job, model_name, checkpoint)
-                prediction = predictor.predict(L.image_frame(job["image_layer"], job["frame"]))
-            except Exception as err:  # noqa: BLE001
-                yield ("error", f"compare: {model_name} failed: {error_text(err)}")
-                return
-            results.append(prediction)
-            yield ("progress",)
-        yield ("result", job, job["frame"], results)
+    @staticmethod
+    def _choice(job: dict, model_name: Optional[str] = None, checkpoint=None) -> jobs.ModelChoice:
+        weights = job["checkpoint"] if model_name is None else checkpoint
+        return jobs.ModelChoice.of(model_name or job["model"], weights, job.get("tta", False))
 
     # main-thread side
-    def _on_item(self, item, handler) -> None:
+    def _on_event(self, event) -> None:
         if self._dropped:  # a layer of this run was deleted: nothing more is drawn
             return
-        kind = item[0]
-        if kind == "error":
-            self._report_error(item[1])
-            return
-        if kind == "note":  # said once, in the status line; the run goes on
-            self.status_label.setText(item[1])
-            return
-        if kind == "progress":
-            self._frames_done += 1
-            self._show_progress(self._frames_done)
-            return
+        if isinstance(event, jobs.Failed):
+            self._report_error(event.message)
+        elif isinstance(event, jobs.Note):  # said once, in the status line; the run goes on
+            self.status_label.setText(event.text)
+        elif isinstance(event, jobs.Progress):
+            self._frames_done = event.done
+            self._show_progress(event.done)
+        elif self._handlers.get(type(event)) is not None:
+            self._draw(self._handlers[type(event)], event.value)
+
+    def _draw(self, handler: Callable, value) -> None:
         self._drawing = True
         try:
-            handler(*item[1:])
+            handler(self._job, value)
         except Exception as err:  # noqa: BLE001 -- e.g. the image layer was deleted mid-run
             self._report_error(f"could not show the result: {error_text(err)}")
             if self._worker is not None:
@@ -625,29 +600,27 @@ class SegmentWidget(QWidget):
         finally:
             self._drawing = False
 
-    def _show_prediction(self, job: dict, frame, prediction) -> None:
+    def _show_prediction(self, job: dict, prediction: jobs.Predicted) -> None:
         image_layer = job["image_layer"]
         if image_layer not in self.viewer.layers:
             raise ValueError(f"the layer {image_layer.name!r} was closed")
-        meta = {"model": prediction.model or job["model"], "checkpoint_sha256": prediction.checkpoint_sha256,
-                "engine": getattr(prediction, "engine", ""),
-                "checkpoint": str(job["checkpoint"]) if job["checkpoint"] else "random weights",
-                "device": job["device"], "seconds": round(float(prediction.seconds), 4)}
-        L.add_prediction_layers(self.viewer, image_layer, prediction.probability, prediction.attention, meta,
-                                self.threshold(), frame=frame, resolve_edits=self._resolve_for_run)
+        L.add_prediction_layers(self.viewer, image_layer, prediction.probability, prediction.attention,
+                                prediction.provenance.metadata(), self.threshold(), frame=prediction.frame,
+                                resolve_edits=self._resolve_for_run)
         if self.last_latency_s is None:
             self.last_latency_s = time.perf_counter() - self._run_started
         self._frames_done += 1
         self._show_progress(self._frames_done)
 
-    def _show_comparison(self, job: dict, frame, results) -> None:
+    def _show_comparison(self, job: dict, results) -> None:
         if job["image_layer"].name not in self.viewer.layers:
             raise ValueError(f"the layer {job['image_layer'].name!r} was closed")
-        (model_a, _), (model_b, _) = job["a"], job["b"]
+        model_a, model_b = (r.provenance.choice.network for r in results)
         layer = L.add_disagreement_layer(self.viewer, job["image_layer"], results[0].probability,
-                                         results[1].probability, self.threshold(), model_a, model_b, frame=frame)
+                                         results[1].probability, self.threshold(), model_a, model_b,
+                                         frame=job["frame"])
         meta = layer.metadata
-        untrained = [r.model for r in results if not r.checkpoint_sha256]
+        untrained = [r.provenance.choice.network for r in results if not r.provenance.checkpoint_sha256]
         note = f" (untrained: {', '.join(untrained)})" if untrained else ""
         self.compare_label.setText(
             f"{model_a} vs {model_b}: Dice {meta['dice_a_vs_b']:.3f}, "
@@ -704,7 +677,7 @@ class SegmentWidget(QWidget):
         self._live_shown.set()
         self.live_stats = None
         self._live_hidden = L.start_live_view(self.viewer, image_layer)  # made now, not mid-playback
-        self._start(self._live_frames, job, total=frames, on_item=self._show_live_frame,
+        self._start(self._live_frames(job), job, total=frames, on_result=self._show_live_frame,
                     status=f"live: {job['model']} on {image_layer.name} at {job['fps']:.3g} fps…",
                     finished=self._on_live_finished)
         self._live_active = True
@@ -729,17 +702,17 @@ class SegmentWidget(QWidget):
         from ..live import PlaybackClock, live_masks
 
         try:
-            predictor = self._job_predictor({**job, "tta": False})  # live is about speed
+            predictor = self._loader({**job, "tta": False})()  # live is about speed
         except Exception as err:  # noqa: BLE001
-            yield ("error", f"cannot load {job['model']}: {error_text(err)}")
+            yield jobs.Failed(f"cannot load {job['model']}: {error_text(err)}")
             return
         clock = PlaybackClock(job["fps"], job["first"], job["frames"])
         try:
             for shown in live_masks(predictor, job["image_layer"].data, clock, job["threshold"],
                                     self._live_shown, self._live_stop):
-                yield ("result", job, shown)
+                yield jobs.Result(shown)
         except Exception as err:  # noqa: BLE001
-            yield ("error", f"live: {job['model']} failed on {job['image_layer'].name}: {error_text(err)}")
+            yield jobs.Failed(f"live: {job['model']} failed on {job['image_layer'].name}: {error_text(err)}")
 
     def _show_live_frame(self, job: dict, shown) -> None:
         image_layer = job["image_layer"]
@@ -862,5 +835,3 @@ def _engine_controls():
     return engine, threads
 
 
-def _same_shape(images) -> bool:
-    return len({image.shape for image in images}) == 1

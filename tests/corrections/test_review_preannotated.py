@@ -11,7 +11,8 @@ import pytest
 
 from napari_polyp.cli import main
 from napari_polyp.corrections.preannotated import consistent_probability
-from napari_polyp.corrections.review import ModelChoice, ReviewSession
+from napari_polyp.corrections.review import ReviewSession
+from napari_polyp.jobs import ModelChoice
 from napari_polyp.errors import UserError
 from napari_polyp.io.mask_store import MaskStore
 from napari_polyp.io.video import write_video

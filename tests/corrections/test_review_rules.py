@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_polyp.corrections.review import ModelChoice, ReviewSession, stored
+from napari_polyp.corrections.review import ReviewSession
+from napari_polyp.jobs import ModelChoice, predicted
 from napari_polyp.errors import UserError
 from napari_polyp.prediction import Prediction
 
@@ -36,7 +37,7 @@ def ramp(h=16, w=20):
 
 def prediction_of(choice, probability=None, sha="ab" * 32):
     probability = ramp() if probability is None else probability
-    return stored(Prediction(probability, {}, choice.network, sha), choice)
+    return predicted(Prediction(probability, {}, choice.network, sha), choice)
 
 
 def manifest(root):
