@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from napari_polyp.errors import UserError
 from napari_polyp.inference import normalise
 
-from .trainer import Batches
+from .batches import Batches
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,14 @@ import torch.nn as nn
 import models
 from models.checkpoint import CheckpointError, load_into, load_problem, read_checkpoint, save_checkpoint
 from napari_polyp.errors import UserError
-from napari_polyp.inference import normalise, preprocess, resolve_device
+from napari_polyp.inference import resolve_device
 
 from . import data as data_mod
 from .augment import Augmenter, check_preset
+from .batches import Batches, CachedBatches
 from .cutmix import cutmix
-from .feature_cache import apply_view, cache_of_model, token_windows
+from .device_augment import DeviceBatches
+from .distill import TEACHER_ARCHITECTURE, Distiller, TeacherMaps, build_teacher_model
 from .losses import LOSSES, bce_dice, deep_supervision
 from .metrics import MeanScores
 from .presets import get_preset, lr_at, make_optimizer
@@ -156,9 +158,6 @@ def norm_card(name: str, size: int):
     return dataclasses.replace(models.base_card(name), input_size=size)
 
 
-from .distill import TEACHER_ARCHITECTURE  # noqa: E402  (MicroAUNet teachers' checkpoints)
-
-
 def architecture_of(config: TrainConfig) -> str:
     return TEACHER_ARCHITECTURE if config.teacher_kind else config.model
 
@@ -192,8 +191,6 @@ def build_model(config: TrainConfig):
 def _build_model(config: TrainConfig):
     pretrained = config.pretrained_backbone or config.backbone_weights is not None
     if config.teacher_kind:
-        from .distill import build_teacher_model
-
         return build_teacher_model(config.teacher_kind, config.init_checkpoint, pretrained, config.backbone_weights)
     if config.init_checkpoint:
         return models.create_model(config.model, checkpoint=config.init_checkpoint,
@@ -219,104 +216,6 @@ class _HeadOnly(nn.Module):
 
     def forward(self, features, x):
         return {"logits": self.model.forward_head(features, x), "attention": {}}
-
-
-class Batches:
-    """Turns sample indices into normalised input tensors and targets."""
-
-    def __init__(self, arrays: data_mod.PairArrays, card, augmenter: Augmenter, seed: int, device):
-        self.arrays, self.card, self.augmenter, self.seed, self.device = arrays, card, augmenter, seed, device
-        self.teacher_maps: Optional[np.ndarray] = None  # N x S x S uint8, see distill.TeacherMaps
-
-    def sample_seed(self, epoch: int, index: int) -> int:
-        return (self.seed * 1_000_003 + epoch * 10_007 + index) * 2_654_435_761 % (2 ** 32)
-
-    def train_batch(self, indices, epoch: int):
-        """(inputs, mask targets, teacher targets or None), augmented alike."""
-        images, masks, soft = [], [], []
-        for i in indices:
-            teacher = None if self.teacher_maps is None else self.teacher_maps[i]
-            out = self.augmenter(self.arrays.images[i], self.arrays.masks[i], self.sample_seed(epoch, i), teacher)
-            images.append(out[0])
-            masks.append(out[1])
-            soft.extend(out[2:])
-        x = preprocess(np.stack(images), self.card)
-        y = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))
-        return x.to(self.device), y.to(self.device), self.soft_targets(np.stack(soft)) if soft else None
-
-    def soft_targets(self, maps: np.ndarray) -> torch.Tensor:
-        """Teacher maps, B x S x S uint8 (p·255), as probability targets [B,1,S,S] on the device."""
-        return torch.from_numpy(np.ascontiguousarray(maps[:, None]).astype(np.float32) / 255.0).to(self.device)
-
-    def val_batches(self, arrays: data_mod.PairArrays, batch: int):
-        for start in range(0, len(arrays), batch):
-            x = preprocess(arrays.images[start:start + batch], self.card)
-            y = torch.from_numpy(arrays.masks[start:start + batch][:, None].astype(np.float32))
-            yield x.to(self.device), y.to(self.device)
-
-    def forward(self, net: nn.Module, inputs) -> dict:
-        return net(inputs)
-
-
-class CachedBatches(Batches):
-    """Batches of cached frozen features (``feature_cache.FeatureCache``), each drawn under
-    one of the cached views, with the image and mask under the same view."""
-
-    def __init__(self, arrays, card, model: nn.Module, seed: int, device, val_arrays, folder, views,
-                 crop_tokens: int = 0):
-        super().__init__(arrays, card, Augmenter("none", card.input_size), seed, device)
-        self.model = model
-        self.crop_tokens = crop_tokens
-        self.train_cache = cache_of_model(model, folder, "train", card.input_size, arrays.stems, views)
-        self.val_cache = cache_of_model(model, folder, "val", card.input_size, val_arrays.stems, ("identity",))
-        self.val_arrays = val_arrays
-
-    def iter_build(self, should_stop=None) -> Iterator[str]:
-        """Fill the caches (resumable); yields a progress line every 40 rows.
-        Returns early when ``should_stop()``: the rows written so far stay cached."""
-        for cache, arrays in ((self.val_cache, self.val_arrays), (self.train_cache, self.arrays)):
-            started, first = time.monotonic(), None
-            for done, total in cache.iter_build(arrays.images, self._encode):
-                first = done if first is None else first
-                if should_stop and should_stop():
-                    return
-                if done % 40 < 4 or done == total:
-                    rate = (time.monotonic() - started) / max(done - first + 4, 1)
-                    yield f"caching frozen features {cache.dir.name}: {done}/{total} ({rate:.2f} s each)"
-
-    @torch.no_grad()
-    def _encode(self, images: np.ndarray) -> torch.Tensor:
-        from models.blocks import resize_to
-
-        x = preprocess(images, self.card).to(self.device)
-        return self.model.forward_features(resize_to(x, self.model.grid_size(x.shape[-2:])))
-
-    def train_batch(self, indices, epoch: int):
-        """(features, image) inputs, mask targets and teacher targets (or None), each under the
-        sample's view (and in its window, with ``crop_tokens``)."""
-        views = [self.train_cache.views[random.Random(self.sample_seed(epoch, i)).randrange(len(self.train_cache.views))]
-                 for i in indices]
-        feats = self.train_cache.get(indices, views)
-        sources = [self.arrays.images, self.arrays.masks] + ([self.teacher_maps] if self.teacher_maps is not None else [])
-        pixels = [np.stack([apply_view(source[i], v) for i, v in zip(indices, views)]) for source in sources]
-        if self.crop_tokens:
-            feats, pixels = token_windows(feats, pixels, self.crop_tokens, [self.sample_seed(epoch, i) for i in indices])
-        images, masks = pixels[:2]
-        y = torch.from_numpy(np.ascontiguousarray(masks[:, None]).astype(np.float32))
-        x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)  # at the cache's size (or a window)
-        soft = self.soft_targets(pixels[2]) if len(pixels) > 2 else None
-        return (feats.to(self.device), normalise(x, self.card).to(self.device)), y.to(self.device), soft
-
-    def val_batches(self, arrays, batch: int):
-        for start in range(0, len(arrays), batch):
-            rows = range(start, min(start + batch, len(arrays)))
-            feats = self.val_cache.get(rows, ["identity"] * len(rows))
-            x = preprocess(arrays.images[start:start + batch], self.card)
-            y = torch.from_numpy(arrays.masks[start:start + batch][:, None].astype(np.float32))
-            yield (feats.to(self.device), x.to(self.device)), y.to(self.device)
-
-    def forward(self, net: nn.Module, inputs) -> dict:
-        return net(*inputs)
 
 
 # -- validation -----------------------------------------------------------------------
@@ -486,8 +385,6 @@ class _Run:
         else:
             self._setup_image_batches()
         if config.teacher_maps:
-            from .distill import TeacherMaps
-
             teacher = TeacherMaps(config.teacher_maps, config.feature_cache or self.out_dir, self.size,
                                   config.device, config.backbone_weights)
             for line in teacher.iter_build(self.train_pairs):
@@ -499,8 +396,6 @@ class _Run:
         """Batches of augmented images (on the CPU, or on the device with ``augment_on_device``)."""
         config = self.config
         if config.augment_on_device:
-            from .device_augment import DeviceBatches
-
             self.batches = DeviceBatches(self.train_arrays, self.card, self.preset.augment, config.seed, self.device)
         else:
             self.batches = Batches(self.train_arrays, self.card, Augmenter(self.preset.augment, self.size),
@@ -512,8 +407,6 @@ class _Run:
     def setup_optimizer(self) -> None:
         self.distiller = None
         if self.config.teacher:
-            from .distill import Distiller
-
             self.distiller = Distiller.from_checkpoint(self.config.teacher, self.model, self.device)
         extra = self.distiller.parameters() if self.distiller else []
         self.optimizer = make_optimizer(self.preset, list(self.model.parameters()) + extra)
