@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .. import jobs
 from ._common import BROWSE  # noqa: F401 -- the "browse..." entry; tests and callers name it from here
 from ._common import (
     CheckpointCombo,
@@ -49,6 +50,7 @@ from ._common import (
     path_row,
     run_controls,
     show_error,
+    start_worker,
     text_label,
 )
 
@@ -349,8 +351,6 @@ class FinetuneWidget(QWidget):
         if problem:
             self._report_error(problem)
             return
-        from napari.qt.threading import create_worker
-
         self._stop.clear()
         self.last_result, self.last_error = None, None
         self._budget_s = job["time_budget_min"] * 60 if job["time_budget_min"] else None
@@ -359,13 +359,9 @@ class FinetuneWidget(QWidget):
         self.progress.setRange(0, 0)  # busy until the first step: loading data, scoring the start checkpoint
         self.dice_label.setText("validation Dice: before … after –")
         self.status_label.setText(f"fine-tuning {job['model']} from {Path(job['checkpoint']).name}…")
-        worker = create_worker(self._run_job, job, _start_thread=False)
-        worker.yielded.connect(self._on_item)
-        worker.errored.connect(lambda err: self._report_error(error_text(err)))
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
+        self._worker = start_worker(self._run_job, job, on_yield=self._on_item, on_error=self._report_error,
+                                    on_finished=self._on_finished)
         self._set_running(True)
-        worker.start()
 
     def cancel(self) -> None:
         """Stop after the current step; the trainer validates and keeps the best checkpoint so far."""
@@ -386,8 +382,8 @@ class FinetuneWidget(QWidget):
 
     # main-thread side
     def _on_item(self, item) -> None:
-        if isinstance(item, tuple) and item[0] == "result":
-            self._show_result(item[1])
+        if isinstance(item, jobs.Finished):
+            self._show_result(item.value)
             return
         kind = item.kind
         if kind == "start":
