@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from ..jobs import Finished
+
 MIN_ITEMS = 4  # fewer accepted/corrected items: refuse to train
 MIN_VAL_ITEMS = 5  # fewer scored items (hold-out, or out-of-fold): train, but claim no before/after
 ANCHOR_LIMIT = 24  # anchor items scored before/after (at the training size), to keep it quick
@@ -560,8 +562,8 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
                   optimizer: Optional[str] = None, augment: Optional[str] = None, replay: Optional[float] = None,
                   replay_data=None, freeze_bn: Optional[bool] = None, validation: str = "auto",
                   folds: int = FOLDS) -> Iterator:
-    """Yields TrainEvents ("start", "baseline", "step", "epoch" after each fold, "done"), then a
-    final ``("result", dict)`` tuple. Raises UserError (before any training) when :func:`refusal`
+    """Yields TrainEvents ("start", "baseline", "step", "epoch" after each fold, "done"), then
+    ``jobs.Finished(result dict)``, as every job of the app does (:mod:`napari_polyp.jobs`). Raises UserError (before any training) when :func:`refusal`
     says no. An event's ``epoch`` is the fine-tune in progress (0: the final run, 1..k: the
     folds), ``total_epochs`` their number and ``steps_per_epoch`` the steps of each, so
     ``step / steps_per_epoch / total_epochs`` is the share done."""
@@ -663,11 +665,11 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
 
     if not final_facts["steps"]:  # cancelled before the first step: nothing to keep
         yield event("done", step=0, total_epochs=runs, stopped_early=True)
-        yield "result", {"start_checkpoint": str(start), "checkpoint": "", "preferred": False, "claim": False,
-                         "before": {}, "after": {}, "measured": {"before": baseline, "after": {}},
-                         "validation": {"scheme": scheme, "n": 0, "corrected": 0, "accepted": 0, "stems": []},
-                         "anchor": anchor, "run_dir": "", "model": model, "recipe": dataclasses.asdict(chosen),
-                         "stopped_early": True, "reason": "no checkpoint was written (stopped before the first step)"}
+        yield Finished({"start_checkpoint": str(start), "checkpoint": "", "preferred": False, "claim": False,
+                        "before": {}, "after": {}, "measured": {"before": baseline, "after": {}},
+                        "validation": {"scheme": scheme, "n": 0, "corrected": 0, "accepted": 0, "stems": []},
+                        "anchor": anchor, "run_dir": "", "model": model, "recipe": dataclasses.asdict(chosen),
+                        "stopped_early": True, "reason": "no checkpoint was written (stopped before the first step)"})
         return
 
     # hold-out: the final network on its split; cv: each item scored by a fine-tune that never saw it
@@ -753,7 +755,7 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
     (run_dir / "result.json").write_text(json.dumps(_plain(result), indent=1))
     yield event("done", step=done_steps, steps_per_epoch=n_steps, total_epochs=runs, metrics=after,
                 best_dice=_dice(after), checkpoint=str(target_path), stopped_early=stopped)
-    yield "result", result
+    yield Finished(result)
 
 
 
@@ -761,8 +763,8 @@ def finetune(*args, on_event: Optional[Callable] = None, **kwargs) -> Dict:
     """Run :func:`iter_finetune` to the end; returns its result dict."""
     result: Dict = {}
     for item in iter_finetune(*args, **kwargs):
-        if isinstance(item, tuple) and item[0] == "result":
-            result = item[1]
+        if isinstance(item, Finished):
+            result = item.value
         elif on_event is not None:
             on_event(item)
     return result
@@ -811,8 +813,8 @@ def run(args) -> int:
             augment=args.augment, replay=args.replay, replay_data=args.replay_data,
             freeze_bn=None if args.bn is None else args.bn == "frozen", validation=args.validation, folds=args.folds,
         ):
-            if isinstance(item, tuple):
-                result = item[1]
+            if isinstance(item, Finished):
+                result = item.value
             else:
                 yield item
 
