@@ -1,16 +1,5 @@
-"""What batch commands (``predict``, ``evaluate``) share: how skipped files are reported."""
-from __future__ import annotations
+"""What batch commands (``predict``, ``export``) share: how skipped files are reported
+(defined in :mod:`napari_polyp.io.skipped`, where the training CLIs find it too)."""
+from ..io.skipped import report_skipped
 
-import sys
-from typing import List
-
-
-def report_skipped(command: str, problems: List[str], what: str = "file(s)") -> int:
-    """Name every skipped file (or dataset item) on stderr; returns the exit status: 1 when any
-    was skipped, else 0."""
-    if not problems:
-        return 0
-    print(f"napari-polyp {command}: skipped {len(problems)} {what} that could not be read:", file=sys.stderr)
-    for problem in problems:
-        print(f"  {problem}", file=sys.stderr)
-    return 1
+__all__ = ["report_skipped"]

@@ -123,7 +123,7 @@ def _resize_probability(probability, shape):
 
 
 def run(args) -> int:
-    from napari_polyp.commands.batch import report_skipped
+    from napari_polyp.io.skipped import report_skipped
 
     result = evaluate(args.model, args.data, args.checkpoint, args.split, args.device, args.backbone_weights,
                       args.threshold, args.limit, progress=not args.json, strict=args.strict, tta=args.tta,
