@@ -30,10 +30,10 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Uni
 import numpy as np
 
 from ..errors import UserError
+from ..io.atomic import atomic_write_bytes, encode_image_png, fsync_dir, remove_stale_temporaries
 from ..io.images import (IMAGE_EXTENSIONS, as_rgb_uint8, decode_raw, encoded_image_size, find_image,
                          image_size, read_image)
 from ..io.masks import decode_mask, encode_mask_png
-from ._atomic import atomic_write_bytes, encode_image_png, fsync_dir, remove_stale_temporaries
 from .manifest import (
     FORMAT_VERSION,
     LOCK,

@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._atomic import atomic_write_bytes
+from ..io.atomic import atomic_write_bytes
 from .manifest import safe_stem
 
 FOLDER = "drafts"

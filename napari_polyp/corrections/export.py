@@ -39,8 +39,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import UserError
+from ..io.atomic import atomic_write_bytes, encode_image_png, fsync_dir
 from ..io.images import image_size
-from ._atomic import atomic_write_bytes, encode_image_png, fsync_dir
 from .dataset import STATUSES, TRAINING_STATUSES, CorrectionsDataset, Record, check_same_size
 from .manifest import resolves_inside
 from .metrics import dice_iou

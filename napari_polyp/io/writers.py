@@ -17,7 +17,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from ..corrections._atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes
 from .masks import encode_mask_png
 
 

@@ -574,7 +574,7 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
     from napari_polyp.errors import UserError
     from napari_polyp.inference import resolve_device
 
-    from ..corrections._atomic import atomic_copy
+    from ..io.atomic import atomic_copy
     from . import data as data_mod
     from .augment import check_preset
     from .trainer import TrainEvent, _plain, extra_header

@@ -5,6 +5,7 @@ import sys
 import pytest
 
 TORCH_FREE = ("napari_polyp.io", "napari_polyp.io.readers", "napari_polyp.io.writers", "napari_polyp.io.samples",
+              "napari_polyp.io.atomic", "napari_polyp.io.skipped",
               "napari_polyp.corrections", "napari_polyp.corrections.review", "napari_polyp.layers",
               "napari_polyp.resample", "napari_polyp.prediction")
 
