@@ -25,7 +25,7 @@ import re
 import warnings
 from collections import Counter
 from pathlib import Path, PurePosixPath
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -756,25 +756,6 @@ def check_same_size(mask_name, mask_shape, image_name, image_shape) -> None:
                            "a mask must be its image's size")
 
 
-def iter_training_pairs(root: PathLike, skipped: Optional[List[str]] = None
-                        ) -> Iterator[Tuple[Path, np.ndarray, Record]]:
-    """(image path, mask {0,1}, record) of each item training may use. An item that cannot be
-    read (a missing or undecodable file, a mask of another size) is left out with a warning
-    naming it, and its reason is added to ``skipped`` when given; the others still come."""
-    dataset = CorrectionsDataset(root)
-    for record in dataset.training_items():
-        try:
-            image_file, mask_file = dataset.checked_pair(record)
-            pair = (image_file, dataset._decode(mask_file), record)
-        except (UserError, OSError, ValueError) as err:
-            reason = f"{record.stem}: {err}"
-            warnings.warn(f"left out of training: {reason}", stacklevel=2)
-            if skipped is not None:
-                skipped.append(reason)
-            continue
-        yield pair
-
-
 __all__ = [  # the manifest and mask names are re-exported here, where callers have always found them
     "CorrectionsDataset",
     "DatasetError",
@@ -785,7 +766,6 @@ __all__ = [  # the manifest and mask names are re-exported here, where callers h
     "TRAINING_STATUSES",
     "decode_mask",
     "default_reviewer",
-    "iter_training_pairs",
     "pixels_changed",
     "read_manifest",
     "safe_stem",

@@ -72,15 +72,6 @@ class Record:
             data.setdefault(key, value)
         return json.dumps(data, ensure_ascii=False, separators=(", ", ": "), default=_json_default)
 
-    @classmethod
-    def from_dict(cls, raw: dict, order: int = 1) -> "Record":
-        """Build a record from any format version (missing fields get defaults)."""
-        return migrate_record(raw, order)
-
-    @property
-    def for_training(self) -> bool:
-        return self.status in TRAINING_STATUSES
-
 
 def _json_default(value):
     """numpy scalars/arrays (a threshold from layer metadata, a frame number) as plain JSON."""

@@ -20,8 +20,8 @@ The score of one prediction (all parts in [0, 1]):
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Dict, List, Mapping, Optional, Union
+from dataclasses import dataclass
+from typing import List, Mapping, Optional, Union
 
 import numpy as np
 
@@ -37,9 +37,6 @@ class Uncertainty:
     band_entropy: float
     band_fraction: float
     disagreement: Optional[float] = None
-
-    def as_dict(self) -> Dict:
-        return asdict(self)
 
 
 def binary_entropy(probability: np.ndarray) -> np.ndarray:

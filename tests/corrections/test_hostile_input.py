@@ -12,7 +12,7 @@ from PIL import Image
 from napari_polyp.cli import main
 from napari_polyp.corrections import CorrectionsDataset
 from napari_polyp.corrections import manifest as M
-from napari_polyp.corrections.dataset import DatasetError, iter_training_pairs
+from napari_polyp.corrections.dataset import DatasetError
 from napari_polyp.corrections.export import ExportError, export
 from napari_polyp.corrections.review import ReviewSession
 from napari_polyp.training.data import find_pairs
@@ -245,7 +245,6 @@ def test_one_deep_or_long_line_is_skipped_with_one_warning_and_blocks_nothing(da
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert [p.stem for p in find_pairs(dataset.root)] == ["a", "b"]
-        assert [r.stem for _, _, r in iter_training_pairs(dataset.root)] == ["a", "b"]
         for fmt in ("coco", "csv", "nnunet"):
             export(dataset.root, fmt, tmp_path / f"out-{fmt}")
         assert dataset.save(mask=square(0, 2), stem="a", status="corrected").version == 2
@@ -300,14 +299,6 @@ def test_a_name_no_file_system_stores_is_skipped_when_read_with_a_warning(with_b
         stems = sorted(CorrectionsDataset(with_bad_items.root).latest())
     assert stems == ["a", "b", "c"]
     assert sum("skipped" in str(w.message) for w in caught) == 2
-
-
-def test_one_bad_item_is_left_out_of_training_and_repair_goes_on(with_bad_items):
-    ds = with_bad_items
-    skipped = []
-    with pytest.warns(UserWarning, match="left out of training"):
-        pairs = list(iter_training_pairs(ds.root, skipped))
-    assert [r.stem for _, _, r in pairs] == ["a"] and skipped[0].startswith("b: ")
 
 
 def test_repair_goes_on_past_an_item_it_cannot_write(dataset, monkeypatch):
@@ -462,7 +453,7 @@ def test_hostile_cases_touch_nothing_outside_and_nothing_of_another_item(dataset
         for step in range(3):
             dataset.save(mask=square(0, 4 + step), stem="a", status="corrected")
         dataset.repair()
-        list(iter_training_pairs(root))
+        find_pairs(root)
         export(root, "coco", tmp_path / "out" / "c.json")
         export(root, "nnunet", tmp_path / "out", overwrite=True)
         export(root, "csv", tmp_path / "out" / "t.csv")
