@@ -119,14 +119,21 @@ def _inside(widget, ancestor) -> bool:
     return False
 
 
+def _as_int(flag) -> int:
+    """A Qt key or modifier as an int: PyQt6's are enum members (``int()`` refuses them), PyQt5's ints."""
+    return int(getattr(flag, "value", flag))
+
+
 def _event_key(event) -> str:
     """A Qt key press in app_model's spelling ("Shift+R", "PageDown")."""
     from app_model.backends.qt import qkeysequence2modelkeybinding
+    from qtpy.QtCore import Qt
     from qtpy.QtGui import QKeySequence
 
-    modifiers = int(event.modifiers()) & ~0x20000000  # the keypad flag is no part of the key
+    keypad = _as_int(Qt.KeyboardModifier.KeypadModifier)  # the keypad flag is no part of the key
+    modifiers = _as_int(event.modifiers()) & ~keypad
     try:
-        return str(qkeysequence2modelkeybinding(QKeySequence(modifiers | int(event.key()))))
+        return str(qkeysequence2modelkeybinding(QKeySequence(modifiers | _as_int(event.key()))))
     except Exception:  # noqa: BLE001 -- a lone modifier, or a key app_model has no name for
         return ""
 
