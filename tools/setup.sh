@@ -22,6 +22,8 @@ fi
 
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-# constraints.txt pins torch to the CPU wheel of this machine and napari below 0.10 (PyQt5).
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+# constraints.txt pins torch to the CPU wheel of this machine, napari below 0.10 and the Qt
+# bindings. The package names no Qt binding (it joins the user's napari): the app's own install
+# adds PyQt5, the default, and PyQt6, the second stack the suite runs on (.ci/run).
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[test]" PyQt5 PyQt6
 echo "setup: done (.venv)"
