@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import error_text  # noqa: F401 -- the widgets' one line for an error
+from ..io.images import is_image_path
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BROWSE = "browse..."
@@ -159,7 +160,7 @@ def task_key(source_path) -> str:
     if not source_path:
         return ""
     path = Path(str(source_path))
-    return str(path.parent if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"} else path)
+    return str(path.parent if is_image_path(path) else path)
 
 
 def known_task(metadata, source_path=None) -> Optional[str]:
