@@ -172,7 +172,7 @@ class SegmentWidget(QWidget):
         self.status_label = text_label()
         root.addWidget(self.status_label)
         self.task_question = TaskQuestion()
-        self.task_question.answered.connect(self._on_task_answered)
+        self.task_question.answered.connect(self.follow_task)
         root.addWidget(self.task_question)
 
         compare = QGroupBox("Compare")
@@ -314,7 +314,7 @@ class SegmentWidget(QWidget):
 
             show_warning(mismatch)
 
-    def _on_task_answered(self, card_task: str) -> None:
+    def follow_task(self, card_task: str) -> None:
         """The user said what the image shows: the task's network is selected when the chosen one
         is made for the other task (Run again to use it)."""
         import models
