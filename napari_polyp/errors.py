@@ -18,10 +18,7 @@ def error_text(err: BaseException) -> str:
     """One line for the user: the message alone for the errors we raise on purpose
     (bad input, bad checkpoint, missing file), else prefixed with the exception type."""
     text = str(err).strip() or type(err).__name__
-    try:
-        from models.checkpoint import CheckpointError
-    except ImportError:  # pragma: no cover
-        CheckpointError = ()  # noqa: N806
-    if isinstance(err, (UserError, CheckpointError, FileNotFoundError, ValueError)):
+    # (a bad checkpoint, models.checkpoint.CheckpointError, is a ValueError)
+    if isinstance(err, (UserError, FileNotFoundError, ValueError)):
         return text
     return f"{type(err).__name__}: {text}"

@@ -45,8 +45,8 @@ DISCARD, KEEP, CANCEL = "discard", "keep", "cancel"
 
 # -- image layers: frames -------------------------------------------------------
 def frame_count(image_layer) -> Optional[int]:
-    """Number of frames of a T x H x W (x 3) image layer, None for a single 2D image."""
-    spatial = image_layer.data.ndim - (1 if image_layer.rgb else 0)
+    """Number of frames of a T x H x W (x 3) image (or Labels) layer, None for a single 2D one."""
+    spatial = image_layer.data.ndim - (1 if getattr(image_layer, "rgb", False) else 0)  # Labels have no .rgb
     if spatial == 2:
         return None
     if spatial == 3:
@@ -163,7 +163,7 @@ class PredictionState:
 _STATES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _unwrap(obj):
+def unwrap(obj):
     """The layer itself: napari hands plugin widgets a viewer proxy whose layers are
     fresh proxy objects (wrapt.ObjectProxy) on every access, so state is keyed by the object underneath."""
     try:
@@ -193,7 +193,7 @@ def is_editable_mask(layer) -> bool:
 
 
 def prediction_state(labels_layer) -> Optional[PredictionState]:
-    return _STATES.get(_unwrap(labels_layer))
+    return _STATES.get(unwrap(labels_layer))
 
 
 def show_saved_mask(labels_layer, mask: np.ndarray, image_layer, metadata: Mapping) -> None:
@@ -201,11 +201,11 @@ def show_saved_mask(labels_layer, mask: np.ndarray, image_layer, metadata: Mappi
     placed like ``image_layer``, and no probabilities behind it (a threshold leaves it alone)."""
     _reuse(labels_layer, labels_layer.name, np.asarray(mask, dtype=np.uint8), image_layer)
     labels_layer.metadata = {ROLE: "mask", **metadata}
-    _STATES.pop(_unwrap(labels_layer), None)
+    _STATES.pop(unwrap(labels_layer), None)
 
 
 def _set_state(labels_layer, state: PredictionState) -> None:
-    _STATES[_unwrap(labels_layer)] = state
+    _STATES[unwrap(labels_layer)] = state
 
 
 @dataclass(frozen=True)
@@ -402,12 +402,12 @@ def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attentio
     if labels is not None and tuple(labels.data.shape) != expected:
         # another image in the same layer: the old mask belongs to the old image
         _reuse(labels, names["mask"], np.zeros(expected, np.uint8), image_layer)
-        _STATES.pop(_unwrap(labels), None)
+        _STATES.pop(unwrap(labels), None)
     if labels is None:
         labels = _orphan(viewer, "mask", image_layer)
         if labels is not None:
             _reuse(labels, names["mask"], np.zeros(expected, np.uint8), image_layer)
-            _STATES.pop(_unwrap(labels), None)
+            _STATES.pop(unwrap(labels), None)
     state = prediction_state(labels) if labels is not None else None
     edited, decision = None, DISCARD
     if labels is not None:
@@ -522,51 +522,6 @@ def live_view_layer(viewer, image_layer, picture: Optional[np.ndarray] = None):
                                  metadata={ROLE: "live_view", "image_layer": image_layer.name})
         layer.scale, layer.translate = image_layer.scale[-2:], image_layer.translate[-2:]
     return layer
-
-
-_GUARDED: "weakref.WeakSet" = weakref.WeakSet()
-REDRAW_PAUSE_MS = 100  # how long the other layers stay hidden after the frame axis goes
-
-
-def would_drop_dimensions(layer, others) -> bool:
-    """Whether removing ``layer`` leaves the viewer with fewer dimensions (e.g. the only video
-    among 2-D layers): ``others`` are the layers that stay."""
-    others = list(others)
-    return bool(others) and layer.ndim > max(other.ndim for other in others)
-
-
-def guard_dimension_drop(viewer) -> None:
-    """Work around a crash of napari 0.9's OpenGL canvas (a segfault in glDrawArrays under Mesa,
-    3 of 3 in a real session): when the only layer with a frame axis (a video) is removed while
-    2-D layers are visible, the next draw of those layers happens before they are re-sliced for
-    the fewer dimensions. They are hidden before the removal and shown again once the viewer has
-    re-sliced (:data:`REDRAW_PAUSE_MS` later). Installed once per viewer."""
-    real = _unwrap(viewer)
-    if real in _GUARDED:
-        return
-    _GUARDED.add(real)
-    layers = real.layers
-
-    def hide_until_resliced(event) -> None:
-        index = getattr(event, "index", None)
-        if not isinstance(index, int) or not 0 <= index < len(layers):
-            return
-        leaving = layers[index]
-        others = [layer for i, layer in enumerate(layers) if i != index]
-        if not would_drop_dimensions(leaving, others):
-            return
-        hidden = [layer for layer in others if layer.visible]
-        for layer in hidden:
-            layer.visible = False
-        from qtpy.QtCore import QTimer
-
-        def show_again():
-            for layer in hidden:
-                if layer in layers:
-                    layer.visible = True
-        QTimer.singleShot(REDRAW_PAUSE_MS, show_again)
-
-    layers.events.removing.connect(hide_until_resliced)
 
 
 def start_live_view(viewer, image_layer) -> list:

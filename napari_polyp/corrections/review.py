@@ -422,7 +422,7 @@ class ReviewSession:
 
     def write_table_csv(self, path) -> Path:
         """The item table as CSV (empty cells where a value is unknown); returns the path."""
-        from ._atomic import atomic_write_bytes
+        from ..io.atomic import atomic_write_bytes
         from .export import csv_bytes  # the one CSV writer: cells a spreadsheet would run are made inert
 
         rows = [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in self.table()]

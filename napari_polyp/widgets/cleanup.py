@@ -26,18 +26,6 @@ from .. import layers as L
 from ._common import text_label
 
 
-def current_frame_index(viewer, layer) -> tuple:
-    """Index of the 2-D plane of ``layer`` the viewer shows: () for 2-D, (t,) for T x H x W, ..."""
-    if layer.ndim <= 2:
-        return ()
-    point = layer.world_to_data(viewer.dims.point)
-    leading = []
-    for axis in range(layer.ndim - 2):
-        size = layer.data.shape[axis]
-        leading.append(int(np.clip(round(float(point[axis])), 0, size - 1)))
-    return tuple(leading)
-
-
 def apply_to_labels(layer, action, frame: tuple = (), **kwargs) -> int:
     """Apply a clean-up ``action`` to one plane of a Labels layer, undoably.
 
@@ -151,7 +139,8 @@ class CleanupWidget(QWidget):
         if layer is None:
             self.status_label.setText("no Labels layer: run a network or add a Labels layer first")
             return None
-        frame = current_frame_index(self.viewer, layer)
+        shown = L.current_frame(self.viewer, layer)
+        frame = () if shown is None else (shown,)
         changed = apply_to_labels(layer, self.cleanup.ACTIONS[name], frame, **self._kwargs(name))
         where = f" (frame {frame[0]})" if len(frame) == 1 else ""
         self.status_label.setText(f"{name} on '{layer.name}'{where}: {changed} pixel(s) changed" if changed

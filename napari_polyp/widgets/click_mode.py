@@ -473,7 +473,7 @@ class ClickMode(QObject):
         from .cleanup import apply_to_labels
 
         changed = apply_to_labels(labels, lambda plane: mask.astype(plane.dtype))
-        history = getattr(L._unwrap(labels), "_undo_history", None)
+        history = getattr(L.unwrap(labels), "_undo_history", None)
         return changed, (history[-1] if changed and history else None)
 
     # -- undo -----------------------------------------------------------------------------------
@@ -501,7 +501,7 @@ class ClickMode(QObject):
         before = session.undo()
         self._before.pop()
         item = self._items.pop()
-        real = L._unwrap(labels)
+        real = L.unwrap(labels)
         history = getattr(real, "_undo_history", None)
         if item is not None and history and history[-1] is item:
             real.undo()  # the layer's own step: its history stays in step with the clicks

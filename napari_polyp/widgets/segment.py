@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
 
 from .. import jobs, layers as L
 from ..prediction import tta_fits
+from .canvas_guard import guard_dimension_drop
 from ._common import (
     RANDOM_WEIGHTS,
     CheckpointCombo,
@@ -212,7 +213,7 @@ class SegmentWidget(QWidget):
     def _connect_viewer(self) -> None:
         events = self.viewer.layers.events
         events.removing.connect(self._before_layer_removed)  # before the guard: Live ends first
-        L.guard_dimension_drop(self.viewer)
+        guard_dimension_drop(self.viewer)
         events.inserted.connect(self._refresh_images)
         events.removed.connect(self._on_layer_removed)
         events.removed.connect(self._refresh_images)
