@@ -1,6 +1,6 @@
 """`napari-polyp finetune`: fine-tune a checkpoint on a corrections dataset, honestly.
 
-The rules (docs/training.md, "Fine-tuning honestly"; measurements in docs/finetune.md), each decided by
+The rules (docs/training.md, "Fine-tuning honestly", with what they measured), each decided by
 one function here:
 
 - :func:`refusal`: no run on fewer than :data:`MIN_ITEMS` accepted/corrected items, when
@@ -61,7 +61,7 @@ SCHEMES = ("auto", "cv", "holdout")
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a fine-tune trains (docs/finetune.md: what each part measured)."""
+    """How a fine-tune trains (docs/training.md, "Fine-tuning honestly": what each part measured)."""
     optimizer: str = "adamw"
     lr: float = 1e-4  # peak; linear warm-up, then cosine to 0
     weight_decay: float = 1e-4
@@ -563,7 +563,8 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
                   replay_data=None, freeze_bn: Optional[bool] = None, validation: str = "auto",
                   folds: int = FOLDS) -> Iterator:
     """Yields TrainEvents ("start", "baseline", "step", "epoch" after each fold, "done"), then
-    ``jobs.Finished(result dict)``, as every job of the app does (:mod:`napari_polyp.jobs`). Raises UserError (before any training) when :func:`refusal`
+    ``jobs.Finished(result dict)``, as every job of the app does (:mod:`napari_polyp.jobs`).
+    Raises UserError (before any training) when :func:`refusal`
     says no. An event's ``epoch`` is the fine-tune in progress (0: the final run, 1..k: the
     folds), ``total_epochs`` their number and ``steps_per_epoch`` the steps of each, so
     ``step / steps_per_epoch / total_epochs`` is the share done."""
