@@ -37,6 +37,7 @@ class ModelCard:
     default_variant: str = ""
     attention_maps: Tuple[str, ...] = ()
     notes: str = ""
+    display_name: str = ""  # how the app names it ("EA-DK", "MicroAUNet"); "" -> the name
     # SEGMENTER: image -> mask (the five networks the app offers); CLICK_REFINER: image, current
     # mask and the user's clicks -> mask (``napari_polyp.corrections.clicks``)
     kind: str = SEGMENTER

@@ -29,6 +29,7 @@ def module_of(name: str) -> str:
 
 MICROAUNET = register_card(ModelCard(
     name="microaunet",
+    display_name="MicroAUNet",
     title="MicroAUNet: boundary-enhanced multi-scale fusion with knowledge distillation",
     arxiv="2511.01143",
     task="polyp",
@@ -55,6 +56,7 @@ MICROAUNET = register_card(ModelCard(
 
 DINO_KEYS = register_card(ModelCard(
     name="dino-keys",
+    display_name="DINO-keys",
     title="DINO self-attention keys + convolutional decoder",
     arxiv="2512.13376",
     task="polyp",
@@ -93,6 +95,7 @@ DINO_KEYS = register_card(ModelCard(
 
 EAM_NET = register_card(ModelCard(
     name="eam-net",
+    display_name="EAM-Net",
     title="EAM-Net: effective attention-guided multi-scale network for skin lesion segmentation",
     arxiv="2512.07275",
     task="skin",
@@ -118,6 +121,7 @@ EAM_NET = register_card(ModelCard(
 
 EA_DK = register_card(ModelCard(
     name="ea-dk",
+    display_name="EA-DK",
     title="EA-DK: Encoder Attention and Dynamic Kernel Update",
     arxiv="2509.23502",
     task="polyp",
@@ -144,6 +148,7 @@ EA_DK = register_card(ModelCard(
 
 PEFNET = register_card(ModelCard(
     name="pefnet",
+    display_name="PEFNet",
     title="PEFNet: Multi Kernel Positional Embedding ConvNeXt",
     arxiv="RIVF 2022",
     task="polyp",
@@ -171,6 +176,7 @@ PEFNET = register_card(ModelCard(
 
 CLICK_REFINER = register_card(ModelCard(
     name="click-refiner",
+    display_name="Click refiner",
     title="Click refiner: the current mask corrected from the user's clicks (after RITM and FocalClick)",
     arxiv="RITM arXiv 2102.06583; FocalClick arXiv 2204.02574",
     task="any",

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from .conventions import PRE_ANNOTATION, ROLE
+
 MODEL_TAB = 1  # the Workspace's tab that holds the Segment widget
 SAMPLES = {"colonoscopy": "colonoscopy", "dermoscopy": "dermoscopy"}  # task -> napari.yaml sample key
 
@@ -221,7 +223,7 @@ def _start_building(model: Optional[str], task: str, device: str):
     def build():
         try:
             import models
-            from .widgets._common import default_predictor_factory
+            from .predictors import default_predictor_factory
 
             name = model or models.default_model(task)
             path = models.default_checkpoint(name)
@@ -238,7 +240,7 @@ def _start_building(model: Optional[str], task: str, device: str):
 
 def _use_prebuilt(widget, future, options: dict, device: str) -> None:
     """Let the widget take the network being built in the background when it asks for that one."""
-    from .widgets._common import default_predictor_factory
+    from .predictors import default_predictor_factory
 
     def factory(model_name, checkpoint, device_name, engine=None, threads=None):
         wanted = (device_name, {"engine": engine, "threads": threads})
@@ -276,7 +278,7 @@ def run(args) -> int:  # (cli.main has checked --model)
         _use_prebuilt(widget, future, options, args.device)
         widget.preload_on_change = True  # later choices are built in the background too
         # a pre-annotated video (a mask store) comes with its masks: nothing to run
-        pre_annotated = any(data[1].get("metadata", {}).get("napari_polyp_role") == "pre_annotation"
+        pre_annotated = any(data[1].get("metadata", {}).get(ROLE) == PRE_ANNOTATION
                             for data in layer_data or ())
         if not args.no_run and not pre_annotated:
             widget.run()
@@ -287,7 +289,7 @@ def run(args) -> int:  # (cli.main has checked --model)
             since_start, cpu_seconds = _seconds_since_start()
             mask = widget.mask_layer() if not pre_annotated else next(
                 layer for layer in viewer.layers if isinstance(layer, Labels)
-                and layer.metadata.get("napari_polyp_role") == "pre_annotation")
+                and layer.metadata.get(ROLE) == PRE_ANNOTATION)
             share = f"; mask covers {100 * shown_coverage(mask.data, viewer.dims.current_step):.1f}% of the image" \
                 if mask is not None else ""
             made = f"{mask.name} (stored)" if pre_annotated else \

@@ -25,9 +25,6 @@ AGREEMENT_NAMES = {1: "true positive (both)", 2: "false positive (mask only)", 3
 TP, FP, FN = 1, 2, 3
 KEPT_ATTENTION = "attention_kept"  # layer role of maps kept to compare with another network's
 
-NETWORK_NAMES = {"microaunet": "MicroAUNet", "dino-keys": "DINO-keys", "eam-net": "EAM-Net", "ea-dk": "EA-DK",
-                 "pefnet": "PEFNet"}
-
 # map name -> (plain words, with {net} for the network; the paper's term)
 ATTENTION_TERMS: Dict[str, Tuple[str, str]] = {
     "lscab_spatial": ("where {net} looked", "LSCAB spatial attention"),
@@ -44,7 +41,11 @@ ATTENTION_TERMS: Dict[str, Tuple[str, str]] = {
 
 
 def network_name(model: str) -> str:
-    return NETWORK_NAMES.get(model, model or "network")
+    """How the app names a network: its card's display name (an unknown name as it is)."""
+    from models.cards import CARDS  # plain data: no torch
+
+    card = CARDS.get(model)
+    return (card.display_name or card.name) if card is not None else (model or "network")
 
 
 def attention_title(model: str, map_name: str) -> Tuple[str, str]:

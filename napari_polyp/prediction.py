@@ -185,3 +185,4 @@ def served_if_on_cpu(model_name: str, checkpoint, device: str = "auto", engine: 
     if not checkpoint or not runs_on_cpu_onnxruntime(device, engine):
         return None
     return served_predictor(model_name, checkpoint, threads=threads, tta=tta)
+

@@ -114,3 +114,12 @@ def test_figure_grid_lays_titled_panels_in_rows():
     # panel is the picture and a 51-px colour-bar column (at scale 1)
     cell_h, cell_w = 22 + 30, 20 + 51
     assert grid.shape == (3 * cell_h + 2 * 8, 2 * cell_w + 8, 3) and grid.dtype == np.uint8
+
+
+def test_every_network_is_named_by_its_card():
+    from models.cards import CARDS
+
+    for name, card in CARDS.items():
+        assert card.display_name, name
+        assert display.network_name(name) == card.display_name
+    assert display.network_name("not-a-network") == "not-a-network"

@@ -90,7 +90,7 @@ def test_only_a_trained_network_on_the_cpu_in_onnxruntime_is_served(trained_micr
 
 def test_the_widgets_get_the_served_network(trained_microaunet):
     from napari_polyp.prediction import ServedPredictor
-    from napari_polyp.widgets._common import default_predictor_factory
+    from napari_polyp.predictors import default_predictor_factory
 
     first = default_predictor_factory("microaunet", str(trained_microaunet), "cpu", "auto", 1)
     assert isinstance(first, Predictor)  # built, and its graph exported

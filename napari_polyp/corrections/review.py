@@ -7,7 +7,7 @@ The Review widget is a thin Qt layer over :class:`ReviewSession`::
     i = session.first(only_unreviewed=True)
     image = session.image(i)
     saved = session.saved_mask(i)            # None -> run the network
-    session.save(i, image, mask, predicted=pred, model=..., threshold=0.5, status="corrected")
+    session.save(i, image, mask, predicted=pred, model=..., threshold=DEFAULT_THRESHOLD, status="corrected")
     session.progress_text()                  # "1 / 200 reviewed"
     session.scores_text(i)                   # Dice/IoU vs masks/ beside images/, when there is one
 
@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..conventions import DEFAULT_THRESHOLD
 from ..errors import UserError
 from ..io.images import find_image, list_images, read_image
 from ..jobs import ModelChoice, Predicted
@@ -107,7 +108,7 @@ class ReviewSession:
         self.unreadable: Dict[int, str] = {}  # item -> why its file cannot be read
         self._shapes: Dict[int, Tuple[int, int]] = {}  # item -> (H, W) of its image, once read
         self.choice: Optional[ModelChoice] = None  # the network predictions are made with now
-        self.threshold = 0.5  # the threshold masks are derived at now
+        self.threshold = DEFAULT_THRESHOLD  # the threshold masks are derived at now
         self._predictions: Dict[int, Predicted] = {}  # item -> its prediction under ``choice``
 
     # -- items ---------------------------------------------------------------------

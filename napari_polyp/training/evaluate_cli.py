@@ -2,7 +2,7 @@
 
 Scores are computed the way the app predicts: the Predictor resizes each image to
 the network's input, and its probability map is resized back to the image's own
-size; each mask is compared at its own resolution (threshold 0.5), and the
+size; each mask is compared at its own resolution (threshold ``conventions.DEFAULT_THRESHOLD``), and the
 per-image Dice/IoU/precision/recall are averaged (see ``metrics``). Masks are read
 with the product's one mask rule (:mod:`napari_polyp.io.masks`: 0/1, 0/255 and JPEG
 masks alike).
@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Dict, Optional
 
+from ..conventions import DEFAULT_THRESHOLD
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="network name")
@@ -25,7 +27,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="folder with images/ and masks/ (or a corrections dataset)")
     parser.add_argument("--split", choices=("all", "val"), default="all",
                         help="val: only the validation stems recorded in the checkpoint")
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--backbone-weights", default=None, help="local pretrained backbone weights (file/folder)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N pairs (quick checks)")
@@ -50,7 +52,7 @@ def load_model(name: str, checkpoint=None, backbone_weights=None):
 
 
 def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str = "auto",
-             backbone_weights=None, threshold: float = 0.5, limit: Optional[int] = None,
+             backbone_weights=None, threshold: float = DEFAULT_THRESHOLD, limit: Optional[int] = None,
              model=None, progress: bool = False, strict: bool = False, tta: bool = False,
              engine: Optional[str] = None, threads: Optional[int] = None) -> Dict:
     """Mean per-image metrics of a checkpoint on ``data``; returns a plain dict

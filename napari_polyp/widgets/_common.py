@@ -27,25 +27,12 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import error_text  # noqa: F401 -- the widgets' one line for an error
+from ..predictors import default_predictor_factory  # noqa: F401 -- the widgets' default
 from ..io.images import is_image_path
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BROWSE = "browse..."
 RANDOM_WEIGHTS = "random weights (untrained)"
-
-
-def default_predictor_factory(model_name: str, checkpoint, device: str = "auto", engine: Optional[str] = None,
-                              threads: Optional[int] = None):
-    """The network straight from the ONNX graph an earlier run exported, where it runs on the
-    CPU (no torch import: the UI does not stall for seconds while one loads), else built."""
-    from ..prediction import served_if_on_cpu
-
-    served = served_if_on_cpu(model_name, checkpoint, device, engine, threads)
-    if served is not None:
-        return served
-    from ..inference import Predictor
-
-    return Predictor(model_name, checkpoint=checkpoint, device=device, engine=engine, threads=threads)
 
 
 def _takes(factory: Callable, name: str) -> bool:

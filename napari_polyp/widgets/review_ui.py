@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
 
 from .. import display
 from ..conventions import DEFAULT_THRESHOLD
+from ..io.extensions import dialog_filter
 from . import keys
 from ._common import (
     RANDOM_WEIGHTS,
@@ -257,7 +258,7 @@ class ReviewControls:
             self.set_source(folder)
 
     def _choose_video(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Video to review", "", "Videos (*.mp4 *.avi *.mov *.mkv)")
+        path, _ = QFileDialog.getOpenFileName(self, "Video to review", "", dialog_filter())
         if path:
             self.set_source(path)
 

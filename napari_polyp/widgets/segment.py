@@ -17,7 +17,6 @@ import threading
 import time
 from typing import Callable, List, Optional
 
-import numpy as np
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -35,6 +34,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import jobs, layers as L
+from ..conventions import DEFAULT_THRESHOLD
 from ..prediction import tta_fits
 from .canvas_guard import guard_dimension_drop
 from ._common import (
@@ -148,7 +148,7 @@ class SegmentWidget(QWidget):
         self.threshold_spin.setRange(0.0, 1.0)
         self.threshold_spin.setSingleStep(0.01)
         self.threshold_spin.setDecimals(2)
-        self.threshold_spin.setValue(0.5)
+        self.threshold_spin.setValue(DEFAULT_THRESHOLD)
         self.threshold_spin.setToolTip("Probability threshold; changing it re-derives the mask without the network")
         threshold_row.addWidget(self.threshold_slider)
         threshold_row.addWidget(self.threshold_spin)
