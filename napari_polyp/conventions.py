@@ -14,3 +14,8 @@ ROLE = "napari_polyp_role"
 PRE_ANNOTATION = "pre_annotation"  # a pre-annotated video's masks (a mask store)
 REFERENCE_FILE = "reference_file"  # a mask file opened on its own
 GROUND_TRUTH = "ground_truth"  # a sample's true mask
+
+# The mask's colour, and a 0/1 mask's label colours (napari's DirectLabelColormap color_dict:
+# transparent background): the reader's layers and the app's look alike.
+MASK_COLOR = "#00e5ff"
+MASK_COLOR_DICT = {None: "transparent", 0: "transparent", 1: MASK_COLOR}

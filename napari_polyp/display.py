@@ -16,9 +16,8 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-MASK_COLOR = "#00e5ff"
-# a 0/1 mask's label colours (napari's DirectLabelColormap color_dict): transparent background
-MASK_COLOR_DICT = {None: "transparent", 0: "transparent", 1: MASK_COLOR}
+from .conventions import MASK_COLOR, MASK_COLOR_DICT
+
 MASK_RGB = tuple(int(MASK_COLOR[i:i + 2], 16) for i in (1, 3, 5))  # (0, 229, 255), for drawing into images
 AGREEMENT_COLORS = {1: "#00e676", 2: "#ff00ff", 3: "#ffd600"}  # TP, FP, FN
 AGREEMENT_NAMES = {1: "true positive (both)", 2: "false positive (mask only)", 3: "false negative (reference only)"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Union
 
-from ..conventions import PRE_ANNOTATION, REFERENCE_FILE, ROLE
+from ..conventions import MASK_COLOR_DICT, PRE_ANNOTATION, REFERENCE_FILE, ROLE
 from ..errors import InputFileError
 from .images import is_image_path, list_images, read_image_with_notes
 from .mask_store import is_mask_store
@@ -85,7 +85,6 @@ def looks_like_mask(path) -> bool:
 
 def read_mask_layer(path) -> LayerData:
     """A mask file opened on its own: an editable Labels layer (1 = lesion) in the mask colour."""
-    from ..display import MASK_COLOR_DICT
     from .masks import read_mask
 
     meta = {"name": f"{Path(path).stem} mask", "opacity": 0.5, "colormap": MASK_COLOR_DICT,
@@ -152,7 +151,6 @@ def read_mask_store(path) -> List[LayerData]:
     lazily, its masks as a Labels layer and its probabilities (when kept) as a hidden layer, both
     lazy dask arrays read a frame at a time: nothing is recomputed, nothing held whole."""
     from ..corrections.preannotated import PreAnnotations
-    from ..display import MASK_COLOR_DICT
 
     pre = PreAnnotations(path)
     video = read_video_layer(pre.video_path)
