@@ -346,8 +346,8 @@ def refiner_check(data_root: Path, count: int, threads, seed: int):
     (_, frames, truths), = load_cvc612(data_root)
     carrier = _Carrier(_Reader(frames, len(frames)), None, 320, 9.0, 0.0)
     for t in range(1, len(frames)):
-        warped, _ = carrier._warp(truths[t - 1].astype(np.float32), carrier.reader.small(t - 1, 320),
-                                  carrier.reader.small(t, 320))
+        warped, _ = carrier.flow.warp(truths[t - 1].astype(np.float32), carrier.reader.small(t - 1, 320),
+                                      carrier.reader.small(t, 320))
         refined = refine_mask(frames[t], warped, runner) >= 0.5
         table.setdefault("cvc612-seq: previous true mask, warped by flow (n=19)", []).append(
             (dice(warped >= 0.5, truths[t]), dice(refined, truths[t])))

@@ -153,7 +153,7 @@ def propagate(frames, key_masks: Dict[int, np.ndarray], probabilities=None, *, r
     any object with ``input_size`` and ``run(x) -> {"logits": 1x1xSxS}``; ``fuse`` in [0, 1]:
     the share of the network's probability in each filled frame (needs ``probabilities``);
     ``refine_below``: a step is refined when the flow's match around the mask (a correlation,
-    see ``_Carrier._warp``) is below this (above 1: every step); a direction stops at a step
+    see ``FlowWarp.warp``) is below this (above 1: every step); a direction stops at a step
     whose match is below ``min_match``, once its confidence is below ``min_confidence``, or at
     a scene cut (``cut_distance``); ``progress(done, total)`` is called after each frame
     filled. Bad input raises one :class:`UserError`.
@@ -320,8 +320,8 @@ def smooth_probabilities(frames, probabilities, weight: float = SMOOTH_WEIGHT, *
         if previous is not None and weight:
             distance = _hist_distance(reader.histogram(t - 1, flow_side), reader.histogram(t, flow_side))
             if distance <= cut_distance:
-                warped, ncc = carrier._warp(previous, reader.small(t - 1, flow_side), reader.small(t, flow_side),
-                                            whole=True)
+                warped, ncc = carrier.flow.warp(previous, reader.small(t - 1, flow_side),
+                                                reader.small(t, flow_side), whole=True)
                 share = weight * float(np.clip((ncc - NCC_LOW) / (NCC_HIGH - NCC_LOW), 0.0, 1.0))
                 current = (1.0 - share) * current + share * warped
         previous = current.astype(np.float32)
@@ -335,17 +335,13 @@ class _Carrier:
 
     def __init__(self, reader: "_Reader", runner, flow_side: int, cut_distance: float,
                  min_confidence: float, refine_below: float = NCC_HIGH, min_match: float = MIN_MATCH):
-        import cv2
-
-        self.cv2 = cv2
         self.reader, self.runner = reader, runner
         self.flow_side, self.cut_distance = int(flow_side), float(cut_distance)
         self.min_confidence, self.refine_below = float(min_confidence), float(refine_below)
         self.min_match = float(min_match)
-        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self.flow = FlowWarp()
         self.last_measures: dict = {}
         self.refiner_runs = 0
-        self._grids: Dict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]] = {}
 
     def carry(self, key: int, key_mask: np.ndarray, order: Sequence[int], direction: str,
               stops: List[Stop]) -> Iterator[Tuple[int, np.ndarray, float]]:
@@ -366,7 +362,7 @@ class _Carrier:
                                   f"(Bhattacharyya distance), above {self.cut_distance:.2f}"))
                 return
             frame = self.reader.frame(t)
-            warped, ncc = self._warp(prob, prev, small)
+            warped, ncc = self.flow.warp(prob, prev, small)
             match = float(np.clip((ncc - NCC_LOW) / (NCC_HIGH - NCC_LOW), 0.0, 1.0))
             if self.runner is not None and ncc < self.refine_below:
                 # the refiner where the flow is unsure; the warped mask kept where it is sure
@@ -393,14 +389,30 @@ class _Carrier:
             prob, prev, prev_hist = refined, small, hist
             yield t, prob, confidence
 
-    def _warp(self, prob: np.ndarray, prev: np.ndarray, cur: np.ndarray,
+    def _refine(self, frame: np.ndarray, prob: np.ndarray) -> np.ndarray:
+        self.refiner_runs += 1
+        return refine_mask(frame, prob, self.runner)
+
+
+class FlowWarp:
+    """A probability map carried from one frame to the next by dense optical flow (OpenCV's
+    DIS, on small grey frames: :func:`small_grey`); the propagation and Live share it."""
+
+    def __init__(self):
+        import cv2
+
+        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self._grids: Dict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]] = {}
+
+    def warp(self, prob: np.ndarray, prev: np.ndarray, cur: np.ndarray,
               whole: bool = False) -> Tuple[np.ndarray, float]:
         """``prob`` (at the previous frame) warped to the current frame by dense optical flow,
         and how well the previous frame moved by that flow matches the current one around the
         mask (Pearson correlation of the grey values; 1: exactly). The flow runs on the mask's
         box grown by ``FLOW_MARGIN`` (the whole frame when that covers most of it); outside
         that box the warped probability is 0."""
-        cv2 = self.cv2
+        import cv2
+
         h, w = prob.shape
         sh, sw = cur.shape
         sy, sx = h / sh, w / sw
@@ -433,10 +445,6 @@ class _Carrier:
                 self._grids.clear()
             self._grids[(h, w)] = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         return self._grids[(h, w)]
-
-    def _refine(self, frame: np.ndarray, prob: np.ndarray) -> np.ndarray:
-        self.refiner_runs += 1
-        return refine_mask(frame, prob, self.runner)
 
 
 def refine_mask(image: np.ndarray, probability: np.ndarray, runner) -> np.ndarray:
@@ -590,14 +598,8 @@ class _Reader:
         if key in self._small:
             self._small.move_to_end(key)
             return self._small[key]
-        import cv2
-
-        image = self.frame(index)
-        h, w = image.shape[:2]
-        scale = min(1.0, side / max(h, w))
-        size = (max(8, round(w * scale)), max(8, round(h * scale)))
-        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image
-        self._small[key] = (cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), _histogram(small))
+        small = small_rgb(self.frame(index), side)
+        self._small[key] = (_grey(small), _histogram(small))
         while len(self._small) > 4 * self.CHUNK:
             self._small.popitem(last=False)
         return self._small[key]
@@ -613,6 +615,27 @@ class _Probabilities:
             raise UserError(f"the probability of frame {index} has shape {p.shape}, the frames are "
                             f"{self.hw[0]}×{self.hw[1]} px")
         return np.clip(np.nan_to_num(p), 0.0, 1.0)
+
+
+def small_rgb(image: np.ndarray, side: int = FLOW_SIDE) -> np.ndarray:
+    """The frame with its longer side ``side`` px (never enlarged)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = min(1.0, side / max(h, w))
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image
+
+
+def small_grey(image: np.ndarray, side: int = FLOW_SIDE) -> np.ndarray:
+    """The grey frame optical flow runs on (:class:`FlowWarp`), its longer side ``side`` px."""
+    return _grey(small_rgb(image, side))
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
 
 
 def _histogram(rgb_small: np.ndarray) -> np.ndarray:
