@@ -398,10 +398,12 @@ class FlowWarp:
     """A probability map carried from one frame to the next by dense optical flow (OpenCV's
     DIS, on small grey frames: :func:`small_grey`); the propagation and Live share it."""
 
-    def __init__(self):
+    def __init__(self, preset: str = "medium"):
         import cv2
 
-        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        presets = {"medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+                   "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST}
+        self.dis = cv2.DISOpticalFlow_create(presets[preset])
         self._grids: Dict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]] = {}
 
     def warp(self, prob: np.ndarray, prev: np.ndarray, cur: np.ndarray,

@@ -102,3 +102,46 @@ def test_live_leaves_the_display_a_core():
     from napari_polyp.live import network_threads
 
     assert [network_threads(t) for t in (1, 2, 8)] == [1, 1, 7]
+
+
+class DiscNetwork:
+    """Finds the bright disc of a frame exactly; takes ``cost`` seconds of the fake clock."""
+
+    def __init__(self, clock, cost):
+        self.clock, self.cost, self.seen = clock, cost, []
+
+    def predict(self, image, attention=True):
+        self.seen.append(image)
+        self.clock.t += self.cost
+        return Prediction((image[..., 0] > 128).astype(np.float32))
+
+
+def _moving_disc(n, size=96, radius=14, step=2):
+    yy, xx = np.mgrid[0:size, 0:size]
+    texture = ((xx * 7 + yy * 13) % 50 + 40).astype(np.uint8)  # something for the flow to follow
+    video = np.repeat(texture[None, :, :, None], 3, -1).repeat(n, 0)
+    truths = []
+    for t in range(n):
+        disc = (yy - size // 2) ** 2 + (xx - 20 - step * t) ** 2 < radius ** 2
+        video[t][disc] = 220
+        truths.append(disc)
+    return video, truths
+
+
+def test_carry_shows_every_frame_of_a_slow_network_with_the_disc_where_it_moved(monkeypatch):
+    now = FakeClock()
+    monkeypatch.setattr("napari_polyp.live.time.sleep", lambda s: setattr(now, "t", now.t + max(s, 1e-3)))
+    video, truths = _moving_disc(30)
+    net = DiscNetwork(now, cost=0.06)  # 1.5 frame times at 25 fps: alone it skips every other frame
+    alone = list(live_masks(net, video, PlaybackClock(25, 0, 30, now=now)))
+    now.t = 0.0
+    shown = list(live_masks(DiscNetwork(now, cost=0.06), video, PlaybackClock(25, 0, 30, now=now), carry=True))
+    assert alone[-1].dropped >= 8
+    assert shown[-1].dropped <= 2 and len(shown) >= 28  # (the flow's own time is not on the fake clock)
+    flowed = [s for s in shown if s.by_flow]
+    assert len(flowed) == shown[-1].carried >= 10
+    runs = "".join("f" if s.by_flow else "n" for s in shown)
+    assert "n" * 3 not in runs[2:] and "f" * 4 not in runs  # network, flow, network, ...: never 4 flows in a row
+    dice = [2 * (s.mask.astype(bool) & truths[s.frame]).sum() / (s.mask.sum() + truths[s.frame].sum())
+            for s in flowed]
+    assert min(dice) > 0.85  # carried to where the disc is now, not left where the network saw it

@@ -98,6 +98,7 @@ class SegmentWidget(QWidget):
         self._live_done = threading.Event()  # set when the live worker has stopped reading frames
         self._live_done.set()
         self._live_active = False
+        self.live_carry = True  # Live carries the network's mask by flow to the frames it has no time for
         self.live_stats = None  # the last napari_polyp.live.LiveFrame shown
         self._live_hidden = []  # layers Live hides while it plays (see layers.start_live_view)
         self.last_latency_s: Optional[float] = None  # Run pressed -> first mask shown
@@ -167,8 +168,9 @@ class SegmentWidget(QWidget):
         self.run_button, self.cancel_button, self.progress = run_controls(root, "Run")
         self.live_button = QPushButton("Live")
         self.live_button.setCheckable(True)
-        self.live_button.setToolTip("Play the video at its frame rate with the network's mask of each frame as a "
-                                    "contour, computed on the fly (frames are skipped when the network falls behind)")
+        self.live_button.setToolTip("Play the video at its frame rate with the network's mask as a contour, "
+                                    "computed on the fly: a frame due while the network is busy gets its last mask "
+                                    "moved there by optical flow (frames are skipped only when even that falls behind)")
         root.addWidget(self.live_button)
         self.status_label = text_label()
         root.addWidget(self.status_label)
@@ -671,7 +673,7 @@ class SegmentWidget(QWidget):
         job = dict(image_layer=image_layer, model=self.model_combo.currentText(), checkpoint=self.checkpoint(),
                    device=self.device_combo.currentText(), threshold=self.threshold(),
                    fps=image_layer.metadata.get("fps") or 25.0, frames=frames,
-                   first=0, **self.engine_options())  # from the start, wherever the slider was
+                   first=0, carry=self.live_carry, **self.engine_options())  # from the start, wherever the slider was
         job["threads"] = network_threads(job["threads"])
         self._live_stop.clear()
         self._live_done.clear()
@@ -710,7 +712,7 @@ class SegmentWidget(QWidget):
         clock = PlaybackClock(job["fps"], job["first"], job["frames"])
         try:
             for shown in live_masks(predictor, job["image_layer"].data, clock, job["threshold"],
-                                    self._live_shown, self._live_stop):
+                                    self._live_shown, self._live_stop, carry=job["carry"]):
                 yield jobs.Result(shown)
         except Exception as err:  # noqa: BLE001
             yield jobs.Failed(f"live: {job['model']} failed on {job['image_layer'].name}: {error_text(err)}")
@@ -726,7 +728,7 @@ class SegmentWidget(QWidget):
         self.live_stats = shown
         if self._show_progress(shown.frame + 1):
             self.status_label.setText(f"live: frame {shown.frame + 1}/{job['frames']}, {shown.fps:.1f} fps "
-                                      f"segmented, {shown.dropped} skipped")
+                                      f"segmented ({shown.carried} by flow), {shown.dropped} skipped")
 
     def _on_live_finished(self) -> None:
         job, stats = self._job, self.live_stats
@@ -746,8 +748,8 @@ class SegmentWidget(QWidget):
         if self._dropped:
             self.status_label.setText(self._dropped)
         elif stats is not None and not self.last_error:
-            self.status_label.setText(f"live stopped: {stats.shown} frame(s) segmented at {stats.fps:.1f} fps, "
-                                      f"{stats.dropped} skipped")
+            self.status_label.setText(f"live stopped: {stats.shown} frame(s) segmented at {stats.fps:.1f} fps "
+                                      f"({stats.carried} carried by flow), {stats.dropped} skipped")
 
     # -- threshold ---------------------------------------------------------------------
     def mask_layer(self):
