@@ -21,7 +21,7 @@ validation images, unshifted), scored before and after. Every fine-tune starts f
 checkpoint and is thrown away; these sets never train a shipped network. The runs live in a
 temporary NAPARI_POLYP_HOME, so the user's preferred checkpoints are untouched.
 
-A variant is ``RECIPE[:key=value,...]`` with RECIPE ``adapt`` (finetune_cli.RECIPE) or ``preset``
+A variant is ``RECIPE[:key=value,...]`` with RECIPE ``adapt`` (training.finetune.RECIPE) or ``preset``
 (the old fine-tune: the network's training preset at lr / 10; ``preset`` alone also keeps the
 old default length, 5 epochs) and keys lr, steps, epochs, batch, optimizer, weight_decay, warmup,
 augment, replay (a share; 0 = none), bn (frozen | train), blend (WiSE-FT share), train (all | head).
@@ -63,7 +63,7 @@ KEYS = {"lr": float, "steps": int, "epochs": int, "batch": int, "optimizer": str
 
 def parse_variant(spec: str):
     """"adapt:lr=3e-4,bn=train" -> (recipe, {overrides}, steps or None, epochs or None)."""
-    from napari_polyp.training.finetune_cli import recipe_for
+    from napari_polyp.training.finetune import recipe_for
 
     base, _, rest = spec.partition(":")
     values = {}
@@ -114,7 +114,7 @@ def build_sets(names: List[str], size: int, header: Dict, shift_counts: List[int
     from finetune_shift import shift
 
     from napari_polyp.training.data import find_pairs, select
-    from napari_polyp.training.finetune_cli import anchor_pairs
+    from napari_polyp.training.finetune import anchor_pairs
 
     anchor, _ = anchor_pairs(header, None, {}, [], 24)
     anchor_arrays = arrays_of(anchor, size)
@@ -140,7 +140,7 @@ def build_sets(names: List[str], size: int, header: Dict, shift_counts: List[int
 
 def one_run(spec: str, corrections, scored, forgetting, args, start, pool, work: Path) -> Dict:
     """Fine-tune on ``corrections`` by the variant and score; returns a row."""
-    from napari_polyp.training import finetune_cli as ft
+    from napari_polyp.training import finetune as ft
 
     recipe, values, steps, epochs = parse_variant(spec)
     began = time.perf_counter()
@@ -207,7 +207,7 @@ def main(argv=None) -> int:
 
     import models
     from models.checkpoint import peek_header
-    from napari_polyp.training import finetune_cli as ft
+    from napari_polyp.training import finetune as ft
 
     torch.set_num_threads(args.threads)
     import shutil

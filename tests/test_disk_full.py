@@ -7,12 +7,12 @@ import pytest
 
 def test_a_full_disk_is_one_line(monkeypatch, capsys, tmp_path):
     from napari_polyp import cli
-    from napari_polyp.training import finetune_cli
+    from napari_polyp.commands import finetune as finetune_command
 
     def disk_full(args):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "best.pt"))
 
-    monkeypatch.setattr(finetune_cli, "run", disk_full)
+    monkeypatch.setattr(finetune_command, "run", disk_full)
     code = cli.main(["finetune", "--data", str(tmp_path), "--model", "microaunet"])
     err = capsys.readouterr().err
     assert code == 2 and "the disk is full" in err and "best.pt" in err and "Traceback" not in err

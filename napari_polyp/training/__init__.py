@@ -1,7 +1,7 @@
 """Headless training, evaluation and fine-tuning (shared by the CLI, the widgets and tests).
 
     from napari_polyp.training import TrainConfig, iter_train, train
-    from napari_polyp.training.finetune_cli import finetune, iter_finetune
+    from napari_polyp.training.finetune import finetune, iter_finetune
     from napari_polyp.training.evaluate_cli import evaluate
 
 ``iter_train`` yields :class:`TrainEvent` objects ("start", "baseline", "step",

@@ -376,7 +376,7 @@ class FinetuneWidget(QWidget):
 
     # worker side (a thread): training and files only, no widget changes
     def _run_job(self, job: Dict):
-        from ..training.finetune_cli import iter_finetune
+        from ..training.finetune import iter_finetune
 
         yield from iter_finetune(should_stop=self._stop.is_set, **job)
 

@@ -15,7 +15,7 @@ from models.checkpoint import default_checkpoint, read_checkpoint
 from napari_polyp.cli import main
 from napari_polyp.training import TrainConfig, train
 from napari_polyp.training.data import find_pairs
-from napari_polyp.training.finetune_cli import (MIN_ITEMS, MIN_VAL_ITEMS, choose_validation, claim_problem, decide,
+from napari_polyp.training.finetune import (MIN_ITEMS, MIN_VAL_ITEMS, choose_validation, claim_problem, decide,
                                                 item_kinds)
 
 from .conftest import copy_pairs, set_masks, write_manifest

@@ -1,4 +1,4 @@
-"""The fine-tune recipe and its cross-validated claim (finetune_cli: Recipe, fit, choose_folds)."""
+"""The fine-tune recipe and its cross-validated claim (training/finetune.py: Recipe, fit, choose_folds)."""
 import dataclasses
 from pathlib import Path
 
@@ -9,7 +9,7 @@ import torch
 import models
 from models.checkpoint import read_checkpoint
 from napari_polyp.training import TrainConfig, train
-from napari_polyp.training import finetune_cli as ft
+from napari_polyp.training import finetune as ft
 from napari_polyp.training.data import Pair, PairArrays, find_pairs
 
 from .conftest import copy_pairs, write_manifest
