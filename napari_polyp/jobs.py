@@ -113,6 +113,7 @@ class Provenance:
     engine: str = ""
     device: str = ""
     seconds: float = 0.0
+    propagated_from: Optional[int] = None  # a video frame's mask carried from this key frame
 
     def metadata(self) -> Dict[str, Any]:
         """The prediction layers' metadata (the threshold and time are added where the mask is made)."""
@@ -123,6 +124,8 @@ class Provenance:
         meta.update({k: v for k, v in (("engine", self.engine), ("device", self.device)) if v})
         if self.seconds:
             meta["seconds"] = round(float(self.seconds), 4)
+        if self.propagated_from is not None:
+            meta["propagated_from"] = int(self.propagated_from)
         return meta
 
 
@@ -221,6 +224,48 @@ def predict_items(load_predictor: Callable, read_item: Callable[[int], np.ndarra
             yield Note(f"skipped {error_text(err)}")
         yield Progress(done, len(indices))
     yield Finished(len(indices))
+
+
+class Stopped(Exception):
+    """Raised inside a job's work when it was asked to stop (:func:`with_progress`)."""
+
+
+def with_progress(work: Callable[[Callable[[int, int], None]], Any]) -> Iterator[Event]:
+    """A blocking call that reports progress through a callback, as a job: ``work(progress)``
+    runs in a thread of its own and its ``progress(done, total)`` calls come out as
+    ``Progress`` events, then ``Finished(its return value)`` or ``Failed``. Closing the job
+    (Cancel) makes the next ``progress`` call raise :class:`Stopped`, and the job ends quietly."""
+    import queue
+    import threading
+
+    events: "queue.Queue" = queue.Queue()
+    stop = threading.Event()
+
+    def progress(done: int, total: int) -> None:
+        if stop.is_set():
+            raise Stopped()
+        events.put(Progress(int(done), int(total)))
+
+    def run() -> None:
+        try:
+            events.put(Finished(work(progress)))
+        except Stopped:
+            events.put(None)
+        except Exception as err:  # noqa: BLE001 -- one line for the user
+            events.put(Failed(error_text(err)))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        while True:
+            event = events.get()
+            if event is None:
+                return
+            yield event
+            if isinstance(event, (Finished, Failed)):
+                return
+    finally:
+        stop.set()  # a job closed early (Cancel): the work stops at its next progress call
 
 
 def frame_reader(data) -> Callable[[Optional[int]], np.ndarray]:

@@ -223,10 +223,12 @@ class ReviewSession:
              predicted: Optional[np.ndarray] = None, note: str = "", model: str = "",
              checkpoint_sha256: str = "", threshold: Optional[float] = None,
              reviewer: Optional[str] = None, strokes: Optional[np.ndarray] = None,
-             clicks: Optional[list] = None) -> Record:
+             clicks: Optional[list] = None, propagated_from: Optional[int] = None) -> Record:
         item = self.items[index]
         self._check_savable(index, mask, status)
         extra = {"frame": item.frame} if item.frame is not None else {}
+        if propagated_from is not None:  # a video frame's mask carried from a key frame (video_review.py)
+            extra["propagated_from"] = int(propagated_from)
         if strokes is not None:
             extra["strokes"] = strokes
         if clicks:
@@ -273,7 +275,8 @@ class ReviewSession:
             provenance = basis.provenance
             return self.save(index, image, mask, status=status, predicted=predicted, note=note,
                              model=provenance.choice.network, checkpoint_sha256=provenance.checkpoint_sha256,
-                             threshold=threshold, reviewer=reviewer, strokes=strokes, clicks=clicks)
+                             threshold=threshold, reviewer=reviewer, strokes=strokes, clicks=clicks,
+                             propagated_from=provenance.propagated_from)
         record = self.record(index)
         status = self.status_for(requested, mask, self.saved_prediction(index))
         return self.save(index, image, mask, status=status, note=note, reviewer=reviewer, strokes=strokes,

@@ -1,0 +1,149 @@
+"""Review on video, headless: a frame a person saved is a key; Propagate carries a key's mask to
+the frames after (or before) it; the frames it filled are accepted in one step.
+
+    video = VideoReview(session)              # session: a ReviewSession of a video's frames
+    session.commit(12, fixed_mask, "corrected")   # frame 12 is a key now
+    for event in video.propagate(12, +1):     # napari_polyp.jobs events: Progress, Note, Finished
+        ...
+    video.state(13)                           # "propagated from 12"
+    video.accept_range(12, +1)                # every frame filled from key 12, saved "accepted"
+
+The propagation is :func:`napari_polyp.video.propagate` (optical flow, the click refiner with
+no clicks, blended between two keys) on the frames from the key to the next key (included,
+so the two are blended) or at most ``limit`` frames. A propagated mask is a prediction with the
+provenance "propagation from key k"; accepting it records ``propagated_from: k`` in the
+manifest, so a fine-tune (or a person) can tell the frames a person fixed from the ones carried.
+The widget is :mod:`napari_polyp.widgets.review_video`.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Iterator, List, Optional
+
+import numpy as np
+
+from ..errors import UserError
+from ..conventions import DEFAULT_THRESHOLD
+from ..jobs import Event, Finished, ModelChoice, Note, Predicted, Provenance, with_progress
+
+PROPAGATE_FRAMES = 25  # frames one Propagate fills at most (a second of video at 25 fps)
+PROPAGATION = ModelChoice("propagation", checkpoint="flow + click-refiner")  # a carried mask's "network"
+KEY_STATUSES = ("accepted", "corrected")  # a frame saved with one of these by a person is a key
+
+
+class VideoReview:
+    """Keys and propagated masks of one video under review (a :class:`ReviewSession` of a video).
+
+    ``propagate_fn``: what fills frames (default :func:`napari_polyp.video.propagate`; tests
+    give a cheaper one), called as ``propagate_fn(frames, key_masks, progress=...)``."""
+
+    def __init__(self, session, propagate_fn: Optional[Callable] = None):
+        if session.video is None or not session.items or session.items[0].frame is None:
+            raise UserError("propagation works on a video's frames: open a video to review")
+        self.session = session
+        self.propagate_fn = propagate_fn
+        self._propagated: Dict[int, Predicted] = {}  # frame -> its carried mask (this session)
+        self.stops: List[str] = []  # why the last propagation stopped early, in words
+
+    # -- what each frame is --------------------------------------------------------------
+    def is_key(self, frame: int) -> bool:
+        """Saved by a person: corrected (a carried mask fixed counts too), or accepted as the
+        network or a person left it; a carried mask accepted as it was is not a key."""
+        record = self.session.record(frame)
+        return record is not None and record.status in KEY_STATUSES and (
+            record.status == "corrected" or "propagated_from" not in record.extra)
+
+    def keys(self) -> List[int]:
+        return [i for i in range(len(self.session)) if self.is_key(i)]
+
+    def propagated(self, frame: int) -> Optional[Predicted]:
+        return self._propagated.get(frame)
+
+    def state(self, frame: int) -> str:
+        """key, accepted/corrected/rejected (with where a carried mask came from), propagated
+        from k, predicted, or unreviewed."""
+        record = self.session.record(frame)
+        if record is not None:
+            if self.is_key(frame):
+                return f"key ({record.status})"
+            source = record.extra.get("propagated_from")
+            return record.status + (f" (from {source})" if source is not None else "")
+        if frame in self._propagated:
+            return f"propagated from {self._propagated[frame].provenance.propagated_from}"
+        return "predicted" if self.session.prediction(frame) is not None else "unreviewed"
+
+    def span(self, key: int, step: int, limit: int = PROPAGATE_FRAMES) -> List[int]:
+        """The frames a Propagate from ``key`` fills: after it (``step`` +1) or before it (-1),
+        up to the next key (excluded) or the video's end, at most ``limit``."""
+        if step not in (1, -1):
+            raise ValueError("step is +1 (forward) or -1 (backward)")
+        out, frame = [], key + step
+        while 0 <= frame < len(self.session) and len(out) < limit and not self.is_key(frame):
+            out.append(frame)
+            frame += step
+        return out
+
+    # -- propagate ------------------------------------------------------------------------
+    def propagate(self, key: int, step: int, limit: int = PROPAGATE_FRAMES) -> Iterator[Event]:
+        """A job (:mod:`napari_polyp.jobs` events) filling :meth:`span` from ``key``; ends with
+        ``Finished(frames filled)``. Saved frames in the span are left as they are."""
+        if not self.is_key(key):
+            raise UserError(f"frame {key} is not a key: save it (Accept or Corrected) before propagating from it")
+        span = [t for t in self.span(key, step, limit) if self.session.record(t) is None]
+        if not span:
+            yield Note(f"nothing to propagate {'after' if step > 0 else 'before'} frame {key}")
+            return
+        ends = [key, span[-1] + step]
+        other = ends[1] if 0 <= ends[1] < len(self.session) and self.is_key(ends[1]) else None
+        order = sorted(span + [key] + ([other] if other is not None else []))
+        key_masks = {order.index(k): self.session.saved_mask(k) > 0 for k in (key, other) if k is not None}
+        frames = _Frames(self.session, order)
+        for event in with_progress(lambda progress: self._run(frames, key_masks, progress)):
+            if isinstance(event, Finished):  # where and why it stopped, before the result
+                yield from (Note(message) for message in self.stops)
+            yield event
+
+    def _run(self, frames: "_Frames", key_masks: Dict[int, np.ndarray], progress) -> List[int]:
+        run = self.propagate_fn
+        if run is None:
+            from ..video import propagate as run
+        masks = run(frames, key_masks, progress=progress)
+        filled = []
+        for position, frame in enumerate(frames.order):
+            reached = getattr(masks, "sources", None) is None or masks.sources[position] not in ("none", "network")
+            if position in key_masks or not reached:
+                continue  # a key, or a frame no direction reached (stopped at a cut or low confidence)
+            nearest = frames.order[min(key_masks, key=lambda k: abs(k - position))]  # (blended: the nearer key)
+            provenance = Provenance(PROPAGATION, source=str(self.session.items[frame].source_path),
+                                    propagated_from=nearest)
+            self._propagated[frame] = Predicted(np.asarray(masks[position], np.float32), {}, provenance, frame)
+            filled.append(frame)
+        self.stops = [stop.message() for stop in getattr(masks, "stops", [])]
+        return filled
+
+    # -- accept -----------------------------------------------------------------------------
+    def accept_range(self, key: int, step: int, limit: int = PROPAGATE_FRAMES) -> list:
+        """Save every propagated, unsaved frame of :meth:`span` from ``key`` as accepted, each
+        with its provenance (``propagated_from``); stops at the first frame not propagated.
+        Returns the records written."""
+        records = []
+        for frame in self.span(key, step, limit):
+            carried = self._propagated.get(frame)
+            if carried is None or self.session.record(frame) is not None:
+                break
+            records.append(self.session.commit(frame, carried.mask(DEFAULT_THRESHOLD), "accepted", basis=carried,
+                                               threshold=DEFAULT_THRESHOLD, image=self.session.image(frame)))
+            del self._propagated[frame]
+        return records
+
+
+class _Frames:
+    """Frames ``order`` of a session's video as a lazy sequence (``propagate``'s input)."""
+
+    def __init__(self, session, order: List[int]):
+        self.session, self.order = session, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, position: int) -> np.ndarray:
+        return self.session.image(self.order[position])
