@@ -67,7 +67,7 @@ def main(argv=None) -> int:
 
     import models
     from napari_polyp.training.data import find_pairs, select, split_stems
-    from napari_polyp.training.evaluate_cli import evaluate
+    from napari_polyp.training.evaluate import evaluate
     from napari_polyp.training.presets import get_preset
     from napari_polyp.training.trainer import TrainConfig, train
 

