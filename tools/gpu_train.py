@@ -112,7 +112,7 @@ def train_argv(name: str, args, extra) -> list:
 
 
 def train(name: str, argv: list, machine: dict):
-    from napari_polyp.training.cli import add_arguments, config_from_args, print_events
+    from napari_polyp.commands.train import add_arguments, config_from_args, print_events
     from napari_polyp.training.trainer import iter_train
 
     parser = argparse.ArgumentParser(prog="napari-polyp train")

@@ -8,8 +8,8 @@ import sys
 from typing import Dict
 
 from ..jobs import Finished
-from ..training.cli import print_events
 from ..training.finetune import ANCHOR_LIMIT, FOLDS, HOLDOUT_MIN_ITEMS, RECIPE, RECIPES, SCHEMES, iter_finetune, summary
+from .train import print_events
 
 
 def add_arguments(parser) -> None:

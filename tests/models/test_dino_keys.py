@@ -234,7 +234,7 @@ def test_a_checkpoint_without_a_decoder_name_holds_the_first_layout(tmp_path):
 
 
 def test_a_wider_decoder_is_recorded_and_rebuilt_from_its_checkpoint(tmp_path):
-    from napari_polyp.training.cli import _parse_variant
+    from napari_polyp.commands.train import _parse_variant
 
     assert _parse_variant("width=256,rgb_path=false") == {"width": 256, "rgb_path": False}
     wide = build(width=256)

@@ -32,10 +32,11 @@ def test_a_few_steps_lower_the_loss(tiny_data, tmp_path):
 
 
 def test_an_optimiser_override_replaces_the_papers_and_is_recorded(tiny_data, tmp_path):
-    from napari_polyp.training import augment, cli, presets
+    from napari_polyp.commands import train as train_command
+    from napari_polyp.training import augment, presets
 
-    assert (cli.OPTIMIZERS, cli.SCHEDULES) == (presets.OPTIMIZERS, presets.SCHEDULES)  # --help's copies
-    assert tuple(cli.AUGMENTATIONS) == augment.PRESETS
+    help_copies = (train_command.OPTIMIZERS, train_command.SCHEDULES, tuple(train_command.AUGMENTATIONS))
+    assert help_copies == (presets.OPTIMIZERS, presets.SCHEDULES, augment.PRESETS)  # what --help lists, torch-free
     assert presets.get_preset("ea-dk").optimizer == "sgd"  # [P]
     done = train(_config(tiny_data, tmp_path / "run", model="ea-dk", variant={"variant": "efficientnet_lite0"},
                          optimizer="adamw", lr=5e-4, max_steps=1, augment="none"))

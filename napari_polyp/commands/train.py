@@ -1,4 +1,5 @@
-"""`napari-polyp train`: train a network on image/mask pairs (also under torchrun)."""
+"""`napari-polyp train`: train a network on image/mask pairs (also under torchrun); the trainer is
+:mod:`napari_polyp.training.trainer`."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,7 @@ import sys
 
 
 # presets.SCHEDULES and presets.OPTIMIZERS, spelled out so that `--help` imports no torch
-# (tests/training/test_cli.py holds them equal)
+# (tests/training/test_trainer.py holds them equal)
 SCHEDULES = ("cosine", "poly", "cosine_restarts", "constant")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 # augment.PRESETS, each with what it does (--help would otherwise import OpenCV; the same test holds the names)
@@ -101,7 +102,7 @@ def _parse_variant(text):
 
 
 def config_from_args(args):
-    from .trainer import TrainConfig
+    from ..training.trainer import TrainConfig
 
     variant = _parse_variant(args.variant)
     if args.train_teacher:
@@ -156,7 +157,7 @@ def print_events(events, quiet: bool = False, rank: int = 0):
 
 
 def run(args) -> int:
-    from .trainer import dist_info, iter_train
+    from ..training.trainer import dist_info, iter_train
 
     config = config_from_args(args)
     _, rank, _ = dist_info()
