@@ -18,7 +18,7 @@ COMMANDS = {
     "bench": ("napari_polyp.bench", "measure params, GFLOPs, latency and memory of a network"),
     "predict": ("napari_polyp.commands.predict", "segment image files, folders or videos into mask PNGs"),
     "train": ("napari_polyp.commands.train", "train a network on image/mask pairs"),
-    "train-clicks": ("napari_polyp.training.click_trainer", "train the click refiner with simulated clicks"),
+    "train-clicks": ("napari_polyp.commands.train_clicks", "train the click refiner with simulated clicks"),
     "evaluate": ("napari_polyp.commands.evaluate", "score a checkpoint on a folder with images/ and masks/"),
     "finetune": ("napari_polyp.commands.finetune", "fine-tune a checkpoint on a corrections dataset"),
     "export": ("napari_polyp.commands.export", "export a corrections dataset as COCO JSON, nnU-Net raw data or CSV"),
