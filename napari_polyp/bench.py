@@ -1,40 +1,21 @@
-"""`napari-polyp bench`: params, GFLOPs, latency, fps and peak memory of one network.
+"""Measuring one network: params, GFLOPs, latency, fps and peak memory (the core of
+``napari-polyp bench``; ``checkpoint_profile`` measures what a model card states).
 
-Batch of random input at the network's native size (or --size), inference
-mode, after warm-up, median over --runs (at least 20). On CPU the thread count
-is stated and peak memory is the process's peak RSS; on CUDA it is
-``torch.cuda.max_memory_allocated``. Prints one JSON line with --json.
+Batch of random input at the network's native size (or ``size``), inference mode, after
+warm-up, median over ``runs`` (at least 20). On CPU the thread count is stated and peak
+memory is the process's peak RSS; on CUDA it is ``torch.cuda.max_memory_allocated``.
 
-``--engine`` picks what runs the network (see :mod:`napari_polyp.engine`): torch
+``engine`` picks what runs the network (see :mod:`napari_polyp.engine`): torch
 eagerly, or ONNX Runtime on a graph exported (into a temporary folder, not the
-cache: bench uses random weights) before the clock starts. The JSON names the
+cache: bench uses random weights) before the clock starts. The result names the
 engine that ran and, for ONNX Runtime, the export time.
 """
 from __future__ import annotations
 
-import json
 import resource
 import statistics
 import time
 from pathlib import Path
-
-
-def add_arguments(parser):
-    parser.add_argument("--model", required=True, help="network name (see `napari-polyp models`)")
-    parser.add_argument("--size", type=int, default=None, help="square input side (default: the card's)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps"])
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--amp", action="store_true", help="fp16 autocast (CUDA)")
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--variant", default=None, help="variant keyword for networks that have one")
-    from .engine import ENGINES
-
-    parser.add_argument("--engine", choices=ENGINES, default="auto",
-                        help="auto (default): ONNX Runtime on the CPU, torch on a GPU")
-    parser.add_argument("--json", action="store_true", help="print one JSON line")
 
 
 def benchmark(model_name: str, size=None, device: str = "cpu", batch: int = 1, runs: int = 20,
@@ -150,14 +131,3 @@ def checkpoint_profile(model, size: int, runs: int = 20) -> dict:
     if getattr(model, "backbone_name", None):
         profile["backbone"] = model.backbone_name
     return profile
-
-
-def run(args) -> int:
-    result = benchmark(args.model, args.size, args.device, args.batch, args.runs, args.warmup,
-                       args.threads, args.amp, args.channels_last, args.variant, args.engine)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:15s} {value}")
-    return 0

@@ -15,7 +15,7 @@ from typing import List, Optional
 COMMANDS = {
     "app": ("napari_polyp.app", "open napari with the plugin, a sample image and the default model"),
     "models": ("napari_polyp.commands.models", "list the networks and their cards"),
-    "bench": ("napari_polyp.bench", "measure params, GFLOPs, latency and memory of a network"),
+    "bench": ("napari_polyp.commands.bench", "measure params, GFLOPs, latency and memory of a network"),
     "predict": ("napari_polyp.commands.predict", "segment image files, folders or videos into mask PNGs"),
     "train": ("napari_polyp.commands.train", "train a network on image/mask pairs"),
     "train-clicks": ("napari_polyp.commands.train_clicks", "train the click refiner with simulated clicks"),
