@@ -35,30 +35,35 @@ from .review_edits import ReviewEdits
 from .review_layers import IMAGE_LAYER, REFERENCE_LAYER, STROKES_LAYER, ReviewLayers  # noqa: F401 (re-exported)
 from .review_network import ReviewPredictions
 from .review_ui import CANCEL, DISCARD, ORDERS, SAVE, ReviewControls  # noqa: F401 (re-exported)
+from .review_video import ReviewVideo
 
 DRAFT_AFTER_MS = 4000  # an edited mask is written as a draft this long after the edit that started a burst
 
 
-class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, QWidget):
+class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, QWidget):
     """Source folder/video + corrections folder; the item table; Previous/Next;
     Accept / Corrected / Reject (each saves); note; progress; scores; run on all.
 
     ``predictor_factory(model, checkpoint, device)`` builds a predictor;
     ``ask_unsaved(item_name) -> "save" | "discard" | "cancel"`` is asked before
     leaving an item whose mask was edited and not saved (a dialog by default);
-    ``model_source``: a Segment widget whose network, checkpoint, TTA and threshold are used.
+    ``model_source``: a Segment widget whose network, checkpoint, TTA and threshold are used;
+    ``propagate_fn``: what Propagate fills a video's frames with (tests give a cheaper one).
     ``saved(record)`` is emitted after each save.
     """
 
     saved = Signal(object)
 
     def __init__(self, napari_viewer, predictor_factory: Optional[Callable] = None,
-                 ask_unsaved: Optional[Callable[[str], str]] = None, model_source=None, parent=None):
+                 ask_unsaved: Optional[Callable[[str], str]] = None, model_source=None,
+                 propagate_fn: Optional[Callable] = None, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.predictor_factory = predictor_factory or default_predictor_factory
         self.ask_unsaved = ask_unsaved or self._ask_unsaved_dialog
         self.model_source = model_source
+        self.propagate_fn = propagate_fn  # what fills video frames from keys (default: napari_polyp.video.propagate)
+        self.video_review = None  # corrections.video_review.VideoReview of a video's session
         self.session = None
         self.source_path: Optional[Path] = None
         self.dataset_path: Optional[Path] = None
@@ -141,6 +146,7 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, QWidget):
         from ..corrections.drafts import Drafts
 
         self._drafts = Drafts(self.session.dataset.root)
+        self._start_video_review()
         self.current = None
         self._basis = None
         self._refresh_list()
@@ -170,13 +176,13 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, QWidget):
 
     def _refresh_list(self, *_):
         session = self.session
-        self.item_list.fill([(i, session.table_row(i)) for i in self.order()] if session is not None else [])
+        self.item_list.fill([(i, self._row_of(i)) for i in self.order()] if session is not None else [])
         self.item_list.select(self.current)
         self._update_progress()
 
     def _update_row(self, index: int) -> None:
         if self.session is not None:
-            self.item_list.update_row(index, self.session.table_row(index))
+            self.item_list.update_row(index, self._row_of(index))
             self.item_list.select(self.current)
 
     def _on_row_changed(self) -> None:
@@ -269,7 +275,7 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, QWidget):
             self._report_error(f"the saved mask of {item.name} is {saved.shape}, the image {image.shape[:2]}: "
                                "predicting again")
             saved = None
-        kept = self.session.prediction(index)
+        kept = self.propagated_prediction(index) or self.session.prediction(index)
         will_predict = saved is None and (kept is not None or self.auto_check.isChecked() or force_predict)
         self.layers.remove_outputs(keep_kept_maps=same_item, network_maps=not will_predict,
                                    mask=saved is None and not will_predict)

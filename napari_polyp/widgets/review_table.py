@@ -11,7 +11,8 @@ from typing import List, Optional
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
-STATUS_MARK = {"unreviewed": "·", "accepted": "✓", "corrected": "✎", "rejected": "✗", "unreadable": "⚠"}
+STATUS_MARK = {"unreviewed": "·", "accepted": "✓", "corrected": "✎", "rejected": "✗", "unreadable": "⚠",
+               "key": "◆", "propagated": "↝", "predicted": "·"}  # (the last three: a video's frames)
 # (title, table_row key, width in px; 0 = takes the rest). Fixed widths: no sideways scrolling in a narrow
 # dock. IoU is left to the scores line and the CSV: the item's name needs the room more.
 COLUMNS = (("item", "item", 0), ("status", "status", 94), ("network", "network", 82), ("Dice", "dice", 46),
@@ -38,7 +39,8 @@ class SortItem(QTableWidgetItem):
 def row_cells(index: int, row: dict) -> List[SortItem]:
     """The cells of one item's row (``row``: ``ReviewSession.table_row``); the first holds the item's index."""
     status, network = row["status"], row.get("network") or ""
-    cells = [SortItem(row["item"], index), SortItem(f"{STATUS_MARK.get(status, '')} {status}", status),
+    mark = STATUS_MARK.get(status.split(" ")[0], "")  # "propagated from 3", "accepted (from 3)"
+    cells = [SortItem(row["item"], index), SortItem(f"{mark} {status}".strip(), status),
              SortItem(network.split(" ")[0], network or None)]  # the name; "+TTA" and the like in the tooltip
     for key in NUMBERS:
         value = row[key]

@@ -53,6 +53,8 @@ class ReviewControls:
         self.item_list.itemSelectionChanged.connect(self._on_row_changed)
         root.addWidget(self.item_list, 1)
         root.addLayout(self._build_navigation())
+        self.video_row = self._build_video_row()
+        root.addWidget(self.video_row)
         root.addLayout(self._build_view_options())
         root.addWidget(self._build_legend())
         self.item_label = text_label()
@@ -143,6 +145,7 @@ class ReviewControls:
         self.cancel_all_button = QPushButton("Cancel")
         self.cancel_all_button.setEnabled(False)
         self.cancel_all_button.clicked.connect(self.cancel_run_on_all)
+        self.cancel_all_button.clicked.connect(self.cancel_propagation)
         self.batch_progress = QProgressBar()
         self.batch_progress.setRange(0, 1)
         self.batch_progress.setValue(0)
@@ -248,9 +251,12 @@ class ReviewControls:
         for button in self.status_buttons.values():
             button.setEnabled(has_item and not self.busy)
         self.predict_button.setEnabled(has_item and not self.busy)
-        self.run_all_button.setEnabled(ready and self._batch is None)
-        self.cancel_all_button.setEnabled(self._batch is not None)
+        propagating = getattr(self, "_propagation", None) is not None
+        self.run_all_button.setEnabled(ready and self._batch is None and not propagating)
+        self.cancel_all_button.setEnabled(self._batch is not None or propagating)
         self.csv_button.setEnabled(ready)
+        for button in (self.propagate_button, self.propagate_back_button, self.accept_range_button):
+            button.setEnabled(has_item and not self.busy and not propagating)
 
     def _choose_images(self):
         folder = QFileDialog.getExistingDirectory(self, "Folder of images to review")

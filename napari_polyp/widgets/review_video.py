@@ -1,0 +1,130 @@
+"""The Review widget on a video: Propagate ◀ / ▶ from the open key frame, Accept range.
+
+A mixin of :class:`.review.ReviewWidget`, thin over
+:class:`napari_polyp.corrections.video_review.VideoReview` (keys, propagation, accepting a
+range); the propagation runs as a job (:mod:`napari_polyp.jobs`) with progress and Cancel.
+The row shows only while the source is a video.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from qtpy.QtWidgets import QHBoxLayout, QPushButton, QSpinBox, QWidget
+
+from .. import jobs
+from ..corrections.video_review import PROPAGATE_FRAMES
+from ._common import start_worker
+
+
+class ReviewVideo:
+    """Keys and propagation in the Review widget (a mixin of ``ReviewWidget``)."""
+
+    def _build_video_row(self) -> QWidget:
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.propagate_back_button = QPushButton("◀ Propagate")
+        self.propagate_back_button.setToolTip("Carry this key frame's mask to the frames before it (to the "
+                                              "previous key, or the number of frames set)")
+        self.propagate_back_button.clicked.connect(lambda: self.propagate(-1))
+        self.propagate_button = QPushButton("Propagate ▶")
+        self.propagate_button.setToolTip("Carry this key frame's mask to the frames after it (to the next key, "
+                                         "or the number of frames set). A frame you save is a key.")
+        self.propagate_button.clicked.connect(lambda: self.propagate(+1))
+        self.span_spin = QSpinBox()
+        self.span_spin.setRange(1, 10_000)
+        self.span_spin.setValue(PROPAGATE_FRAMES)
+        self.span_spin.setSuffix(" fr")
+        self.span_spin.setToolTip("Frames one Propagate fills at most")
+        self.accept_range_button = QPushButton("Accept range")
+        self.accept_range_button.setToolTip("Save every frame the last Propagate filled from this key as accepted "
+                                            "(recorded as propagated from it)")
+        self.accept_range_button.clicked.connect(self.accept_range)
+        for widget in (self.propagate_back_button, self.propagate_button, self.span_spin, self.accept_range_button):
+            layout.addWidget(widget)
+        row.setVisible(False)
+        self._propagation = None  # the running propagation's worker
+        self._last_direction = +1
+        return row
+
+    def _start_video_review(self) -> None:
+        """A video's session gets keys and propagation; a folder's does not (the row hides)."""
+        from ..corrections.video_review import VideoReview
+
+        video = self.session is not None and self.session.video is not None and len(self.session) > 0 \
+            and self.session.items[0].frame is not None
+        self.video_review = VideoReview(self.session, self.propagate_fn) if video else None
+        self.video_row.setVisible(bool(video))
+
+    def _row_of(self, index: int) -> dict:
+        """The table row; on a video, its status says key / propagated from k / accepted (from k)."""
+        row = self.session.table_row(index)
+        if self.video_review is not None and row["status"] != "unreadable":
+            row["status"] = self.video_review.state(index)
+        return row
+
+    def propagate(self, step: int) -> bool:
+        """Propagate from the open frame (a key) forward (+1) or backward (-1), in the background."""
+        video, index = self.video_review, self.current
+        if video is None or index is None or self._propagation is not None or self.busy:
+            return False
+        if not video.is_key(index):
+            self._report_error(f"frame {index} is not a key yet: save it (A or C) first, then propagate from it")
+            return False
+        self._last_direction = step
+        span = video.span(index, step, self.span_spin.value())
+        self.batch_progress.setRange(0, max(len(span), 1))
+        self.batch_progress.setValue(0)
+        self.status_label.setText(f"propagating from key frame {index} "
+                                  f"{'forward' if step > 0 else 'backward'} over {len(span)} frame(s)…")
+        work = video.propagate(index, step, self.span_spin.value())
+        self._propagation = start_worker(work, on_yield=self._on_propagation_event,
+                                         on_error=self._report_error, on_finished=self._on_propagation_finished)
+        self._update_enabled()
+        return True
+
+    def _on_propagation_event(self, event) -> None:
+        if isinstance(event, jobs.Progress):
+            self.batch_progress.setValue(event.done)
+        elif isinstance(event, jobs.Note):
+            self.status_label.setText(event.text)
+        elif isinstance(event, jobs.Failed):
+            self._report_error(f"propagate: {event.message}")
+        elif isinstance(event, jobs.Finished) and self.session is not None:
+            filled = event.value or []
+            for frame in filled:
+                self._update_row(frame)
+            stops = "; ".join(self.video_review.stops)
+            self.status_label.setText(f"propagated to {len(filled)} frame(s)" + (f"; {stops}" if stops else "")
+                                      + (": check them (N), then Accept range" if filled else ""))
+
+    def _on_propagation_finished(self) -> None:
+        self._propagation = None
+        self._update_enabled()
+
+    def cancel_propagation(self) -> None:
+        if self._propagation is not None:
+            self._propagation.quit()
+
+    def accept_range(self) -> int:
+        """Save the frames the last Propagate from the open key filled, as accepted; returns how many."""
+        video, index = self.video_review, self.current
+        if video is None or index is None or self._propagation is not None:
+            return 0
+        try:
+            records = video.accept_range(index, self._last_direction, self.span_spin.value())
+        except Exception as err:  # noqa: BLE001 -- the records saved so far stay; say why it stopped
+            from ._common import error_text
+
+            self._report_error(f"accept range stopped: {error_text(err)}")
+            records = []
+        for record in records:
+            self._update_row(int(record.extra["frame"]))
+        self._update_progress()
+        self.status_label.setText(f"accepted {len(records)} propagated frame(s) from key frame {index}"
+                                  if records else f"no propagated frames next to key frame {index}: Propagate first")
+        return len(records)
+
+    def propagated_prediction(self, index: int) -> Optional[jobs.Predicted]:
+        """The open frame's carried mask, when a Propagate filled it (shown instead of the network's)."""
+        return self.video_review.propagated(index) if self.video_review is not None else None
