@@ -1,13 +1,9 @@
-"""`napari-polyp app`: napari with the Segment widget docked, a sample image and the default model.
-
-    napari-polyp app                       # sample colonoscopy image, the best polyp network
-    napari-polyp app --task dermoscopy     # sample dermoscopy image, the best skin network
-    napari-polyp app my_image.png --model eam-net
-    napari-polyp app --screenshot shot.png # run once, save a screenshot, exit (smoke test / README)
+"""napari with the Segment widget docked, a sample image and the default model: what
+``napari-polyp app`` opens (:func:`launch`; its arguments: :mod:`napari_polyp.commands.app`).
 
 Cold start: the network is built (ONNX graph loaded, one warm-up run) in a background
 thread started before napari is imported, so both start together; the app presses Run
-once the window is up (``--no-run`` does not), and the mask appears when the network is
+once the window is up (not with ``segment=False``), and the mask appears when the network is
 ready. From the second start on, the network runs straight from the ONNX graph the first
 start exported, and torch is not imported at all (``napari_polyp.prediction``).
 ``benchmarks/cold_start.py`` measures command -> first mask.
@@ -22,21 +18,6 @@ from .conventions import PRE_ANNOTATION, ROLE
 
 MODEL_TAB = 1  # the Workspace's tab that holds the Segment widget
 SAMPLES = {"colonoscopy": "colonoscopy", "dermoscopy": "dermoscopy"}  # task -> napari.yaml sample key
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("image", nargs="?", help="image, folder of images, video, or a video's mask store "
-                        "(.zarr, from predict) to open (default: a Kvasir-SEG colonoscopy sample)")
-    parser.add_argument("--task", default="colonoscopy", choices=tuple(SAMPLES),
-                        help="what the images show: picks the sample and the network (default: colonoscopy)")
-    parser.add_argument("--model", default=None, help="network to select (default: the task's best trained "
-                        "network that answers within a second on a CPU); see `napari-polyp models`")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    parser.add_argument("--screenshot", metavar="PATH", help="instead of staying open: run the model once, "
-                        "save a screenshot of the window to PATH (PNG) and exit")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="with --screenshot: seconds to wait for the prediction (default 600)")
-    parser.add_argument("--no-run", action="store_true", help="open without segmenting the image")
 
 
 def _layer_data(path):
@@ -263,10 +244,16 @@ def _seconds_since_start() -> tuple:
     return time.time() - process.create_time(), cpu.user + cpu.system
 
 
-def run(args) -> int:  # (cli.main has checked --model)
+def launch(image, *, model: Optional[str], task: str, device: str, screenshot=None, timeout: float,
+           segment: bool) -> int:
+    """Open napari on ``image`` (or the task's sample) with the Workspace docked and ``model``
+    (default: the task's) built in the background; with ``segment``, Run is pressed once the
+    window is up. With ``screenshot`` (a PNG path): wait for the mask (``timeout`` seconds at
+    most), save a screenshot of the window, print what it took and close; else napari runs
+    until the window is closed. Returns the exit status."""
     # A bad file gives one clean error line before any window opens.
-    layer_data = _layer_data(args.image) if args.image is not None else None
-    future, options = _start_building(args.model, args.task, args.device)
+    layer_data = _layer_data(image) if image is not None else None
+    future, options = _start_building(model, task, device)
     import napari
     from napari.layers import Labels
 
@@ -274,16 +261,16 @@ def run(args) -> int:  # (cli.main has checked --model)
     prefer_plugin_reader()
     viewer = napari.Viewer(title="napari-polyp")
     try:
-        widget = open_app(viewer, args.image, args.model, args.device, layer_data=layer_data, task=args.task)
-        _use_prebuilt(widget, future, options, args.device)
+        widget = open_app(viewer, image, model, device, layer_data=layer_data, task=task)
+        _use_prebuilt(widget, future, options, device)
         widget.preload_on_change = True  # later choices are built in the background too
         # a pre-annotated video (a mask store) comes with its masks: nothing to run
         pre_annotated = any(data[1].get("metadata", {}).get(ROLE) == PRE_ANNOTATION
                             for data in layer_data or ())
-        if not args.no_run and not pre_annotated:
+        if segment and not pre_annotated:
             widget.run()
-        if args.screenshot:
-            path = run_once_and_screenshot(viewer, widget, args.screenshot, args.timeout, press_run=not pre_annotated)
+        if screenshot:
+            path = run_once_and_screenshot(viewer, widget, screenshot, timeout, press_run=not pre_annotated)
             if pre_annotated:  # nothing waited for the network built in the background: a thread left
                 future.exception()  # in the middle of building it when Python exits aborts the process
             since_start, cpu_seconds = _seconds_since_start()

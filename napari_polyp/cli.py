@@ -13,7 +13,7 @@ from typing import List, Optional
 
 # name -> (module, one-line help)
 COMMANDS = {
-    "app": ("napari_polyp.app", "open napari with the plugin, a sample image and the default model"),
+    "app": ("napari_polyp.commands.app", "open napari with the plugin, a sample image and the default model"),
     "models": ("napari_polyp.commands.models", "list the networks and their cards"),
     "bench": ("napari_polyp.commands.bench", "measure params, GFLOPs, latency and memory of a network"),
     "predict": ("napari_polyp.commands.predict", "segment image files, folders or videos into mask PNGs"),
