@@ -45,6 +45,22 @@ def test_an_unknown_model_is_one_line_naming_the_choices_in_every_command(comman
     assert "Traceback" not in err and not (tmp_path / "o").exists()
 
 
+def test_the_command_line_lives_in_napari_polyp_commands():
+    # one module per command there, holding its argparse adapter, and nothing else there
+    import importlib
+    import pkgutil
+
+    import napari_polyp.commands
+    from napari_polyp.cli import COMMANDS
+
+    found = pkgutil.iter_modules(napari_polyp.commands.__path__)
+    adapters = {f"napari_polyp.commands.{module.name}" for module in found}
+    assert {module for module, _ in COMMANDS.values()} == adapters
+    for name in adapters:
+        module = importlib.import_module(name)
+        assert callable(module.add_arguments) and callable(module.run), name
+
+
 def test_models_lists_the_five(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out

@@ -26,7 +26,7 @@ def add_arguments(parser):
 def run(args) -> int:
     from napari_polyp.corrections.export import export
 
-    from .batch import report_skipped
+    from ..io.skipped import report_skipped
 
     statuses = tuple(s.strip() for s in args.status.split(",") if s.strip()) if args.status else None
     options = {}

@@ -347,7 +347,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
 def _report_problems(unreadable: List[dict], failed: List[dict]) -> int:
     """Name every file skipped and chunk failed on stderr; 1 when there was any, else 0."""
-    from .batch import report_skipped
+    from ..io.skipped import report_skipped
 
     status = report_skipped("predict", [u["problem"] for u in unreadable])
     if failed:
