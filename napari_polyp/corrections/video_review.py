@@ -5,7 +5,7 @@ the frames after (or before) it; the frames it filled are accepted in one step.
     session.commit(12, fixed_mask, "corrected")   # frame 12 is a key now
     for event in video.propagate(12, +1):     # napari_polyp.jobs events: Progress, Note, Finished
         ...
-    video.state(13)                           # "propagated from 12"
+    video.state(13)                           # "propagated from key 12"
     video.accept_range(12, +1)                # every frame filled from key 12, saved "accepted"
 
 The propagation is :func:`napari_polyp.video.propagate` (optical flow, the click refiner with
@@ -59,16 +59,16 @@ class VideoReview:
         return self._propagated.get(frame)
 
     def state(self, frame: int) -> str:
-        """key, accepted/corrected/rejected (with where a carried mask came from), propagated
-        from k, predicted, or unreviewed."""
+        """"key"; "propagated from key k" (carried, not saved); "accepted from key k" (carried and
+        accepted as it was); else the saved status, "predicted" or "unreviewed"."""
         record = self.session.record(frame)
         if record is not None:
             if self.is_key(frame):
-                return f"key ({record.status})"
+                return "key"
             source = record.extra.get("propagated_from")
-            return record.status + (f" (from {source})" if source is not None else "")
+            return record.status + (f" from key {source}" if source is not None else "")
         if frame in self._propagated:
-            return f"propagated from {self._propagated[frame].provenance.propagated_from}"
+            return f"propagated from key {self._propagated[frame].provenance.propagated_from}"
         return "predicted" if self.session.prediction(frame) is not None else "unreviewed"
 
     def span(self, key: int, step: int, limit: int = PROPAGATE_FRAMES) -> List[int]:

@@ -319,14 +319,19 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
         provenance = kept.provenance
         # The mask layer is re-used across items: what it holds is the previous item's (its unsaved
         # edits were already saved or discarded by _confirm_leave), never to be carried over.
-        labels = L.add_prediction_layers(self.viewer, image_layer, kept.probability, kept.attention, provenance.metadata(),
-                                         self.threshold(), resolve_edits=lambda _found: L.DISCARD)
+        labels = L.add_prediction_layers(self.viewer, image_layer, kept.probability, kept.attention,
+                                         provenance.metadata(), self.threshold(),
+                                         resolve_edits=lambda _found: L.DISCARD)
         self._basis = kept
         self._after_labels(labels)
         self._update_row(index)
         item = self.session.items[index]
-        self.status_label.setText(f"{item.name}: {provenance.choice.label()} prediction"
-                                  + ("" if provenance.checkpoint_sha256 else " (untrained: not meaningful)"))
+        if provenance.propagated_from is not None:
+            self.status_label.setText(f"{item.name}: the mask of key frame {provenance.propagated_from}, carried "
+                                      "here by optical flow and the click refiner")
+        else:
+            self.status_label.setText(f"{item.name}: {provenance.choice.label()} prediction"
+                                      + ("" if provenance.checkpoint_sha256 else " (untrained: not meaningful)"))
 
     def _after_labels(self, labels) -> None:
         """Style the mask, remember it as clean, and show the reference comparison."""

@@ -13,6 +13,14 @@ from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableW
 
 STATUS_MARK = {"unreviewed": "·", "accepted": "✓", "corrected": "✎", "rejected": "✗", "unreadable": "⚠",
                "key": "◆", "propagated": "↝", "predicted": "·"}  # (the last three: a video's frames)
+
+
+def status_text(status: str) -> str:
+    """The status cell: its mark, then the words after the status word when there are some
+    ("accepted from key 3" -> "✓ from key 3": the column is narrow), else the status."""
+    word, _, rest = status.partition(" ")
+    mark = STATUS_MARK.get(word, "")
+    return f"{mark} {rest if rest and mark else status}".strip()
 # (title, table_row key, width in px; 0 = takes the rest). Fixed widths: no sideways scrolling in a narrow
 # dock. IoU is left to the scores line and the CSV: the item's name needs the room more.
 COLUMNS = (("item", "item", 0), ("status", "status", 94), ("network", "network", 82), ("Dice", "dice", 46),
@@ -39,8 +47,7 @@ class SortItem(QTableWidgetItem):
 def row_cells(index: int, row: dict) -> List[SortItem]:
     """The cells of one item's row (``row``: ``ReviewSession.table_row``); the first holds the item's index."""
     status, network = row["status"], row.get("network") or ""
-    mark = STATUS_MARK.get(status.split(" ")[0], "")  # "propagated from 3", "accepted (from 3)"
-    cells = [SortItem(row["item"], index), SortItem(f"{mark} {status}".strip(), status),
+    cells = [SortItem(row["item"], index), SortItem(status_text(status), status),
              SortItem(network.split(" ")[0], network or None)]  # the name; "+TTA" and the like in the tooltip
     for key in NUMBERS:
         value = row[key]
@@ -48,6 +55,7 @@ def row_cells(index: int, row: dict) -> List[SortItem]:
         cells.append(SortItem(text, value))
     cells[0].setData(Qt.UserRole, index)
     cells[0].setToolTip(row["item"])
+    cells[1].setToolTip(status)
     cells[2].setToolTip(network or "not predicted with the chosen network yet")
     if row.get("iou") is not None:
         cells[3].setToolTip(f"Dice {row['dice']:.3f}, IoU {row['iou']:.3f} against the reference mask")

@@ -23,9 +23,9 @@ class ReviewVideo:
         row = QWidget()
         layout = QHBoxLayout(row)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.propagate_back_button = QPushButton("◀ Propagate")
-        self.propagate_back_button.setToolTip("Carry this key frame's mask to the frames before it (to the "
-                                              "previous key, or the number of frames set)")
+        self.propagate_back_button = QPushButton("◀")
+        self.propagate_back_button.setToolTip("Propagate backward: carry this key frame's mask to the frames before "
+                                              "it (to the previous key, or the number of frames set)")
         self.propagate_back_button.clicked.connect(lambda: self.propagate(-1))
         self.propagate_button = QPushButton("Propagate ▶")
         self.propagate_button.setToolTip("Carry this key frame's mask to the frames after it (to the next key, "
@@ -34,7 +34,6 @@ class ReviewVideo:
         self.span_spin = QSpinBox()
         self.span_spin.setRange(1, 10_000)
         self.span_spin.setValue(PROPAGATE_FRAMES)
-        self.span_spin.setSuffix(" fr")
         self.span_spin.setToolTip("Frames one Propagate fills at most")
         self.accept_range_button = QPushButton("Accept range")
         self.accept_range_button.setToolTip("Save every frame the last Propagate filled from this key as accepted "

@@ -53,18 +53,18 @@ def _dice(a, b):
 def test_propagate_fills_the_frames_after_a_key_and_accept_range_saves_them_with_provenance(tmp_path):
     session, video = _video_review(tmp_path)
     _fix(session, 0, "corrected")
-    assert video.keys() == [0] and video.state(0) == "key (corrected)"
+    assert video.keys() == [0] and video.state(0) == "key"
     events, filled = _run(video.propagate(0, +1, limit=6))
     assert filled == [1, 2, 3, 4, 5, 6]
     assert [e.done for e in events if isinstance(e, jobs.Progress)] == [1, 2, 3, 4, 5, 6]
-    assert video.state(3) == "propagated from 0" and video.state(7) == "unreviewed"
+    assert video.state(3) == "propagated from key 0" and video.state(7) == "unreviewed"
     assert _dice(video.propagated(6).mask(0.5) > 0, _disc(6)) > 0.85  # moved with the disc, not left at frame 0
     records = video.accept_range(0, +1, limit=6)
     assert [r.extra["frame"] for r in records] == [1, 2, 3, 4, 5, 6]
     assert all(r.status == "accepted" and r.extra["propagated_from"] == 0 and r.model == "propagation"
                for r in records)
     again = VideoReview(ReviewSession(session.items[0].source_path, tmp_path / "ds"))
-    assert again.keys() == [0] and again.state(4) == "accepted (from 0)"  # read back from the manifest
+    assert again.keys() == [0] and again.state(4) == "accepted from key 0"  # read back from the manifest
 
 
 def test_a_later_key_bounds_the_span_and_both_keys_are_blended(tmp_path):

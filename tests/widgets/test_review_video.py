@@ -52,7 +52,7 @@ def test_fix_frame_0_propagate_and_accept_the_range(make_napari_viewer, qtbot, t
     assert review.last_error is None or "not a key" in review.last_error
     assert "propagated to 6 frame(s)" in review.status_label.text()
     row = review.item_list.row_of(3)
-    assert review.item_list.item(row, 1).text().endswith("propagated from 0")
+    assert review.item_list.item(row, 1).text() == "↝ from key 0"
 
     review.open_item(4)  # a propagated frame shows its carried mask, not the network's
     idle(qtbot, review)
@@ -67,5 +67,5 @@ def test_fix_frame_0_propagate_and_accept_the_range(make_napari_viewer, qtbot, t
     assert all(r["status"] == "accepted" and r["propagated_from"] == 0 and r["model"] == "propagation"
                for r in carried)
     assert "accepted 6 propagated frame(s)" in review.status_label.text()
-    assert review.item_list.item(review.item_list.row_of(5), 1).text() == "✓ accepted (from 0)"
-    assert review.item_list.item(review.item_list.row_of(0), 1).text() == "◆ key (corrected)"  # A on an edited mask saves "corrected"
+    assert review.item_list.item(review.item_list.row_of(5), 1).text() == "✓ from key 0"
+    assert review.item_list.item(review.item_list.row_of(0), 1).text() == "◆ key"

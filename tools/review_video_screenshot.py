@@ -1,0 +1,78 @@
+"""A screenshot of Review on a video with keys (docs/review_video.png), scripted in the real window.
+
+Writes cvc612-seq's 20 consecutive frames (another centre's colonoscopy, never trained on) as an
+mp4, opens it in the Workspace's Review tab (the window fitted to a 1366×768 screen), fixes
+frame 0 (its reference mask stands in for the annotator's correction) and saves it, a key,
+presses Propagate ▶ over 10 frames with the shipped click refiner, then opens frame 5: its
+carried mask, and the table's "propagated from 0" rows. Prints the Dice of each propagated
+frame against its reference mask.
+
+    xvfb-run -s "-screen 0 1366x768x24" .venv/bin/python tools/review_video_screenshot.py [--out docs/review_video.png]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "cvc612-seq"
+
+from click_mode_screenshot import close_toasts, dice, wait  # noqa: E402 (tools/ is the script's folder)
+
+
+def main(argv=None) -> None:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_polyp.app import fit_window
+    from napari_polyp.io import read_image, read_mask
+    from napari_polyp.io.video import write_video
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "review_video.png")
+    parser.add_argument("--frames", type=int, default=10, help="frames one Propagate fills")
+    args = parser.parse_args(argv)
+    images = sorted((DATA / "images").iterdir())
+    truths = [read_mask(p) > 0 for p in sorted((DATA / "masks").iterdir())]
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = write_video(Path(tmp) / "cvc612-seq.mp4", [read_image(p) for p in images], fps=25)
+        viewer = napari.Viewer()
+        app = QApplication.instance()
+        dock, workspace = viewer.window.add_plugin_dock_widget("napari-polyp", "Workspace")
+        fit_window(viewer, dock)
+        review = workspace.review
+        review.set_dataset(Path(tmp) / "corrections")
+        review.set_source(clip)
+        wait(app, lambda: not review.busy and review.labels_layer() is not None)
+        review.labels_layer().data = truths[0].astype(np.uint8)  # frame 0 fixed by hand ...
+        review.advance_check.setChecked(False)
+        review.save("corrected")  # ... and saved: a key
+        review.span_spin.setValue(args.frames)
+        started = time.perf_counter()
+        review.propagate(+1)
+        wait(app, lambda: review._propagation is None)
+        seconds = time.perf_counter() - started
+        scores = {t: dice(review.video_review.propagated(t).mask(0.5) > 0, truths[t])
+                  for t in range(1, args.frames + 1) if review.video_review.propagated(t) is not None}
+        print(f"propagated {len(scores)} frames in {seconds:.1f} s; Dice against the reference: "
+              + ", ".join(f"{t}: {d:.3f}" for t, d in scores.items())
+              + f"; mean {np.mean(list(scores.values())):.3f}")
+        review.open_item(5)
+        wait(app, lambda: not review.busy and review.labels_layer() is not None)
+        close_toasts(viewer)
+        end = time.perf_counter() + 0.5
+        while time.perf_counter() < end:
+            app.processEvents()
+            time.sleep(0.01)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        viewer.screenshot(path=str(args.out), canvas_only=False, flash=False)
+        print(f"screenshot {args.out} ({viewer.window._qt_window.width()}×{viewer.window._qt_window.height()})")
+        viewer.close()
+
+
+if __name__ == "__main__":
+    main()
