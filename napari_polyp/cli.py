@@ -1,8 +1,10 @@
 """``napari-polyp`` command line: one entry point, one module per command.
 
-Each command module has ``add_arguments(parser)`` (cheap: no heavy imports)
-and ``run(args) -> int``. The GUI, the CLI and the tests call the same
-headless functions underneath.
+Each command is a module of :mod:`napari_polyp.commands` holding only its argparse
+adapter: ``add_arguments(parser)`` (cheap: no heavy imports) and ``run(args) -> int``,
+over a headless core (``napari_polyp.training.finetune``, ``napari_polyp.bench``, ...)
+that the GUI, the CLI and the tests call alike. Only this module imports the commands
+(.importlinter holds it).
 """
 from __future__ import annotations
 
