@@ -83,6 +83,7 @@ class ClickTrainConfig:
     empty_share: float = 0.12
     teacher_share: float = 0.4
     near_truth_share: float = 0.0  # a good mask with one small error (``near_truth_masks``)
+    freeze_bn: bool = False  # batch-norm statistics kept as loaded (small CPU batches would drift them)
     binary_share: float = 0.25
     augment: str = "strong"
     val_every: int = 400
@@ -266,8 +267,18 @@ class Simulator:
                     mask = torch.sigmoid(net(refiner_input(x, mask, clicks))["logits"].float())
                     deepest = self.rng.random() < 0.7
                     clicks = torch.cat([clicks, self.click(mask, y, deepest)[:, None]], 1)
-            net.train(was_training)
+            train_mode(net, was_training, self.config.freeze_bn)
         return refiner_input(x, mask, clicks)
+
+
+def train_mode(net: nn.Module, on: bool, freeze_bn: bool) -> None:
+    """``net.train(on)``; with ``freeze_bn`` its batch-norm layers stay in eval mode (their
+    running statistics as loaded: a fine-tune in batches of 8 on a CPU would drift them)."""
+    net.train(on)
+    if on and freeze_bn:
+        for module in net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 def autocast(device, enabled: bool):
@@ -319,7 +330,7 @@ def validate(net: nn.Module, sets: List[ClickSet], teachers, config: ClickTrainC
             out[key] = {"dice": [round(v, 4) for v in curve], "n": n,
                         "first_click_worse": round(float(torch.cat(worse).float().mean()), 4)}
             means.append(float(np.mean(curve[1:4])))
-    net.train(was_training)
+    train_mode(net, was_training, config.freeze_bn)
     out["score"] = round(float(np.mean(means)), 5)
     return out
 
@@ -331,7 +342,7 @@ def _header_training(config: ClickTrainConfig, sets: List[ClickSet], step: int, 
             "steps": step, "batch": config.batch, "wall_time_s": round(elapsed, 1), "command": config.command,
             "val_stems": {s.task: s.val_stems for s in sets}, "split": "split_stems(stems, 0.1, seed 0)",
             "recipe": {k: getattr(config, k) for k in ("lr", "max_rounds", "crop_share", "empty_share",
-                                                       "teacher_share", "near_truth_share", "binary_share", "augment", "init")},
+                                                       "teacher_share", "near_truth_share", "binary_share", "freeze_bn", "augment", "init")},
             "teachers": {k: list(v) for k, v in config.teachers.items()}}
 
 
@@ -352,7 +363,8 @@ def train_clicks(config: ClickTrainConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     sets = load_sets(config, device)
-    net = build_refiner(config).to(device).train()
+    net = build_refiner(config).to(device)
+    train_mode(net, True, config.freeze_bn)
     teachers = build_teachers(config, {s.task for s in sets}, device)
     sim = Simulator(config, sets, teachers, device)
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.lr,

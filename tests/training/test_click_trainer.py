@@ -23,3 +23,15 @@ def test_a_short_run_writes_a_checkpoint_and_resumes(tiny_data, tmp_path):
 def test_data_must_name_its_task():
     with pytest.raises(UserError, match="TASK=FOLDER"):
         parse_data(["somewhere"])
+
+
+def test_freeze_bn_keeps_batch_norm_statistics_in_training_mode():
+    import torch.nn as nn
+
+    from napari_polyp.training.click_trainer import train_mode
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    train_mode(net, True, freeze_bn=True)
+    assert net.training and net[0].training and not net[1].training
+    train_mode(net, True, freeze_bn=False)
+    assert net[1].training
