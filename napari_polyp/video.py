@@ -173,7 +173,7 @@ def propagate(frames, key_masks: Dict[int, np.ndarray], probabilities=None, *, r
     for k in keys:
         _check_key_mask(k, key_masks[k], hw)
     if refine and runner is None:
-        from .corrections.clicks import refiner_runner
+        from .refiner import refiner_runner
 
         runner = refiner_runner(threads=threads)
     carrier = _Carrier(reader, runner if refine else None, flow_side, cut_distance, min_confidence,
@@ -453,7 +453,7 @@ def refine_mask(image: np.ndarray, probability: np.ndarray, runner) -> np.ndarra
     """The click refiner with no clicks: ``probability`` (HxW in [0, 1], the prior) refined on
     ``image`` (HxWx3 uint8), seen in a crop around the prior's mask (:func:`refiner_crop`); the
     probability outside the crop is kept."""
-    from .corrections.clicks import _sigmoid, refiner_input
+    from .refiner import refiner_input, sigmoid
     from .resample import resize_map
 
     top, left, bottom, right = refiner_crop(probability >= THRESHOLD)
@@ -467,7 +467,7 @@ def refine_mask(image: np.ndarray, probability: np.ndarray, runner) -> np.ndarra
         with torch.inference_mode():
             logits = runner(torch.from_numpy(x))["logits"].float().numpy()
     out = np.array(probability, np.float32, copy=True)
-    out[top:bottom, left:right] = resize_map(_sigmoid(logits[0, 0]), (bottom - top, right - left))
+    out[top:bottom, left:right] = resize_map(sigmoid(logits[0, 0]), (bottom - top, right - left))
     return out
 
 
@@ -505,7 +505,7 @@ def _sharpen(prob: np.ndarray) -> np.ndarray:
 def refiner_crop(mask: np.ndarray) -> Tuple[int, int, int, int]:
     """(top, left, bottom, right) the refiner sees: a square around the mask grown as the click
     session's zoom-in grows it, or the whole frame (no mask, or a crop that would cover most)."""
-    from .corrections.clicks import CROP_MARGIN, FULL_IMAGE_SHARE, MIN_CROP
+    from .refiner import CROP_MARGIN, FULL_IMAGE_SHARE, MIN_CROP
 
     h, w = mask.shape
     if not mask.any():

@@ -25,70 +25,31 @@ inside the larger error region, positive in a missed region.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 from scipy import ndimage
 
 from napari_polyp.conventions import DEFAULT_THRESHOLD
 from napari_polyp.errors import UserError
-from napari_polyp.resample import resize, resize_map
+from napari_polyp.refiner import (  # noqa: F401 -- Click, click_discs, refiner_runner: named here too
+    CROP_MARGIN,
+    FULL_IMAGE_SHARE,
+    MIN_CROP,
+    Click,
+    click_discs,
+    refiner_input,
+    refiner_runner,
+    sigmoid,
+    torch_tensor,
+)
+from napari_polyp.resample import resize_map
 
-REFINER = "click-refiner"
-CROP_MARGIN = 0.4  # the crop is the box of mask and clicks, grown by this share of its side on each side
-FULL_IMAGE_SHARE = 0.6  # a crop covering more of the image than this is the whole image
-MIN_CROP = 48  # px: a crop is never smaller (a tiny object still gets context)
 LOCAL_REACH = 0.02  # a change region counts as "at the click" within this share of the image's side
 MAX_PIXELS = 8000 * 8000  # larger images are refused with one message (memory, not the network)
 THRESHOLD = DEFAULT_THRESHOLD  # the refined mask: probability above it
 HONOUR_MARGIN = 0.02  # probability margin around the clicked pixel's of the region a click takes
 HONOUR_MAX_SHARE = 0.25  # a click never takes more than this share of the image by that rule
-
-
-@dataclass(frozen=True)
-class Click:
-    row: int
-    col: int
-    positive: bool
-
-    def to_dict(self) -> dict:
-        return {"row": self.row, "col": self.col, "positive": self.positive}
-
-
-_RUNNERS: Dict[tuple, object] = {}
-
-
-def refiner_runner(checkpoint=None, engine: Optional[str] = None, threads: Optional[int] = None):
-    """The refiner's runner (ONNX Runtime from its verified cached graph when it can, else
-    torch), kept for the next session. A checkpoint of another architecture is refused by name."""
-    import models
-
-    path = checkpoint if checkpoint is not None else models.default_checkpoint(REFINER)
-    if path is None:
-        raise UserError("the click refiner has no checkpoint (none shipped or preferred): "
-                        "train one with `napari-polyp train-clicks`")
-    size = models.get_card(REFINER).input_size if checkpoint is None else None
-    key = (str(path), engine, threads)
-    if key not in _RUNNERS:
-        _RUNNERS[key] = _build_runner(path, size, engine, threads)
-    return _RUNNERS[key]
-
-
-def _build_runner(path, size, engine, threads):
-    import models
-    from napari_polyp.engine import default_engine, make_runner, served_runner
-
-    engine = engine or default_engine()
-    if engine in ("auto", "onnxruntime") and size is not None:
-        served = served_runner(REFINER, path, size, threads)
-        if served is not None:
-            return served
-    model = models.create_model(REFINER, checkpoint=path)  # CheckpointError names another architecture
-    size = int((model.checkpoint_header or {}).get("training", {}).get("size") or models.base_card(REFINER).input_size)
-    runner = make_runner(model.eval(), REFINER, size, engine or "auto", threads=threads)
-    runner.input_size = size
-    return runner
 
 
 class ClickSession:
@@ -169,9 +130,9 @@ class ClickSession:
         x = refiner_input(self.image[top:bottom, left:right], self.probability[top:bottom, left:right],
                           [Click(c.row - top, c.col - left, c.positive) for c in self.clicks], size)
         logits = self.runner.run(x)["logits"] if hasattr(self.runner, "run") else \
-            self.runner(_torch_tensor(x))["logits"].detach().numpy()
+            self.runner(torch_tensor(x))["logits"].detach().numpy()
         probability = self.probability.copy()
-        probability[top:bottom, left:right] = resize_map(_sigmoid(logits[0, 0]), crop_hw)
+        probability[top:bottom, left:right] = resize_map(sigmoid(logits[0, 0]), crop_hw)
         return probability
 
     def crop(self) -> Tuple[int, int, int, int]:
@@ -260,54 +221,6 @@ def regions_at(changed: np.ndarray, click: Click, radius: int) -> np.ndarray:
     near = (rr - click.row) ** 2 + (cc - click.col) ** 2 <= radius ** 2
     ids = np.unique(window[near & (window > 0)])
     return np.isin(labels, ids) if len(ids) else np.zeros_like(changed)
-
-
-# -- the network's input (numpy; the trainer builds the same in torch) ----------------------
-
-def click_discs(clicks: List[Click], hw, scale: Tuple[float, float], radius: float) -> np.ndarray:
-    """2xHxW float32 discs at the network's size: positive clicks in channel 0, negative in 1.
-    ``scale``: (rows, cols) factor from the crop to the network input."""
-    h, w = hw
-    maps = np.zeros((2, h, w), np.float32)
-    ys, xs = np.ogrid[:h, :w]
-    for c in clicks:
-        # the click's pixel centre, mapped like the image's pixels (half-pixel centres)
-        r = (c.row + 0.5) * scale[0] - 0.5
-        q = (c.col + 0.5) * scale[1] - 0.5
-        maps[0 if c.positive else 1][(ys - r) ** 2 + (xs - q) ** 2 <= radius ** 2] = 1.0
-    return maps
-
-
-def refiner_input(image: np.ndarray, probability: np.ndarray, clicks: List[Click], size: int) -> np.ndarray:
-    """1x6xSxS float32: the image (antialiased, normalised per the refiner's card), the current
-    probability and the click discs, all at the network's square input size."""
-    import models
-    from models.click_refiner import CLICK_RADIUS
-    from napari_polyp.prediction import network_input
-
-    card = models.base_card(REFINER)
-    card = card if card.input_size == size else _with_size(card, size)
-    x = network_input(image[None], card)
-    h, w = probability.shape
-    mask = resize(probability, (size, size), antialias=True)[None, None]
-    discs = click_discs(clicks, (size, size), (size / h, size / w), CLICK_RADIUS)[None]
-    return np.ascontiguousarray(np.concatenate([x, mask, discs], axis=1), np.float32)
-
-
-def _with_size(card, size: int):
-    import dataclasses
-
-    return dataclasses.replace(card, input_size=size)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))).astype(np.float32)
-
-
-def _torch_tensor(x: np.ndarray):
-    import torch
-
-    return torch.from_numpy(x)
 
 
 # -- the simulated annotator (benchmark protocol) -----------------------------------------
