@@ -1,6 +1,6 @@
 """Peak memory while a 5-minute 25 fps video is open in napari through the napari-polyp reader.
 
-    xvfb-run -a python benchmarks/video_memory.py [--video /tmp/synthetic_5min.mp4] [--minutes 5]
+    xvfb-run -a python benchmarks/video_memory.py [--video /tmp/synthetic_5min.mp4] [--minutes 5] [--size 3840x2160]
 
 Writes a synthetic video once (640x480, 25 fps, H.264 through imageio-ffmpeg;
 moving shapes so that frames differ), then, in a fresh process: opens napari,
@@ -131,15 +131,17 @@ def main(argv=None) -> int:
     parser.add_argument("--step", type=int, default=100, help="frames to step through one by one")
     parser.add_argument("--predict-with", default="microaunet", help="network to run on one frame ('' to skip)")
     parser.add_argument("--generate-only", action="store_true")
+    parser.add_argument("--size", default="640x480", help="WIDTHxHEIGHT of the generated video (4K: 3840x2160)")
     args = parser.parse_args(argv)
+    size = tuple(int(v) for v in args.size.lower().split("x"))
     if args.generate_only:
-        generate(args.video, args.minutes)
+        generate(args.video, args.minutes, size=size)
         return 0
     if not args.video.exists():
         start = time.perf_counter()
         # In a child process, so that encoding does not count towards the peak measured here.
         subprocess.run([sys.executable, __file__, "--video", str(args.video), "--minutes", str(args.minutes),
-                        "--generate-only"], check=True)
+                        "--size", args.size, "--generate-only"], check=True)
         print(f"wrote {args.video} ({args.video.stat().st_size / 2**20:.1f} MiB) in "
               f"{time.perf_counter() - start:.0f} s")
     measure(args.video, args.step, args.predict_with)

@@ -146,3 +146,38 @@ def test_video_attention_of_another_network_goes(make_napari_viewer):
     assert names == ["vid: edges EAM-Net weighed (EAB edge attention, max)",
                      "vid: where EAM-Net looked (CMAM spatial attention)"]
     assert all(viewer.layers[n].data.shape == (3, 32, 48) for n in names)
+
+
+def test_a_long_4k_videos_mask_costs_only_the_frames_written(make_napari_viewer):
+    """10 minutes of 4K at 25 fps as a dense uint8 (T, H, W) array is 116 GiB; the mask stack
+    holds the frames written, compressed, and napari reads and paints it like an array."""
+    import tracemalloc
+
+    frames, hw = 15_000, (2160, 3840)
+    tracemalloc.start()
+    stack = L.label_planes(hw, frames)
+    probability = np.zeros(hw, np.float32)
+    probability[1000:1400, 1800:2300] = 0.9
+    stack[7] = (probability >= 0.5).astype(np.uint8)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert stack.shape == (frames,) + hw and peak < 200 * 2 ** 20  # one frame's worth, not 116 GiB
+    assert stack[7].sum() == 400 * 500 and stack[8].sum() == 0
+    viewer = make_napari_viewer()
+    labels = viewer.add_labels(stack, name="mask")
+    rows, cols = np.array([1010, 1011]), np.array([100, 101])
+    labels.data_setitem((np.array([7, 7]), rows, cols), 1)  # how napari's brush writes: fancy indices
+    assert stack[7][1010, 100] == 1 and stack[7].sum() == 400 * 500 + 2
+    labels.undo()
+    assert stack[7].sum() == 400 * 500
+
+
+def test_a_videos_mask_layer_is_the_lazy_stack_and_rethresholds_per_frame(make_napari_viewer):
+    viewer = make_napari_viewer()
+    video = viewer.add_image(np.zeros((6, 32, 48, 3), np.uint8), rgb=True, name="clip")
+    labels = L.add_prediction_layers(viewer, video, _ramp(), {}, _meta(), 0.5, frame=2)
+    assert not isinstance(labels.data, np.ndarray) and labels.data.shape == (6, 32, 48)
+    np.testing.assert_array_equal(labels.data[2], (_ramp() >= 0.5).astype(np.uint8))
+    assert labels.data[3].sum() == 0
+    assert L.rethreshold(labels, 0.75) == "updated"
+    np.testing.assert_array_equal(labels.data[2], (_ramp() >= 0.75).astype(np.uint8))

@@ -9,8 +9,8 @@ For an image layer called ``NAME`` a run creates (or updates):
   hidden until shown, contrast per map, a colour bar, additive blending.
 
 A video (T x H x W x 3) gets T-stacked layers; a frame that has not been
-predicted yet reads as 0. The masks of a video are a ``np.zeros`` array,
-whose pages the OS only commits once a frame is written; probabilities and
+predicted yet reads as 0. The masks of a video are a zarr array in memory
+(:func:`label_planes`: one compressed chunk a frame, only the frames written); probabilities and
 attention of a video live in a sparse :class:`FrameStack` (float16) that holds
 only the predicted frames.
 
@@ -45,7 +45,15 @@ from ._edits import (
     rethreshold,
     unwrap,
 )
-from ._frames import FrameStack, current_frame, frame_count, image_frame, label_frame_axis, spatial_shape
+from ._frames import (
+    FrameStack,
+    current_frame,
+    frame_count,
+    image_frame,
+    label_frame_axis,
+    label_planes,
+    spatial_shape,
+)
 from ._live import end_live_view, live_layer, live_view_layer, show_live_frame, start_live_view
 from ._prediction import (
     ATTENTION_COLORMAP,
@@ -73,6 +81,7 @@ __all__ = [
     "current_frame",
     "end_live_view",
     "frame_count",
+    "label_planes",
     "has_manual_edits",
     "image_frame",
     "is_editable_mask",

@@ -105,3 +105,19 @@ class FrameStack:
     def __array__(self, dtype=None, copy=None):
         out = self[:]
         return out.astype(dtype) if dtype is not None else out
+
+
+def label_planes(hw, frames: Optional[int] = None, dtype=np.uint8):
+    """The data of a Labels layer for an image (``frames`` None: an H x W array) or a video.
+
+    A video's is a zarr array in memory, one compressed chunk a frame, written as frames are:
+    a frame never written costs nothing (reads as 0), so a long 4K video's mask is no
+    (T, H, W) allocation (10 minutes of 4K: 116 GiB). napari reads, paints and fills it as it
+    does an array (fancy indices included)."""
+    if frames is None:
+        return np.zeros(tuple(hw), dtype)
+    import zarr
+
+    shape = (int(frames),) + tuple(int(v) for v in hw)
+    return zarr.create_array(store=zarr.storage.MemoryStore(), shape=shape, chunks=(1,) + shape[1:],
+                             dtype=dtype, fill_value=0)

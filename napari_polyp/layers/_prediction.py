@@ -28,7 +28,7 @@ from ._edits import (
     has_manual_edits,
     prediction_state,
 )
-from ._frames import FrameStack, current_frame, frame_count, spatial_shape
+from ._frames import FrameStack, current_frame, frame_count, label_planes, spatial_shape
 
 ATTENTION_COLORMAP = "inferno"
 
@@ -174,12 +174,12 @@ def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attentio
     expected = hw if n is None else (n,) + hw
     if labels is not None and tuple(labels.data.shape) != expected:
         # another image in the same layer: the old mask belongs to the old image
-        _reuse(labels, names["mask"], np.zeros(expected, np.uint8), image_layer)
+        _reuse(labels, names["mask"], label_planes(hw, n), image_layer)
         _forget_state(labels)
     if labels is None:
         labels = _orphan(viewer, "mask", image_layer)
         if labels is not None:
-            _reuse(labels, names["mask"], np.zeros(expected, np.uint8), image_layer)
+            _reuse(labels, names["mask"], label_planes(hw, n), image_layer)
             _forget_state(labels)
     state = prediction_state(labels) if labels is not None else None
     edited, decision = None, DISCARD
@@ -203,8 +203,7 @@ def add_prediction_layers(viewer, image_layer, probability: np.ndarray, attentio
     _show_attention(viewer, image_layer, attention, run_meta, n, hw, frame, on_screen)
 
     if labels is None:
-        data = np.zeros(expected, np.uint8)  # for T frames: pages committed only as frames are written
-        labels = viewer.add_labels(data, name=names["mask"], opacity=0.5, metadata={ROLE: "mask"})
+        labels = viewer.add_labels(label_planes(hw, n), name=names["mask"], opacity=0.5, metadata={ROLE: "mask"})
         from ..display import style_mask
 
         style_mask(labels)  # cyan: napari's first label colour vanishes on red mucosa
@@ -313,7 +312,7 @@ def add_disagreement_layer(viewer, image_layer, probability_a: np.ndarray, proba
         viewer.layers.remove(layer)
         layer = None
     if layer is None:
-        layer = viewer.add_labels(np.zeros(expected, np.uint8), name=name, opacity=0.7,
+        layer = viewer.add_labels(label_planes(hw, n), name=name, opacity=0.7,
                                   metadata={ROLE: "disagreement"})
         _place_like(layer, image_layer)
     _write_mask(layer, frame, diff)
