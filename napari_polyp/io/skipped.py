@@ -1,6 +1,6 @@
 """How a batch command (``predict``, ``evaluate``, ``export``) reports the inputs it could not read.
 
-Here, low beside the readers, so that the commands and the training CLIs share it without
+Here, low beside the readers, so that the commands share it without
 importing one another.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The "Fine-tune" dock widget: fine-tune a network on a corrections dataset.
 
-Thin over :func:`napari_polyp.training.finetune_cli.iter_finetune` (the same code
+Thin over :func:`napari_polyp.training.finetune.iter_finetune` (the same code
 as ``napari-polyp finetune``): it splits the accepted/corrected items into
 training and validation (seeded), scores the start checkpoint on the validation
 items ("before"), trains, keeps the epoch with the best validation Dice
