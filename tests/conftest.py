@@ -37,3 +37,35 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.when == "setup" and not report.passed and not hasattr(item, "rep_call"):
         item.rep_call = report
+
+
+class MovingDisc:
+    """A small real video (mp4) of a bright disc moving right over a texture the optical flow
+    can follow, and its true masks: Review on video and propagation tests use it."""
+
+    size, radius, step = 96, 16, 3
+
+    def disc(self, t: int):
+        import numpy as np
+
+        yy, xx = np.mgrid[0:self.size, 0:self.size]
+        return (yy - self.size // 2) ** 2 + (xx - 24 - self.step * t) ** 2 < self.radius ** 2
+
+    def write(self, folder: Path, frames: int) -> Path:
+        import numpy as np
+
+        from napari_polyp.io.video import write_video
+
+        yy, xx = np.mgrid[0:self.size, 0:self.size]
+        texture = ((xx * 7 + yy * 13) % 60 + 40).astype(np.uint8)
+        video = []
+        for t in range(frames):
+            frame = np.repeat(texture[..., None], 3, -1)
+            frame[self.disc(t)] = (230, 140, 120)
+            video.append(frame)
+        return write_video(folder / "clip.mp4", video, fps=10)
+
+
+@pytest.fixture
+def moving_disc():
+    return MovingDisc()

@@ -57,6 +57,19 @@ def close_toasts(viewer) -> None:
         toast.close()
 
 
+def save_window(viewer, app, out: Path) -> None:
+    """The whole window as a PNG, once the toasts are closed and the dock has settled."""
+    close_toasts(viewer)
+    end = time.perf_counter() + 0.5  # the dock's layout follows the last message
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.01)
+    app.processEvents()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(path=str(out), canvas_only=False, flash=False)
+    print(f"screenshot {out} ({viewer.window._qt_window.width()}×{viewer.window._qt_window.height()})")
+
+
 def main(argv=None) -> None:
     import napari
     from qtpy.QtWidgets import QApplication
@@ -108,15 +121,7 @@ def main(argv=None) -> None:
             mask = np.asarray(labels.data) > 0
             print(f"{'positive' if click.positive else 'negative'} click at ({click.row}, {click.col}): "
                   f"Dice {dice(mask, truth):.3f} ({mode.last_seconds * 1000:.0f} ms) — {mode.message}")
-        close_toasts(viewer)
-        end = time.perf_counter() + 0.5  # the dock's layout follows the last message
-        while time.perf_counter() < end:
-            app.processEvents()
-            time.sleep(0.01)
-        app.processEvents()
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        viewer.screenshot(path=str(args.out), canvas_only=False, flash=False)
-        print(f"screenshot {args.out} ({viewer.window._qt_window.width()}×{viewer.window._qt_window.height()})")
+        save_window(viewer, app, args.out)
         viewer.close()
 
 

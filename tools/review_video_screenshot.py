@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "cvc612-seq"
 
-from click_mode_screenshot import close_toasts, dice, wait  # noqa: E402 (tools/ is the script's folder)
+from click_mode_screenshot import dice, save_window, wait  # noqa: E402 (tools/ is the script's folder)
 
 
 def main(argv=None) -> None:
@@ -63,14 +63,7 @@ def main(argv=None) -> None:
               + f"; mean {np.mean(list(scores.values())):.3f}")
         review.open_item(5)
         wait(app, lambda: not review.busy and review.labels_layer() is not None)
-        close_toasts(viewer)
-        end = time.perf_counter() + 0.5
-        while time.perf_counter() < end:
-            app.processEvents()
-            time.sleep(0.01)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        viewer.screenshot(path=str(args.out), canvas_only=False, flash=False)
-        print(f"screenshot {args.out} ({viewer.window._qt_window.width()}×{viewer.window._qt_window.height()})")
+        save_window(viewer, app, args.out)
         viewer.close()
 
 

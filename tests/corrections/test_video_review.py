@@ -8,36 +8,21 @@ from napari_polyp import jobs
 from napari_polyp.corrections.review import ReviewSession
 from napari_polyp.corrections.video_review import VideoReview
 from napari_polyp.errors import UserError
-from napari_polyp.io.video import write_video
 from napari_polyp.video import propagate
 
-SIZE, RADIUS = 96, 16
 
 
-def _disc(t):
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-    return (yy - SIZE // 2) ** 2 + (xx - 24 - 3 * t) ** 2 < RADIUS ** 2
+@pytest.fixture
+def clip(moving_disc, tmp_path):
+    """(make(n) -> session, VideoReview of an n-frame moving disc; fix(session, frame, status))."""
+    def make(n=12):
+        session = ReviewSession(moving_disc.write(tmp_path, n), tmp_path / "ds")
+        return session, VideoReview(session, propagate_fn=functools.partial(propagate, refine=False))
 
-
-def _clip(tmp_path, n=12):
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-    texture = ((xx * 7 + yy * 13) % 60 + 40).astype(np.uint8)
-    frames = []
-    for t in range(n):
-        frame = np.repeat(texture[..., None], 3, -1)
-        frame[_disc(t)] = (230, 140, 120)
-        frames.append(frame)
-    return write_video(tmp_path / "clip.mp4", frames, fps=10)
-
-
-def _video_review(tmp_path, n=12):
-    session = ReviewSession(_clip(tmp_path, n), tmp_path / "ds")
-    return session, VideoReview(session, propagate_fn=functools.partial(propagate, refine=False))
-
-
-def _fix(session, frame, status):
-    """What a person does: the frame's mask made right, saved (a key)."""
-    return session.commit(frame, _disc(frame).astype(np.uint8), status, image=session.image(frame))
+    def fix(session, frame, status):  # what a person does: the frame's mask made right, saved (a key)
+        mask = moving_disc.disc(frame).astype(np.uint8)
+        return session.commit(frame, mask, status, image=session.image(frame))
+    return make, fix
 
 
 def _run(job):
@@ -50,15 +35,17 @@ def _dice(a, b):
     return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
 
 
-def test_propagate_fills_the_frames_after_a_key_and_accept_range_saves_them_with_provenance(tmp_path):
-    session, video = _video_review(tmp_path)
+def test_propagate_fills_the_frames_after_a_key_and_accept_range_saves_them_with_provenance(clip, moving_disc,
+                                                                                          tmp_path):
+    make, _fix = clip
+    session, video = make()
     _fix(session, 0, "corrected")
     assert video.keys() == [0] and video.state(0) == "key"
     events, filled = _run(video.propagate(0, +1, limit=6))
     assert filled == [1, 2, 3, 4, 5, 6]
     assert [e.done for e in events if isinstance(e, jobs.Progress)] == [1, 2, 3, 4, 5, 6]
     assert video.state(3) == "propagated from key 0" and video.state(7) == "unreviewed"
-    assert _dice(video.propagated(6).mask(0.5) > 0, _disc(6)) > 0.85  # moved with the disc, not left at frame 0
+    assert _dice(video.propagated(6).mask(0.5) > 0, moving_disc.disc(6)) > 0.85  # moved with the disc
     records = video.accept_range(0, +1, limit=6)
     assert [r.extra["frame"] for r in records] == [1, 2, 3, 4, 5, 6]
     assert all(r.status == "accepted" and r.extra["propagated_from"] == 0 and r.model == "propagation"
@@ -67,8 +54,9 @@ def test_propagate_fills_the_frames_after_a_key_and_accept_range_saves_them_with
     assert again.keys() == [0] and again.state(4) == "accepted from key 0"  # read back from the manifest
 
 
-def test_a_later_key_bounds_the_span_and_both_keys_are_blended(tmp_path):
-    session, video = _video_review(tmp_path)
+def test_a_later_key_bounds_the_span_and_both_keys_are_blended(clip):
+    make, _fix = clip
+    session, video = make()
     _fix(session, 0, "corrected")
     _fix(session, 5, "accepted")
     assert video.span(0, +1) == [1, 2, 3, 4] and video.span(5, -1) == [4, 3, 2, 1]
@@ -78,8 +66,8 @@ def test_a_later_key_bounds_the_span_and_both_keys_are_blended(tmp_path):
     assert video.propagated(1).provenance.propagated_from == 0
 
 
-def test_propagating_from_a_frame_that_is_not_a_key_is_refused(tmp_path):
-    _, video = _video_review(tmp_path, n=4)
+def test_propagating_from_a_frame_that_is_not_a_key_is_refused(clip):
+    _, video = clip[0](4)
     with pytest.raises(UserError, match="frame 2 is not a key"):
         list(video.propagate(2, +1))
 
@@ -93,8 +81,9 @@ def test_a_folder_of_images_is_not_a_video(tmp_path):
         VideoReview(ReviewSession(tmp_path / "images", tmp_path / "ds"))
 
 
-def test_cancel_stops_the_propagation_and_keeps_nothing_half(tmp_path):
-    session, video = _video_review(tmp_path)
+def test_cancel_stops_the_propagation_and_keeps_nothing_half(clip):
+    make, _fix = clip
+    session, video = make()
     _fix(session, 0, "corrected")
     job = video.propagate(0, +1, limit=8)
     first = next(e for e in job if isinstance(e, jobs.Progress))
@@ -103,12 +92,13 @@ def test_cancel_stops_the_propagation_and_keeps_nothing_half(tmp_path):
     assert all(video.propagated(t) is None for t in range(1, 9))
 
 
-def test_a_propagated_frame_fixed_by_hand_becomes_a_key(tmp_path):
-    session, video = _video_review(tmp_path, n=6)
+def test_a_propagated_frame_fixed_by_hand_becomes_a_key(clip, moving_disc):
+    make, _fix = clip
+    session, video = make(6)
     _fix(session, 0, "corrected")
     _run(video.propagate(0, +1))
     carried = video.propagated(3)
-    fixed = _disc(3).astype(np.uint8)
+    fixed = moving_disc.disc(3).astype(np.uint8)
     fixed[:4, :4] = 1  # an edit the flow did not make
     record = session.commit(3, fixed, "accepted", basis=carried, image=session.image(3))
     assert record.status == "corrected" and record.extra["propagated_from"] == 0

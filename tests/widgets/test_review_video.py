@@ -5,43 +5,26 @@ import json
 
 import numpy as np
 
-from napari_polyp.io.video import write_video
 from napari_polyp.video import propagate
 
 from .test_workspace_trust import Factory, dock, idle, press
 
-SIZE, RADIUS, FRAMES = 96, 16, 10
+FRAMES = 10
 
 
-def _disc(t):
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-    return (yy - SIZE // 2) ** 2 + (xx - 24 - 3 * t) ** 2 < RADIUS ** 2
-
-
-def _clip(tmp_path):
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-    texture = ((xx * 7 + yy * 13) % 60 + 40).astype(np.uint8)
-    frames = []
-    for t in range(FRAMES):
-        frame = np.repeat(texture[..., None], 3, -1)
-        frame[_disc(t)] = (230, 140, 120)
-        frames.append(frame)
-    return write_video(tmp_path / "clip.mp4", frames, fps=10)
-
-
-def test_fix_frame_0_propagate_and_accept_the_range(make_napari_viewer, qtbot, tmp_path):
+def test_fix_frame_0_propagate_and_accept_the_range(make_napari_viewer, qtbot, tmp_path, moving_disc):
     viewer = make_napari_viewer()
     workspace = dock(viewer, Factory())
     review = workspace.review
     review.propagate_fn = functools.partial(propagate, refine=False)  # the flow alone: no refiner to load
     review.set_dataset(tmp_path / "corrections")
-    review.set_source(_clip(tmp_path))
+    review.set_source(moving_disc.write(tmp_path, FRAMES))
     idle(qtbot, review)
     assert review.video_row.isVisibleTo(review) and review.current == 0
     assert not review.propagate(+1)  # frame 0 is not a key yet
     assert "not a key" in review.last_error
 
-    review.labels_layer().data = _disc(0).astype(np.uint8)  # the annotator fixes frame 0 ...
+    review.labels_layer().data = moving_disc.disc(0).astype(np.uint8)  # the annotator fixes frame 0 ...
     review.advance_check.setChecked(False)
     press(viewer, "A")  # ... and saves it: a key
     idle(qtbot, review)
@@ -57,7 +40,7 @@ def test_fix_frame_0_propagate_and_accept_the_range(make_napari_viewer, qtbot, t
     review.open_item(4)  # a propagated frame shows its carried mask, not the network's
     idle(qtbot, review)
     shown = review.labels_layer().data > 0
-    assert 2 * (shown & _disc(4)).sum() / (shown.sum() + _disc(4).sum()) > 0.85
+    assert 2 * (shown & moving_disc.disc(4)).sum() / (shown.sum() + moving_disc.disc(4).sum()) > 0.85
     review.open_item(0)
     idle(qtbot, review)
     review.accept_range_button.click()
