@@ -13,7 +13,8 @@ for it. An image that never meets a target counts ``--max-clicks`` for it.
 Methods: ``refiner`` (``ClickSession``: zoom-in, local change, clicks honoured), ``refiner-global``
 (the whole image, every change applied, clicks not honoured), ``refiner-nolocal`` (zoom-in, every
 change applied), ``refiner-box`` (the first interaction a box around the lesion, counted as one
-click, then clicks), ``grabcut`` (all clicks so far as discs of
+click, then clicks), ``hybridK`` (the refiner for K clicks, then GrabCut with every click so far and
+the refiner's probability as the prior), ``grabcut`` (all clicks so far as discs of
 ``refine.STROKE_RADIUS``-scaled radius, the start's probability as the prior), ``brush`` (each
 click paints a disc of ``--brush-radius`` px). Starts: ``empty``, ``microaunet`` (MicroAUNet's
 mask), ``default`` (the task's default network: EA-DK for polyps, EAM-Net for skin).
@@ -108,6 +109,27 @@ class GrabCutClicks:
         return refine(self.image, self.probability, self.strokes).astype(bool)
 
 
+class HybridClicks:
+    """The refiner for the first ``handover`` clicks, then GrabCut: every click so far as a disc
+    stroke, the refiner's last probability as its prior (GrabCut's strokes add up where the
+    refiner's later clicks change little)."""
+
+    def __init__(self, session, image, radius, handover: int):
+        self.session, self.image, self.radius, self.handover = session, image, radius, handover
+        self.clicks, self.grabcut = [], None
+
+    def click(self, row, col, positive):
+        self.clicks.append((row, col, positive))
+        if len(self.clicks) <= self.handover:
+            return self.session.click(row, col, positive)
+        if self.grabcut is None:  # the handover: the earlier clicks become strokes too
+            self.grabcut = GrabCutClicks(self.image, self.session.probability, self.radius)
+            rr, cc = np.ogrid[:self.image.shape[0], :self.image.shape[1]]
+            for r, c, p in self.clicks[:-1]:
+                self.grabcut.strokes[(rr - r) ** 2 + (cc - c) ** 2 <= self.radius ** 2] = self.grabcut.labels[p]
+        return self.grabcut.click(row, col, positive)
+
+
 def make_method(method: str, image, probability, args):
     from napari_polyp.corrections.clicks import ClickSession
 
@@ -124,6 +146,8 @@ def make_method(method: str, image, probability, args):
     if method == "refiner-box":
         return ClickSession(image, probability, threads=args.threads)
     radius = max(3, round(args.brush_radius * max(image.shape[:2]) / 600))
+    if method.startswith("hybrid"):  # hybrid3: the refiner for 3 clicks, then GrabCut with all of them
+        return HybridClicks(ClickSession(image, probability, threads=args.threads), image, radius, int(method[6:]))
     return Brush(image, probability, radius) if method == "brush" else GrabCutClicks(image, probability, radius)
 
 
