@@ -6,7 +6,7 @@ same network and the fast one (MicroAUNet) on the frames they keep up with alone
 
 Plays each synthetic 640×480 sequence of ``benchmarks/propagate.py`` (a seeded camera moving
 over a Kvasir-SEG validation image, the true mask moved with it) in real time through
-:func:`napari_polyp.live.live_masks`, as the Segment widget's Live does but without a window
+:func:`napari_polyp.inference.live.live_masks`, as the Segment widget's Live does but without a window
 (the display's own cost is measured by ``benchmarks/live_video.py``). For each way it reports
 the frames shown per second of playback, the frames skipped, and the mean Dice of the masks
 shown against the true masks of their frames; the reference is the default network run on
@@ -30,13 +30,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 def served(network: str, threads: int):
     import models
-    from napari_polyp.predictors import default_predictor_factory
+    from napari_polyp.inference.predictors import default_predictor_factory
 
     return default_predictor_factory(network, str(models.default_checkpoint(network)), "cpu", "auto", threads)
 
 
 def play(predictor, frames, truths, fps: float, carry: bool) -> dict:
-    from napari_polyp.live import PlaybackClock, live_masks
+    from napari_polyp.inference.live import PlaybackClock, live_masks
     from propagate import dice
 
     shown = list(live_masks(predictor, frames, PlaybackClock(fps, 0, len(frames)), carry=carry))

@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_polyp.live import network_threads
+    from napari_polyp.inference.live import network_threads
 
     width, height = (int(v) for v in args.size.split("x"))
     scratch = tempfile.TemporaryDirectory()

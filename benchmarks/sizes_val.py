@@ -22,8 +22,8 @@ import torch
 def _probabilities(model, image, card, sizes):
     """{(size, view): HxW probability} for the plain view and the two mirror images."""
     from napari_polyp.inference import TTA_FLIPS
-    from napari_polyp.prediction import network_input
-    from napari_polyp.resample import resize_map
+    from napari_polyp.inference.prediction import network_input
+    from napari_polyp.inference.resample import resize_map
 
     maps = {}
     for size in sizes:

@@ -5,7 +5,7 @@ Cold start: the network is built (ONNX graph loaded, one warm-up run) in a backg
 thread started before napari is imported, so both start together; the app presses Run
 once the window is up (not with ``segment=False``), and the mask appears when the network is
 ready. From the second start on, the network runs straight from the ONNX graph the first
-start exported, and torch is not imported at all (``napari_polyp.prediction``).
+start exported, and torch is not imported at all (``napari_polyp.inference.prediction``).
 ``benchmarks/cold_start.py`` measures command -> first mask.
 """
 from __future__ import annotations
@@ -196,7 +196,7 @@ def _start_building(model: Optional[str], task: str, device: str):
     from concurrent.futures import Future
     import threading
 
-    from .engine import default_engine, physical_cores
+    from .inference.engine import default_engine, physical_cores
 
     future: Future = Future()
     options = {"engine": default_engine(), "threads": physical_cores()}
@@ -204,7 +204,7 @@ def _start_building(model: Optional[str], task: str, device: str):
     def build():
         try:
             import models
-            from .predictors import default_predictor_factory
+            from .inference.predictors import default_predictor_factory
 
             name = model or models.default_model(task)
             path = models.default_checkpoint(name)
@@ -221,7 +221,7 @@ def _start_building(model: Optional[str], task: str, device: str):
 
 def _use_prebuilt(widget, future, options: dict, device: str) -> None:
     """Let the widget take the network being built in the background when it asks for that one."""
-    from .predictors import default_predictor_factory
+    from .inference.predictors import default_predictor_factory
 
     def factory(model_name, checkpoint, device_name, engine=None, threads=None):
         wanted = (device_name, {"engine": engine, "threads": threads})

@@ -5,7 +5,7 @@ Batch of random input at the network's native size (or ``size``), inference mode
 warm-up, median over ``runs`` (at least 20). On CPU the thread count is stated and peak
 memory is the process's peak RSS; on CUDA it is ``torch.cuda.max_memory_allocated``.
 
-``engine`` picks what runs the network (see :mod:`napari_polyp.engine`): torch
+``engine`` picks what runs the network (see :mod:`napari_polyp.inference.engine`): torch
 eagerly, or ONNX Runtime on a graph exported (into a temporary folder, not the
 cache: bench uses random weights) before the clock starts. The result names the
 engine that ran and, for ONNX Runtime, the export time.
@@ -27,7 +27,7 @@ def benchmark(model_name: str, size=None, device: str = "cpu", batch: int = 1, r
 
     import models
     from models import count_flops, count_params
-    from napari_polyp.engine import physical_cores
+    from napari_polyp.inference.engine import physical_cores
 
     if threads:
         torch.set_num_threads(threads)
@@ -51,7 +51,7 @@ def benchmark(model_name: str, size=None, device: str = "cpu", batch: int = 1, r
     export_s = None
     with tempfile.TemporaryDirectory() as scratch:
         if engine != "torch" and dev.type == "cpu" and not amp and not channels_last:
-            from napari_polyp.engine import make_runner
+            from napari_polyp.inference.engine import make_runner
 
             start = time.perf_counter()
             run_network = make_runner(model, model_name, size, engine, dev, threads, directory=Path(scratch))

@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import error_text
 from .io.images import as_rgb_uint8
-from .prediction import binary_mask
+from .inference.prediction import binary_mask
 
 VIDEO_BATCH = 4  # frames per network call in whole-video runs: small, so results show as they come
 
@@ -145,7 +145,7 @@ class Predicted:
 
 def predicted(prediction, choice: ModelChoice, source="", frame: Optional[int] = None,
               device: str = "") -> Predicted:
-    """A :class:`napari_polyp.prediction.Prediction` (or anything with ``probability``,
+    """A :class:`napari_polyp.inference.prediction.Prediction` (or anything with ``probability``,
     ``attention`` and ``checkpoint_sha256``) as made with ``choice``."""
     provenance = Provenance(choice, str(getattr(prediction, "checkpoint_sha256", "") or ""), str(source or ""),
                             str(getattr(prediction, "engine", "") or ""), device,

@@ -2,7 +2,7 @@
 
 Below :mod:`napari_polyp.corrections.clicks` (the click session) and :mod:`napari_polyp.video`
 (propagation refines carried masks with it, no clicks), which both use it; numpy, and the
-network through ONNX Runtime or torch (:mod:`napari_polyp.engine`), imported when it runs.
+network through ONNX Runtime or torch (:mod:`napari_polyp.inference.engine`), imported when it runs.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .errors import UserError
-from .resample import resize
+from .inference.resample import resize
 
 REFINER = "click-refiner"
 CROP_MARGIN = 0.4  # the crop is the box of mask and clicks, grown by this share of its side on each side
@@ -51,7 +51,7 @@ def refiner_runner(checkpoint=None, engine: Optional[str] = None, threads: Optio
 
 def _build_runner(path, size, engine, threads):
     import models
-    from napari_polyp.engine import default_engine, make_runner, served_runner
+    from napari_polyp.inference.engine import default_engine, make_runner, served_runner
 
     engine = engine or default_engine()
     if engine in ("auto", "onnxruntime") and size is not None:
@@ -84,7 +84,7 @@ def refiner_input(image: np.ndarray, probability: np.ndarray, clicks: List[Click
     probability and the click discs, all at the network's square input size."""
     import models
     from models.click_refiner import CLICK_RADIUS
-    from napari_polyp.prediction import network_input
+    from napari_polyp.inference.prediction import network_input
 
     card = models.base_card(REFINER)
     card = card if card.input_size == size else _with_size(card, size)

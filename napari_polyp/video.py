@@ -454,7 +454,7 @@ def refine_mask(image: np.ndarray, probability: np.ndarray, runner) -> np.ndarra
     ``image`` (HxWx3 uint8), seen in a crop around the prior's mask (:func:`refiner_crop`); the
     probability outside the crop is kept."""
     from .refiner import refiner_input, sigmoid
-    from .resample import resize_map
+    from .inference.resample import resize_map
 
     top, left, bottom, right = refiner_crop(probability >= THRESHOLD)
     size = int(runner.input_size)

@@ -1,4 +1,4 @@
-"""Inference engines (napari_polyp/engine.py): ONNX Runtime matches torch, exports are cached
+"""Inference engines (napari_polyp/inference/engine.py): ONNX Runtime matches torch, exports are cached
 by what they depend on, and anything wrong falls back to torch with one message."""
 import sys
 import warnings
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import models
-from napari_polyp import engine as E
+from napari_polyp.inference import engine as E
 from napari_polyp.inference import Predictor
 
 # Tiny inputs keep exports quick; dino-keys needs a multiple of its 14-px patch.

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from napari_polyp import jobs
-from napari_polyp.prediction import Prediction
+from napari_polyp.inference.prediction import Prediction
 
 
 class FakePredictor:

@@ -1,8 +1,8 @@
-"""Live playback (napari_polyp/live.py): the clock decides the frame, a slow network skips frames."""
+"""Live playback (napari_polyp/inference/live.py): the clock decides the frame, a slow network skips frames."""
 import numpy as np
 
 from napari_polyp.inference import Prediction
-from napari_polyp.live import PlaybackClock, live_masks
+from napari_polyp.inference.live import PlaybackClock, live_masks
 
 
 class FakeClock:
@@ -31,7 +31,7 @@ def _video(n):
 
 def test_a_fast_network_segments_every_frame_at_the_video_rate(monkeypatch):
     now = FakeClock()
-    monkeypatch.setattr("napari_polyp.live.time.sleep", lambda s: setattr(now, "t", now.t + max(s, 1e-3)))
+    monkeypatch.setattr("napari_polyp.inference.live.time.sleep", lambda s: setattr(now, "t", now.t + max(s, 1e-3)))
     net = SlowNetwork(now, cost=0.01)
     shown = list(live_masks(net, _video(20), PlaybackClock(25, 0, 20, now=now)))
     assert [s.frame for s in shown] == list(range(20)) and shown[-1].dropped == 0
@@ -40,7 +40,7 @@ def test_a_fast_network_segments_every_frame_at_the_video_rate(monkeypatch):
 
 def test_a_slow_network_skips_frames_instead_of_falling_behind(monkeypatch):
     now = FakeClock()
-    monkeypatch.setattr("napari_polyp.live.time.sleep", lambda s: setattr(now, "t", now.t + max(s, 1e-3)))
+    monkeypatch.setattr("napari_polyp.inference.live.time.sleep", lambda s: setattr(now, "t", now.t + max(s, 1e-3)))
     net = SlowNetwork(now, cost=0.1)  # 10 fps for a 25 fps video
     shown = list(live_masks(net, _video(50), PlaybackClock(25, 0, 50, now=now)))
     frames = [s.frame for s in shown]
@@ -83,7 +83,7 @@ def test_each_frame_comes_with_its_outline_drawn_in(monkeypatch):
     from napari_polyp.display import MASK_RGB, outline
 
     now = FakeClock()
-    monkeypatch.setattr("napari_polyp.live.time.sleep", lambda s: setattr(now, "t", now.t + max(s, 1e-3)))
+    monkeypatch.setattr("napari_polyp.inference.live.time.sleep", lambda s: setattr(now, "t", now.t + max(s, 1e-3)))
 
     class Square:
         def predict(self, image, attention=True):
@@ -99,7 +99,7 @@ def test_each_frame_comes_with_its_outline_drawn_in(monkeypatch):
 
 
 def test_live_leaves_the_display_a_core():
-    from napari_polyp.live import network_threads
+    from napari_polyp.inference.live import network_threads
 
     assert [network_threads(t) for t in (1, 2, 8)] == [1, 1, 7]
 
@@ -130,7 +130,7 @@ def _moving_disc(n, size=96, radius=14, step=2):
 
 def test_carry_shows_every_frame_of_a_slow_network_with_the_disc_where_it_moved(monkeypatch):
     now = FakeClock()
-    monkeypatch.setattr("napari_polyp.live.time.sleep", lambda s: setattr(now, "t", now.t + max(s, 1e-3)))
+    monkeypatch.setattr("napari_polyp.inference.live.time.sleep", lambda s: setattr(now, "t", now.t + max(s, 1e-3)))
     video, truths = _moving_disc(30)
     net = DiscNetwork(now, cost=0.06)  # 1.5 frame times at 25 fps: alone it skips every other frame
     alone = list(live_masks(net, video, PlaybackClock(25, 0, 30, now=now)))

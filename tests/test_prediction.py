@@ -1,4 +1,4 @@
-"""A network served from its cached ONNX graph without torch (napari_polyp/prediction.py)."""
+"""A network served from its cached ONNX graph without torch (napari_polyp/inference/prediction.py)."""
 import dataclasses
 import os
 import subprocess
@@ -11,7 +11,7 @@ import torch
 import models
 from models.checkpoint import save_checkpoint
 from napari_polyp.inference import Predictor, preprocess
-from napari_polyp.prediction import TTA_FLIPS, network_input, served_predictor, tta_fits
+from napari_polyp.inference.prediction import TTA_FLIPS, network_input, served_predictor, tta_fits
 
 
 @pytest.mark.parametrize("name", ["microaunet", "eam-net"])  # min-max and ImageNet normalisation
@@ -64,7 +64,7 @@ def test_another_checkpoint_file_is_not_served(trained_microaunet):
 def test_serving_imports_no_torch(trained_microaunet):
     Predictor("microaunet", checkpoint=trained_microaunet, device="cpu", engine="onnxruntime", threads=1)
     code = ("import sys, numpy as np\n"
-            "from napari_polyp.prediction import served_predictor\n"
+            "from napari_polyp.inference.prediction import served_predictor\n"
             f"p = served_predictor('microaunet', checkpoint={str(trained_microaunet)!r}, threads=1)\n"
             "mask = p.predict(np.full((40, 50, 3), 120, np.uint8)).mask()\n"
             "print(mask.shape, 'torch' in sys.modules)\n")
@@ -74,8 +74,8 @@ def test_serving_imports_no_torch(trained_microaunet):
 
 
 def test_only_a_trained_network_on_the_cpu_in_onnxruntime_is_served(trained_microaunet, monkeypatch):
-    from napari_polyp import engine
-    from napari_polyp.prediction import ServedPredictor, served_if_on_cpu
+    from napari_polyp.inference import engine
+    from napari_polyp.inference.prediction import ServedPredictor, served_if_on_cpu
 
     path = str(trained_microaunet)
     assert served_if_on_cpu("microaunet", path, "cpu", "auto", 1) is None  # nothing exported yet
@@ -89,8 +89,8 @@ def test_only_a_trained_network_on_the_cpu_in_onnxruntime_is_served(trained_micr
 
 
 def test_the_widgets_get_the_served_network(trained_microaunet):
-    from napari_polyp.prediction import ServedPredictor
-    from napari_polyp.predictors import default_predictor_factory
+    from napari_polyp.inference.prediction import ServedPredictor
+    from napari_polyp.inference.predictors import default_predictor_factory
 
     first = default_predictor_factory("microaunet", str(trained_microaunet), "cpu", "auto", 1)
     assert isinstance(first, Predictor)  # built, and its graph exported

@@ -3,8 +3,8 @@ method a caller enters by; the engines (``_predict_rgb``) get BxHxWx3 uint8 only
 import numpy as np
 import pytest
 
-from napari_polyp import prediction
-from napari_polyp.prediction import Prediction, PredictorBase
+from napari_polyp.inference import prediction
+from napari_polyp.inference.prediction import Prediction, PredictorBase
 
 
 class Recording(PredictorBase):

@@ -1,10 +1,10 @@
-"""numpy bilinear resampling (napari_polyp/resample.py) against torch's F.interpolate."""
+"""numpy bilinear resampling (napari_polyp/inference/resample.py) against torch's F.interpolate."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_polyp.resample import resize
+from napari_polyp.inference.resample import resize
 
 
 @pytest.mark.parametrize("antialias", [True, False])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ..bench import benchmark
-from ..engine import ENGINES
+from ..inference.engine import ENGINES
 
 
 def add_arguments(parser):

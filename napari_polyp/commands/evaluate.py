@@ -21,7 +21,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tta", action="store_true",
                         help="flip test-time augmentation: average over the image and its mirror images (3× slower)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    from ..engine import add_arguments as add_engine_arguments
+    from ..inference.engine import add_arguments as add_engine_arguments
 
     add_engine_arguments(parser)
 

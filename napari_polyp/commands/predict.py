@@ -52,7 +52,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--strict", action="store_true", help="stop at the first file that cannot be read")
     parser.add_argument("--tta", action="store_true",
                         help="flip test-time augmentation: average over the image and its mirror images (3× slower)")
-    from napari_polyp.engine import add_arguments as add_engine_arguments
+    from napari_polyp.inference.engine import add_arguments as add_engine_arguments
 
     add_engine_arguments(parser)
     run = parser.add_argument_group("resumable runs")
@@ -99,7 +99,7 @@ def _load_predictor(args):
         raise UserError(f"{args.model} has no trained checkpoint: predictions would not be meaningful "
                         "(pass --checkpoint, or --allow-untrained)")
     if not args.backbone_weights:  # (another backbone file means another network: build it)
-        from napari_polyp.prediction import served_if_on_cpu
+        from napari_polyp.inference.prediction import served_if_on_cpu
 
         checkpoint = args.checkpoint or models.default_checkpoint(args.model)
         served = served_if_on_cpu(args.model, checkpoint and str(checkpoint), args.device, args.engine,
@@ -187,7 +187,7 @@ def _video_store(item, spec, identity: dict, resumed: bool):
 
 def run(args) -> int:
     from napari_polyp.errors import UserError
-    from napari_polyp.engine import physical_cores
+    from napari_polyp.inference.engine import physical_cores
     from napari_polyp.preannotate.manifest import RunManifest, manifest_path
     from napari_polyp.preannotate.plan import (
         check_collisions, chunk_frames_of, expand_inputs, frame_ranges, make_chunk, select_part,

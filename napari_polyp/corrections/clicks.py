@@ -43,7 +43,7 @@ from napari_polyp.refiner import (  # noqa: F401 -- Click, click_discs, refiner_
     sigmoid,
     torch_tensor,
 )
-from napari_polyp.resample import resize_map
+from napari_polyp.inference.resample import resize_map
 
 LOCAL_REACH = 0.02  # a change region counts as "at the click" within this share of the image's side
 MAX_PIXELS = 8000 * 8000  # larger images are refused with one message (memory, not the network)

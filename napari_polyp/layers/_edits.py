@@ -9,7 +9,7 @@ from typing import Callable, Dict, Optional
 import numpy as np
 
 from ..conventions import ROLE
-from ..prediction import binary_mask
+from ..inference.prediction import binary_mask
 
 DISCARD, KEEP, CANCEL = "discard", "keep", "cancel"
 

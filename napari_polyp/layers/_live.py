@@ -58,7 +58,7 @@ def start_live_view(viewer, image_layer) -> list:
 
 def show_live_frame(viewer, image_layer, frame: int, picture: np.ndarray):
     """Show ``picture`` (HxWx3 uint8: ``frame`` of the video with its mask outlined, see
-    ``napari_polyp.live``) in ``NAME live view`` and move napari's frame slider to ``frame``."""
+    ``napari_polyp.inference.live``) in ``NAME live view`` and move napari's frame slider to ``frame``."""
     layer = live_view_layer(viewer, image_layer, picture)
     if layer.data.shape == picture.shape:
         layer.data[...] = picture  # in place: the texture is updated, not re-made

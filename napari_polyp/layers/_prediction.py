@@ -9,8 +9,8 @@ import numpy as np
 
 from ..conventions import ROLE  # metadata key: "mask" | "probability" | "attention" | "disagreement" | ...
 from ..corrections.metrics import dice_iou
-from ..prediction import binary_mask
-from ..resample import resize_map
+from ..inference.prediction import binary_mask
+from ..inference.resample import resize_map
 from ._edits import (
     CANCEL,
     DISCARD,

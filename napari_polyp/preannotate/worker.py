@@ -51,7 +51,7 @@ class PredictorSpec:
 def spec_from_predictor(predictor, args) -> PredictorSpec:
     """The spec that gives a worker the same network as ``predictor`` (built or served by the
     driver): its graph where it runs in ONNX Runtime, else the build arguments."""
-    from ..engine import verified_graph
+    from ..inference.engine import verified_graph
 
     checkpoint = str(getattr(predictor, "checkpoint_path", "") or "")
     runner = getattr(predictor, "runner", None)
@@ -67,12 +67,12 @@ def spec_from_predictor(predictor, args) -> PredictorSpec:
 
 def predictor_from_spec(spec: PredictorSpec, threads: Optional[int] = None):
     """The network a spec describes, ready to predict (``threads``: ONNX Runtime's or torch's)."""
-    from ..engine import physical_cores
+    from ..inference.engine import physical_cores
 
     threads = int(threads or physical_cores())
     if spec.kind == "graph":
-        from ..engine import open_export
-        from ..prediction import ServedPredictor
+        from ..inference.engine import open_export
+        from ..inference.prediction import ServedPredictor
 
         runner = open_export(Path(spec.checkpoint or f"{spec.model}.onnx"), spec.key, threads, spec.graph)
         return ServedPredictor(spec.model, spec.card, runner, spec.checkpoint_sha256, spec.checkpoint, tta=spec.tta)

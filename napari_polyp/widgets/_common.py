@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import error_text  # noqa: F401 -- the widgets' one line for an error
-from ..predictors import default_predictor_factory  # noqa: F401 -- the widgets' default
+from ..inference.predictors import default_predictor_factory  # noqa: F401 -- the widgets' default
 from ..io.images import is_image_path
 
 DEVICES = ("auto", "cpu", "cuda", "mps")

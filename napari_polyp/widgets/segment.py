@@ -5,7 +5,7 @@ the network work (in a napari ``thread_worker``; a video in small batches, each
 frame shown as it comes, so Cancel stops within a batch),
 :mod:`napari_polyp.layers` turns predictions into layers (re-using the layers of
 an earlier image) and re-thresholds masks without the network, and
-:mod:`napari_polyp.live` plays a video with the mask of each frame ("Live").
+:mod:`napari_polyp.inference.live` plays a video with the mask of each frame ("Live").
 
 With ``preload_on_change`` (the app sets it) the chosen network is built, and run
 once to warm it, in the background as soon as it is chosen, so Run only pays for
@@ -35,7 +35,7 @@ from qtpy.QtWidgets import (
 
 from .. import jobs, layers as L
 from ..conventions import DEFAULT_THRESHOLD
-from ..prediction import tta_fits
+from ..inference.prediction import tta_fits
 from .canvas_guard import guard_dimension_drop
 from ._common import (
     RANDOM_WEIGHTS,
@@ -99,7 +99,7 @@ class SegmentWidget(QWidget):
         self._live_done.set()
         self._live_active = False
         self.live_carry = True  # Live carries the network's mask by flow to the frames it has no time for
-        self.live_stats = None  # the last napari_polyp.live.LiveFrame shown
+        self.live_stats = None  # the last napari_polyp.inference.live.LiveFrame shown
         self._live_hidden = []  # layers Live hides while it plays (see layers.start_live_view)
         self.last_latency_s: Optional[float] = None  # Run pressed -> first mask shown
         self.last_error: Optional[str] = None
@@ -668,7 +668,7 @@ class SegmentWidget(QWidget):
             if frames is None:
                 self._report_error("Live plays a video or a stack of frames: open one first")
             return
-        from ..live import network_threads
+        from ..inference.live import network_threads
 
         job = dict(image_layer=image_layer, model=self.model_combo.currentText(), checkpoint=self.checkpoint(),
                    device=self.device_combo.currentText(), threshold=self.threshold(),
@@ -702,7 +702,7 @@ class SegmentWidget(QWidget):
             self._live_done.set()
 
     def _live_frames_until_stopped(self, job: dict):
-        from ..live import PlaybackClock, live_masks
+        from ..inference.live import PlaybackClock, live_masks
 
         try:
             predictor = self._loader({**job, "tta": False})()  # live is about speed
@@ -824,7 +824,7 @@ def _engine_controls():
     """The engine choice (auto: ONNX Runtime on the CPU) and the CPU threads (default: physical cores)."""
     import os
 
-    from ..engine import ENGINES, default_engine, physical_cores
+    from ..inference.engine import ENGINES, default_engine, physical_cores
 
     engine = QComboBox()
     engine.addItems(ENGINES)

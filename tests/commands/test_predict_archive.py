@@ -42,7 +42,7 @@ def test_videos_become_mask_stores_and_images_pngs(tmp_path, shared_home, run_pr
     # the store holds what the app's own predictor says of each frame
     from napari_polyp.io.mask_store import probability_to_uint8
     from napari_polyp.io.video import VideoFrames
-    from napari_polyp.prediction import served_predictor
+    from napari_polyp.inference.prediction import served_predictor
 
     predictor = served_predictor("microaunet")
     assert predictor is not None and predictor.checkpoint_sha256 == attrs["checkpoint_sha256"]

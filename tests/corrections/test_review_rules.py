@@ -10,7 +10,7 @@ from PIL import Image
 from napari_polyp.corrections.review import ReviewSession
 from napari_polyp.jobs import ModelChoice, predicted
 from napari_polyp.errors import UserError
-from napari_polyp.prediction import Prediction
+from napari_polyp.inference.prediction import Prediction
 
 
 def make_folder(root, sizes=((16, 20), (18, 22), (16, 20))):

@@ -7,7 +7,8 @@ import pytest
 TORCH_FREE = ("napari_polyp.io", "napari_polyp.io.readers", "napari_polyp.io.writers", "napari_polyp.io.samples",
               "napari_polyp.io.atomic", "napari_polyp.io.skipped",
               "napari_polyp.corrections", "napari_polyp.corrections.review", "napari_polyp.layers",
-              "napari_polyp.resample", "napari_polyp.prediction")
+              "napari_polyp.inference", "napari_polyp.inference.resample", "napari_polyp.inference.prediction",
+              "napari_polyp.inference.predictors", "napari_polyp.inference.live")
 
 
 @pytest.mark.parametrize("module", TORCH_FREE)
@@ -25,7 +26,7 @@ def test_reading_an_image_and_a_dataset_leaves_torch_out(tmp_path):
         "import sys, numpy as np\n"
         "from napari_polyp.io.readers import read_paths\n"
         "from napari_polyp.corrections import CorrectionsDataset\n"
-        "from napari_polyp.resample import resize_map\n"
+        "from napari_polyp.inference.resample import resize_map\n"
         f"ds = CorrectionsDataset({str(tmp_path / 'ds')!r})\n"
         "ds.save(np.zeros((8, 8, 3), np.uint16), np.eye(8), stem='a', status='accepted')\n"
         "read_paths(str(ds.image_path(ds.get('a'))))\n"

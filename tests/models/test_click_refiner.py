@@ -5,7 +5,7 @@ import torch
 
 import models
 from models.click_refiner import IN_CHANNELS, MASK_WEIGHT_START
-from napari_polyp import engine as E
+from napari_polyp.inference import engine as E
 
 
 def _refiner(seed=0):

@@ -37,7 +37,7 @@ class DiskPredictor:
 @pytest.fixture(scope="module")
 def runner():
     import models
-    from napari_polyp.engine import make_runner
+    from napari_polyp.inference.engine import make_runner
 
     model = models.create_model("click-refiner", checkpoint=False).eval()
     made = make_runner(model, "click-refiner", 64, engine="torch")

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from qtpy.QtCore import Qt
 
-from napari_polyp.prediction import Prediction
+from napari_polyp.inference.prediction import Prediction
 
 WAIT_MS = 60_000
 RADIUS = {"ea-dk": 6.0, "microaunet": 11.0, "pefnet": 8.0}  # each network draws its own disk

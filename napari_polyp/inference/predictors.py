@@ -1,6 +1,6 @@
 """Which predictor serves a network: the one choice the app, the widgets and the tests share.
 
-Its own module because :mod:`.inference` (torch) builds on :mod:`.prediction` (numpy and ONNX
+Its own module because :mod:`.torch_predictor` (torch) builds on :mod:`.prediction` (numpy and ONNX
 Runtime): the choice between them imports each only when it is made, so importing this (the app
 starting) imports neither.
 """
@@ -18,6 +18,6 @@ def default_predictor_factory(model_name: str, checkpoint, device: str = "auto",
     served = served_if_on_cpu(model_name, checkpoint, device, engine, threads)
     if served is not None:
         return served
-    from .inference import Predictor
+    from .torch_predictor import Predictor
 
     return Predictor(model_name, checkpoint=checkpoint, device=device, engine=engine, threads=threads)

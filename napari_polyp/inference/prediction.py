@@ -7,7 +7,7 @@ Starting the app used to mean importing torch, timm and torchvision (2-4 s of CP
 the interpreter lock that napari's start-up needs too) and building the network, only
 to run the ONNX graph cached from an earlier run. :class:`ServedPredictor` runs that
 graph with ONNX Runtime and numpy alone, with the same pre- and post-processing as
-:class:`napari_polyp.inference.Predictor` (resizing in :mod:`napari_polyp.resample`,
+:class:`napari_polyp.inference.Predictor` (resizing in :mod:`napari_polyp.inference.resample`,
 which matches torch's; ``tests/test_prediction.py`` holds the two predictors to the
 same output). Anything else (another engine, a GPU, training) builds the torch network.
 """
@@ -19,8 +19,8 @@ from typing import Dict, Iterable, Iterator, Optional
 
 import numpy as np
 
-from .conventions import DEFAULT_THRESHOLD
-from .io.images import as_rgb_uint8
+from ..conventions import DEFAULT_THRESHOLD
+from ..io.images import as_rgb_uint8
 from .resample import resize, resize_map
 
 def binary_mask(probability, threshold: float) -> np.ndarray:

@@ -9,7 +9,7 @@
 Pre- and post-processing follow the model card: resize to the network's native
 square input, normalise (ImageNet mean/std, or per-image min-max), and map the
 outputs back to the image's own size. The network itself runs in the engine
-chosen by ``engine`` (see :mod:`napari_polyp.engine`): "auto" is ONNX Runtime on
+chosen by ``engine`` (see :mod:`napari_polyp.inference.engine`): "auto" is ONNX Runtime on
 the CPU, torch on a GPU.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import models
 from models import ModelCard
 
 from .engine import make_runner
-from .prediction import TTA_FLIPS, Prediction, PredictorBase  # noqa: F401  (Prediction: part of this module's API)
+from .prediction import TTA_FLIPS, PredictorBase
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -81,7 +81,7 @@ def probability_with_flips(model: Callable, x: torch.Tensor, logits: torch.Tenso
 class Predictor(PredictorBase):
     """A network ready for inference, with its card's pre/post-processing.
 
-    ``engine``: "auto" | "torch" | "onnxruntime" (see :mod:`napari_polyp.engine`; None: "auto"
+    ``engine``: "auto" | "torch" | "onnxruntime" (see :mod:`napari_polyp.inference.engine`; None: "auto"
     unless ``$NAPARI_POLYP_ENGINE`` says otherwise);
     ``threads``: CPU threads of the engine (default: ONNX Runtime uses the physical
     cores, torch keeps its own setting). ``self.engine`` says which one runs, and
