@@ -1,4 +1,5 @@
-"""Headless inference (napari_polyp/inference.py): flip test-time augmentation, attention maps on request."""
+"""Headless inference (napari_polyp/inference/torch_predictor.py): flip test-time augmentation, attention
+maps on request."""
 import numpy as np
 import torch
 import torch.nn as nn
@@ -49,3 +50,15 @@ def test_attention_maps_can_be_left_out():
     assert set(full.attention) == {"lscab_spatial"} and full.attention["lscab_spatial"].shape == (40, 56)
     assert bare.attention == {}
     np.testing.assert_array_equal(full.probability, bare.probability)
+
+
+def test_the_package_hands_out_its_old_names_from_their_modules():
+    # napari_polyp.inference was one module; its names still come from the package, imported on first use
+    import napari_polyp.inference as package
+    from napari_polyp.inference import prediction, torch_predictor
+
+    assert package.Predictor is torch_predictor.Predictor and package.preprocess is torch_predictor.preprocess
+    assert package.Prediction is prediction.Prediction and package.TTA_FLIPS is prediction.TTA_FLIPS
+    assert all(hasattr(package, name) for name in package.__all__)
+    assert set(package.__all__) <= set(dir(package))
+    assert not hasattr(package, "no_such_name")
