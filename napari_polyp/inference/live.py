@@ -139,7 +139,7 @@ class _Carrier:
     """The network's last probability and the frame it is at, carried forward by flow."""
 
     def __init__(self):
-        from ..video import FlowWarp
+        from ..flow import FlowWarp
 
         self.flow = FlowWarp()
         self.probability: Optional[np.ndarray] = None
@@ -151,13 +151,13 @@ class _Carrier:
         return self.probability is not None
 
     def reset(self, image: np.ndarray, probability: np.ndarray) -> None:
-        from ..video import small_grey
+        from ..flow import small_grey
 
         self.probability, self.grey = np.asarray(probability, np.float32), small_grey(image, LIVE_FLOW_SIDE)
         self.in_a_row = 0
 
     def carry(self, image: np.ndarray) -> np.ndarray:
-        from ..video import small_grey
+        from ..flow import small_grey
 
         grey = small_grey(image, LIVE_FLOW_SIDE)
         self.probability, _ = self.flow.warp(self.probability, self.grey, grey)
