@@ -10,7 +10,7 @@ Playback follows the clock, not the network: each step segments the frame that i
 skipped (counted in ``dropped``) instead of the video falling further and further
 behind. With ``carry`` (Deep Feature Flow's idea, at mask level: Zhu et al., 2017), a frame that
 falls due while the network was busy is not skipped: the last network mask is carried to
-it by optical flow (:class:`napari_polyp.video.FlowWarp`, a few ms), and the network runs
+it by optical flow (:class:`napari_polyp.flow.FlowWarp`, a few ms), and the network runs
 again on the next frame it has time for. An accurate network that answers in about two
 frame times is then shown on every frame, about every other frame its own mask.
 
