@@ -134,20 +134,20 @@ def make_method(method: str, image, probability, args):
     from napari_polyp.corrections.clicks import ClickSession
 
     if method == "refiner":
-        return ClickSession(image, probability, threads=args.threads)
+        return ClickSession(image, probability, threads=args.threads, checkpoint=args.checkpoint)
     if method == "refiner-global":
-        return ClickSession(image, probability, threads=args.threads, zoom=False, local=False, honour_clicks=False)
+        return ClickSession(image, probability, threads=args.threads, checkpoint=args.checkpoint, zoom=False, local=False, honour_clicks=False)
     if method == "refiner-nolocal":
-        return ClickSession(image, probability, threads=args.threads, local=False)
+        return ClickSession(image, probability, threads=args.threads, checkpoint=args.checkpoint, local=False)
     if method.startswith("refiner-r"):  # refiner-r08: changes within 8 % of the side of the click
-        return ClickSession(image, probability, threads=args.threads, influence=int(method[9:]) / 100)
+        return ClickSession(image, probability, threads=args.threads, checkpoint=args.checkpoint, influence=int(method[9:]) / 100)
     if method == "refiner-onelook":  # no second, zoomed-in look at a lesion found from nothing
-        return ClickSession(image, probability, threads=args.threads, second_look=False)
+        return ClickSession(image, probability, threads=args.threads, checkpoint=args.checkpoint, second_look=False)
     if method == "refiner-box":
-        return ClickSession(image, probability, threads=args.threads)
+        return ClickSession(image, probability, threads=args.threads, checkpoint=args.checkpoint)
     radius = max(3, round(args.brush_radius * max(image.shape[:2]) / 600))
     if method.startswith("hybrid"):  # hybrid3: the refiner for 3 clicks, then GrabCut with all of them
-        return HybridClicks(ClickSession(image, probability, threads=args.threads), image, radius, int(method[6:]))
+        return HybridClicks(ClickSession(image, probability, threads=args.threads, checkpoint=args.checkpoint), image, radius, int(method[6:]))
     return Brush(image, probability, radius) if method == "brush" else GrabCutClicks(image, probability, radius)
 
 
@@ -197,6 +197,7 @@ def main(argv=None) -> int:
     parser.add_argument("--brush-radius", type=float, default=10.0, help="px on a 600-px image")
     parser.add_argument("--limit", type=int, default=None, help="first N images of each set")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--checkpoint", default=None, help="a click-refiner checkpoint (default: the shipped one)")
     parser.add_argument("--data-root", default=str(DATA))
     args = parser.parse_args(argv)
     if args.threads:
