@@ -289,7 +289,7 @@ _RUNNER = {}
 
 def refiner(threads):
     if "r" not in _RUNNER:
-        from napari_polyp.refiner import refiner_runner
+        from napari_polyp.inference.refiner import refiner_runner
 
         _RUNNER["r"] = refiner_runner(threads=threads)
     return _RUNNER["r"]

@@ -49,7 +49,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .conventions import DEFAULT_THRESHOLD
-from .flow import FLOW_SIDE, FlowWarp, grey, small_rgb
+from .inference.flow import FLOW_SIDE, FlowWarp, grey, small_rgb
 from .errors import UserError
 
 CUT_DISTANCE = 0.6  # Bhattacharyya distance of two consecutive frames' colour histograms: above, a cut
@@ -170,7 +170,7 @@ def propagate(frames, key_masks: Dict[int, np.ndarray], probabilities=None, *, r
     for k in keys:
         _check_key_mask(k, key_masks[k], hw)
     if refine and runner is None:
-        from .refiner import refiner_runner
+        from .inference.refiner import refiner_runner
 
         runner = refiner_runner(threads=threads)
     carrier = _Carrier(reader, runner if refine else None, flow_side, cut_distance, min_confidence,
@@ -395,7 +395,7 @@ def refine_mask(image: np.ndarray, probability: np.ndarray, runner) -> np.ndarra
     """The click refiner with no clicks: ``probability`` (HxW in [0, 1], the prior) refined on
     ``image`` (HxWx3 uint8), seen in a crop around the prior's mask (:func:`refiner_crop`); the
     probability outside the crop is kept."""
-    from .refiner import refiner_input, sigmoid
+    from .inference.refiner import refiner_input, sigmoid
     from .inference.resample import resize_map
 
     top, left, bottom, right = refiner_crop(probability >= THRESHOLD)
@@ -421,7 +421,7 @@ def _sharpen(prob: np.ndarray) -> np.ndarray:
 def refiner_crop(mask: np.ndarray) -> Tuple[int, int, int, int]:
     """(top, left, bottom, right) the refiner sees: a square around the mask grown as the click
     session's zoom-in grows it, or the whole frame (no mask, or a crop that would cover most)."""
-    from .refiner import CROP_MARGIN, FULL_IMAGE_SHARE, MIN_CROP
+    from .inference.refiner import CROP_MARGIN, FULL_IMAGE_SHARE, MIN_CROP
 
     h, w = mask.shape
     if not mask.any():

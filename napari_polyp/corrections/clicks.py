@@ -32,7 +32,7 @@ from scipy import ndimage
 
 from napari_polyp.conventions import DEFAULT_THRESHOLD
 from napari_polyp.errors import UserError
-from napari_polyp.refiner import (  # noqa: F401 -- Click, click_discs, refiner_runner: named here too
+from napari_polyp.inference.refiner import (  # noqa: F401 -- Click, click_discs, refiner_runner: named here too
     CROP_MARGIN,
     FULL_IMAGE_SHARE,
     MIN_CROP,

@@ -8,6 +8,10 @@
 - :mod:`.engine`: what runs the network (ONNX Runtime or torch runners), the ONNX export and its cache
 - :mod:`.resample`: numpy resizing that matches torch's ``F.interpolate`` (no torch)
 - :mod:`.live`: Live playback of a video (``live_masks``, ``PlaybackClock``, the optical-flow carrier)
+- :mod:`.flow`: a probability map carried from frame to frame by optical flow (``FlowWarp``), which
+  Live and propagation (:mod:`napari_polyp.video`) share
+- :mod:`.refiner`: the click refiner on arrays (its runner and input, ``Click``), behind the click
+  session (:mod:`napari_polyp.corrections.clicks`) and propagation
 
 The names below were this package's when it was one module; they are imported from their modules
 when first asked for (PEP 562), so that ``from napari_polyp.inference import Predictor`` imports

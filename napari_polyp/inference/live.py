@@ -10,7 +10,7 @@ Playback follows the clock, not the network: each step segments the frame that i
 skipped (counted in ``dropped``) instead of the video falling further and further
 behind. With ``carry`` (Deep Feature Flow's idea, at mask level: Zhu et al., 2017), a frame that
 falls due while the network was busy is not skipped: the last network mask is carried to
-it by optical flow (:class:`napari_polyp.flow.FlowWarp`, a few ms), and the network runs
+it by optical flow (:class:`.flow.FlowWarp`, a few ms), and the network runs
 again on the next frame it has time for. An accurate network that answers in about two
 frame times is then shown on every frame, about every other frame its own mask.
 
@@ -139,7 +139,7 @@ class _Carrier:
     """The network's last probability and the frame it is at, carried forward by flow."""
 
     def __init__(self):
-        from ..flow import FlowWarp
+        from .flow import FlowWarp
 
         self.flow = FlowWarp()
         self.probability: Optional[np.ndarray] = None
@@ -151,13 +151,13 @@ class _Carrier:
         return self.probability is not None
 
     def reset(self, image: np.ndarray, probability: np.ndarray) -> None:
-        from ..flow import small_grey
+        from .flow import small_grey
 
         self.probability, self.grey = np.asarray(probability, np.float32), small_grey(image, LIVE_FLOW_SIDE)
         self.in_a_row = 0
 
     def carry(self, image: np.ndarray) -> np.ndarray:
-        from ..flow import small_grey
+        from .flow import small_grey
 
         grey = small_grey(image, LIVE_FLOW_SIDE)
         self.probability, _ = self.flow.warp(self.probability, self.grey, grey)

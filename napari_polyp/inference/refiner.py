@@ -11,8 +11,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .errors import UserError
-from .inference.resample import resize
+from ..errors import UserError
+from .resample import resize
 
 REFINER = "click-refiner"
 CROP_MARGIN = 0.4  # the crop is the box of mask and clicks, grown by this share of its side on each side
@@ -51,7 +51,7 @@ def refiner_runner(checkpoint=None, engine: Optional[str] = None, threads: Optio
 
 def _build_runner(path, size, engine, threads):
     import models
-    from napari_polyp.inference.engine import default_engine, make_runner, served_runner
+    from .engine import default_engine, make_runner, served_runner
 
     engine = engine or default_engine()
     if engine in ("auto", "onnxruntime") and size is not None:
@@ -84,7 +84,7 @@ def refiner_input(image: np.ndarray, probability: np.ndarray, clicks: List[Click
     probability and the click discs, all at the network's square input size."""
     import models
     from models.click_refiner import CLICK_RADIUS
-    from napari_polyp.inference.prediction import network_input
+    from .prediction import network_input
 
     card = models.base_card(REFINER)
     card = card if card.input_size == size else _with_size(card, size)

@@ -1,6 +1,6 @@
 """Optical flow for masks: a probability map carried from one frame to the next (OpenCV's DIS
 on small grey frames). Propagation (:mod:`napari_polyp.video`) and Live
-(:mod:`napari_polyp.inference.live`) both carry masks with it; here, below both.
+(:mod:`.live`) both carry masks with it; here, below both.
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from .conventions import DEFAULT_THRESHOLD
+from ..conventions import DEFAULT_THRESHOLD
 
 FLOW_SIDE = 320  # px: the longer side of the grey frames optical flow runs on
 FLOW_MARGIN = 0.5  # the flow runs on the mask's box grown by this share of its longer side ...
