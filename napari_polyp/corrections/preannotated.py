@@ -13,13 +13,11 @@ network that made the mask, whatever network is chosen in the app.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from ..conventions import DEFAULT_THRESHOLD
-from ..errors import InputFileError, UserError
 from ..io.mask_store import MaskStore
 from ..jobs import ModelChoice, Predicted, Provenance
 
@@ -30,9 +28,10 @@ class PreAnnotationChoice(ModelChoice):
     dataclass compares its class too), so choosing another network never drops them."""
 
     store: str = ""
+    text: str = ""  # the store's own words for it (MaskStore.network_label)
 
     def label(self) -> str:
-        return super().label() + " (pre-annotated)"
+        return self.text
 
 
 def consistent_probability(probability: np.ndarray, mask: np.ndarray, threshold: float) -> np.ndarray:
@@ -56,30 +55,17 @@ class PreAnnotations:
         self.checkpoint_sha256 = str(attrs.get("checkpoint_sha256") or "")
         self.choice = PreAnnotationChoice(str(attrs.get("model") or "unknown network"),
                                           str(attrs.get("checkpoint") or ""), "", bool(attrs.get("tta")),
-                                          store=str(self.store.path))
-        self.video_path = self._find_video(attrs.get("source"))
+                                          store=str(self.store.path), text=self.store.network_label())
+        self.video_path = self.store.video_path()
         self._written = set(self.store.written())  # read once: Review only reads the store
 
     def covers(self, frame: int) -> bool:
         """Whether the run wrote frame ``frame`` (no chunk is read)."""
         return int(frame) in self._written
 
-    def _find_video(self, source) -> Path:
-        if not source:
-            raise InputFileError(self.store.path, "does not name the video its masks were made of")
-        for candidate in (Path(source), self.store.path.parent / Path(source).name):
-            if candidate.is_file():
-                return candidate
-        raise InputFileError(self.store.path, f"its video {source} is not there (moved? put it back, or beside "
-                                              f"{self.store.path.name})")
-
     def check_video(self, frames) -> None:
         """The store must be this video's: as many frames, of the same size."""
-        shape = (len(frames), int(frames.height), int(frames.width))
-        if shape != self.store.shape:
-            raise UserError(f"{self.store.path} holds {self.store.shape[0]} masks of {self.store.shape[1]}×"
-                            f"{self.store.shape[2]}, but {self.video_path} has {shape[0]} frames of "
-                            f"{shape[1]}×{shape[2]}: the video changed since it was pre-annotated")
+        self.store.check_video(frames, self.video_path)
 
     def prediction(self, frame: int) -> Optional[Predicted]:
         """Frame ``frame``'s stored prediction (its probability when the store keeps them, else its

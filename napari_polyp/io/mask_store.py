@@ -224,6 +224,32 @@ class MaskStore:
         return None if self._probability is None else da.from_zarr(self._probability, inline_array=True)
 
 
+    # -- the video it was made of, and by what ------------------------------------------
+    def video_path(self) -> Path:
+        """The video whose masks these are (where ``source`` names it, or beside the store)."""
+        source = self.attrs.get("source")
+        if not source:
+            raise InputFileError(self.path, "does not name the video its masks were made of")
+        for candidate in (Path(source), self.path.parent / Path(source).name):
+            if candidate.is_file():
+                return candidate
+        raise InputFileError(self.path, f"its video {source} is not there (moved? put it back, or beside "
+                                        f"{self.path.name})")
+
+    def check_video(self, frames, video_path) -> None:
+        """The store must be this video's: as many frames, of the same size."""
+        shape = (len(frames), int(frames.height), int(frames.width))
+        if shape != self.shape:
+            raise UserError(f"{self.path} holds {self.shape[0]} masks of {self.shape[1]}×{self.shape[2]}, but "
+                            f"{video_path} has {shape[0]} frames of {shape[1]}×{shape[2]}: the video changed "
+                            "since it was pre-annotated")
+
+    def network_label(self) -> str:
+        """How the app names the network its masks came from: "ea-dk +TTA (pre-annotated)"."""
+        attrs = self.attrs
+        return (f"{attrs.get('model') or 'unknown network'}{' +TTA' if attrs.get('tta') else ''}"
+                f"{'' if attrs.get('checkpoint') else ' (random weights)'} (pre-annotated)")
+
 def probability_to_uint8(probability) -> np.ndarray:
     """A probability map as stored: uint8 as given, else round(p × 255) clipped to 0..255."""
     probability = np.asarray(probability)

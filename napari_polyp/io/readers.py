@@ -15,7 +15,7 @@ from typing import Callable, List, Optional, Sequence, Union
 from ..conventions import MASK_COLOR_DICT, PRE_ANNOTATION, REFERENCE_FILE, ROLE
 from ..errors import InputFileError
 from .images import is_image_path, list_images, read_image_with_notes
-from .mask_store import is_mask_store
+from .mask_store import MaskStore, is_mask_store
 from .video import VideoFrames, is_video_path
 
 PathOrPaths = Union[str, Path, Sequence[Union[str, Path]]]
@@ -150,17 +150,16 @@ def read_mask_store(path) -> List[LayerData]:
     """A pre-annotated video (a mask store written by ``napari-polyp predict``): the video, read
     lazily, its masks as a Labels layer and its probabilities (when kept) as a hidden layer, both
     lazy dask arrays read a frame at a time: nothing is recomputed, nothing held whole."""
-    from ..corrections.preannotated import PreAnnotations
-
-    pre = PreAnnotations(path)
-    video = read_video_layer(pre.video_path)
-    pre.check_video(video[0])
-    stem, label = Path(pre.video_path).stem, pre.choice.label()
-    meta = {"source_path": str(pre.video_path), ROLE: PRE_ANNOTATION,
-            "mask_store": str(pre.store.path), "provenance": pre.store.attrs}
-    layers = [video, (pre.store.masks(), {"name": f"{stem} masks, {label}", "opacity": 0.5,
-                                          "colormap": MASK_COLOR_DICT, "metadata": meta}, "labels")]
-    probabilities = pre.store.probabilities()
+    store = MaskStore.open(path)
+    video_path = store.video_path()
+    video = read_video_layer(video_path)
+    store.check_video(video[0], video_path)
+    stem, label = Path(video_path).stem, store.network_label()
+    meta = {"source_path": str(video_path), ROLE: PRE_ANNOTATION, "mask_store": str(store.path),
+            "provenance": store.attrs}
+    layers = [video, (store.masks(), {"name": f"{stem} masks, {label}", "opacity": 0.5,
+                                      "colormap": MASK_COLOR_DICT, "metadata": meta}, "labels")]
+    probabilities = store.probabilities()
     if probabilities is not None:
         layers.append((probabilities, {"name": f"{stem} probability ×255, {label}", "visible": False,
                                        "colormap": "magma", "contrast_limits": [0, 255], "metadata": meta}, "image"))
