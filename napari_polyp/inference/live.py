@@ -110,10 +110,12 @@ def live_masks(predictor, frames, clock: PlaybackClock, threshold: float = DEFAU
             time.sleep(min(clock.seconds_until(last + 1), 0.05))
             continue
         start = time.perf_counter()
-        image = as_rgb_uint8(np.asarray(frames[frame]))
         # late by a quarter of a frame: the network (about two frame times) would fall behind
         late = clock.lateness(frame) > 0.25 / clock.fps
         by_flow = carrier is not None and carrier.ready and late and carrier.in_a_row < MAX_CARRIED
+        if by_flow:  # the flow is quick: carry frame by frame and catch up, instead of skipping any
+            frame = last + 1
+        image = as_rgb_uint8(np.asarray(frames[frame]))
         if by_flow:  # behind: the network's last mask moved here, the network runs next time
             probability = carrier.carry(image)
             carried += 1
