@@ -21,7 +21,7 @@ place (:meth:`Provenance.metadata`), whatever widget ran the job.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Union
 
@@ -279,7 +279,3 @@ def frame_reader(data) -> Callable[[Optional[int]], np.ndarray]:
 def _same_shape(images) -> bool:
     return len({np.shape(image) for image in images}) == 1
 
-
-def with_source(prediction: Predicted, source) -> Predicted:
-    """The same prediction, of another source file (a re-opened video item names its video)."""
-    return replace(prediction, provenance=replace(prediction.provenance, source=str(source)))

@@ -31,6 +31,7 @@ import numpy as np
 from ..conventions import DEFAULT_THRESHOLD
 from ..display import outlined
 from ..io.images import as_rgb_uint8
+from .flow import FlowWarp, small_grey
 from .prediction import binary_mask
 
 
@@ -141,8 +142,6 @@ class _Carrier:
     """The network's last probability and the frame it is at, carried forward by flow."""
 
     def __init__(self):
-        from .flow import FlowWarp
-
         self.flow = FlowWarp()
         self.probability: Optional[np.ndarray] = None
         self.grey: Optional[np.ndarray] = None
@@ -153,14 +152,10 @@ class _Carrier:
         return self.probability is not None
 
     def reset(self, image: np.ndarray, probability: np.ndarray) -> None:
-        from .flow import small_grey
-
         self.probability, self.grey = np.asarray(probability, np.float32), small_grey(image, LIVE_FLOW_SIDE)
         self.in_a_row = 0
 
     def carry(self, image: np.ndarray) -> np.ndarray:
-        from .flow import small_grey
-
         grey = small_grey(image, LIVE_FLOW_SIDE)
         self.probability, _ = self.flow.warp(self.probability, self.grey, grey)
         self.grey = grey

@@ -251,7 +251,7 @@ class ReviewControls:
         for button in self.status_buttons.values():
             button.setEnabled(has_item and not self.busy)
         self.predict_button.setEnabled(has_item and not self.busy)
-        propagating = getattr(self, "_propagation", None) is not None
+        propagating = self._propagation is not None
         self.run_all_button.setEnabled(ready and self._batch is None and not propagating)
         self.cancel_all_button.setEnabled(self._batch is not None or propagating)
         self.csv_button.setEnabled(ready)
