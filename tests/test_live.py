@@ -145,3 +145,14 @@ def test_carry_shows_every_frame_of_a_slow_network_with_the_disc_where_it_moved(
     dice = [2 * (s.mask.astype(bool) & truths[s.frame]).sum() / (s.mask.sum() + truths[s.frame].sum())
             for s in flowed]
     assert min(dice) > 0.85  # carried to where the disc is now, not left where the network saw it
+
+
+def test_carry_skips_no_frame_when_the_due_frame_is_barely_late(monkeypatch):
+    # 85 ms a frame: when the network is done, frame 2 is due by only 5 ms while frame 1 is
+    # 45 ms late; asking the due frame whether it is late ran the network on it and skipped 1
+    now = FakeClock()
+    monkeypatch.setattr("napari_polyp.inference.live.time.sleep", lambda s: setattr(now, "t", now.t + max(s, 1e-3)))
+    video, _ = _moving_disc(40)
+    shown = list(live_masks(DiscNetwork(now, cost=0.085), video, PlaybackClock(25, 0, 40, now=now), carry=True))
+    assert [s.frame for s in shown] == list(range(40)) and shown[-1].dropped == 0
+    assert 15 <= shown[-1].carried <= 25  # about every other frame is the network's own

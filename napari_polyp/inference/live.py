@@ -111,8 +111,10 @@ def live_masks(predictor, frames, clock: PlaybackClock, threshold: float = DEFAU
             time.sleep(min(clock.seconds_until(last + 1), 0.05))
             continue
         start = time.perf_counter()
-        # late by a quarter of a frame: the network (about two frame times) would fall behind
-        late = clock.lateness(frame) > 0.25 / clock.fps
+        # the next frame to show late by a quarter of a frame: the network (about two frame
+        # times) would fall behind. Asked of ``last + 1``, not of the due frame: that one can be
+        # barely late while the frame before it is a whole frame late, and would be skipped.
+        late = clock.lateness(last + 1) > 0.25 / clock.fps
         by_flow = carrier is not None and carrier.ready and late and carrier.in_a_row < MAX_CARRIED
         if by_flow:  # the flow is quick: carry frame by frame and catch up, instead of skipping any
             frame = last + 1
