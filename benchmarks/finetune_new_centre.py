@@ -109,14 +109,14 @@ def write_folder(arrays, folder: Path) -> Path:
     return folder
 
 
-def build_sets(names: List[str], size: int, header: Dict, shift_counts: List[int]) -> Dict[str, list]:
+def build_sets(names: List[str], size: int, header: Dict, shift_counts: List[int], start_data) -> Dict[str, list]:
     """set name -> [(label, corrections, scored, forgetting arrays)]."""
     from finetune_shift import shift
 
     from napari_polyp.training.data import find_pairs, select
     from napari_polyp.training.finetune import anchor_pairs
 
-    anchor, _ = anchor_pairs(header, None, {}, [], 24)
+    anchor, _ = anchor_pairs(header, None, {}, [], 24, start_data)
     anchor_arrays = arrays_of(anchor, size)
     sets: Dict[str, list] = {}
     for name in names:
@@ -149,6 +149,7 @@ def one_run(spec: str, corrections, scored, forgetting, args, start, pool, work:
         folder = write_folder(corrections, work / f"corr-{time.time_ns()}")
         result = ft.finetune(folder, "ea-dk", checkpoint=start, size=args.size, seed=args.seed, steps=steps,
                              epochs=epochs, device="cpu", num_threads=args.threads, anchor_limit=0,
+                             start_data=args.start_data,
                              validation="cv", folds=args.folds, recipe=recipe)
         model = ft.load_model("ea-dk", result["checkpoint"], "cpu")
         row.update(claim=result["claim"], cv_before=ft._dice(result["measured"]["before"]),
@@ -192,6 +193,9 @@ def main(argv=None) -> int:
                         "by these shares (WiSE-FT), e.g. 0.5,0.75: rows VARIANT+blend=B")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--checkpoint", default=None, help="start checkpoint (default: the shipped EA-DK)")
+    parser.add_argument("--start-data", type=Path, default=None,
+                        help="the start checkpoint's training folder (replay; its validation split is the "
+                             "forgetting set) when not where its header says (default then: shared kvasir-seg)")
     parser.add_argument("--out", default=None, help="append one JSON line per fine-tune")
     parser.add_argument("--table", default=None, help="print the tables of a --out FILE.jsonl and stop")
     args = parser.parse_args(argv)
@@ -216,13 +220,15 @@ def main(argv=None) -> int:
     start = Path(home) / "start-ea-dk.pt"
     shutil.copyfile(args.checkpoint or models.checkpoint.shipped_checkpoint("ea-dk"), start)
     header = peek_header(start)
+    if args.start_data is None and not Path(str(ft._origin(header)[0])).is_dir():
+        args.start_data = SHARED / "kvasir-seg"  # the shipped header names the folder it was trained from elsewhere
     variants = [v.strip() for v in args.variants.split(";") if v.strip()]
     for spec in variants:
         parse_variant(spec)  # a typo fails before minutes of loading
     began = time.perf_counter()
     sets = build_sets([s.strip() for s in args.sets.split(",")], args.size, header,
-                      [int(k) for k in args.shift_counts.split(",")])
-    pool_pairs, pool_source = ft.replay_pairs(header, ft.REPLAY_POOL, args.seed)
+                      [int(k) for k in args.shift_counts.split(",")], args.start_data)
+    pool_pairs, pool_source = ft.replay_pairs(header, ft.REPLAY_POOL, args.seed, args.start_data)
     pool = arrays_of(pool_pairs, args.size) if pool_pairs else None
     print(f"start {args.checkpoint or 'the shipped ea-dk.pt'} ({header.get('sha256', '')[:12]}); replay: {pool_source}; loaded in "
           f"{time.perf_counter() - began:.0f} s", file=sys.stderr)

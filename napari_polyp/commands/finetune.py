@@ -32,8 +32,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--replay", type=float, default=None,
                         help=f"share of each batch from the start checkpoint's training images (default: "
                              f"{RECIPE.replay:g}; 0: none)")
-    parser.add_argument("--replay-data", default=None,
-                        help="folder of replay images (default: the start checkpoint's training data, if here)")
+    parser.add_argument("--start-data", default=None,
+                        help="the start checkpoint's training folder, when it is not where its header says "
+                             "(replay draws from it; its validation split is the anchor)")
     parser.add_argument("--bn", choices=("frozen", "train"), default=None,
                         help="BatchNorm during fine-tuning: frozen (eval mode, the default) or train")
     parser.add_argument("--size", type=int, default=None, help="training side in px (default: the card's)")
@@ -65,7 +66,7 @@ def run(args) -> int:
             time_budget_min=args.time_budget_min, backbone_weights=args.backbone_weights, device=args.device,
             num_threads=args.threads, command="napari-polyp " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             anchor_limit=args.anchor_limit, recipe=args.recipe, steps=args.steps, optimizer=args.optimizer,
-            augment=args.augment, replay=args.replay, replay_data=args.replay_data,
+            augment=args.augment, replay=args.replay, start_data=args.start_data,
             freeze_bn=None if args.bn is None else args.bn == "frozen", validation=args.validation, folds=args.folds,
         ):
             if isinstance(item, Finished):

@@ -219,15 +219,16 @@ def _origin(start_header: Dict) -> Tuple[Optional[str], List[str]]:
 
 
 def anchor_pairs(start_header: Dict, data, kinds: Dict[str, str], val_stems: Sequence[str],
-                 limit: int = ANCHOR_LIMIT) -> Tuple[list, str]:
+                 limit: int = ANCHOR_LIMIT, start_data=None) -> Tuple[list, str]:
     """The anchor set (pairs, where from): the start checkpoint's own validation split when
-    its data folder exists, else accepted items outside validation; at most ``limit``
-    (a seeded sample)."""
+    its data folder (``start_data``, else where its header says) exists, else accepted items
+    of ``data`` outside validation; at most ``limit`` (a seeded sample)."""
     from . import data as data_mod
 
     if limit <= 0:
         return [], "none (anchor limit 0)"
     home, stems = _origin(start_header)
+    home = start_data or home
     pairs, source = [], ""
     if home and stems and Path(home).is_dir():
         try:
@@ -235,7 +236,7 @@ def anchor_pairs(start_header: Dict, data, kinds: Dict[str, str], val_stems: Seq
             source = f"the start checkpoint's validation split ({len(pairs)} items of {home})"
         except Exception:  # a moved or unreadable folder: fall back to the dataset's own items
             pairs = []
-    if not pairs:
+    if not pairs and data is not None:
         wanted = [s for s, k in kinds.items() if k == "accepted" and s not in set(val_stems)]
         pairs = data_mod.select(data_mod.find_pairs(data), wanted)
         source = f"accepted items outside validation ({len(pairs)})" if pairs else ""
@@ -247,11 +248,12 @@ def anchor_pairs(start_header: Dict, data, kinds: Dict[str, str], val_stems: Seq
 
 def replay_pairs(start_header: Dict, limit: int = REPLAY_POOL, seed: int = 0, folder=None) -> Tuple[list, str]:
     """Images replayed against forgetting (pairs, where from): the start checkpoint's own
-    training items (its data folder minus its validation split) when that folder exists
-    here, or every pair of ``folder``; a seeded sample of at most ``limit``."""
+    training items (its data folder, or ``folder`` when given, minus its validation split,
+    which the anchor scores) when that folder exists here; a seeded sample of at most ``limit``."""
     from . import data as data_mod
 
-    home, val_stems = (folder, []) if folder else _origin(start_header)
+    home, val_stems = _origin(start_header)
+    home = folder or home
     if limit <= 0 or not home or not Path(home).is_dir():
         return [], "none: the start checkpoint's training data is not on this machine" if limit > 0 else "none"
     try:
@@ -261,8 +263,7 @@ def replay_pairs(start_header: Dict, limit: int = REPLAY_POOL, seed: int = 0, fo
         return [], f"none: {home} cannot be read"
     if len(pairs) > limit:
         pairs = sorted(random.Random(seed).sample(pairs, limit), key=lambda p: p.stem)
-    what = "given folder" if folder else "start checkpoint's training items"
-    return pairs, f"{len(pairs)} of the {what} ({home})" if pairs else "none"
+    return pairs, f"{len(pairs)} of the start checkpoint's training items ({home})" if pairs else "none"
 
 
 def decide(before: Dict, after: Dict, anchor: Dict, problem: str, force: bool) -> Tuple[bool, str]:
@@ -518,7 +519,7 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
                   should_stop: Optional[Callable[[], bool]] = None, command: str = "", out_dir=None,
                   anchor_limit: int = ANCHOR_LIMIT, *, recipe="adapt", steps: Optional[int] = None,
                   optimizer: Optional[str] = None, augment: Optional[str] = None, replay: Optional[float] = None,
-                  replay_data=None, freeze_bn: Optional[bool] = None, validation: str = "auto",
+                  start_data=None, freeze_bn: Optional[bool] = None, validation: str = "auto",
                   folds: int = FOLDS) -> Iterator:
     """Yields TrainEvents ("start", "baseline", "step", "epoch" after each fold, "done"), then
     ``jobs.Finished(result dict)``, as every job of the app does (:mod:`napari_polyp.jobs`).
@@ -565,8 +566,8 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
     train_size = size or models.base_card(model).input_size
     header = peek_header(start)
     anchor_set, anchor_source = anchor_pairs(header, data, kinds, val_stems if scheme == "holdout" else [],
-                                             anchor_limit)
-    pool_pairs, replay_source = replay_pairs(header, REPLAY_POOL if chosen.replay > 0 else 0, seed, replay_data)
+                                             anchor_limit, start_data)
+    pool_pairs, replay_source = replay_pairs(header, REPLAY_POOL if chosen.replay > 0 else 0, seed, start_data)
     target = resolve_device(device)
 
     def event(kind, **kw):
