@@ -173,6 +173,38 @@ def near_truth_masks(truth: torch.Tensor, generator: Optional[torch.Generator] =
     return soften(mask, generator)
 
 
+def masktrack_priors(truth: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Bx1xHxW {0,1} truth -> the previous frame's mask as propagation hands it over (MaskTrack,
+    Perazzi et al. 2017: deformed true masks of still images): moved, zoomed and turned (up to
+    10 % of the side, 20 %, 0.3 rad), grown or shrunk (up to 4 % of the side), bent by a smooth
+    elastic field (up to 5 % of the side), softened; one sample in ten is the truth itself, so
+    that a good prior is kept as it is.
+
+    With no clicks, the refiner learns to pull such a prior onto the object in this frame."""
+    b, _, h, w = truth.shape
+    dev = truth.device
+    side = min(h, w)
+    coin = torch.rand(b, 3, device=dev, generator=generator)
+    mask = _shift(truth.float(), _uniform(b, 0.0, 1.0, dev, generator), generator)
+    grown = _grow(mask, _uniform(b, -0.04, 0.04, dev, generator) * side)
+    mask = torch.where((coin[:, 0] < 0.5).view(-1, 1, 1, 1), grown, mask)
+    mask = torch.where((coin[:, 1] < 0.5).view(-1, 1, 1, 1), _elastic(mask, 0.05, generator), mask)
+    mask = torch.where((coin[:, 2] < 0.1).view(-1, 1, 1, 1), truth.float(), mask)
+    return soften(mask, generator)
+
+
+def _elastic(mask: torch.Tensor, strength: float, generator) -> torch.Tensor:
+    """Each sample bent by a smooth random displacement (a 4x4 field, bicubic up) of up to
+    ``strength`` of the side."""
+    b = mask.shape[0]
+    amount = _uniform(b, 0.0, 2 * strength, mask.device, generator).view(-1, 1, 1, 1)  # grid units: [-1, 1]
+    coarse = (torch.rand(b, 2, 4, 4, device=mask.device, generator=generator) * 2 - 1) * amount
+    field = F.interpolate(coarse, size=mask.shape[-2:], mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
+    identity = F.affine_grid(torch.eye(2, 3, device=mask.device).expand(b, 2, 3), list(mask.shape),
+                             align_corners=False)
+    return F.grid_sample(mask, identity + field, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
 def soften(mask: torch.Tensor, generator=None) -> torch.Tensor:
     """A binary mask -> a probability with a soft edge of a few px (a network's output)."""
     k = 2 * int(torch.randint(0, 4, (1,), generator=generator, device=mask.device).item()) + 1

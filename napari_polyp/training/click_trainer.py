@@ -50,6 +50,7 @@ from .click_simulation import (
     degrade_for_teacher,
     dice,
     iou,
+    masktrack_priors,
     near_truth_masks,
     next_clicks,
     object_crops,
@@ -83,6 +84,8 @@ class ClickTrainConfig:
     empty_share: float = 0.12
     teacher_share: float = 0.4
     near_truth_share: float = 0.0  # a good mask with one small error (``near_truth_masks``)
+    # batches refined with no click from a deformed true mask (``masktrack_priors``): propagation's step
+    no_click_share: float = 0.0
     freeze_bn: bool = False  # batch-norm statistics kept as loaded (small CPU batches would drift them)
     binary_share: float = 0.25
     augment: str = "strong"
@@ -195,6 +198,11 @@ def refiner_input(x: torch.Tensor, mask: torch.Tensor, clicks: torch.Tensor) -> 
     return torch.cat([normalise(x, card), mask, click_maps(clicks, x.shape[-2:])], 1)
 
 
+def no_clicks(n: int, device) -> torch.Tensor:
+    """[n, 1, 3] clicks of sign 0: the refiner reads empty click discs."""
+    return torch.zeros(n, 1, 3, dtype=torch.long, device=device)
+
+
 # -- one training step ------------------------------------------------------------------------
 
 class Simulator:
@@ -255,7 +263,10 @@ class Simulator:
         return torch.stack([rows, cols, sign], 1)
 
     def simulate(self, net: nn.Module, x, y, start, amp: bool):
-        """The last round's input: earlier rounds run the refiner without gradient."""
+        """The last round's input: earlier rounds run the refiner without gradient. A share
+        of batches (``no_click_share``) is instead a deformed true mask and no click."""
+        if self.config.no_click_share > 0 and self.rng.random() < self.config.no_click_share:
+            return refiner_input(x, masktrack_priors(y, self.generator), no_clicks(len(x), x.device))
         clicks = self.first_clicks(start, y)
         mask = start
         rounds = int(self.rng.integers(0, self.config.max_rounds + 1))
@@ -330,9 +341,29 @@ def validate(net: nn.Module, sets: List[ClickSet], teachers, config: ClickTrainC
             out[key] = {"dice": [round(v, 4) for v in curve], "n": n,
                         "first_click_worse": round(float(torch.cat(worse).float().mean()), 4)}
             means.append(float(np.mean(curve[1:4])))
+        if config.no_click_share > 0:
+            out[f"{chosen.task}/no-click"] = no_click_scores(net, chosen, config, device, generator)
+            means.append(out[f"{chosen.task}/no-click"]["refined"])
     train_mode(net, was_training, config.freeze_bn)
     out["score"] = round(float(np.mean(means)), 5)
     return out
+
+
+def no_click_scores(net: nn.Module, chosen: ClickSet, config: ClickTrainConfig, device, generator) -> Dict:
+    """Dice of seeded deformed true masks (``masktrack_priors``) before and after one refiner
+    pass with no click: how well the refiner carries a mask to the next frame."""
+    priors, refined = [], []
+    n = min(len(chosen.val_images), config.val_limit or len(chosen.val_images))
+    for lo in range(0, n, config.val_batch):
+        x = chosen.val_images[lo:min(lo + config.val_batch, n)].float() / 255
+        y = chosen.val_masks[lo:min(lo + config.val_batch, n)].float()
+        prior = masktrack_priors(y, generator)
+        with autocast(device, config.amp):
+            mask = torch.sigmoid(net(refiner_input(x, prior, no_clicks(len(x), device)))["logits"].float())
+        priors.append(dice(prior, y))
+        refined.append(dice(mask, y))
+    return {"prior": round(float(torch.cat(priors).mean()), 4), "refined": round(float(torch.cat(refined).mean()), 4),
+            "n": n}
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -342,7 +373,7 @@ def _header_training(config: ClickTrainConfig, sets: List[ClickSet], step: int, 
             "steps": step, "batch": config.batch, "wall_time_s": round(elapsed, 1), "command": config.command,
             "val_stems": {s.task: s.val_stems for s in sets}, "split": "split_stems(stems, 0.1, seed 0)",
             "recipe": {k: getattr(config, k) for k in ("lr", "max_rounds", "crop_share", "empty_share",
-                                                       "teacher_share", "near_truth_share", "binary_share", "freeze_bn", "augment", "init")},
+                                                       "teacher_share", "near_truth_share", "no_click_share", "binary_share", "freeze_bn", "augment", "init")},
             "teachers": {k: list(v) for k, v in config.teachers.items()}}
 
 

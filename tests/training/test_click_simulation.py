@@ -2,7 +2,8 @@
 import torch
 
 from napari_polyp.training.click_simulation import (
-    click_maps, crop_batch, dice, error_depth, near_truth_masks, next_clicks, object_crops, perturb_masks)
+    click_maps, crop_batch, dice, error_depth, masktrack_priors, near_truth_masks, next_clicks, object_crops,
+    perturb_masks)
 
 
 def _square(n=2, size=64):
@@ -69,3 +70,14 @@ def test_a_near_truth_mask_is_good_but_not_the_truth():
     assert float(near_dice.min()) > 0.6
     assert int((near_dice < 0.995).sum()) >= 12  # most carry an error (a blob may land inside the lesion)
     assert float(near_dice.mean()) > float(far_dice.mean())
+
+
+def test_a_masktrack_prior_is_the_truth_moved_and_bent_and_seeded():
+    truth = _square(32, 96)
+    a = masktrack_priors(truth, torch.Generator().manual_seed(5))
+    assert torch.equal(a, masktrack_priors(truth, torch.Generator().manual_seed(5))) and a.shape == truth.shape
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+    scores = dice(a, truth)
+    assert float(scores.min()) > 0.3  # the object, misplaced: never another one
+    assert int((scores < 0.95).sum()) >= 16  # most are off by more than an edge
+    assert int((scores > 0.97).sum()) >= 1  # the truth itself is among them (a good prior is kept)

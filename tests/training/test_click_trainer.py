@@ -35,3 +35,27 @@ def test_freeze_bn_keeps_batch_norm_statistics_in_training_mode():
     assert net.training and net[0].training and not net[1].training
     train_mode(net, True, freeze_bn=False)
     assert net[1].training
+
+
+def test_no_click_batches_train_and_are_validated(tiny_data, tmp_path):
+    config = ClickTrainConfig(data=(f"polyp={tiny_data}",), out=str(tmp_path / "run"), size=64, batch=3,
+                              max_steps=2, val_every=1, init=None, teachers={}, device="cpu", threads=1,
+                              no_click_share=1.0)
+    header = models.peek_header(train_clicks(config)["best_checkpoint"])
+    scores = header["metrics"]["polyp/no-click"]
+    assert 0 <= scores["prior"] <= 1 and 0 <= scores["refined"] <= 1 and scores["n"] >= 1
+    assert header["training"]["recipe"]["no_click_share"] == 1.0
+
+
+def test_a_no_click_batch_reads_empty_click_discs(tiny_data):
+    import torch
+
+    from napari_polyp.training.click_trainer import Simulator, load_sets
+
+    config = ClickTrainConfig(data=(f"polyp={tiny_data}",), out="", size=64, batch=3, init=None, teachers={},
+                              device="cpu", no_click_share=1.0)
+    sim = Simulator(config, load_sets(config, torch.device("cpu")), {}, torch.device("cpu"))
+    chosen, x, y = sim.make_batch(0)
+    inputs = sim.simulate(None, x, y, sim.start_masks(chosen.task, x, y), amp=False)
+    assert inputs.shape[1] == 6 and float(inputs[:, 4:].abs().sum()) == 0  # no click disc
+    assert float(inputs[:, 3].sum()) > 0  # the deformed mask is the prior
