@@ -45,6 +45,7 @@ __all__ = [  # what code outside models/ may use; the _modules are this package'
     "CLICK_REFINER",
     "CheckpointError",
     "MAX_DEFAULT_CPU_MS",
+    "MAX_LIVE_CPU_MS",
     "ModelCard",
     "SEGMENTER",
     "TASKS",
@@ -59,7 +60,9 @@ __all__ = [  # what code outside models/ may use; the _modules are this package'
     "default_checkpoint",
     "default_model",
     "get_card",
+    "keeps_up_live",
     "list_models",
+    "live_model",
     "peek_header",
     "register_model",
     "save_checkpoint",
@@ -169,6 +172,11 @@ def _check_backbone(model, header: dict, path, strict: bool) -> None:
 # What a clinician picks in the app, and the card task that serves it.
 TASKS = {"colonoscopy": "polyp", "dermoscopy": "skin"}
 MAX_DEFAULT_CPU_MS = 1000.0  # the default network answers within a second on a CPU
+# Live (napari_polyp.inference.live) carries the network's mask by flow to the frames it has no
+# time for, so a network keeps up at 25 fps when it answers in about two frame times: EA-DK at
+# 84.7 ms (one torch thread; ~68 ms in ONNX Runtime) showed 25.0 fps, no frame skipped, half of
+# them its own (benchmarks/live_carry.py, 3 x 250 synthetic frames, idle 2-core machine)
+MAX_LIVE_CPU_MS = 90.0
 
 
 def default_model(task: str = "polyp", cards: Optional[Sequence[ModelCard]] = None,
@@ -190,6 +198,17 @@ def default_model(task: str = "polyp", cards: Optional[Sequence[ModelCard]] = No
     if usable:
         return max(usable, key=selection_score).name
     return min(of_task, key=lambda c: c.cpu_ms).name
+
+
+def live_model(task: str = "polyp", cards: Optional[Sequence[ModelCard]] = None) -> str:
+    """The network Live plays for ``task``: :func:`default_model`'s rule among the networks
+    that answer within :data:`MAX_LIVE_CPU_MS` (fast enough for Live's flow to carry them)."""
+    return default_model(task, cards, max_cpu_ms=MAX_LIVE_CPU_MS)
+
+
+def keeps_up_live(card: ModelCard) -> bool:
+    """Whether Live can play this network at the video's rate (its measured latency is in budget)."""
+    return 0 < card.cpu_ms <= MAX_LIVE_CPU_MS
 
 
 def selection_score(card: ModelCard) -> tuple:

@@ -670,7 +670,8 @@ class SegmentWidget(QWidget):
             return
         from ..inference.live import network_threads
 
-        job = dict(image_layer=image_layer, model=self.model_combo.currentText(), checkpoint=self.checkpoint(),
+        network, checkpoint, instead = self._live_network()
+        job = dict(image_layer=image_layer, model=network, checkpoint=checkpoint,
                    device=self.device_combo.currentText(), threshold=self.threshold(),
                    fps=image_layer.metadata.get("fps") or 25.0, frames=frames,
                    first=0, carry=self.live_carry, **self.engine_options())  # from the start, wherever the slider was
@@ -681,9 +682,22 @@ class SegmentWidget(QWidget):
         self.live_stats = None
         self._live_hidden = L.start_live_view(self.viewer, image_layer)  # made now, not mid-playback
         self._start(self._live_frames(job), job, total=frames, on_result=self._show_live_frame,
-                    status=f"live: {job['model']} on {image_layer.name} at {job['fps']:.3g} fps…",
+                    status=f"live: {instead}{job['model']} on {image_layer.name} at {job['fps']:.3g} fps…",
                     finished=self._on_live_finished)
         self._live_active = True
+
+    def _live_network(self):
+        """(network, checkpoint, why another one): the chosen network when it keeps up with a
+        video in Live (``models.keeps_up_live``), else the task's Live network (``models.live_model``)."""
+        import models
+
+        chosen = self.model_combo.currentText()
+        card = models.get_card(chosen)
+        if models.keeps_up_live(card):
+            return chosen, self.checkpoint(), ""
+        network = models.live_model(card.task)
+        return network, None, (f"{card.display_name or chosen} takes {card.cpu_ms:.0f} ms a frame, too slow to "
+                               f"play (Live needs {models.MAX_LIVE_CPU_MS:.0f} at most): ")
 
     def stop_live(self, wait_s: float = 0.0) -> bool:
         """Stop playing (the Live button, unchecked); the frame on screen and its mask stay.

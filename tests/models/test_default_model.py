@@ -57,6 +57,23 @@ def test_the_real_cards_pick_a_trained_network_per_task():
         assert card.task == models.TASKS[task] and card.trained
 
 
+def test_live_plays_the_best_network_among_those_that_keep_up_with_a_video():
+    fast_limit = models.MAX_LIVE_CPU_MS
+    cards = [_card("tiny", dice=0.80, cpu_ms=15, elsewhere=(0.2, 0.4)),
+             _card("keeps-up", dice=0.93, cpu_ms=fast_limit - 1, elsewhere=(0.55, 0.69)),
+             _card("accurate-but-slow", dice=0.92, cpu_ms=fast_limit + 300, elsewhere=(0.65, 0.70))]
+    assert models.default_model("polyp", cards) == "accurate-but-slow"
+    assert models.live_model("polyp", cards) == "keeps-up"
+    assert models.live_model("polyp", cards[:1] + cards[2:]) == "tiny"
+    assert [models.keeps_up_live(c) for c in cards] == [True, True, False]
+    assert not models.keeps_up_live(_card("unmeasured", cpu_ms=0.0))
+
+
+def test_the_real_cards_pick_a_live_network_that_keeps_up():
+    card = models.get_card(models.live_model("polyp"))
+    assert card.task == "polyp" and card.trained and models.keeps_up_live(card)
+
+
 def test_a_task_mismatch_names_both_tasks_and_the_network_that_fits():
     polyp_net, skin_net = models.default_model("polyp"), models.default_model("skin")
     message = models.task_mismatch(polyp_net, "dermoscopy", subject="--task names")

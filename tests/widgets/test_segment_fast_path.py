@@ -132,6 +132,21 @@ def test_live_mode_starts_advances_and_stops(make_napari_viewer, qtbot, short_vi
     assert stats.shown + stats.dropped == stats.frame + 1  # every frame from 0 on: shown or skipped
 
 
+def test_live_plays_the_live_network_when_the_chosen_one_is_too_slow(make_napari_viewer):
+    import models
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-polyp", "Segment")
+    slow = next(n for n in models.list_models() if models.get_card(n).task == "polyp"
+                and not models.keeps_up_live(models.get_card(n)))
+    widget.model_combo.setCurrentText(slow)
+    network, checkpoint, why = widget._live_network()
+    assert network == models.live_model("polyp") and checkpoint is None  # its default checkpoint
+    assert models.get_card(slow).display_name in why and "too slow" in why
+    widget.model_combo.setCurrentText(network)
+    assert widget._live_network() == (network, widget.checkpoint(), "")  # a network that keeps up is played
+
+
 def test_live_needs_a_video(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(_image(32, 32, 0), name="still")
