@@ -17,7 +17,7 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.delenv("NAPARI_POLYP_WEIGHTS", raising=False)
     # Each test has its own home, so an ONNX export would be redone in every test that builds
     # a Predictor (random weights are new each time too): eager torch by default here;
-    # tests/test_engine.py and the tests that choose "onnxruntime" cover ONNX Runtime.
+    # tests/inference/test_engine.py and the tests that choose "onnxruntime" cover ONNX Runtime.
     monkeypatch.setenv("NAPARI_POLYP_ENGINE", "torch")
 
 

@@ -8,7 +8,7 @@ the interpreter lock that napari's start-up needs too) and building the network,
 to run the ONNX graph cached from an earlier run. :class:`ServedPredictor` runs that
 graph with ONNX Runtime and numpy alone, with the same pre- and post-processing as
 :class:`napari_polyp.inference.Predictor` (resizing in :mod:`napari_polyp.inference.resample`,
-which matches torch's; ``tests/test_prediction.py`` holds the two predictors to the
+which matches torch's; ``tests/inference/test_prediction.py`` holds the two predictors to the
 same output). Anything else (another engine, a GPU, training) builds the torch network.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ align_corners=False)``, with and without ``antialias=True``.
 The network's input (image -> its square input, antialiased) and its outputs (maps ->
 the image's size) are resized here when no torch is loaded: the app's first network
 runs straight from its cached ONNX graph, and attention maps of a video are resized
-frame by frame on the UI side. ``tests/test_resample.py`` holds these to torch's own
+frame by frame on the UI side. ``tests/inference/test_resample.py`` holds these to torch's own
 results.
 
 Each axis is one sparse (size_out x size_in) weight matrix, so a resize is two sparse
