@@ -4,6 +4,7 @@ filled frames, frames per second, and the key frames needed.
     python benchmarks/propagate.py                       # cvc612-seq + 8 synthetic sequences
     python benchmarks/propagate.py --sets cvc612-seq --variants default,flow,always
     python benchmarks/propagate.py --refiner-check       # the refiner with no clicks, deformed priors
+    python benchmarks/propagate.py --refiner runs/x/best.pt ...   # a candidate refiner instead of the shipped one
 
 Sets:
 - ``cvc612-seq``: ``../shared/data/cvc612-seq``, 20 consecutive frames of one polyp (CVC-ClinicDB,
@@ -277,7 +278,7 @@ def score_sequence(name, frames, truths, probs, variants, args):
 def variant_options(variant: str, args) -> dict:
     """``propagate``'s options for a variant; "network": whether it is given the per-frame
     network's probabilities (frames no direction reaches take its mask)."""
-    runner = refiner(args.threads)
+    runner = refiner(args.threads, args.refiner)
     return {"default": {"runner": runner}, "flow": {"refine": False},
             "always": {"runner": runner, "refine_below": 2.0},
             "network": {"runner": runner, "network": True},
@@ -287,11 +288,12 @@ def variant_options(variant: str, args) -> dict:
 _RUNNER = {}
 
 
-def refiner(threads):
+def refiner(threads, checkpoint=None):
+    """The shipped click refiner's runner, or ``checkpoint``'s (a candidate, before shipping)."""
     if "r" not in _RUNNER:
         from napari_polyp.inference.refiner import refiner_runner
 
-        _RUNNER["r"] = refiner_runner(threads=threads)
+        _RUNNER["r"] = refiner_runner(checkpoint, threads=threads)
     return _RUNNER["r"]
 
 
@@ -306,7 +308,7 @@ def network_probabilities(frames, threads, cache, network: str = "ea-dk"):
 
 # -- the refiner with no clicks ------------------------------------------------------------------
 
-def refiner_check(data_root: Path, count: int, threads, seed: int):
+def refiner_check(data_root: Path, count: int, threads, seed: int, checkpoint=None):
     """The refiner with no clicks on deformed true masks (MaskTrack's deformations) of Kvasir-SEG
     validation images: Dice of the prior and of the refined mask."""
     import cv2
@@ -314,7 +316,7 @@ def refiner_check(data_root: Path, count: int, threads, seed: int):
     from napari_polyp.io import read_image, read_mask
     from napari_polyp.video import refine_mask
 
-    runner = refiner(threads)
+    runner = refiner(threads, checkpoint)
     rng = np.random.default_rng(seed)
     table = {}
     for pair in validation_pairs(data_root, count):
@@ -473,6 +475,7 @@ def main(argv=None) -> int:
     parser.add_argument("--keys-needed", default="default", help="variants to count key frames for ('' none)")
     parser.add_argument("--no-network", action="store_true", help="skip the per-frame EA-DK comparison")
     parser.add_argument("--refiner-check", action="store_true")
+    parser.add_argument("--refiner", default=None, help="a click-refiner checkpoint (default: the shipped one)")
     parser.add_argument("--speed", action="store_true", help="only frames/s at 640×480 (keys every 5)")
     parser.add_argument("--smoothing", default="", help="networks whose per-frame probabilities to smooth in "
                         "time, e.g. ea-dk,microaunet ('' none)")
@@ -485,7 +488,7 @@ def main(argv=None) -> int:
     cv2.setNumThreads(args.threads)
     data_root = Path(args.data_root)
     if args.refiner_check:
-        refiner_check(data_root, 30, args.threads, args.seed)
+        refiner_check(data_root, 30, args.threads, args.seed, args.refiner)
         return 0
     if args.speed:
         speed(data_root, args)
