@@ -43,7 +43,10 @@ def resolve_device(device: str = "auto") -> torch.device:
 def preprocess(images: np.ndarray, card: ModelCard) -> torch.Tensor:
     """[B]xHxWx3 uint8 -> Bx3xSxS float tensor, resized and normalised per the card."""
     batch = images[None] if images.ndim == 3 else images
-    x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(255.0)
+    batch = np.ascontiguousarray(batch)
+    if not batch.flags.writeable:  # a read-only frame (a decoded video, a memory map): torch warns on it
+        batch = batch.copy()
+    x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
     size = (card.input_size, card.input_size)
     if tuple(x.shape[-2:]) != size:
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
