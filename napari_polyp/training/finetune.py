@@ -8,8 +8,9 @@ one function here:
   every mask is empty, or when every item is an *accepted* prediction (the network would
   be scored against its own output; ``force`` trains anyway, with no before/after claim).
 - the validation scheme (:func:`choose_scheme`): a small set (a hold-out split of fewer than
-  :data:`HOLDOUT_MIN_ITEMS`) is **cross-validated** (:func:`choose_folds`: k seeded folds,
-  stratified by status; every item is scored once by a network fine-tuned without it, and
+  :data:`HOLDOUT_MIN_ITEMS`) is **cross-validated** (:func:`choose_folds`: k folds of
+  neighbouring items, so frames of one video do not score each other; every item is scored
+  once by a network fine-tuned without it, and
   the start network on the same items is "before"); a large one keeps a hold-out split
   (:func:`choose_validation`). Both hold corrected items always and accepted ones only
   beside them. A folder without a manifest holds reference masks, which count as corrected.
@@ -42,6 +43,7 @@ import json
 import math
 import os
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,23 +179,29 @@ def choose_scheme(kinds: Dict[str, str], val_fraction: float, validation: str = 
     return "holdout" if round(val_fraction * len(kinds)) >= HOLDOUT_MIN_ITEMS else "cv"
 
 
-def choose_folds(kinds: Dict[str, str], folds: int, seed: int) -> List[List[str]]:
-    """k seeded cross-validation folds (k = min(folds, items)), stratified by status: the
-    corrected items dealt round the folds first, then the accepted ones; together they hold
-    every item once. None when no item is corrected (accepted items alone would score the
-    network against its own output) or fewer than 2 folds fit."""
-    corrected = sorted(s for s, k in kinds.items() if k == "corrected")
-    accepted = sorted(s for s, k in kinds.items() if k != "corrected")
+def choose_folds(kinds: Dict[str, str], folds: int) -> List[List[str]]:
+    """k cross-validation folds (k = min(folds, items)) of *neighbouring* items: the corrected
+    items in natural stem order cut into k runs, the accepted ones likewise, run i of each
+    in fold i; together they hold every item once. Frames of one video saved in order
+    (``clip_000040``, ``clip_000041``) are near-duplicates: dealt at random, a frame's
+    neighbour would train the network that scores it and flatter the claim. None when no
+    item is corrected (accepted items alone would score the network against its own output)
+    or fewer than 2 folds fit."""
+    corrected = sorted((s for s, k in kinds.items() if k == "corrected"), key=natural_key)
+    accepted = sorted((s for s, k in kinds.items() if k != "corrected"), key=natural_key)
     k = min(folds, len(kinds))
     if not corrected or k < 2:
         return []
-    rng = random.Random(seed)
-    rng.shuffle(corrected)
-    rng.shuffle(accepted)
     out: List[List[str]] = [[] for _ in range(k)]
-    for i, stem in enumerate(corrected + accepted):
-        out[i % k].append(stem)
-    return [sorted(fold) for fold in out]
+    for items in (corrected, accepted):
+        for i, stem in enumerate(items):
+            out[i * k // len(items)].append(stem)
+    return [sorted(fold, key=natural_key) for fold in out]
+
+
+def natural_key(stem: str) -> list:
+    """"frame10" after "frame9": digit runs compare as numbers."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", stem) if part]
 
 
 def claim_problem(val_stems: Sequence[str], kinds: Dict[str, str], empty: Sequence[str]) -> str:
@@ -556,7 +564,7 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
         torch.set_num_threads(num_threads)
     scheme = choose_scheme(kinds, val_fraction, validation)
     if scheme == "cv":
-        fold_stems = choose_folds(kinds, folds, seed)
+        fold_stems = choose_folds(kinds, folds)
         val_stems = sorted(s for fold in fold_stems for s in fold)
     else:
         fold_stems, val_stems = [], choose_validation(kinds, val_fraction, seed)
