@@ -1,12 +1,13 @@
 """The "Fine-tune" dock widget: fine-tune a network on a corrections dataset.
 
 Thin over :func:`napari_polyp.training.finetune.iter_finetune` (the same code
-as ``napari-polyp finetune``): it splits the accepted/corrected items into
-training and validation (seeded), scores the start checkpoint on the validation
-items ("before"), trains, keeps the epoch with the best validation Dice
-("after"), copies it into the user checkpoint folder and makes it the network's
-preferred checkpoint only when its validation Dice did not fall (the guard of
-``finetune``; "prefer even if worse" forces it).
+as ``napari-polyp finetune``): a small set of accepted/corrected items is
+cross-validated (folds of neighbouring items; a large one keeps a hold-out split),
+the start checkpoint and the fine-tuned one are scored on the same held-out items
+("before", "after"), the network trained on every item is copied into the user
+checkpoint folder and becomes the network's preferred checkpoint only when the claim
+stands and the anchor set held (the rules of ``finetune``; "prefer even if worse"
+forces it).
 
 The run is a napari ``thread_worker``; Cancel asks the trainer to stop after the
 step in progress, which then validates and keeps the best checkpoint so far
