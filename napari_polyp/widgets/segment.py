@@ -668,6 +668,8 @@ class SegmentWidget(QWidget):
             if frames is None:
                 self._report_error("Live plays a video or a stack of frames: open one first")
             return
+        import models
+
         from ..inference.live import network_threads
 
         network, checkpoint, instead = self._live_network()
@@ -676,6 +678,10 @@ class SegmentWidget(QWidget):
                    fps=image_layer.metadata.get("fps") or 25.0, frames=frames,
                    first=0, carry=self.live_carry, **self.engine_options())  # from the start, wherever the slider was
         job["threads"] = network_threads(job["threads"])
+        # the status line names the network that plays, and the chosen one it stands in for
+        chosen = models.get_card(self.model_combo.currentText())
+        job["live_label"] = (models.get_card(network).display_name or network) + (
+            f" in place of {chosen.display_name or chosen.name}, too slow" if instead else "")
         self._live_stop.clear()
         self._live_done.clear()
         self._live_shown.set()
@@ -741,7 +747,7 @@ class SegmentWidget(QWidget):
             self._live_shown.set()
         self.live_stats = shown
         if self._show_progress(shown.frame + 1):
-            self.status_label.setText(f"live: frame {shown.frame + 1}/{job['frames']}, {shown.fps:.1f} fps "
+            self.status_label.setText(f"live ({job['live_label']}): frame {shown.frame + 1}/{job['frames']}, {shown.fps:.1f} fps "
                                       f"segmented ({shown.carried} by flow), {shown.dropped} skipped")
 
     def _on_live_finished(self) -> None:
@@ -761,9 +767,9 @@ class SegmentWidget(QWidget):
         self._update_scope()
         if self._dropped:
             self.status_label.setText(self._dropped)
-        elif stats is not None and not self.last_error:
-            self.status_label.setText(f"live stopped: {stats.shown} frame(s) segmented at {stats.fps:.1f} fps "
-                                      f"({stats.carried} carried by flow), {stats.dropped} skipped")
+        elif job is not None and stats is not None and not self.last_error:
+            self.status_label.setText(f"live stopped ({job['live_label']}): {stats.shown} frame(s) segmented at "
+                                      f"{stats.fps:.1f} fps ({stats.carried} carried by flow), {stats.dropped} skipped")
 
     # -- threshold ---------------------------------------------------------------------
     def mask_layer(self):

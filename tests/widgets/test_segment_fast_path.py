@@ -120,7 +120,7 @@ def test_live_mode_starts_advances_and_stops(make_napari_viewer, qtbot, short_vi
     widget.live_button.click()  # stop
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
     stopped_at = widget.live_stats.frame
-    assert stopped_at < 99 and "live stopped" in widget.status_label.text()
+    assert stopped_at < 99 and "live stopped (MicroAUNet)" in widget.status_label.text()
     assert not widget.live_button.isChecked() and widget.run_button.isEnabled()
     # the video is back at the last frame shown, with that frame's outline over it
     assert video.visible and not viewer.layers["clip live view"].visible  # kept hidden for the next Live
