@@ -679,22 +679,22 @@ class SegmentWidget(QWidget):
                    first=0, carry=self.live_carry, **self.engine_options())  # from the start, wherever the slider was
         job["threads"] = network_threads(job["threads"])
         # the status line names the network that plays, and the chosen one it stands in for
-        chosen = models.get_card(self.model_combo.currentText())
-        job["live_label"] = (models.get_card(network).display_name or network) + (
-            f" in place of {chosen.display_name or chosen.name}, too slow" if instead else "")
+        job["live_label"] = (models.get_card(network).display_name or network) + (f" in place of {instead}"
+                                                                                   if instead else "")
         self._live_stop.clear()
         self._live_done.clear()
         self._live_shown.set()
         self.live_stats = None
         self._live_hidden = L.start_live_view(self.viewer, image_layer)  # made now, not mid-playback
         self._start(self._live_frames(job), job, total=frames, on_result=self._show_live_frame,
-                    status=f"live: {instead}{job['model']} on {image_layer.name} at {job['fps']:.3g} fps…",
+                    status=f"live ({job['live_label']}) on {image_layer.name} at {job['fps']:.3g} fps…",
                     finished=self._on_live_finished)
         self._live_active = True
 
     def _live_network(self):
-        """(network, checkpoint, why another one): the chosen network when it keeps up with a
-        video in Live (``models.keeps_up_live``), else the task's Live network (``models.live_model``)."""
+        """(network, checkpoint, the chosen one and why it does not play, or ""): the chosen network
+        when it keeps up with a video in Live (``models.keeps_up_live``), else the task's Live
+        network (``models.live_model``) at its default checkpoint."""
         import models
 
         chosen = self.model_combo.currentText()
@@ -702,8 +702,8 @@ class SegmentWidget(QWidget):
         if models.keeps_up_live(card):
             return chosen, self.checkpoint(), ""
         network = models.live_model(card.task)
-        return network, None, (f"{card.display_name or chosen} takes {card.cpu_ms:.0f} ms a frame, too slow to "
-                               f"play (Live needs {models.MAX_LIVE_CPU_MS:.0f} at most): ")
+        return network, None, (f"{card.display_name or chosen}, too slow: {card.cpu_ms:.0f} ms a frame, "
+                               f"Live needs {models.MAX_LIVE_CPU_MS:.0f} at most")
 
     def stop_live(self, wait_s: float = 0.0) -> bool:
         """Stop playing (the Live button, unchecked); the frame on screen and its mask stay.
@@ -747,8 +747,9 @@ class SegmentWidget(QWidget):
             self._live_shown.set()
         self.live_stats = shown
         if self._show_progress(shown.frame + 1):
-            self.status_label.setText(f"live ({job['live_label']}): frame {shown.frame + 1}/{job['frames']}, {shown.fps:.1f} fps "
-                                      f"segmented ({shown.carried} by flow), {shown.dropped} skipped")
+            self.status_label.setText(f"live ({job['live_label']}): frame {shown.frame + 1}/{job['frames']}, "
+                                      f"{shown.fps:.1f} fps segmented ({shown.carried} by flow), "
+                                      f"{shown.dropped} skipped")
 
     def _on_live_finished(self) -> None:
         job, stats = self._job, self.live_stats
