@@ -152,7 +152,8 @@ def make_method(method: str, image, probability, args):
 
 
 def run_image(method: str, image, truth, probability, args):
-    """Dice after each click (index 0: the start), clicks to each target, seconds per click."""
+    """Dice after each click (index 0: the start), clicks to each target, seconds per click,
+    IoU after each click."""
     from napari_polyp.corrections.clicks import protocol_click
 
     mask = probability > 0.5
@@ -175,7 +176,7 @@ def run_image(method: str, image, truth, probability, args):
         seconds.append(time.perf_counter() - started)
         dices.append(dice(mask, truth)), ious.append(iou(mask, truth))
     noc = {t: next((k for k, v in enumerate(ious) if v >= t), args.max_clicks) for t in TARGETS}
-    return dices, noc, seconds
+    return dices, noc, seconds, ious
 
 
 def summarise(rows, args) -> dict:
@@ -199,6 +200,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--checkpoint", default=None, help="a click-refiner checkpoint (default: the shipped one)")
     parser.add_argument("--data-root", default=str(DATA))
+    parser.add_argument("--per-image", type=Path, default=None,
+                        help="append one JSON line per image (IoU after each click, NoC) to this file")
     args = parser.parse_args(argv)
     if args.threads:
         import torch
@@ -212,7 +215,14 @@ def main(argv=None) -> int:
                 continue
             starts = [start_probability(start, task, image, predictors) for _, image, _ in pairs]
             for method in [m for m in args.methods.split(",") if m]:
-                rows = [run_image(method, image, truth, p, args) for (_, image, truth), p in zip(pairs, starts)]
+                rows = []
+                for (stem, image, truth), p in zip(pairs, starts):
+                    rows.append(run_image(method, image, truth, p, args))
+                    if args.per_image:
+                        with args.per_image.open("a") as out:
+                            out.write(json.dumps({"set": set_name, "start": start, "method": method, "stem": stem,
+                                                  "iou": [round(v, 4) for v in rows[-1][3]],
+                                                  "noc": {str(t): n for t, n in rows[-1][1].items()}}) + "\n")
                 result = {"set": set_name, "start": start, "method": method, **summarise(rows, args)}
                 print(json.dumps(result), flush=True)
                 table.append(result)

@@ -24,7 +24,8 @@ temporary NAPARI_POLYP_HOME, so the user's preferred checkpoints are untouched.
 A variant is ``RECIPE[:key=value,...]`` with RECIPE ``adapt`` (training.finetune.RECIPE) or ``preset``
 (the old fine-tune: the network's training preset at lr / 10; ``preset`` alone also keeps the
 old default length, 5 epochs) and keys lr, steps, epochs, batch, optimizer, weight_decay, warmup,
-augment, replay (a share; 0 = none), bn (frozen | train), blend (WiSE-FT share), train (all | head).
+augment, replay (a share; 0 = none), bn (frozen | train), blend (WiSE-FT share), train (all | head),
+pull (L2-SP: the share of lr by which each step draws the weights back to the start).
 
     OMP_NUM_THREADS=1 python benchmarks/finetune_new_centre.py --size 256 --threads 1 \\
         --variants "preset;adapt;adapt:bn=train;adapt:replay=0" --sets etis20,cvc612
@@ -58,7 +59,7 @@ SHARED = ROOT.parent / "shared" / "data"
 # inside one would score frames of a polyp the fine-tune saw. Frames 1-12 (two polyps) against 13-20.
 ETIS_CUT = 12
 KEYS = {"lr": float, "steps": int, "epochs": int, "batch": int, "optimizer": str, "weight_decay": float,
-        "warmup": int, "augment": str, "replay": float, "bn": str, "blend": float, "train": str}
+        "warmup": int, "augment": str, "replay": float, "bn": str, "blend": float, "train": str, "pull": float}
 
 
 def parse_variant(spec: str):

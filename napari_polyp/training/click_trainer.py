@@ -11,7 +11,8 @@ The recipe follows RITM (Sofiiuk et al., 2022), cut into named steps:
 - **start_masks**: what an annotator starts from: a shipped network's probability (on a
   coarsened, duller copy of the image, so that it errs on its own training images as it
   does on new ones), the truth with a network's kind of errors (``perturb_masks``), or
-  nothing (a lesion the network missed); a share is made binary (a mask after hand edits).
+  nothing (a lesion the network missed), or a neighbouring structure taken in / a part left
+  out along the image's edges (``structure_masks``); a share is made binary (hand edits).
 - **simulate**: one or two clicks in the start mask's errors, then 0 to ``max_rounds`` rounds
   of the refiner's own prediction (no gradient) with a click at its deepest error; the
   mask input of each round is the round before's probability.
@@ -55,6 +56,7 @@ from .click_simulation import (
     next_clicks,
     object_crops,
     perturb_masks,
+    structure_masks,
 )
 from .device_augment import augment_batch, device_preset, draw
 from .losses import bce_dice
@@ -84,6 +86,7 @@ class ClickTrainConfig:
     empty_share: float = 0.12
     teacher_share: float = 0.4
     near_truth_share: float = 0.0  # a good mask with one small error (``near_truth_masks``)
+    structure_share: float = 0.0  # a neighbouring structure taken in / a part left out (``structure_masks``)
     # batches refined with no click from a deformed true mask (``masktrack_priors``): propagation's step
     no_click_share: float = 0.0
     freeze_bn: bool = False  # batch-norm statistics kept as loaded (small CPU batches would drift them)
@@ -246,6 +249,10 @@ class Simulator:
         near = c.empty_share + c.teacher_share
         if c.near_truth_share > 0:
             masks = torch.where((u >= near) & (u < near + c.near_truth_share), near_truth_masks(y, self.generator), masks)
+        structure = near + c.near_truth_share
+        chosen = (u >= structure) & (u < structure + c.structure_share)
+        if bool(chosen.any()):  # superpixels on the CPU: only when a sample needs them
+            masks = torch.where(chosen, structure_masks(x, y, self.rng, self.generator), masks)
         masks = torch.where(u < c.empty_share, torch.zeros_like(masks), masks)
         binary = torch.rand(len(x), device=self.device, generator=self.generator) < c.binary_share
         return torch.where(binary.view(-1, 1, 1, 1), (masks > 0.5).float(), masks)
@@ -373,7 +380,7 @@ def _header_training(config: ClickTrainConfig, sets: List[ClickSet], step: int, 
             "steps": step, "batch": config.batch, "wall_time_s": round(elapsed, 1), "command": config.command,
             "val_stems": {s.task: s.val_stems for s in sets}, "split": "split_stems(stems, 0.1, seed 0)",
             "recipe": {k: getattr(config, k) for k in ("lr", "max_rounds", "crop_share", "empty_share",
-                                                       "teacher_share", "near_truth_share", "no_click_share", "binary_share", "freeze_bn", "augment", "init")},
+                                                       "teacher_share", "near_truth_share", "structure_share", "no_click_share", "binary_share", "freeze_bn", "augment", "init")},
             "teachers": {k: list(v) for k, v in config.teachers.items()}}
 
 

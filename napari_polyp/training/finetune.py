@@ -74,6 +74,7 @@ class Recipe:
     freeze_bn: bool = True  # BatchNorm layers in eval mode: running statistics kept, not re-estimated
     replay: float = 0.25  # share of each batch drawn from the start checkpoint's training images
     blend: float = 1.0  # < 1: the weights kept are start + blend × (tuned − start) (WiSE-FT)
+    pull: float = 0.0  # > 0: each step moves the weights lr × pull of the way back to the start (L2-SP, decoupled)
     train: str = "all"  # "head": everything but the pretrained encoder (parameters named backbone.*)
     name: str = "adapt"
 
@@ -407,6 +408,8 @@ def iter_fit(model, model_name: str, arrays, recipe: Recipe, steps: int, *, repl
     optimizer = make_optimizer(Preset(optimizer=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay),
                                model.parameters())
     start_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if recipe.blend < 1.0 else {}
+    start_params = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad} \
+        if recipe.pull > 0 else {}
     model.train()
     frozen = freeze_batchnorm(model) if recipe.freeze_bn else 0
     started, done, stopped, planned = time.monotonic(), 0, False, steps
@@ -427,6 +430,7 @@ def iter_fit(model, model_name: str, arrays, recipe: Recipe, steps: int, *, repl
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        pull_towards(model, start_params, lr * recipe.pull)
         done += 1
         if budget_s is not None and done == 3:
             per_step = (time.monotonic() - started) / done
@@ -451,6 +455,20 @@ def fit(model, model_name: str, arrays, recipe: Recipe, steps: int, *, on_step: 
             return end.value
         if on_step is not None:
             on_step(*step)
+
+
+def pull_towards(model, start_params: Dict, share: float) -> None:
+    """Move each parameter ``share`` of the way back to its start value, in place: L2-SP (Li et
+    al., 2018, a penalty on the distance to the pretrained weights rather than to zero) in
+    AdamW's decoupled form, so the pull does not pass through Adam's per-weight scaling."""
+    import torch
+
+    if not start_params or share <= 0:
+        return
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name in start_params:
+                param.lerp_(start_params[name], min(share, 1.0))
 
 
 def blend_weights(model, start_state: Dict, blend: float) -> None:

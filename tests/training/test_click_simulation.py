@@ -1,9 +1,10 @@
 """The batched simulated annotator of click training."""
+import numpy as np
 import torch
 
 from napari_polyp.training.click_simulation import (
     click_maps, crop_batch, dice, error_depth, masktrack_priors, near_truth_masks, next_clicks, object_crops,
-    perturb_masks)
+    perturb_masks, structure_masks)
 
 
 def _square(n=2, size=64):
@@ -81,3 +82,32 @@ def test_a_masktrack_prior_is_the_truth_moved_and_bent_and_seeded():
     assert float(scores.min()) > 0.3  # the object, misplaced: never another one
     assert int((scores < 0.95).sum()) >= 16  # most are off by more than an edge
     assert int((scores > 0.97).sum()) >= 1  # the truth itself is among them (a good prior is kept)
+
+
+def _tiles(n=4, size=64):
+    """Images of 16 flat tiles with the lesion one tile, and the tile left of it black (the
+    frame around a scope's view)."""
+    values = np.random.default_rng(0).uniform(0.3, 1.0, (4, 4, 3))
+    values[1, 0] = 0.0
+    image = np.kron(values, np.ones((size // 4, size // 4, 1)))
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].repeat(n, 1, 1, 1).float()
+    truth = torch.zeros(n, 1, size, size)
+    truth[:, :, 16:32, 16:32] = 1
+    return x, truth
+
+
+def test_a_structure_error_takes_in_or_leaves_out_a_region_attached_to_the_lesion():
+    x, truth = _tiles(12)
+    masks = structure_masks(x, truth, np.random.default_rng(1), torch.Generator().manual_seed(1))
+    again = structure_masks(x, truth, np.random.default_rng(1), torch.Generator().manual_seed(1))
+    assert torch.equal(masks, again) and masks.shape == truth.shape
+    binary, lesion = masks[:, 0] > 0.5, truth[0, 0] > 0.5
+    changed = binary != lesion
+    assert int(changed.flatten(1).any(1).sum()) >= 10  # nearly every sample carries an error
+    ring = torch.nn.functional.max_pool2d(lesion[None, None].float(), 3, 1, 1)[0, 0].bool()
+    for mask, diff in zip(binary, changed):
+        added, removed = diff & ~lesion, diff & lesion
+        assert min(int(added.sum()), int(removed.sum())) <= 8  # one kind of error (and corners softened)
+        assert not diff.any() or bool((diff & ring).any())  # attached to the lesion's edge
+        assert int(mask[16:32, 0:16].sum()) <= 4  # the black frame is never taken in (a softened corner)
+        assert 0 < int(mask.sum())  # something of the lesion, or more, is left

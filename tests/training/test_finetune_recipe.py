@@ -181,3 +181,28 @@ def test_training_the_head_leaves_the_encoder_alone():
     moved = {k for k, v in model.named_parameters() if not torch.equal(v.detach(), before[k])}
     assert moved and not any(k.startswith("backbone.") for k in moved)
     assert all(p.requires_grad for p in model.parameters())  # as it was before
+
+
+def _distance_from(model, start) -> float:
+    return float(sum(((p.detach() - start[k]) ** 2).sum() for k, p in model.named_parameters()))
+
+
+def test_pull_keeps_the_weights_nearer_their_start():
+    distances = {}
+    for pull in (0.0, 50.0):
+        torch.manual_seed(0)
+        model = models.create_model("ea-dk", checkpoint=False, variant="efficientnet_lite0")
+        start = {k: v.detach().clone() for k, v in model.named_parameters()}
+        recipe = ft.Recipe(batch=2, replay=0.0, augment="none", lr=1e-2, warmup=0, pull=pull)
+        ft.fit(model, "ea-dk", _arrays(2, 64, 90), recipe, 3)
+        distances[pull] = _distance_from(model, start)
+    assert 0 < distances[50.0] < 0.8 * distances[0.0]
+
+
+def test_a_full_pull_returns_every_weight_to_its_start():
+    model = torch.nn.Linear(3, 2)
+    start = {k: v.detach().clone() for k, v in model.named_parameters()}
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ft.pull_towards(model, start, 1.0)
+    assert _distance_from(model, start) == 0.0
