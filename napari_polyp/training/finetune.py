@@ -56,6 +56,8 @@ MIN_VAL_ITEMS = 5  # fewer scored items (hold-out, or out-of-fold): train, but c
 ANCHOR_LIMIT = 24  # anchor items scored before/after (at the training size), to keep it quick
 FORGET_TOLERANCE = 0.02  # anchor Dice may fall this much before the old default is kept
 FOLDS = 5  # cross-validation folds (fewer when there are fewer items)
+SCENE_JUMP = 3.0  # a step between neighbouring items this many times their median step starts a new scene
+LOOK_SIZE = 24  # px of the thumbnails that tell scenes apart
 HOLDOUT_MIN_ITEMS = 20  # validation="auto": a hold-out split at least this large replaces cross-validation
 REPLAY_POOL = 128  # replay images held in memory at most (a seeded sample of the start's training images)
 SCHEMES = ("auto", "cv", "holdout")
@@ -180,24 +182,81 @@ def choose_scheme(kinds: Dict[str, str], val_fraction: float, validation: str = 
     return "holdout" if round(val_fraction * len(kinds)) >= HOLDOUT_MIN_ITEMS else "cv"
 
 
-def choose_folds(kinds: Dict[str, str], folds: int) -> List[List[str]]:
+def choose_folds(kinds: Dict[str, str], folds: int, looks: Optional[Dict] = None) -> List[List[str]]:
     """k cross-validation folds (k = min(folds, items)) of *neighbouring* items: the corrected
     items in natural stem order cut into k runs, the accepted ones likewise, run i of each
     in fold i; together they hold every item once. Frames of one video saved in order
     (``clip_000040``, ``clip_000041``) are near-duplicates: dealt at random, a frame's
-    neighbour would train the network that scores it and flatter the claim. None when no
-    item is corrected (accepted items alone would score the network against its own output)
-    or fewer than 2 folds fit."""
+    neighbour would train the network that scores it and flatter the claim.
+
+    With ``looks`` (stem -> thumbnail, :func:`item_looks`) the corrected items are cut where the
+    picture changes (:func:`scene_runs`) when they hold two scenes or more: each fold then holds
+    whole scenes, so every item is scored by a network that never saw its lesion (k = the
+    scenes, merged neighbour to neighbour down to ``folds``). None when no item is corrected
+    (accepted items alone would score the network against its own output) or fewer than 2
+    folds fit."""
     corrected = sorted((s for s, k in kinds.items() if k == "corrected"), key=natural_key)
     accepted = sorted((s for s, k in kinds.items() if k != "corrected"), key=natural_key)
     k = min(folds, len(kinds))
     if not corrected or k < 2:
         return []
-    out: List[List[str]] = [[] for _ in range(k)]
-    for items in (corrected, accepted):
-        for i, stem in enumerate(items):
-            out[i * k // len(items)].append(stem)
+    scenes = scene_runs(corrected, looks) if looks else [corrected]
+    if len(scenes) >= 2:
+        k = min(k, len(scenes))
+        runs = _merge_runs(scenes, k)
+    else:
+        runs = _even_runs(corrected, k)
+    out = [list(run) for run in runs]
+    for i, run in enumerate(_even_runs(accepted, len(out)) if accepted else []):
+        out[i] += run
     return [sorted(fold, key=natural_key) for fold in out]
+
+
+def _even_runs(items: Sequence[str], k: int) -> List[List[str]]:
+    """``items`` in k neighbouring runs of nearly equal size (some empty when fewer items)."""
+    out: List[List[str]] = [[] for _ in range(k)]
+    for i, stem in enumerate(items):
+        out[i * k // len(items)].append(stem)
+    return out
+
+
+def _merge_runs(scenes: Sequence[Sequence[str]], k: int) -> List[List[str]]:
+    """Whole scenes into at most k runs of neighbours: the two neighbouring runs smallest
+    together merge until k are left (folds of similar size, no scene cut)."""
+    out = [list(scene) for scene in scenes]
+    while len(out) > k:
+        i = min(range(len(out) - 1), key=lambda j: len(out[j]) + len(out[j + 1]))
+        out[i:i + 2] = [out[i] + out[i + 1]]
+    return out
+
+
+def scene_runs(stems: Sequence[str], looks: Dict) -> List[List[str]]:
+    """``stems`` (in order) cut where the step between neighbouring thumbnails (mean absolute
+    difference) exceeds SCENE_JUMP times the median step: consecutive frames of one lesion
+    differ little, the next lesion or patient much. Independent images all differ alike:
+    one run (no cut stands out)."""
+    import numpy as np
+
+    if len(stems) < 3:
+        return [list(stems)]
+    steps = [float(np.abs(looks[a] - looks[b]).mean()) for a, b in zip(stems, stems[1:])]
+    cut_above = SCENE_JUMP * float(np.median(steps))
+    runs, current = [], [stems[0]]
+    for stem, step in zip(stems[1:], steps):
+        if step > cut_above:
+            runs.append(current)
+            current = []
+        current.append(stem)
+    return runs + [current]
+
+
+def item_looks(pairs) -> Dict:
+    """stem -> a LOOK_SIZE px thumbnail in [0, 1] (what :func:`scene_runs` compares)."""
+    from skimage.transform import resize
+
+    from napari_polyp.io import read_image
+
+    return {p.stem: resize(read_image(p.image), (LOOK_SIZE, LOOK_SIZE), anti_aliasing=True) for p in pairs}
 
 
 def natural_key(stem: str) -> list:
@@ -581,8 +640,9 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
     if num_threads:
         torch.set_num_threads(num_threads)
     scheme = choose_scheme(kinds, val_fraction, validation)
+    pairs = data_mod.select(data_mod.find_pairs(data), sorted(kinds))
     if scheme == "cv":
-        fold_stems = choose_folds(kinds, folds)
+        fold_stems = choose_folds(kinds, folds, item_looks(p for p in pairs if kinds[p.stem] == "corrected"))
         val_stems = sorted(s for fold in fold_stems for s in fold)
     else:
         fold_stems, val_stems = [], choose_validation(kinds, val_fraction, seed)
@@ -599,7 +659,6 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
     def event(kind, **kw):
         return TrainEvent(kind, elapsed_s=time.monotonic() - started, **kw)
 
-    pairs = data_mod.select(data_mod.find_pairs(data), sorted(kinds))
     yield event("start", message=f"loading {len(pairs)} items and {len(pool_pairs)} replay images at {train_size}px")
     arrays = data_mod.PairArrays(pairs, train_size)
     pool = data_mod.PairArrays(pool_pairs, train_size) if pool_pairs else None

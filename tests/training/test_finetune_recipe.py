@@ -109,6 +109,35 @@ def test_folds_keep_neighbouring_frames_together_and_cover_every_item_once():
     assert ft.choose_scheme({f"c{i}": "corrected" for i in range(100)}, 0.2, "cv") == "cv"
 
 
+def _scene_looks(sizes, seed=0):
+    """Thumbnails of consecutive frames: a scene's frames differ a little, scenes much."""
+    rng = np.random.default_rng(seed)
+    looks, i = {}, 0
+    for size in sizes:
+        base = rng.uniform(0, 1, (24, 24, 3))
+        for _ in range(size):
+            looks[f"frame{i}"] = np.clip(base + rng.normal(0, 0.02, base.shape), 0, 1)
+            i += 1
+    return looks
+
+
+def test_folds_hold_whole_scenes_when_the_items_show_several():
+    looks = _scene_looks([6, 6, 6, 2])  # four polyps, as etis20 holds them
+    kinds = {s: "corrected" for s in looks}
+    folds = ft.choose_folds(kinds, 5, looks)
+    assert [len(f) for f in folds] == [6, 6, 6, 2]
+    assert folds[0] == [f"frame{i}" for i in range(6)]
+    merged = ft.choose_folds(kinds, 3, looks)  # more scenes than folds: neighbours merged, none cut
+    assert len(merged) == 3 and sorted(s for f in merged for s in f) == sorted(kinds)
+    scene_of = {f"frame{i}": i // 6 for i in range(20)}
+    for fold in merged:  # each fold: whole scenes, neighbours
+        scenes = {scene_of[s] for s in fold}
+        assert sum(scene_of[s] in scenes for s in kinds) == len(fold) and max(scenes) - min(scenes) == len(scenes) - 1
+    independent = {f"img{i}": np.random.default_rng(i).uniform(0, 1, (24, 24, 3)) for i in range(12)}
+    even = ft.choose_folds({s: "corrected" for s in independent}, 5, independent)
+    assert len(even) == 5 and all(len(f) in (2, 3) for f in even)  # no scene stands out: as without looks
+
+
 def test_lr_warms_up_then_anneals():
     recipe = ft.Recipe(lr=1e-3, warmup=4)
     lrs = [ft.lr_at_step(recipe, s, 40) for s in range(40)]
