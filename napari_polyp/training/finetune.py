@@ -26,7 +26,9 @@ The recipe (:class:`Recipe`, :func:`fit`): AdamW at :data:`RECIPE`'s learning ra
 number of optimiser *steps* (a tiny set has few steps per epoch), the "generalise"
 augmentation, BatchNorm layers in eval mode (their statistics frozen: a few images of one
 centre per batch would overwrite them) and a share of each batch replayed from the start
-checkpoint's own training images (against forgetting). ``recipe="preset"`` is the old one
+checkpoint's own training images (against forgetting), or, where those are not on the machine,
+each step pulling the weights back towards the start (:data:`NO_REPLAY_PULL`, L2-SP).
+``recipe="preset"`` is the old one
 (the network's training preset at a tenth of its learning rate), kept for comparison.
 
 The checkpoint written is trained on every item (cross-validation) or on the training split
@@ -60,6 +62,10 @@ SCENE_JUMP = 3.0  # a step between neighbouring items this many times their medi
 LOOK_SIZE = 24  # px of the thumbnails that tell scenes apart
 HOLDOUT_MIN_ITEMS = 20  # validation="auto": a hold-out split at least this large replaces cross-validation
 REPLAY_POOL = 128  # replay images held in memory at most (a seeded sample of the start's training images)
+# with no replay images on this machine (a user's: the shipped headers name the training session's
+# folder), each step pulls the weights this share of lr back to the start instead (docs/training.md,
+# "Without replay": the fine-tune otherwise forgets, and at times collapses)
+NO_REPLAY_PULL = 400.0
 SCHEMES = ("auto", "cv", "holdout")
 
 
@@ -654,6 +660,9 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
     anchor_set, anchor_source = anchor_pairs(header, data, kinds, val_stems if scheme == "holdout" else [],
                                              anchor_limit, start_data)
     pool_pairs, replay_source = replay_pairs(header, REPLAY_POOL if chosen.replay > 0 else 0, seed, start_data)
+    if chosen.replay > 0 and not pool_pairs and chosen.pull == 0:
+        chosen = dataclasses.replace(chosen, pull=NO_REPLAY_PULL)
+        replay_source += f"; the weights are pulled back towards the start instead (pull {NO_REPLAY_PULL:g})"
     target = resolve_device(device)
 
     def event(kind, **kw):

@@ -182,6 +182,7 @@ def test_a_small_set_makes_a_cross_validated_claim(shared_data, tmp_path):
     assert "start checkpoint's validation split" in source and chained
     # replay came from the start's training items (its data folder minus its validation split)
     assert result["replay"].startswith("7 of the start checkpoint's training items")
+    assert training["recipe"]["pull"] == 0  # replayed: no pull
     assert Path(result["checkpoint"]).is_file() and (Path(result["run_dir"]) / "result.json").is_file()
     assert "out-of-fold" in ft.summary(result)
 
@@ -199,6 +200,8 @@ def test_four_items_cross_validated_make_no_claim(shared_data, tmp_path):
     assert not result["claim"] and result["before"] == result["after"] == {}
     assert result["measured"]["before"]["n"] == 4 and f"fewer than {ft.MIN_VAL_ITEMS}" in result["reason"]
     assert not result["preferred"]
+    # no start data on this machine: no replay, the weights pulled towards the start instead
+    assert result["recipe"]["pull"] == ft.NO_REPLAY_PULL and "pulled back towards the start" in result["replay"]
 
 
 def test_training_the_head_leaves_the_encoder_alone():
