@@ -25,7 +25,7 @@ A variant is ``RECIPE[:key=value,...]`` with RECIPE ``adapt`` (training.finetune
 (the old fine-tune: the network's training preset at lr / 10; ``preset`` alone also keeps the
 old default length, 5 epochs) and keys lr, steps, epochs, batch, optimizer, weight_decay, warmup,
 augment, replay (a share; 0 = none), bn (frozen | train), blend (WiSE-FT share), train (all | head),
-pull (L2-SP: the share of lr by which each step draws the weights back to the start).
+pull (L2-SP: the share of the way back to the start each step takes at the peak learning rate).
 
     OMP_NUM_THREADS=1 python benchmarks/finetune_new_centre.py --size 256 --threads 1 \\
         --variants "preset;adapt;adapt:bn=train;adapt:replay=0" --sets etis20,cvc612

@@ -63,9 +63,9 @@ LOOK_SIZE = 24  # px of the thumbnails that tell scenes apart
 HOLDOUT_MIN_ITEMS = 20  # validation="auto": a hold-out split at least this large replaces cross-validation
 REPLAY_POOL = 128  # replay images held in memory at most (a seeded sample of the start's training images)
 # with no replay images on this machine (a user's: the shipped headers name the training session's
-# folder), each step pulls the weights this share of lr back to the start instead (docs/training.md,
-# "Without replay": the fine-tune otherwise forgets, and at times collapses)
-NO_REPLAY_PULL = 400.0
+# folder), each step pulls the weights this share back to the start instead (Recipe.pull;
+# docs/training.md, "Without replay": the fine-tune otherwise forgets, and at times collapses)
+NO_REPLAY_PULL = 0.04
 SCHEMES = ("auto", "cv", "holdout")
 
 
@@ -82,7 +82,9 @@ class Recipe:
     freeze_bn: bool = True  # BatchNorm layers in eval mode: running statistics kept, not re-estimated
     replay: float = 0.25  # share of each batch drawn from the start checkpoint's training images
     blend: float = 1.0  # < 1: the weights kept are start + blend × (tuned − start) (WiSE-FT)
-    pull: float = 0.0  # > 0: each step moves the weights lr × pull of the way back to the start (L2-SP, decoupled)
+    # > 0: each step at the peak learning rate moves the weights this share of the way back to the
+    # start, less as the rate anneals (L2-SP, decoupled); a share, so a changed lr keeps its meaning
+    pull: float = 0.0
     train: str = "all"  # "head": everything but the pretrained encoder (parameters named backbone.*)
     name: str = "adapt"
 
@@ -495,7 +497,7 @@ def iter_fit(model, model_name: str, arrays, recipe: Recipe, steps: int, *, repl
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        pull_towards(model, start_params, lr * recipe.pull)
+        pull_towards(model, start_params, recipe.pull * lr / recipe.lr if recipe.lr > 0 else 0.0)
         done += 1
         if budget_s is not None and done == 3:
             per_step = (time.monotonic() - started) / done
