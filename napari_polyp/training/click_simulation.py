@@ -218,24 +218,26 @@ def structure_masks(x: torch.Tensor, truth: torch.Tensor, rng: np.random.Generat
     for i, (image, lesion) in enumerate(zip(images, truths)):
         labels = slic(np.ascontiguousarray(image), n_segments=STRUCTURE_SEGMENTS, compactness=10,
                       start_label=0, channel_axis=-1)
-        dark = np.bincount(labels.ravel(), weights=image.mean(-1).ravel()) / np.bincount(labels.ravel()) < DARK
-        out[i] = _structure_error(labels, lesion, rng, dark) if lesion.any() else lesion
+        out[i] = _structure_error(labels, lesion, image.mean(-1), rng) if lesion.any() else lesion
     mask = torch.from_numpy(out)[:, None].to(truth.device)
     mask = F.interpolate(mask, size=truth.shape[-2:], mode="nearest")
     return soften(mask, generator)
 
 
-def _structure_error(labels: np.ndarray, lesion: np.ndarray, rng: np.random.Generator,
-                     dark: np.ndarray) -> np.ndarray:
+def _structure_error(labels: np.ndarray, lesion: np.ndarray, brightness: np.ndarray,
+                     rng: np.random.Generator) -> np.ndarray:
     """One sample of ``structure_masks``: a connected run of superpixels grown from the lesion's
     edge, outward (taken in) or inward (left out)."""
+    from skimage.segmentation import find_boundaries
+
     n = int(labels.max()) + 1
     area = np.bincount(labels.ravel(), minlength=n).astype(float)
+    dark = np.bincount(labels.ravel(), weights=brightness.ravel(), minlength=n) / np.maximum(area, 1) < DARK
     inside = np.bincount(labels.ravel(), weights=lesion.ravel(), minlength=n) / np.maximum(area, 1)
     neighbours = _adjacency(labels, n)
     add = rng.random() < 0.7
     members = (inside < 0.5) & ~dark if add else inside >= 0.5  # no network takes in the scope's black frame
-    edge = {int(a) for a in np.unique(labels[_boundary(lesion)]) if members[a]}
+    edge = {int(a) for a in np.unique(labels[find_boundaries(lesion, mode="thick")]) if members[a]}
     if not edge:
         return lesion
     goal = lesion.sum() * (rng.uniform(0.15, 1.0) if add else rng.uniform(0.1, 0.4))
@@ -249,16 +251,6 @@ def _structure_error(labels: np.ndarray, lesion: np.ndarray, rng: np.random.Gene
         frontier += [r for r in neighbours[region] if members[r] and r not in chosen]
     taken = np.isin(labels, sorted(chosen))
     return (lesion | taken) if add else (lesion & ~taken)
-
-
-def _boundary(mask: np.ndarray) -> np.ndarray:
-    """Pixels on either side of the mask's edge (4-neighbourhood)."""
-    edge = np.zeros_like(mask)
-    edge[1:] |= mask[1:] != mask[:-1]
-    edge[:-1] |= mask[1:] != mask[:-1]
-    edge[:, 1:] |= mask[:, 1:] != mask[:, :-1]
-    edge[:, :-1] |= mask[:, 1:] != mask[:, :-1]
-    return edge
 
 
 def _adjacency(labels: np.ndarray, n: int) -> list:

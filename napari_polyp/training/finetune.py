@@ -258,13 +258,12 @@ def scene_runs(stems: Sequence[str], looks: Dict) -> List[List[str]]:
     return runs + [current]
 
 
-def item_looks(pairs) -> Dict:
-    """stem -> a LOOK_SIZE px thumbnail in [0, 1] (what :func:`scene_runs` compares)."""
+def item_looks(stems: Sequence[str], images) -> Dict:
+    """stem -> its image (HxWx3 uint8) as a LOOK_SIZE px thumbnail in [0, 1] (what
+    :func:`scene_runs` compares)."""
     from skimage.transform import resize
 
-    from napari_polyp.io import read_image
-
-    return {p.stem: resize(read_image(p.image), (LOOK_SIZE, LOOK_SIZE), anti_aliasing=True) for p in pairs}
+    return {stem: resize(image, (LOOK_SIZE, LOOK_SIZE), anti_aliasing=True) for stem, image in zip(stems, images)}
 
 
 def natural_key(stem: str) -> list:
@@ -648,15 +647,7 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
     if num_threads:
         torch.set_num_threads(num_threads)
     scheme = choose_scheme(kinds, val_fraction, validation)
-    pairs = data_mod.select(data_mod.find_pairs(data), sorted(kinds))
-    if scheme == "cv":
-        fold_stems = choose_folds(kinds, folds, item_looks(p for p in pairs if kinds[p.stem] == "corrected"))
-        val_stems = sorted(s for fold in fold_stems for s in fold)
-    else:
-        fold_stems, val_stems = [], choose_validation(kinds, val_fraction, seed)
-    problem = claim_problem(val_stems, kinds, empty)
-    if scheme == "cv" and len(fold_stems) < 2 and not problem:
-        problem = "fewer than 2 cross-validation folds"
+    val_stems = choose_validation(kinds, val_fraction, seed) if scheme == "holdout" else []  # cv: once loaded
     train_size = size or models.base_card(model).input_size
     header = peek_header(start)
     anchor_set, anchor_source = anchor_pairs(header, data, kinds, val_stems if scheme == "holdout" else [],
@@ -670,8 +661,18 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
     def event(kind, **kw):
         return TrainEvent(kind, elapsed_s=time.monotonic() - started, **kw)
 
+    pairs = data_mod.select(data_mod.find_pairs(data), sorted(kinds))
     yield event("start", message=f"loading {len(pairs)} items and {len(pool_pairs)} replay images at {train_size}px")
     arrays = data_mod.PairArrays(pairs, train_size)
+    fold_stems = []
+    if scheme == "cv":  # folds of whole scenes, told apart by the loaded images
+        corrected = [i for i, s in enumerate(arrays.stems) if kinds[s] == "corrected"]
+        fold_stems = choose_folds(kinds, folds, item_looks([arrays.stems[i] for i in corrected],
+                                                           arrays.images[corrected]))
+        val_stems = sorted(s for fold in fold_stems for s in fold)
+    problem = claim_problem(val_stems, kinds, empty)
+    if scheme == "cv" and len(fold_stems) < 2 and not problem:
+        problem = "fewer than 2 cross-validation folds"
     pool = data_mod.PairArrays(pool_pairs, train_size) if pool_pairs else None
     index = {stem: i for i, stem in enumerate(arrays.stems)}
     holdout = set(val_stems) if scheme == "holdout" else set()
