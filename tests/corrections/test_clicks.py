@@ -169,3 +169,34 @@ def test_a_click_the_network_ignores_still_flips_the_clicked_pixel_unless_told_n
     assert mask[10, 150] and (mask & ~(prior > 0.5)).sum() < 0.05 * mask.size  # a small region, not the image
     plain = ClickSession(image, prior, runner=StubbornNetwork(), honour_clicks=False).click(10, 150, positive=True)
     assert np.array_equal(plain, prior > 0.5)
+
+
+def test_a_negative_click_the_network_ignores_takes_the_image_patch_it_lands_on():
+    # The network is equally sure of the whole mask (half the image: the no-surer region is
+    # over the cap), so before this rule the click took a 6-px disc; the blue fold the click
+    # lands on is bounded by the image's own edges.
+    h, w = 240, 320
+    image = np.full((h, w, 3), 150, np.uint8)
+    fold = np.zeros((h, w), bool)
+    fold[60:120, 40:100] = True
+    image[fold] = (40, 60, 200)
+    prior = np.zeros((h, w), np.float32)
+    prior[:, :w // 2 + 20] = 1.0
+    session = ClickSession(image, prior, runner=StubbornNetwork())
+    mask = session.click(90, 70, positive=False)
+    taken = (prior > 0.5) & ~mask
+    disc = _disc((h, w), 90, 70, 6)
+    assert taken.sum() > 3 * disc.sum()  # more than the disc: the patch of the fold
+    assert (taken <= (fold | disc)).all()  # and nothing of the mask beyond the fold
+    assert (session.probability[taken] < 0.5).all()  # the next click's network sees it taken
+    assert np.array_equal(session.undo(), prior > 0.5)
+
+
+def test_a_patch_over_a_twentieth_of_the_image_is_not_taken():
+    # SLIC cannot divide a small noise image: its one "superpixel" is the whole image
+    image = np.random.default_rng(5).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    prior = _disc((60, 80), 30, 40, 12).astype(np.float32)
+    session = ClickSession(image, prior, runner=StubbornNetwork())
+    assert session.patch_at(Click(8, 10, True)) is None
+    mask = session.click(8, 10, positive=True)
+    assert (mask & ~(prior > 0.5)).sum() < 0.05 * mask.size
