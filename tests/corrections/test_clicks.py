@@ -200,3 +200,48 @@ def test_a_patch_over_a_twentieth_of_the_image_is_not_taken():
     assert session.patch_at(Click(8, 10, True)) is None
     mask = session.click(8, 10, positive=True)
     assert (mask & ~(prior > 0.5)).sum() < 0.05 * mask.size
+
+
+class DiscNetwork:
+    """Echoes the mask it was given, less a small disc at each negative click: a network that
+    obeys a click and takes too little around it."""
+
+    input_size = 320  # the whole 320-px scene at its own size: the disc stays small
+
+    def run(self, x):
+        keep = (x[:, 3:4] > 0.5) & (x[:, 5:6] < 0.5)
+        return {"logits": np.where(keep, 20.0, -20.0).astype(np.float32)}
+
+
+def test_a_negative_click_deep_in_a_wrong_fold_takes_its_patch_one_near_the_edge_little():
+    h, w = 240, 320
+    image = np.full((h, w, 3), 150, np.uint8)
+    fold = np.zeros((h, w), bool)
+    fold[90:150, 150:230] = True  # sticks out of the lesion to the right
+    image[fold] = (40, 60, 200)
+    lesion = _disc((h, w), 120, 110, 50)
+    prior = (lesion | fold).astype(np.float32)
+    def taken(row, col, **options):
+        session = ClickSession(image, prior, runner=DiscNetwork(), **options)
+        return (prior > 0.5) & ~session.click(row, col, positive=False)
+
+    deep, deep_alone = taken(120, 200), taken(120, 200, honour_clicks=False)  # 30 px from the mask's edge
+    assert deep.sum() > 2 * deep_alone.sum() and (deep <= fold).all()
+    near, near_alone = taken(92, 200), taken(92, 200, honour_clicks=False)  # 2 px from the edge
+    assert near.sum() <= 1.2 * near_alone.sum() + 30
+
+
+def test_depth_at_is_the_distance_transform_with_the_border_outside():
+    from scipy import ndimage
+
+    from napari_polyp.corrections.clicks import depth_at
+
+    rng = np.random.default_rng(0)
+    regions = [ndimage.binary_opening(rng.random((size, size + 7)) > 0.2, iterations=2) for size in (5, 40, 300)]
+    regions.append(_disc((300, 307), 150, 140, 130) & ~_disc((300, 307), 100, 100, 6))  # depths up to ~130
+    for region in regions:
+        reference = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+        rows, cols = np.nonzero(region)
+        for i in rng.choice(len(rows), min(len(rows), 50), replace=False):
+            assert depth_at(region, rows[i], cols[i]) == pytest.approx(reference[rows[i], cols[i]])
+    assert depth_at(np.ones((9, 9), bool), 4, 4) == 5.0  # the border alone
