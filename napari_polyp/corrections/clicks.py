@@ -207,13 +207,10 @@ class ClickSession:
         depth = depth_at(self.mask != click.positive, click.row, click.col)
         return patch & within(self.mask.shape, click, PATCH_DEPTH_REACH * depth)
 
-    def _patch_step(self) -> int:
-        return max(1, int(np.ceil(max(self.mask.shape) / HONOUR_SIDE)))
-
     def patch_at(self, click: Click) -> Optional[np.ndarray]:
         """HxW bool: the image's superpixel (``HONOUR_SEGMENTS`` over the image) at the click;
         None where that patch is over ``HONOUR_PATCH_MAX_SHARE`` of the image."""
-        step = self._patch_step()
+        step = max(1, int(np.ceil(max(self.mask.shape) / HONOUR_SIDE)))
         if self._patches is None:
             self._patches = image_patches(self.image[::step, ::step])
         small = self._patches == self._patches[click.row // step, click.col // step]
@@ -276,19 +273,14 @@ def depth_at(region: np.ndarray, row: int, col: int) -> float:
     h, w = region.shape
     to_border = float(min(row + 1, col + 1, h - row, w - col))
     radius = 16
-    while radius < to_border:
+    while True:
+        radius = min(radius, int(np.ceil(to_border)))  # nothing beyond the border's distance can be nearer
         top, left = max(row - radius, 0), max(col - radius, 0)
         rr, cc = np.nonzero(~region[top:row + radius + 1, left:col + radius + 1])
-        if len(rr):
-            nearest = float(np.sqrt(np.min((rr + top - row) ** 2 + (cc + left - col) ** 2)))
-            if nearest <= radius:  # the window holds every pixel this near
-                return min(nearest, to_border)
+        nearest = float(np.sqrt(np.min((rr + top - row) ** 2 + (cc + left - col) ** 2))) if len(rr) else np.inf
+        if nearest <= radius or radius >= to_border:  # the window holds every pixel this near
+            return min(nearest, to_border)
         radius *= 2
-    radius = int(np.ceil(to_border))  # nothing beyond the border's distance can be nearer
-    top, left = max(row - radius, 0), max(col - radius, 0)
-    rr, cc = np.nonzero(~region[top:row + radius + 1, left:col + radius + 1])
-    nearest = float(np.sqrt(np.min((rr + top - row) ** 2 + (cc + left - col) ** 2))) if len(rr) else np.inf
-    return min(nearest, to_border)
 
 
 def within(shape, click: Click, radius: float) -> np.ndarray:
