@@ -192,6 +192,19 @@ def test_a_negative_click_the_network_ignores_takes_the_image_patch_it_lands_on(
     assert np.array_equal(session.undo(), prior > 0.5)
 
 
+def test_a_negative_click_near_the_edge_of_a_mask_the_network_is_equally_sure_of_takes_little_of_it():
+    # The network is as sure of the whole mask as of the clicked pixel: the no-surer region is the
+    # whole mask (a sixth of the image, under the cap). A click 5 px from the edge means little.
+    h, w = 240, 320
+    image = np.full((h, w, 3), 150, np.uint8)
+    prior = np.zeros((h, w), np.float32)
+    prior[80:160, 80:240] = 0.99
+    session = ClickSession(image, prior, runner=StubbornNetwork())
+    mask = session.click(84, 160, positive=False)
+    taken = (prior > 0.5) & ~mask
+    assert not mask[84, 160] and 0 < taken.sum() < 0.1 * (prior > 0.5).sum()
+
+
 def test_a_patch_over_a_twentieth_of_the_image_is_not_taken():
     # SLIC cannot divide a small noise image: its one "superpixel" is the whole image
     image = np.random.default_rng(5).integers(0, 255, (60, 80, 3), dtype=np.uint8)
@@ -227,8 +240,30 @@ def test_a_negative_click_deep_in_a_wrong_fold_takes_its_patch_one_near_the_edge
 
     deep, deep_alone = taken(120, 200), taken(120, 200, honour_clicks=False)  # 30 px from the mask's edge
     assert deep.sum() > 2 * deep_alone.sum() and (deep <= fold).all()
+    assert deep.sum() > 0.8 * fold.sum()  # the fold's patches of its colour, not the clicked one alone
     near, near_alone = taken(92, 200), taken(92, 200, honour_clicks=False)  # 2 px from the edge
     assert near.sum() <= 1.2 * near_alone.sum() + 30
+
+
+class PositiveDiscNetwork(DiscNetwork):
+    """Echoes the mask it was given, with a small disc added at each positive click."""
+
+    def run(self, x):
+        keep = (x[:, 3:4] > 0.5) | (x[:, 4:5] > 0.5)
+        return {"logits": np.where(keep, 20.0, -20.0).astype(np.float32)}
+
+
+def test_a_positive_click_far_from_a_small_false_mask_does_not_grow_over_the_mucosa():
+    # Its depth is the distance to the false mask, 150 px: the grey mucosa's patches within 1.5
+    # times that are most of the image; a missed part is not larger than the mask it joins.
+    h, w = 240, 320
+    image = np.full((h, w, 3), 150, np.uint8)
+    prior = np.zeros((h, w), np.float32)
+    prior[20:40, 20:40] = 1.0
+    image[20:40, 20:40] = (40, 60, 200)
+    mask = ClickSession(image, prior, runner=PositiveDiscNetwork()).click(180, 220, positive=True)
+    added = mask & ~(prior > 0.5)
+    assert mask[180, 220] and added.sum() < 0.03 * mask.size
 
 
 def test_depth_at_is_the_distance_transform_with_the_border_outside():
