@@ -13,8 +13,9 @@ Each click runs the refiner on the image, the current mask and every click so fa
   with no mask yet (a lesion the network missed), it sees the whole image, then (``second_look``)
   once more zoomed in on what it found there, within the same click.
 - **local change** (``local=True``): of what the network would change, only the connected
-  regions at the click are applied; a click never moves the mask far from where it was made
-  (a click about a missed part must not redraw a good boundary elsewhere).
+  regions at the click, and only the click's way (a positive click adds, a negative one
+  removes), are applied; a click never moves the mask far from where it was made (a click
+  about a missed part must not redraw a good boundary elsewhere).
 - **clicks are honoured** (``honour_clicks=True``): where the network still leaves the clicked
   pixel on the wrong side, the region it is no surer of, connected to the click, takes the
   click's side, and so does the image's own patch at the click (a superpixel, bounded by the
@@ -179,6 +180,11 @@ class ClickSession:
     def _apply(self, probability: np.ndarray) -> None:
         new = probability > THRESHOLD
         if self.local:
+            # a click changes the mask only its own way: a negative click once grew the mask by
+            # 39,000 px where the network redrew a fold (Kvasir-SEG, IoU 0.90 -> 0.65)
+            against = (new != self.mask) & (new != self.clicks[-1].positive)
+            probability = np.where(against, self.probability, probability)
+            new = np.where(against, self.mask, new)
             changed = new != self.mask
             keep = regions_at(changed, self.clicks[-1], reach(self.mask.shape))
             if self.influence and self.mask.any():

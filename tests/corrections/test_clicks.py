@@ -266,6 +266,27 @@ def test_a_positive_click_far_from_a_small_false_mask_does_not_grow_over_the_muc
     assert mask[180, 220] and added.sum() < 0.03 * mask.size
 
 
+class RedrawingNetwork(DiscNetwork):
+    """Takes a negative click's disc out and redraws the mask grown by a wide band all round."""
+
+    def run(self, x):
+        from scipy import ndimage
+
+        grown = ndimage.binary_dilation(x[0, 3] > 0.5, iterations=20)[None, None]
+        keep = grown & (x[:, 5:6] < 0.5)
+        return {"logits": np.where(keep, 20.0, -20.0).astype(np.float32)}
+
+
+def test_a_negative_click_only_removes_and_a_positive_one_only_adds():
+    h, w = 240, 320
+    image = np.full((h, w, 3), 150, np.uint8)
+    prior = _disc((h, w), 120, 160, 50).astype(np.float32)
+    negative = ClickSession(image, prior, runner=RedrawingNetwork()).click(120, 205, positive=False)
+    assert not negative[120, 205] and (negative <= (prior > 0.5)).all()  # the grown band is not taken
+    positive = ClickSession(image, prior, runner=RedrawingNetwork()).click(120, 215, positive=True)
+    assert positive[120, 215] and (positive >= (prior > 0.5)).all()
+
+
 def test_depth_at_is_the_distance_transform_with_the_border_outside():
     from scipy import ndimage
 
