@@ -205,6 +205,20 @@ def test_a_negative_click_near_the_edge_of_a_mask_the_network_is_equally_sure_of
     assert not mask[84, 160] and 0 < taken.sum() < 0.1 * (prior > 0.5).sum()
 
 
+def test_a_negative_click_near_the_edge_of_a_lesion_one_patch_wide_takes_little_of_it():
+    # A small polyp in a large frame is one superpixel: its whole patch is the lesion, so only
+    # the click's depth disc of it is taken (etis20 frame 001, 1 of 20 first clicks worse)
+    h, w = 240, 320
+    image = np.full((h, w, 3), 150, np.uint8)
+    lesion = _disc((h, w), 120, 160, 14)
+    image[lesion] = (40, 60, 200)
+    session = ClickSession(image, lesion.astype(np.float32), runner=StubbornNetwork())
+    assert (session.patch_at(Click(120, 171, False)) >= lesion).mean() > 0.99  # the patch is the lesion
+    mask = session.click(120, 171, positive=False)  # 3 px inside its edge
+    taken = lesion & ~mask
+    assert not mask[120, 171] and taken.sum() < 0.4 * lesion.sum()
+
+
 def test_a_patch_over_a_twentieth_of_the_image_is_not_taken():
     # SLIC cannot divide a small noise image: its one "superpixel" is the whole image
     image = np.random.default_rng(5).integers(0, 255, (60, 80, 3), dtype=np.uint8)
