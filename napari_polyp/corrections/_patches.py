@@ -17,7 +17,7 @@ SIDE = 300  # they are drawn on a copy with at most this longer side (about 0.03
 MAX_SHARE = 0.05  # a larger patch (an image SLIC could not divide) is never taken;
 # ten times the mean patch; the largest on 40 Kvasir-SEG images is 1.9 % of the image
 ALIKE_COLOUR = 20.0  # CIELAB distance (ΔE 1976) within which a neighbouring patch counts as the
-# clicked structure's (10 / 20 / 40 measured on Kvasir-SEG validation, docs/clicks.md)
+# clicked structure's (10 / 15 / 20 / 25 / 40 measured on Kvasir-SEG validation, docs/clicks.md)
 
 
 class ImagePatches:
