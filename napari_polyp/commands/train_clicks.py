@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rounds", type=int, default=d.max_rounds)
     parser.add_argument("--near-truth-share", type=float, default=d.near_truth_share,
                         help="share of start masks that are good with one small error")
+    parser.add_argument("--band-share", type=float, default=d.band_share,
+                        help="share of start masks that are good but off by a band along one stretch of edge")
     parser.add_argument("--structure-share", type=float, default=d.structure_share,
                         help="share of start masks with a neighbouring structure taken in or a part left out")
     parser.add_argument("--no-click-share", type=float, default=d.no_click_share,
@@ -52,7 +54,8 @@ def config_from_args(args) -> ClickTrainConfig:
         data=tuple(args.data), out=args.out, size=args.size, batch=args.batch, lr=args.lr, steps=args.steps,
         minutes=args.minutes, max_steps=args.max_steps, init=args.init or None,
         backbone_weights=args.backbone_weights, max_rounds=args.max_rounds,
-        near_truth_share=args.near_truth_share, structure_share=args.structure_share, no_click_share=args.no_click_share,
+        near_truth_share=args.near_truth_share, band_share=args.band_share,
+        structure_share=args.structure_share, no_click_share=args.no_click_share,
         teacher_share=args.teacher_share, freeze_bn=args.freeze_bn,
         augment=args.augment,
         val_every=args.val_every, warmup_steps=args.warmup_steps, val_limit=args.val_limit,

@@ -13,6 +13,7 @@ of a batch in a few kernels instead of a loop over images:
 - ``click_maps``: the positive and negative click discs the refiner reads;
 - ``perturb_masks``: starting masks with a network's kind of errors, made from the truth:
   grown or shrunk, shifted, a false blob attached or apart, a part cut off, holes, softened;
+- ``band_masks``: a good mask whose edge is off by a band along one stretch of its outline;
 - ``structure_masks``: the error of a network on a new image: a neighbouring structure taken
   in or a part of the lesion left out, along the image's own edges (superpixels; on the CPU).
 """
@@ -174,6 +175,27 @@ def near_truth_masks(truth: torch.Tensor, generator: Optional[torch.Generator] =
     bite = (torch.rand(b, device=dev, generator=generator) < 0.5).view(-1, 1, 1, 1)
     mask = torch.where(bite, mask * (1 - small), torch.maximum(mask, small))
     return soften(mask, generator)
+
+
+def band_masks(truth: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Bx1xHxW {0,1} truth -> the truth with its edge moved out or in by 1-5 % of the side along
+    one stretch of its outline (the part inside a disc of 0.3-1.0 lesion radii around a point
+    of the edge), softened.
+
+    These are the errors the clicks were left with on good masks (docs/clicks.md, "Where the
+    clicks go"): a rim a few px wide along one side. A click inside such a band should move
+    that stretch of edge and nothing else; ``near_truth_masks`` moves the edge all round."""
+    b, _, h, w = truth.shape
+    dev = truth.device
+    side = min(h, w)
+    truth = truth.float()
+    sign = torch.where(torch.rand(b, device=dev, generator=generator) < 0.5, 1.0, -1.0)
+    moved = _grow(truth, sign * _uniform(b, 0.01, 0.05, dev, generator) * side)
+    at = _object_points(truth - erode(truth), generator)  # a point of the edge
+    lesion_radius = (truth.flatten(1).sum(1) / torch.pi).sqrt().clamp(min=0.05 * side)
+    reach = _uniform(b, 0.3, 1.0, dev, generator) * lesion_radius
+    stretch = _ellipses(b, (h, w), at[:, 0], at[:, 1], reach / h, reach / w)
+    return soften(torch.where(stretch > 0, moved, truth), generator)
 
 
 def masktrack_priors(truth: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:

@@ -46,6 +46,7 @@ from napari_polyp.inference import normalise, resolve_device
 
 from . import data as data_mod
 from .click_simulation import (
+    band_masks,
     click_maps,
     crop_batch,
     degrade_for_teacher,
@@ -86,6 +87,7 @@ class ClickTrainConfig:
     empty_share: float = 0.12
     teacher_share: float = 0.4
     near_truth_share: float = 0.0  # a good mask with one small error (``near_truth_masks``)
+    band_share: float = 0.0  # a good mask off by a band along one stretch of edge (``band_masks``)
     structure_share: float = 0.0  # a neighbouring structure taken in / a part left out (``structure_masks``)
     # batches refined with no click from a deformed true mask (``masktrack_priors``): propagation's step
     no_click_share: float = 0.0
@@ -249,7 +251,10 @@ class Simulator:
         near = c.empty_share + c.teacher_share
         if c.near_truth_share > 0:
             masks = torch.where((u >= near) & (u < near + c.near_truth_share), near_truth_masks(y, self.generator), masks)
-        structure = near + c.near_truth_share
+        band = near + c.near_truth_share
+        if c.band_share > 0:
+            masks = torch.where((u >= band) & (u < band + c.band_share), band_masks(y, self.generator), masks)
+        structure = band + c.band_share
         chosen = (u >= structure) & (u < structure + c.structure_share)
         if bool(chosen.any()):  # superpixels on the CPU: only when a sample needs them
             masks = torch.where(chosen, structure_masks(x, y, self.rng, self.generator), masks)
@@ -380,7 +385,7 @@ def _header_training(config: ClickTrainConfig, sets: List[ClickSet], step: int, 
             "steps": step, "batch": config.batch, "wall_time_s": round(elapsed, 1), "command": config.command,
             "val_stems": {s.task: s.val_stems for s in sets}, "split": "split_stems(stems, 0.1, seed 0)",
             "recipe": {k: getattr(config, k) for k in ("lr", "max_rounds", "crop_share", "empty_share",
-                                                       "teacher_share", "near_truth_share", "structure_share", "no_click_share", "binary_share", "freeze_bn", "augment", "init")},
+                                                       "teacher_share", "near_truth_share", "band_share", "structure_share", "no_click_share", "binary_share", "freeze_bn", "augment", "init")},
             "teachers": {k: list(v) for k, v in config.teachers.items()}}
 
 

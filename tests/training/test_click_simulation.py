@@ -1,9 +1,10 @@
 """The batched simulated annotator of click training."""
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from napari_polyp.training.click_simulation import (
-    click_maps, crop_batch, dice, error_depth, masktrack_priors, near_truth_masks, next_clicks, object_crops,
+    band_masks, click_maps, crop_batch, dice, erode, error_depth, masktrack_priors, near_truth_masks, next_clicks, object_crops,
     perturb_masks, structure_masks)
 
 
@@ -71,6 +72,21 @@ def test_a_near_truth_mask_is_good_but_not_the_truth():
     assert float(near_dice.min()) > 0.6
     assert int((near_dice < 0.995).sum()) >= 12  # most carry an error (a blob may land inside the lesion)
     assert float(near_dice.mean()) > float(far_dice.mean())
+
+
+def test_a_band_mask_moves_one_stretch_of_the_edge_and_keeps_the_rest():
+    truth = torch.zeros(32, 1, 96, 96)
+    truth[..., 24:72, 24:72] = 1
+    band = band_masks(truth, torch.Generator().manual_seed(4))
+    assert torch.equal(band, band_masks(truth, torch.Generator().manual_seed(4))) and band.shape == truth.shape
+    wrong = ((band > 0.5) != (truth > 0.5)).float()
+    assert int((wrong.flatten(1).sum(1) > 0).sum()) >= 28  # nearly every sample carries a band
+    middle = torch.zeros_like(truth)
+    middle[..., 34:62, 34:62] = 1  # the lesion's middle and the far background stay right
+    assert float((wrong * middle).sum()) == 0 and float(wrong[..., :12, :].sum() + wrong[..., -12:, :].sum()) == 0
+    edge = truth - erode(truth)
+    touched = (F.max_pool2d(wrong, 9, 1, 4) * edge).flatten(1).sum(1) / edge.flatten(1).sum(1)
+    assert float(touched.max()) < 0.95 and float(touched.mean()) < 0.8  # a stretch of the outline, not all of it
 
 
 def test_a_masktrack_prior_is_the_truth_moved_and_bent_and_seeded():
