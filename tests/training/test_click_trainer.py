@@ -59,3 +59,21 @@ def test_a_no_click_batch_reads_empty_click_discs(tiny_data):
     inputs = sim.simulate(None, x, y, sim.start_masks(chosen.task, x, y), amp=False)
     assert inputs.shape[1] == 6 and float(inputs[:, 4:].abs().sum()) == 0  # no click disc
     assert float(inputs[:, 3].sum()) > 0  # the deformed mask is the prior
+
+
+def test_band_starts_are_near_the_truth_and_recorded_in_the_recipe(tiny_data, tmp_path):
+    import torch
+
+    from napari_polyp.training.click_simulation import dice
+    from napari_polyp.training.click_trainer import Simulator, load_sets
+
+    config = ClickTrainConfig(data=(f"polyp={tiny_data}",), out=str(tmp_path / "run"), size=64, batch=4,
+                              max_steps=1, val_every=1, init=None, teachers={}, device="cpu", threads=1,
+                              empty_share=0.0, teacher_share=0.0, band_share=1.0, binary_share=0.0)
+    sim = Simulator(config, load_sets(config, torch.device("cpu")), {}, torch.device("cpu"))
+    chosen, x, y = sim.make_batch(0)
+    start = sim.start_masks(chosen.task, x, y)
+    present = y.flatten(1).sum(1) > 0
+    assert float(dice(start[present], y[present]).min()) > 0.7  # perturb_masks' starts go far lower
+    header = models.peek_header(train_clicks(config)["best_checkpoint"])
+    assert header["training"]["recipe"]["band_share"] == 1.0
