@@ -28,6 +28,7 @@ class ImagePatches:
         self.shape = (h, w)
         self.step = max(1, int(np.ceil(max(h, w) / SIDE)))
         small = np.ascontiguousarray(image[::self.step, ::self.step])
+        self.small_image = small  # the copy the patches are drawn on (``_colour_cut`` works there too)
         self.labels = superpixels(small)
         self.colours = mean_lab_colours(small, self.labels)
         self.neighbours = adjacency(self.labels)

@@ -53,6 +53,7 @@ from napari_polyp.inference.refiner import (  # noqa: F401 -- Click, click_discs
 )
 from napari_polyp.inference.resample import resize_map
 
+from ._colour_cut import colour_region
 from ._patches import ImagePatches
 
 LOCAL_REACH = 0.02  # a change region counts as "at the click" within this share of the image's side
@@ -64,6 +65,8 @@ DEPTH_REACH = 1.5  # what a click takes beyond its disc lies within this many ti
 # (distance to the mask's edge): deep in a wrong fold or a missed lobe it takes it, near the edge little
 # (1 / 1.25 / 1.5 / 2 / 2.5 / 3 measured, docs/clicks.md)
 HONOURED_MARGIN = 0.25  # a honoured region sits this far past the threshold in the kept probability
+STICKY_REACH = 2.0  # beyond this many times its depth, a click may not undo what earlier clicks decided
+# (a positive click the network obeyed once put back a 38,659 px fold three negative clicks had taken)
 
 
 class ClickSession:
@@ -79,7 +82,8 @@ class ClickSession:
         self.probability = _checked_prior(prior, (h, w))
         self.mask = self.probability > THRESHOLD
         self.clicks: List[Click] = []
-        self._undo: List[Tuple[np.ndarray, np.ndarray, List[Click]]] = []
+        self.decided = np.zeros((h, w), np.int8)  # +1 where a click added a pixel, -1 where one removed it
+        self._undo: List[Tuple[np.ndarray, np.ndarray, List[Click], np.ndarray]] = []
         self.zoom, self.local, self.task, self.honour_clicks = zoom, local, task, honour_clicks
         self.influence = influence  # a share of the image's side: no change further from the click
         self.second_look = second_look
@@ -95,7 +99,7 @@ class ClickSession:
         if not (0 <= row < h and 0 <= col < w):
             raise UserError(f"the click at row {row}, column {col} is outside the image ({h}×{w} px); "
                             "the mask is unchanged")
-        self._undo.append((self.probability.copy(), self.mask.copy(), list(self.clicks)))
+        self._undo.append((self.probability.copy(), self.mask.copy(), list(self.clicks), self.decided.copy()))
         self.clicks.append(Click(int(row), int(col), bool(positive)))
         try:
             found_from_nothing = not self.mask.any()
@@ -104,7 +108,7 @@ class ClickSession:
             if found_from_nothing and self.second_look and self.mask.any() and self.crop() != (0, 0, h, w):
                 self._apply(self._refine())  # a second look, zoomed in on what the whole image showed
         except Exception:
-            self.probability, self.mask, self.clicks = self._undo.pop()
+            self.probability, self.mask, self.clicks, self.decided = self._undo.pop()
             raise
         return self.mask.copy()
 
@@ -112,7 +116,7 @@ class ClickSession:
         """Return to the mask before the last click."""
         if not self._undo:
             raise UserError("nothing to undo: no click has been made on this image")
-        self.probability, self.mask, self.clicks = self._undo.pop()
+        self.probability, self.mask, self.clicks, self.decided = self._undo.pop()
         return self.mask.copy()
 
     def drag_box(self, top: int, left: int, bottom: int, right: int) -> np.ndarray:
@@ -178,6 +182,9 @@ class ClickSession:
         return top, left, min(top + side, h), min(left + side, w)
 
     def _apply(self, probability: np.ndarray) -> None:
+        before = self.mask
+        guarded = self.guarded(self.clicks[-1])
+        probability = np.where(guarded, self.probability, probability)
         new = probability > THRESHOLD
         if self.local:
             # a click changes the mask only its own way: a negative click once grew the mask by
@@ -194,15 +201,29 @@ class ClickSession:
         if self.honour_clicks:
             click = self.clicks[-1]
             if new[click.row, click.col] != click.positive:
-                new = honour_click(new, probability, click, reach(self.mask.shape), self.patch_at(click),
+                patch = with_region(self.patch_at(click), self.colour_region(click))
+                new = honour_click(new, probability, click, reach(self.mask.shape), patch,
                                    limit=self.depth_disc(click))
                 probability = agreeing_probability(probability, new)
             elif self.mask[click.row, click.col] != click.positive:
-                patch = self.depth_patch(click)
+                patch = with_region(self.depth_patch(click), self.colour_region(click))
                 if patch is not None and (new[patch] != click.positive).any():
                     new = new | patch if click.positive else new & ~patch
                     probability = agreeing_probability(probability, new)
+        new = np.where(guarded, before, new)
+        self.decided[new & ~before] = 1
+        self.decided[before & ~new] = -1
         self.probability, self.mask = probability.astype(np.float32), new
+
+    def guarded(self, click: Click) -> np.ndarray:
+        """HxW bool: the pixels this click may not change: those earlier clicks decided the other
+        way, beyond ``STICKY_REACH`` times its depth (a click near one removed fold may still
+        change it; one across the lesion may not put it back)."""
+        against = self.decided == (-1 if click.positive else 1)
+        if not against.any() or not self.mask.any():
+            return np.zeros(self.mask.shape, bool)
+        depth = depth_at(self.mask != click.positive, click.row, click.col)
+        return against & ~within(self.mask.shape, click, max(STICKY_REACH * depth, 3))
 
     def depth_disc(self, click: Click) -> Optional[np.ndarray]:
         """HxW bool: within ``DEPTH_REACH`` times the click's depth in the error (its distance to
@@ -230,6 +251,24 @@ class ClickSession:
             # frame (etis20 frame 008: 58 % of it)
             return self.patch_at(click)
         return alike
+
+    def colour_region(self, click: Click) -> Optional[np.ndarray]:
+        """HxW bool: what GrabCut, started from the mask, moves to the click's side within its
+        depth disc, joined to the click (``_colour_cut``); None on an empty mask (no colour model
+        of the lesion yet) or where a positive click's would outgrow the mask."""
+        disc = self.depth_disc(click)
+        if disc is None:
+            return None
+        patches, step = self.patches, self.patches.step
+        clicks = [(c.row // step, c.col // step, c.positive) for c in self.clicks]
+        small = colour_region(patches.small_image, patches.small(self.mask), patches.small(disc), clicks,
+                              (click.row // step, click.col // step, click.positive))
+        if small is None:
+            return None
+        region = patches.full_size(small) & disc
+        if click.positive and region.sum() > self.mask.sum():
+            return None
+        return region
 
     def patch_at(self, click: Click) -> Optional[np.ndarray]:
         """HxW bool: the image's superpixel at the click; None where it is over
@@ -274,6 +313,13 @@ def honour_click(mask: np.ndarray, probability: np.ndarray, click: Click, radius
     out = mask.copy()
     out[region] = click.positive
     return out
+
+
+def with_region(patch: Optional[np.ndarray], region: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """The union of two optional HxW bool regions."""
+    if region is None:
+        return patch
+    return region if patch is None else patch | region
 
 
 def agreeing_probability(probability: np.ndarray, mask: np.ndarray) -> np.ndarray:
