@@ -25,7 +25,11 @@ Each click runs the refiner on the image, the current mask and every click so fa
   put back what a click took. A click the network does obey still takes its patch, and the
   patches of its colour joined to it, within 1.5× the click's depth in the error (its distance
   to the edge of the mask as it was): a click deep inside a wrong fold or a missed lobe means
-  all of it, a click near the edge a little of it.
+  all of it, a click near the edge a little of it. Both kinds of click also take their colour
+  region (``_colour_cut``: GrabCut, started from the mask, within the same disc): a negative click
+  in a large fold the network is sure of takes the fold's mucosa, not one superpixel a click.
+- **clicks stay decided**: beyond ``STICKY_REACH`` times its depth, a click may not undo what
+  earlier clicks added or removed (``decided``; undo restores it).
 
 The same session serves the workspace's Click mode, ``benchmarks/clicks.py`` and the tests.
 ``protocol_click`` is the standard simulated annotator (NoC protocol): the point deepest
