@@ -312,8 +312,7 @@ def honour_click(mask: np.ndarray, probability: np.ndarray, click: Click, radius
         region |= patch if click.positive else patch & mask
     if limit is not None:
         region &= limit
-    rr, cc = np.ogrid[:mask.shape[0], :mask.shape[1]]
-    region |= (rr - click.row) ** 2 + (cc - click.col) ** 2 <= radius ** 2
+    region |= within(mask.shape, click, radius)
     out = mask.copy()
     out[region] = click.positive
     return out
@@ -352,8 +351,16 @@ def depth_at(region: np.ndarray, row: int, col: int) -> float:
 
 
 def within(shape, click: Click, radius: float) -> np.ndarray:
-    rr, cc = np.ogrid[:shape[0], :shape[1]]
-    return (rr - click.row) ** 2 + (cc - click.col) ** 2 <= radius ** 2
+    """HxW bool: the disc of ``radius`` px around the click (drawn in its box only: on a 48-megapixel
+    image the whole-image distance took 0.4 s a disc)."""
+    out = np.zeros(shape, bool)
+    reach_px = int(np.floor(max(radius, 0)))
+    top, bottom = max(click.row - reach_px, 0), min(click.row + reach_px + 1, shape[0])
+    left, right = max(click.col - reach_px, 0), min(click.col + reach_px + 1, shape[1])
+    if top < bottom and left < right:
+        rr, cc = np.ogrid[top:bottom, left:right]
+        out[top:bottom, left:right] = (rr - click.row) ** 2 + (cc - click.col) ** 2 <= radius ** 2
+    return out
 
 
 def reach(shape) -> int:
