@@ -187,7 +187,8 @@ class ClickSession:
 
     def _apply(self, probability: np.ndarray) -> None:
         before = self.mask
-        guarded = self.guarded(self.clicks[-1])
+        own_reach = self.sticky_reach(self.clicks[-1])
+        guarded = self.guarded(own_reach)
         probability = np.where(guarded, self.probability, probability)
         new = probability > THRESHOLD
         if self.local:
@@ -215,19 +216,27 @@ class ClickSession:
                     new = new | patch if click.positive else new & ~patch
                     probability = agreeing_probability(probability, new)
         new = np.where(guarded, before, new)
-        self.decided[new & ~before] = 1
-        self.decided[before & ~new] = -1
+        if own_reach is not None:  # what the click itself decided; the network's proposal beyond is not
+            self.decided[new & ~before & own_reach] = 1
+            self.decided[before & ~new & own_reach] = -1
         self.probability, self.mask = probability.astype(np.float32), new
 
-    def guarded(self, click: Click) -> np.ndarray:
-        """HxW bool: the pixels this click may not change: those earlier clicks decided the other
-        way, beyond ``STICKY_REACH`` times its depth (a click near one removed fold may still
-        change it; one across the lesion may not put it back)."""
-        against = self.decided == (-1 if click.positive else 1)
-        if not against.any() or not self.mask.any():
-            return np.zeros(self.mask.shape, bool)
+    def sticky_reach(self, click: Click) -> Optional[np.ndarray]:
+        """HxW bool: within ``STICKY_REACH`` times the click's depth (at least 3 px): what it decides,
+        and beyond which it may not undo earlier decisions; None on an empty mask (from nothing,
+        the network's first answer is a proposal, not a decision)."""
+        if not self.mask.any():
+            return None
         depth = depth_at(self.mask != click.positive, click.row, click.col)
-        return against & ~within(self.mask.shape, click, max(STICKY_REACH * depth, 3))
+        return within(self.mask.shape, click, max(STICKY_REACH * depth, 3))
+
+    def guarded(self, reach: Optional[np.ndarray]) -> np.ndarray:
+        """HxW bool: the pixels the last click may not change: those earlier clicks decided the
+        other way, beyond its ``reach`` (a click near one removed fold may still change it; one
+        across the lesion may not put it back)."""
+        if reach is None:
+            return np.zeros(self.mask.shape, bool)
+        return (self.decided == (-1 if self.clicks[-1].positive else 1)) & ~reach
 
     def depth_disc(self, click: Click) -> Optional[np.ndarray]:
         """HxW bool: within ``DEPTH_REACH`` times the click's depth in the error (its distance to

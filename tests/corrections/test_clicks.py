@@ -373,3 +373,31 @@ def test_a_click_far_away_does_not_put_back_what_an_earlier_click_took():
     assert (session.decided == -1).sum() == removed.sum() and not (session.decided == 1).any()
     session.undo()
     assert not session.decided.any()
+
+
+class ObedientSceneNetwork(SceneNetwork):
+    """The scene's red pixels, less those of the colour a negative click lands on."""
+
+    def run(self, x):
+        red = (x[0, 0] - x[0, 1]) > 1.0
+        clicked = (x[0, 5] > 0.5) & red
+        if clicked.any():
+            colour = x[0, :3][:, clicked].mean(axis=1)
+            red &= np.abs(x[0, :3] - colour[:, None, None]).max(axis=0) > 0.4
+        return {"logits": np.where(red, 20.0, -20.0)[None, None].astype(np.float32)}
+
+
+def test_from_nothing_the_network_s_first_answer_is_a_proposal_a_later_click_may_take_back():
+    # etis20 from nothing: when the first click's whole answer counted as decided, later negative
+    # clicks could not take back a false part of it beyond twice their depth (NoC@90 12.45 -> 13.35)
+    image = np.full((H, W, 3), 128, np.uint8)
+    lesion, strip = _disc((H, W), 40, 40, 15), np.zeros((H, W), bool)
+    strip[36:44, 50:150] = True  # a long false strip of another red, 8 px wide, from the lesion's edge
+    image[strip] = (240, 40, 90)
+    image[lesion] = (220, 40, 40)
+    strip &= ~lesion
+    session = ClickSession(image, None, runner=ObedientSceneNetwork(), zoom=False)
+    first = session.click(40, 40, positive=True)
+    assert first[lesion].mean() > 0.9 and first[strip].mean() > 0.9 and not session.decided.any()
+    mask = session.click(40, 100, positive=False)  # 4 px deep: its own reach is 8 px
+    assert mask[strip].mean() < 0.2 and mask[lesion].mean() > 0.9
