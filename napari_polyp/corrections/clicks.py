@@ -28,8 +28,9 @@ Each click runs the refiner on the image, the current mask and every click so fa
   all of it, a click near the edge a little of it. Both kinds of click also take their colour
   region (``_colour_cut``: GrabCut, started from the mask, within the same disc): a negative click
   in a large fold the network is sure of takes the fold's mucosa, not one superpixel a click.
-- **clicks stay decided**: beyond ``STICKY_REACH`` times its depth, a click may not undo what
-  earlier clicks added or removed (``decided``; undo restores it).
+- **clicks stay decided**: what a click added or removed within ``STICKY_REACH`` times its depth
+  is decided (``decided``; undo restores it), and beyond that reach a later click may not undo
+  it. The network's change further out, and its first answer from nothing, are proposals.
 
 The same session serves the workspace's Click mode, ``benchmarks/clicks.py`` and the tests.
 ``protocol_click`` is the standard simulated annotator (NoC protocol): the point deepest
