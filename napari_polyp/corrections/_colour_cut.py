@@ -17,6 +17,8 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
+from .refine import grabcut_trimap
+
 ITERATIONS = 3  # GrabCut's rounds of colour model fit and cut
 CLICK_RADIUS = 2  # px of the small copy fixed to each click's side
 WINDOW_GROWTH = 1.0  # the cut sees the depth disc's box grown by this share on every side
@@ -32,13 +34,13 @@ def colour_region(small_image: np.ndarray, small_mask: np.ndarray, small_allowed
     ``small_image`` HxWx3 uint8 RGB, ``small_mask`` HxW bool (the mask as it was), ``clicks`` and
     ``click`` as (row, col, positive) in the small copy's pixels; ``clicks`` holds every click so
     far, fixed to its side."""
-    window = _window(small_allowed, click, small_mask.shape)
+    window = _window(small_allowed)
     if window is None:
         return None
     top, left, bottom, right = window
     mask = small_mask[top:bottom, left:right]
     trimap = _trimap(mask, [(r - top, c - left, p) for r, c, p in clicks])
-    foreground = _grabcut(small_image[top:bottom, left:right], trimap)
+    foreground = grabcut_trimap(small_image[top:bottom, left:right], trimap, ITERATIONS)
     if foreground is None:
         return None
     positive = click[2]
@@ -51,11 +53,12 @@ def colour_region(small_image: np.ndarray, small_mask: np.ndarray, small_allowed
     return region
 
 
-def _window(allowed: np.ndarray, click, shape) -> Optional[Tuple[int, int, int, int]]:
+def _window(allowed: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
+    """(top, left, bottom, right): ``allowed``'s box grown by ``WINDOW_GROWTH``, at least ``MIN_WINDOW``."""
     rows, cols = np.nonzero(allowed.any(1))[0], np.nonzero(allowed.any(0))[0]
     if not len(rows):
         return None
-    h, w = shape
+    h, w = allowed.shape
     grow_r = max(WINDOW_GROWTH * (rows[-1] + 1 - rows[0]), (MIN_WINDOW - (rows[-1] + 1 - rows[0])) / 2, 0)
     grow_c = max(WINDOW_GROWTH * (cols[-1] + 1 - cols[0]), (MIN_WINDOW - (cols[-1] + 1 - cols[0])) / 2, 0)
     top, bottom = max(int(rows[0] - grow_r), 0), min(int(np.ceil(rows[-1] + 1 + grow_r)), h)
@@ -72,19 +75,6 @@ def _trimap(mask: np.ndarray, clicks) -> np.ndarray:
         disc = (rr - row) ** 2 + (cc - col) ** 2 <= CLICK_RADIUS ** 2
         trimap[disc] = cv2.GC_FGD if positive else cv2.GC_BGD
     return trimap
-
-
-def _grabcut(image: np.ndarray, trimap: np.ndarray) -> Optional[np.ndarray]:
-    import cv2
-
-    foreground = np.isin(trimap, (cv2.GC_FGD, cv2.GC_PR_FGD))
-    if foreground.all() or not foreground.any():
-        return None  # two colour models need pixels of both kinds
-    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    cv2.setRNGSeed(0)  # GrabCut's k-means start: the same clicks give the same region
-    cv2.grabCut(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR), trimap, None, bgd, fgd,
-                ITERATIONS, cv2.GC_INIT_WITH_MASK)
-    return np.isin(trimap, (cv2.GC_FGD, cv2.GC_PR_FGD))
 
 
 def _joined_to(changed: np.ndarray, row: int, col: int) -> Optional[np.ndarray]:

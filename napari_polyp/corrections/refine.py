@@ -309,12 +309,23 @@ def _grabcut(image: np.ndarray, probability: np.ndarray, prior: np.ndarray, iter
     # prior codes 1..4 -> OpenCV's GC_FGD, GC_BGD, GC_PR_FGD, GC_PR_BGD
     lut = np.array([cv2.GC_PR_BGD, cv2.GC_FGD, cv2.GC_BGD, cv2.GC_PR_FGD, cv2.GC_PR_BGD], np.uint8)
     trimap = lut[prior]
+    foreground = grabcut_trimap(image, trimap, iterations)
+    return np.isin(trimap, (cv2.GC_FGD, cv2.GC_PR_FGD)) if foreground is None else foreground
+
+
+def grabcut_trimap(image: np.ndarray, trimap: np.ndarray, iterations: int = 3) -> Optional[np.ndarray]:
+    """HxW bool: OpenCV's GrabCut foreground from a trimap of its GC_* codes (``image`` RGB uint8),
+    seeded; None where the trimap holds pixels of one kind only (two colour models need both).
+    ``trimap`` is overwritten with GrabCut's labels."""
+    import cv2
+
     could_be_fg = np.isin(trimap, (cv2.GC_FGD, cv2.GC_PR_FGD))
     if could_be_fg.all() or not could_be_fg.any():
-        return could_be_fg  # GrabCut needs pixels of both kinds to fit its two colour models
+        return None
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    cv2.setRNGSeed(0)  # GrabCut's k-means start: the same strokes give the same mask
-    cv2.grabCut(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), trimap, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    cv2.setRNGSeed(0)  # GrabCut's k-means start: the same strokes or clicks give the same mask
+    cv2.grabCut(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR), trimap, None, bgd, fgd,
+                iterations, cv2.GC_INIT_WITH_MASK)
     return np.isin(trimap, (cv2.GC_FGD, cv2.GC_PR_FGD))
 
 
