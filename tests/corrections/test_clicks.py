@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import models
-from napari_polyp.corrections.clicks import Click, ClickSession, click_discs, protocol_click, refiner_runner
+from napari_polyp.corrections.clicks import Click, ClickSession, click_discs, protocol_click, refiner_runner, tidied
 from napari_polyp.errors import UserError
 
 H, W = 120, 160
@@ -401,3 +401,30 @@ def test_from_nothing_the_network_s_first_answer_is_a_proposal_a_later_click_may
     assert first[lesion].mean() > 0.9 and first[strip].mean() > 0.9 and not session.decided.any()
     mask = session.click(40, 100, positive=False)  # 4 px deep: its own reach is 8 px
     assert mask[strip].mean() < 0.2 and mask[lesion].mean() > 0.9
+
+
+def test_a_positive_click_on_a_lesion_with_a_highlight_gets_no_hole():
+    # etis20: the network left a hole at a specular highlight inside the polyp, one click more
+    image, prior, disc_a, disc_b, _ = _scene()
+    highlight = _disc((H, W), 78, 118, 5)
+    image[highlight] = (255, 255, 255)
+    mask = ClickSession(image, prior, runner=SceneNetwork()).click(86, 126, positive=True)
+    assert mask[highlight].all() and mask[disc_b].mean() > 0.97  # without the rule: 21 % of the highlight
+
+
+def test_tidied_fills_holes_and_drops_the_specks_a_click_left_except_where_clicks_say_otherwise():
+    lesion, hole = _disc((H, W), 60, 60, 30), _disc((H, W), 60, 60, 5)
+    false_blob, rim = _disc((H, W), 20, 140, 10), _disc((H, W), 20, 140, 10) & ~_disc((H, W), 20, 140, 8)
+    rim[:, :141] = False  # the half rim a negative click left of the blob: under a fifth of the lesion
+    second = _disc((H, W), 105, 15, 4)  # a small second lesion the click did not touch
+    before = (lesion & ~hole) | false_blob | second
+    after = (lesion & ~hole) | rim | second
+    no_decisions = np.zeros((H, W), np.int8)
+    assert np.array_equal(tidied(after, before, [Click(20, 140, False)], no_decisions), lesion | second)
+    clicks = [Click(20, 140, False), Click(60, 60, False), Click(20, 149, True)]
+    assert np.array_equal(tidied(after, before, clicks, no_decisions), after)  # the clicks opened and kept them
+    removed_there = no_decisions.copy()
+    removed_there[60, 62] = -1  # a click decided to remove a pixel of the hole
+    assert np.array_equal(tidied(after, before, [], removed_there), (lesion & ~hole) | second)
+    assert tidied(lesion, lesion, [], no_decisions) is lesion  # nothing to tidy: the same array
+    assert not tidied(np.zeros((H, W), bool), lesion, [], no_decisions).any()
