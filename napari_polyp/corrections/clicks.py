@@ -347,26 +347,73 @@ def tidied(mask: np.ndarray, before: np.ndarray, clicks: List[Click], decided: n
     A hole stays open where a negative click or a removal a click decided lies in it. A speck is
     a part under ``SPECK_SHARE`` of the largest part, within 2 px of what the click changed or
     new with it (the rim of a false blob a negative click took, a crumb of what a positive one
-    added), that no positive click lies in; a small part elsewhere (a second lesion) is left."""
+    added), that no positive click lies in; a small part elsewhere (a second lesion) is left.
+    Worked in the box of both masks: on a 48-megapixel image the whole frame took 7 s."""
     if not mask.any():
         return mask
+    top, left, bottom, right = _box(mask | before)
+    window = (slice(top, bottom), slice(left, right))
+    inside = [Click(c.row - top, c.col - left, c.positive) for c in clicks
+              if top <= c.row < bottom and left <= c.col < right]
+    tidy = _tidied_window(mask[window], before[window], inside, decided[window])
+    if tidy is None:
+        return mask
+    out = mask.copy()
+    out[window] = tidy
+    return out
+
+
+def _tidied_window(mask, before, clicks, decided) -> Optional[np.ndarray]:
+    """``tidied`` within the box of both masks; None where nothing changes. Label counts by
+    ``bincount``: ``ndimage.sum`` and ``np.unique`` took seconds on a large mask."""
     out = mask
-    holes, count = ndimage.label(ndimage.binary_fill_holes(mask) & ~mask)
-    if count:
-        opened = {holes[c.row, c.col] for c in clicks if not c.positive} | set(np.unique(holes[decided == -1]))
-        out = mask | ((holes > 0) & ~np.isin(holes, sorted(opened)))
+    # a hole is a part of the background the box's edge does not reach (the box holds the mask)
+    background, count = ndimage.label(np.pad(~mask, 1, constant_values=True))
+    background = background[1:-1, 1:-1]
+    if count > 1:
+        kept_open = _labels_in(background, decided == -1, count)
+        kept_open[[0, background[0, 0]]] = True  # the mask itself, and the outside (the box's edge)
+        for c in clicks:
+            kept_open[background[c.row, c.col]] |= not c.positive
+        holes = ~kept_open[background]
+        if holes.any():
+            out = mask | holes
     parts, count = ndimage.label(out, structure=_EIGHT)
     if count > 1:
-        sizes = ndimage.sum(out, parts, np.arange(1, count + 1))
-        small = {i for i in range(1, count + 1) if sizes[i - 1] < SPECK_SHARE * sizes.max()}
-        small -= {parts[c.row, c.col] for c in clicks if c.positive}
-        if small:
-            near = ndimage.binary_dilation(mask != before, iterations=2)
-            left_by_click = set(np.unique(parts[near])) | (set(range(1, count + 1)) - set(np.unique(parts[before])))
-            specks = sorted(small & left_by_click)
-            if specks:
-                out = out & ~np.isin(parts, specks)
+        sizes = np.bincount(parts.ravel(), minlength=count + 1)
+        speck = sizes < SPECK_SHARE * sizes[1:].max()
+        speck[0] = False
+        for c in clicks:
+            speck[parts[c.row, c.col]] &= not c.positive
+        if speck.any():
+            changed = mask != before
+            left_by_click = ~_labels_in(parts, before, count)  # parts new with the click
+            left_by_click |= _labels_in(parts, _near(changed, 2), count) if changed.any() else False
+            speck &= left_by_click
+            if speck.any():
+                out = out & ~speck[parts]
+    return None if out is mask else out
+
+
+def _labels_in(labels: np.ndarray, region: np.ndarray, count: int) -> np.ndarray:
+    """(count + 1,) bool: which labels occur in ``region``."""
+    return np.bincount(labels[region], minlength=count + 1) > 0
+
+
+def _near(region: np.ndarray, distance: int) -> np.ndarray:
+    """``region`` grown by ``distance`` px (4-connected steps), worked in its box only."""
+    top, left, bottom, right = _box(region)
+    top, left = max(top - distance, 0), max(left - distance, 0)
+    bottom, right = min(bottom + distance, region.shape[0]), min(right + distance, region.shape[1])
+    out = np.zeros_like(region)
+    out[top:bottom, left:right] = ndimage.binary_dilation(region[top:bottom, left:right], iterations=distance)
     return out
+
+
+def _box(region: np.ndarray) -> Tuple[int, int, int, int]:
+    """(top, left, bottom, right) of a non-empty HxW bool region."""
+    rows, cols = np.nonzero(region.any(1))[0], np.nonzero(region.any(0))[0]
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
 
 def with_region(patch: Optional[np.ndarray], region: Optional[np.ndarray]) -> Optional[np.ndarray]:
