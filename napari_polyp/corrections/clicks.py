@@ -28,11 +28,12 @@ Each click runs the refiner on the image, the current mask and every click so fa
   all of it, a click near the edge a little of it. Both kinds of click also take their colour
   region (``_colour_cut``: GrabCut, started from the mask, within the same disc): a negative click
   in a large fold the network is sure of takes the fold's mucosa, not one superpixel a click.
-- **clicks stay decided**: what a click added or removed within ``STICKY_REACH`` times its depth
-  is decided (``decided``; undo restores it), and beyond that reach a later click may not undo
-  it. The network's change further out, and its first answer from nothing, are proposals.
+- **what clicks took stays out**: what a click removed within ``STICKY_REACH`` times its depth is
+  recorded (``removed``; undo restores it), and beyond that reach a positive click may not put it
+  back. The network's change further out, and its first answer from nothing, are proposals. A
+  negative click may take anything: it only removes, and only at itself.
 - **no holes, no specks** (``tidied``): after each click the mask's holes are filled, except
-  where a negative click or a removal it decided opened one, and the specks the click left
+  where a negative click or a recorded removal opened one, and the specks the click left
   (parts under ``SPECK_SHARE`` of the largest, at what it changed, with no positive click) are
   dropped. A polyp or a skin lesion is one solid region: the network left holes at specular
   highlights and negative clicks left the rims of what they removed, each one more click.
@@ -75,7 +76,7 @@ DEPTH_REACH = 1.5  # what a click takes beyond its disc lies within this many ti
 # (distance to the mask's edge): deep in a wrong fold or a missed lobe it takes it, near the edge little
 # (1 / 1.25 / 1.5 / 2 / 2.5 / 3 measured, docs/clicks.md)
 HONOURED_MARGIN = 0.25  # a honoured region sits this far past the threshold in the kept probability
-STICKY_REACH = 2.0  # beyond this many times its depth, a click may not undo what earlier clicks decided
+STICKY_REACH = 2.0  # beyond this many times its depth, a positive click may not put back what clicks removed
 # (a positive click the network obeyed once put back a 38,659 px fold three negative clicks had taken)
 SPECK_SHARE = 0.2  # a part a click leaves under this share of the mask's largest part is a speck
 # (0.05 / 0.1 / 0.2 / 0.3 measured, docs/clicks.md)
@@ -95,7 +96,7 @@ class ClickSession:
         self.probability = _checked_prior(prior, (h, w))
         self.mask = self.probability > THRESHOLD
         self.clicks: List[Click] = []
-        self.decided = np.zeros((h, w), np.int8)  # +1 where a click added a pixel, -1 where one removed it
+        self.removed = np.zeros((h, w), bool)  # where a click removed a pixel, within its own reach
         self._undo: List[Tuple[np.ndarray, np.ndarray, List[Click], np.ndarray]] = []
         self.zoom, self.local, self.task, self.honour_clicks = zoom, local, task, honour_clicks
         self.influence = influence  # a share of the image's side: no change further from the click
@@ -112,7 +113,7 @@ class ClickSession:
         if not (0 <= row < h and 0 <= col < w):
             raise UserError(f"the click at row {row}, column {col} is outside the image ({h}×{w} px); "
                             "the mask is unchanged")
-        self._undo.append((self.probability.copy(), self.mask.copy(), list(self.clicks), self.decided.copy()))
+        self._undo.append((self.probability.copy(), self.mask.copy(), list(self.clicks), self.removed.copy()))
         self.clicks.append(Click(int(row), int(col), bool(positive)))
         try:
             found_from_nothing = not self.mask.any()
@@ -121,7 +122,7 @@ class ClickSession:
             if found_from_nothing and self.second_look and self.mask.any() and self.crop() != (0, 0, h, w):
                 self._apply(self._refine())  # a second look, zoomed in on what the whole image showed
         except Exception:
-            self.probability, self.mask, self.clicks, self.decided = self._undo.pop()
+            self.probability, self.mask, self.clicks, self.removed = self._undo.pop()
             raise
         return self.mask.copy()
 
@@ -129,7 +130,7 @@ class ClickSession:
         """Return to the mask before the last click."""
         if not self._undo:
             raise UserError("nothing to undo: no click has been made on this image")
-        self.probability, self.mask, self.clicks, self.decided = self._undo.pop()
+        self.probability, self.mask, self.clicks, self.removed = self._undo.pop()
         return self.mask.copy()
 
     def drag_box(self, top: int, left: int, bottom: int, right: int) -> np.ndarray:
@@ -225,31 +226,32 @@ class ClickSession:
                     new = new | patch if click.positive else new & ~patch
                     probability = agreeing_probability(probability, new)
         new = np.where(guarded, before, new)
-        if own_reach is not None:  # what the click itself decided; the network's proposal beyond is not
-            self.decided[new & ~before & own_reach] = 1
-            self.decided[before & ~new & own_reach] = -1
-        tidy = tidied(new, before, self.clicks, self.decided)
+        if own_reach is not None:  # what the click itself took; the network's proposal beyond is not
+            self.removed[before & ~new & own_reach] = True
+            self.removed[new & own_reach] = False  # put back at the click: no longer removed
+        tidy = tidied(new, before, self.clicks, self.removed)
         if tidy is not new:
-            self.decided[tidy != new] = 0  # a filled hole or a dropped speck is nobody's decision
+            self.removed[tidy != new] = False  # a filled hole or a dropped speck is nobody's removal
             new, probability = tidy, agreeing_probability(probability, tidy)
         self.probability, self.mask = probability.astype(np.float32), new
 
     def sticky_reach(self, click: Click) -> Optional[np.ndarray]:
-        """HxW bool: within ``STICKY_REACH`` times the click's depth (at least 3 px): what it decides,
-        and beyond which it may not undo earlier decisions; None on an empty mask (from nothing,
-        the network's first answer is a proposal, not a decision)."""
+        """HxW bool: within ``STICKY_REACH`` times the click's depth (at least 3 px): what it takes
+        there is recorded, and beyond it a positive click may not put back what clicks removed;
+        None on an empty mask (from nothing, the network's first answer is a proposal)."""
         if not self.mask.any():
             return None
         depth = depth_at(self.mask != click.positive, click.row, click.col)
         return within(self.mask.shape, click, max(STICKY_REACH * depth, 3))
 
     def guarded(self, reach: Optional[np.ndarray]) -> np.ndarray:
-        """HxW bool: the pixels the last click may not change: those earlier clicks decided the
-        other way, beyond its ``reach`` (a click near one removed fold may still change it; one
-        across the lesion may not put it back)."""
-        if reach is None:
+        """HxW bool: the pixels the last click may not change. For a positive click, those clicks
+        removed beyond its ``reach`` (a click near one removed fold may still put some back; one
+        across the lesion may not). A negative click may take anything: guarding what positive
+        clicks added as well cost 0.5 clicks from nothing at etis20 and gained none on Kvasir."""
+        if reach is None or not self.clicks[-1].positive:
             return np.zeros(self.mask.shape, bool)
-        return (self.decided == (-1 if self.clicks[-1].positive else 1)) & ~reach
+        return self.removed & ~reach
 
     def depth_disc(self, click: Click) -> Optional[np.ndarray]:
         """HxW bool: within ``DEPTH_REACH`` times the click's depth in the error (its distance to
@@ -340,11 +342,11 @@ def honour_click(mask: np.ndarray, probability: np.ndarray, click: Click, radius
     return out
 
 
-def tidied(mask: np.ndarray, before: np.ndarray, clicks: List[Click], decided: np.ndarray) -> np.ndarray:
+def tidied(mask: np.ndarray, before: np.ndarray, clicks: List[Click], removed: np.ndarray) -> np.ndarray:
     """``mask`` (the mask after a click; ``before``, the mask before it) with its holes filled and
     the specks the click left dropped; the same array where neither is found.
 
-    A hole stays open where a negative click or a removal a click decided lies in it. A speck is
+    A hole stays open where a negative click or a ``removed`` pixel lies in it. A speck is
     a part under ``SPECK_SHARE`` of the largest part, within 2 px of what the click changed or
     new with it (the rim of a false blob a negative click took, a crumb of what a positive one
     added), that no positive click lies in; a small part elsewhere (a second lesion) is left.
@@ -355,7 +357,7 @@ def tidied(mask: np.ndarray, before: np.ndarray, clicks: List[Click], decided: n
     window = (slice(top, bottom), slice(left, right))
     inside = [Click(c.row - top, c.col - left, c.positive) for c in clicks
               if top <= c.row < bottom and left <= c.col < right]
-    tidy = _tidied_window(mask[window], before[window], inside, decided[window])
+    tidy = _tidied_window(mask[window], before[window], inside, removed[window])
     if tidy is None:
         return mask
     out = mask.copy()
@@ -363,7 +365,7 @@ def tidied(mask: np.ndarray, before: np.ndarray, clicks: List[Click], decided: n
     return out
 
 
-def _tidied_window(mask, before, clicks, decided) -> Optional[np.ndarray]:
+def _tidied_window(mask, before, clicks, removed) -> Optional[np.ndarray]:
     """``tidied`` within the box of both masks; None where nothing changes. Label counts by
     ``bincount``: ``ndimage.sum`` and ``np.unique`` took seconds on a large mask."""
     out = mask
@@ -371,7 +373,7 @@ def _tidied_window(mask, before, clicks, decided) -> Optional[np.ndarray]:
     background, count = ndimage.label(np.pad(~mask, 1, constant_values=True))
     background = background[1:-1, 1:-1]
     if count > 1:
-        kept_open = _labels_in(background, decided == -1, count)
+        kept_open = _labels_in(background, removed, count)
         kept_open[[0, background[0, 0]]] = True  # the mask itself, and the outside (the box's edge)
         for c in clicks:
             kept_open[background[c.row, c.col]] |= not c.positive
