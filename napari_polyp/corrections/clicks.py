@@ -370,11 +370,11 @@ def _tidied_window(mask, before, clicks, removed) -> Optional[np.ndarray]:
     ``bincount``: ``ndimage.sum`` and ``np.unique`` took seconds on a large mask."""
     out = mask
     # a hole is a part of the background the box's edge does not reach (the box holds the mask)
-    background, count = ndimage.label(np.pad(~mask, 1, constant_values=True))
-    background = background[1:-1, 1:-1]
+    padded, count = ndimage.label(np.pad(~mask, 1, constant_values=True))
+    outside, background = padded[0, 0], padded[1:-1, 1:-1]  # the ring around the box: outside
     if count > 1:
         kept_open = _labels_in(background, removed, count)
-        kept_open[[0, background[0, 0]]] = True  # the mask itself, and the outside (the box's edge)
+        kept_open[[0, outside]] = True  # the mask itself, and what the box's edge reaches
         for c in clicks:
             kept_open[background[c.row, c.col]] |= not c.positive
         holes = ~kept_open[background]

@@ -444,3 +444,13 @@ def test_a_negative_click_takes_back_all_a_positive_click_added_not_only_what_is
     assert added[strip].mean() > 0.9
     mask = session.click(40, 130, positive=False)  # far along the strip from the positive click
     assert mask[strip].mean() < 0.15 and mask[lesion].mean() > 0.9  # 9 %: a 64-px network's rim; 23 % before
+
+
+def test_tidied_fills_only_holes_when_the_mask_fills_a_corner_of_its_box():
+    # the outside is what the box's edge reaches, not whatever the box's first pixel belongs to
+    l_shape = np.zeros((H, W), bool)
+    l_shape[10:60, 10:30] = True
+    l_shape[40:60, 10:80] = True
+    holed = l_shape.copy()
+    holed[48:52, 15:20] = False
+    assert np.array_equal(tidied(holed, holed, [], np.zeros((H, W), bool)), l_shape)
