@@ -182,9 +182,9 @@ class ClickSession:
         elif not self.mask.any():
             return whole
         if self.mask.any():
-            mask_rows, mask_cols = np.nonzero(self.mask.any(1))[0], np.nonzero(self.mask.any(0))[0]
-            rows += [mask_rows[0], mask_rows[-1]]
-            cols += [mask_cols[0], mask_cols[-1]]
+            mask_top, mask_left, mask_bottom, mask_right = _box(self.mask)
+            rows += [mask_top, mask_bottom - 1]
+            cols += [mask_left, mask_right - 1]
         top, bottom, left, right = min(rows), max(rows) + 1, min(cols), max(cols) + 1
         side = max(bottom - top, right - left) * (1 + 2 * CROP_MARGIN)
         side = int(min(max(side, MIN_CROP), max(h, w)))
