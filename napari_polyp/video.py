@@ -29,10 +29,13 @@ Between two keys both directions reach every frame; they are blended by distance
 key weighs more), each weighted by its confidence (the product of its steps' matches), as
 signed distances to the masks' borders (:func:`blend`). A direction stops, and the result
 says so (``stops``): at a scene cut (the colour histograms of two consecutive frames differ by
-more than ``CUT_DISTANCE``), at a step whose match is below ``min_match`` (the frame does not
-look like the previous one moved), where its confidence falls below ``min_confidence`` (off
-by default) or where the mask vanishes. A frame that no direction reaches takes the network's
-mask when ``probabilities`` are given, else stays empty; ``sources`` says which.
+more than ``CUT_DISTANCE``), where its confidence falls below ``min_confidence`` (off by
+default), where the mask vanishes, and, when the network's ``probabilities`` are given to take
+over, at a step whose match is below ``min_match`` (the frame does not look like the previous
+one moved). Without them such a step is carried on at confidence 0 (the refiner alone decides
+the frame) and the result says so too (``doubts``): an empty frame is the worst answer, and a
+frame at confidence 0 comes first in review. A frame that no direction reaches takes the
+network's mask when ``probabilities`` are given, else stays empty; ``sources`` says which.
 
 The result is a :class:`Propagation`: a plain list of HxW bool masks with, per frame, where
 its mask came from, its confidence and a quality score without ground truth
@@ -54,7 +57,9 @@ from .errors import UserError
 
 CUT_DISTANCE = 0.6  # Bhattacharyya distance of two consecutive frames' colour histograms: above, a cut
 MIN_CONFIDENCE = 0.0  # a direction stops once its confidence (product of its steps' matches) is below
-MIN_MATCH = 0.5  # a direction stops at a step whose flow match (correlation around the mask) is below
+MIN_MATCH = 0.5  # with the network to take over, a direction stops at a step whose flow match is below
+# (a correlation around the mask); without it, it carries on: on cvc612-seq the frames beyond such a
+# step scored 0 empty and 0.60-0.84 carried (docs/video_propagation.md, "Carrying on past a jump")
 THRESHOLD = DEFAULT_THRESHOLD  # a propagated probability at or above it is the mask
 MIN_AREA_SHARE = 2e-5  # a carried mask smaller than this share of the frame has vanished
 MAX_SEGMENT_BYTES = 1 << 30  # a segment's forward probabilities kept for the blend (uint8), at most
@@ -79,6 +84,20 @@ class Stop:
                 f"{self.reason}" + (f" ({self.detail})" if self.detail else ""))
 
 
+@dataclass(frozen=True)
+class Doubt:
+    """Where one direction carried on past a step the optical flow does not explain."""
+
+    key: int
+    direction: str
+    frame: int
+    detail: str
+
+    def message(self) -> str:
+        return (f"propagation {self.direction} from key frame {self.key} carried on past frame {self.frame} "
+                f"at confidence 0 ({self.detail}): check the frames from there first")
+
+
 @dataclass
 class FrameQuality:
     """How far a filled frame can be trusted, without ground truth: ``score`` in [0, 1] is the
@@ -101,7 +120,8 @@ class Propagation(list):
     the network's mask) or "none" (not reached, no network: empty); ``from_keys[i]``: the
     (forward, backward) keys that reached it (None where one did not); ``confidence[i]``
     (1 for keys, 0 where not reached); ``quality[i]``: a :class:`FrameQuality` for filled
-    frames, None for keys; ``stops``: every :class:`Stop`; ``seconds``: wall time.
+    frames, None for keys; ``stops``: every :class:`Stop`; ``doubts``: every :class:`Doubt` (a
+    step carried on that the flow does not explain); ``seconds``: wall time.
     """
 
     def __init__(self, masks=()):
@@ -112,6 +132,7 @@ class Propagation(list):
         self.confidence: List[float] = [0.0] * n
         self.quality: List[Optional[FrameQuality]] = [None] * n
         self.stops: List[Stop] = []
+        self.doubts: List[Doubt] = []
         self.seconds = 0.0
         self.refined = True
         self.refiner_runs = 0
@@ -131,7 +152,7 @@ class Propagation(list):
         parts = [f"{len(self)} frames, {len(keys)} key{'s' if len(keys) != 1 else ''}"]
         parts += [f"{v} {k}" for k, v in counts.items() if v]
         lines = ["; ".join(parts)]
-        lines += [s.message() for s in self.stops]
+        lines += [s.message() for s in self.stops + self.doubts]
         return "\n".join(lines)
 
 
@@ -139,7 +160,7 @@ class Propagation(list):
 
 def propagate(frames, key_masks: Dict[int, np.ndarray], probabilities=None, *, refine: bool = True,
               runner=None, threads: Optional[int] = None, fuse: float = 0.0,
-              min_confidence: float = MIN_CONFIDENCE, min_match: float = MIN_MATCH,
+              min_confidence: float = MIN_CONFIDENCE, min_match: Optional[float] = None,
               cut_distance: float = CUT_DISTANCE,
               flow_side: int = FLOW_SIDE, refine_below: float = NCC_HIGH,
               progress: Optional[Callable[[int, int], None]] = None) -> Propagation:
@@ -151,8 +172,9 @@ def propagate(frames, key_masks: Dict[int, np.ndarray], probabilities=None, *, r
     the share of the network's probability in each filled frame (needs ``probabilities``);
     ``refine_below``: a step is refined when the flow's match around the mask (a correlation,
     see ``FlowWarp.warp``) is below this (above 1: every step); a direction stops at a step
-    whose match is below ``min_match``, once its confidence is below ``min_confidence``, or at
-    a scene cut (``cut_distance``); ``progress(done, total)`` is called after each frame
+    whose match is below ``min_match`` (default: ``MIN_MATCH`` with ``probabilities``, else
+    none), once its confidence is below ``min_confidence``, or at a scene cut
+    (``cut_distance``); ``progress(done, total)`` is called after each frame
     filled. Bad input raises one :class:`UserError`.
     """
     start = time.perf_counter()
@@ -173,6 +195,8 @@ def propagate(frames, key_masks: Dict[int, np.ndarray], probabilities=None, *, r
         from .inference.refiner import refiner_runner
 
         runner = refiner_runner(threads=threads)
+    if min_match is None:  # stop where the network can take over; an empty frame is the worst answer
+        min_match = MIN_MATCH if probabilities is not None else -1.0
     carrier = _Carrier(reader, runner if refine else None, flow_side, cut_distance, min_confidence,
                        refine_below, min_match)
     network = _Probabilities(probabilities, hw) if probabilities is not None else None
@@ -198,7 +222,7 @@ def propagate(frames, key_masks: Dict[int, np.ndarray], probabilities=None, *, r
         forward: Dict[int, Tuple[np.ndarray, float]] = {}
         keep = left is not None and right is not None and _segment_fits(hi - lo, hw)
         if left is not None:
-            for t, prob, conf in carrier.carry(left, result[left], range(lo, hi), "forward", result.stops):
+            for t, prob, conf in carrier.carry(left, result[left], range(lo, hi), "forward", result):
                 if keep:
                     forward[t] = (_to_uint8(prob), conf)
                 else:  # no key after it, or too long to keep: filled now
@@ -206,8 +230,7 @@ def propagate(frames, key_masks: Dict[int, np.ndarray], probabilities=None, *, r
                     tick()
         if right is None:
             continue
-        for t, prob, conf in carrier.carry(right, result[right], range(hi - 1, lo - 1, -1), "backward",
-                                           result.stops):
+        for t, prob, conf in carrier.carry(right, result[right], range(hi - 1, lo - 1, -1), "backward", result):
             if t in forward:
                 fprob, fconf = forward.pop(t)
                 fprob = fprob.astype(np.float32) / 255.0
@@ -341,9 +364,11 @@ class _Carrier:
         self.refiner_runs = 0
 
     def carry(self, key: int, key_mask: np.ndarray, order: Sequence[int], direction: str,
-              stops: List[Stop]) -> Iterator[Tuple[int, np.ndarray, float]]:
+              said: "Propagation") -> Iterator[Tuple[int, np.ndarray, float]]:
         """Yield (frame, probability, confidence) for each frame of ``order`` (consecutive, away
-        from ``key``) until the end or a stop (appended to ``stops``)."""
+        from ``key``) until the end or a stop (appended to ``said.stops``; a step carried on that
+        the flow does not explain to ``said.doubts``)."""
+        stops = said.stops
         prob = np.asarray(key_mask, np.float32)
         prev = self.reader.small(key, self.flow_side)
         prev_hist = self.reader.histogram(key, self.flow_side)
@@ -370,11 +395,13 @@ class _Carrier:
             confidence *= match
             self.last_measures = {"frame": t, "cut_distance": distance, "ncc": ncc, "match": match,
                                   "confidence": confidence}
+            unexplained = (f"frame {t} does not match frame {before} moved by the optical flow: "
+                           f"correlation {ncc:.2f} around the mask")
             if ncc < self.min_match:
-                stops.append(Stop(key, direction, t, "low confidence",
-                                  f"frame {t} does not match frame {before} moved by the optical flow: "
-                                  f"correlation {ncc:.2f} around the mask, below {self.min_match:.2f}"))
+                stops.append(Stop(key, direction, t, "low confidence", f"{unexplained}, below {self.min_match:.2f}"))
                 return
+            if ncc < NCC_LOW:
+                said.doubts.append(Doubt(key, direction, t, f"{unexplained}, below {NCC_LOW:.2f}"))
             if confidence < self.min_confidence:
                 stops.append(Stop(key, direction, t, "low confidence",
                                   f"{confidence:.2f}, below {self.min_confidence:.2f}, after frame {t} matched "

@@ -122,6 +122,35 @@ def test_a_scene_cut_stops_propagation_and_says_so():
     assert result.worst_first()[:4] == [6, 7, 8, 9]  # frames not reached come first
 
 
+def _with_a_jump(n_before=6, n_after=4, shift=60):
+    """The view jumps at frame ``n_before``: the disc reappears ``shift`` px further right over
+    the same background (no scene cut: the colours stay)."""
+    frames, truth = disc_video(n=n_before + n_after)
+    after, after_truth = disc_video(n=n_after, start=(48, 30 + shift))
+    frames[n_before:], truth[n_before:] = after, after_truth
+    return frames, truth
+
+
+def test_a_step_the_flow_does_not_explain_is_carried_on_and_said():
+    frames, truth = _with_a_jump()
+    result = propagate(frames, {0: truth[0]}, refine=False)
+    assert result.stops == [] and result.sources[1:] == ["forward"] * 9
+    assert len(result.doubts) == 1 and (result.doubts[0].key, result.doubts[0].frame) == (0, 6)
+    assert "carried on past frame 6" in result.summary()
+    assert result.confidence[5] > 0.5 and result.confidence[6:] == [0.0] * 4
+    assert result.worst_first()[:4] == [6, 7, 8, 9]  # a person checks them first
+    assert all(result[t].any() for t in range(6, 10))  # a guess, not an empty frame
+
+
+def test_with_the_network_to_take_over_that_step_stops_propagation():
+    frames, truth = _with_a_jump()
+    network = [m.astype(np.float32) * 0.9 for m in truth]
+    result = propagate(frames, {0: truth[0]}, network, refine=False)
+    assert [(s.frame, s.reason) for s in result.stops] == [(6, "low confidence")] and result.doubts == []
+    assert result.sources[6:] == ["network"] * 4
+    assert all(np.array_equal(result[t], truth[t]) for t in range(6, 10))
+
+
 def test_frames_no_direction_reaches_take_the_network_mask():
     frames, truth = _with_a_cut()
     network = [m.astype(np.float32) * 0.9 for m in truth]

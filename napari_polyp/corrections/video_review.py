@@ -17,7 +17,7 @@ The widget is :mod:`napari_polyp.widgets.review_video`.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Set
 
 import numpy as np
 
@@ -42,7 +42,8 @@ class VideoReview:
         self.session = session
         self.propagate_fn = propagate_fn
         self._propagated: Dict[int, Predicted] = {}  # frame -> its carried mask (this session)
-        self.stops: List[str] = []  # why the last propagation stopped early, in words
+        self._unsure: Set[int] = set()  # carried past a step the flow does not explain (confidence 0)
+        self.stops: List[str] = []  # why the last propagation stopped early or doubted a step, in words
 
     # -- what each frame is --------------------------------------------------------------
     def is_key(self, frame: int) -> bool:
@@ -57,6 +58,11 @@ class VideoReview:
 
     def propagated(self, frame: int) -> Optional[Predicted]:
         return self._propagated.get(frame)
+
+    def is_unsure(self, frame: int) -> bool:
+        """Whether the frame's carried mask came past a step the optical flow does not explain
+        (confidence 0): a person looks at it before it is saved."""
+        return frame in self._propagated and frame in self._unsure
 
     def state(self, frame: int) -> str:
         """"key"; "propagated from key k" (carried, not saved); "accepted from key k" (carried and
@@ -116,19 +122,26 @@ class VideoReview:
             provenance = Provenance(PROPAGATION, source=str(self.session.items[frame].source_path),
                                     propagated_from=nearest)
             self._propagated[frame] = Predicted(np.asarray(masks[position], np.float32), {}, provenance, frame)
+            confidence = getattr(masks, "confidence", None)
+            if confidence is not None and confidence[position] <= 0.0:
+                self._unsure.add(frame)
+            else:
+                self._unsure.discard(frame)
             filled.append(frame)
-        self.stops = [stop.message() for stop in getattr(masks, "stops", [])]
+        said = list(getattr(masks, "stops", [])) + list(getattr(masks, "doubts", []))
+        self.stops = [stop.message() for stop in said]
         return filled
 
     # -- accept -----------------------------------------------------------------------------
     def accept_range(self, key: int, step: int, limit: int = PROPAGATE_FRAMES) -> list:
         """Save every propagated, unsaved frame of :meth:`span` from ``key`` as accepted, each
-        with its provenance (``propagated_from``); stops at the first frame not propagated.
+        with its provenance (``propagated_from``); stops at the first frame not propagated, or
+        carried past a step the flow does not explain (:meth:`is_unsure`: accept or fix it alone).
         Returns the records written."""
         records = []
         for frame in self.span(key, step, limit):
             carried = self._propagated.get(frame)
-            if carried is None or self.session.record(frame) is not None:
+            if carried is None or self.session.record(frame) is not None or self.is_unsure(frame):
                 break
             records.append(self.session.commit(frame, carried.mask(DEFAULT_THRESHOLD), "accepted", basis=carried,
                                                threshold=DEFAULT_THRESHOLD, image=self.session.image(frame)))

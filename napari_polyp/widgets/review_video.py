@@ -120,8 +120,13 @@ class ReviewVideo:
         for record in records:
             self._update_row(int(record.extra["frame"]))
         self._update_progress()
-        self.status_label.setText(f"accepted {len(records)} propagated frame(s) from key frame {index}"
-                                  if records else f"no propagated frames next to key frame {index}: Propagate first")
+        text = (f"accepted {len(records)} propagated frame(s) from key frame {index}"
+                if records else f"no propagated frames next to key frame {index}: Propagate first")
+        unsure = [f for f in video.span(index, self._last_direction, self.span_spin.value()) if video.is_unsure(f)]
+        if unsure:
+            text += (f"; frame {unsure[0]} was carried past a jump of the view: look at it, then Accept or fix it "
+                     "on its own")
+        self.status_label.setText(text)
         return len(records)
 
     def propagated_prediction(self, index: int) -> Optional[jobs.Predicted]:

@@ -103,3 +103,24 @@ def test_a_propagated_frame_fixed_by_hand_becomes_a_key(clip, moving_disc):
     record = session.commit(3, fixed, "accepted", basis=carried, image=session.image(3))
     assert record.status == "corrected" and record.extra["propagated_from"] == 0
     assert video.is_key(3) and video.span(0, +1) == [1, 2]
+
+
+def test_accept_range_stops_before_a_frame_carried_past_a_jump(moving_disc, tmp_path):
+    from napari_polyp.video import Doubt
+
+    def jumps_at_4(frames, key_masks, progress=None):  # the flow explains no step from frame 4 on
+        result = propagate(frames, key_masks, refine=False, progress=progress)
+        result.confidence[4:] = [0.0] * (len(result) - 4)
+        result.doubts.append(Doubt(0, "forward", 4, "a jump"))
+        return result
+
+    session = ReviewSession(moving_disc.write(tmp_path, 8), tmp_path / "ds")
+    video = VideoReview(session, propagate_fn=jumps_at_4)
+    session.commit(0, moving_disc.disc(0).astype(np.uint8), "corrected", image=session.image(0))
+    _, filled = _run(video.propagate(0, +1))
+    assert filled == [1, 2, 3, 4, 5, 6, 7]  # carried, not left empty
+    assert any("carried on past frame 4" in s for s in video.stops)
+    assert not video.is_unsure(3) and video.is_unsure(4)
+    records = video.accept_range(0, +1)
+    assert [r.extra["frame"] for r in records] == [1, 2, 3]  # a person looks at frame 4 first
+    assert session.record(4) is None
