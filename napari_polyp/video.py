@@ -32,9 +32,9 @@ says so (``stops``): at a scene cut (the colour histograms of two consecutive fr
 more than ``CUT_DISTANCE``), where its confidence falls below ``min_confidence`` (off by
 default), where the mask vanishes, and, when the network's ``probabilities`` are given to take
 over, at a step whose match is below ``min_match`` (the frame does not look like the previous
-one moved). Without them such a step is carried on at confidence 0 (the refiner alone decides
-the frame) and the result says so too (``doubts``): an empty frame is the worst answer, and a
-frame at confidence 0 comes first in review. A frame that no direction reaches takes the
+one moved). Without them the first such step is carried on at confidence 0 (the refiner alone
+decides the frame) and the result says so too (``doubts``): an empty frame is the worst answer,
+and a frame at confidence 0 comes first in review; a second such step stops the direction. A frame that no direction reaches takes the
 network's mask when ``probabilities`` are given, else stays empty; ``sources`` says which.
 
 The result is a :class:`Propagation`: a plain list of HxW bool masks with, per frame, where
@@ -58,8 +58,8 @@ from .errors import UserError
 CUT_DISTANCE = 0.6  # Bhattacharyya distance of two consecutive frames' colour histograms: above, a cut
 MIN_CONFIDENCE = 0.0  # a direction stops once its confidence (product of its steps' matches) is below
 MIN_MATCH = 0.5  # with the network to take over, a direction stops at a step whose flow match is below
-# (a correlation around the mask); without it, it carries on: on cvc612-seq the frames beyond such a
-# step scored 0 empty and 0.60-0.84 carried (docs/video_propagation.md, "Carrying on past a jump")
+# (a correlation around the mask); without it, it carries on past one such step: on cvc612-seq the frame
+# after a jump scored 0.84 carried, 0 empty; past two, 0.00 (docs/video_propagation.md, "Carrying on past a jump")
 THRESHOLD = DEFAULT_THRESHOLD  # a propagated probability at or above it is the mask
 MIN_AREA_SHARE = 2e-5  # a carried mask smaller than this share of the frame has vanished
 MAX_SEGMENT_BYTES = 1 << 30  # a segment's forward probabilities kept for the blend (uint8), at most
@@ -152,7 +152,7 @@ class Propagation(list):
         parts = [f"{len(self)} frames, {len(keys)} key{'s' if len(keys) != 1 else ''}"]
         parts += [f"{v} {k}" for k, v in counts.items() if v]
         lines = ["; ".join(parts)]
-        lines += [s.message() for s in self.stops + self.doubts]
+        lines += [s.message() for s in self.doubts + self.stops]
         return "\n".join(lines)
 
 
@@ -172,8 +172,8 @@ def propagate(frames, key_masks: Dict[int, np.ndarray], probabilities=None, *, r
     the share of the network's probability in each filled frame (needs ``probabilities``);
     ``refine_below``: a step is refined when the flow's match around the mask (a correlation,
     see ``FlowWarp.warp``) is below this (above 1: every step); a direction stops at a step
-    whose match is below ``min_match`` (default: ``MIN_MATCH`` with ``probabilities``, else
-    none), once its confidence is below ``min_confidence``, or at a scene cut
+    whose match is below ``min_match`` (default: ``MIN_MATCH`` with ``probabilities``; else the
+    second step below ``NCC_LOW``), once its confidence is below ``min_confidence``, or at a scene cut
     (``cut_distance``); ``progress(done, total)`` is called after each frame
     filled. Bad input raises one :class:`UserError`.
     """
@@ -372,7 +372,7 @@ class _Carrier:
         prob = np.asarray(key_mask, np.float32)
         prev = self.reader.small(key, self.flow_side)
         prev_hist = self.reader.histogram(key, self.flow_side)
-        confidence = 1.0
+        confidence, doubted = 1.0, None  # doubted: the frame of a step the flow did not explain
         for t in order:
             small = self.reader.small(t, self.flow_side)
             hist = self.reader.histogram(t, self.flow_side)
@@ -397,11 +397,14 @@ class _Carrier:
                                   "confidence": confidence}
             unexplained = (f"frame {t} does not match frame {before} moved by the optical flow: "
                            f"correlation {ncc:.2f} around the mask")
-            if ncc < self.min_match:
-                stops.append(Stop(key, direction, t, "low confidence", f"{unexplained}, below {self.min_match:.2f}"))
+            if ncc < self.min_match or (ncc < NCC_LOW and doubted is not None):
+                why = "" if ncc < self.min_match else f"the second step the flow does not explain, after frame {doubted}: "
+                stops.append(Stop(key, direction, t, "low confidence",
+                                  f"{why}{unexplained}, below {max(self.min_match, NCC_LOW):.2f}"))
                 return
-            if ncc < NCC_LOW:
+            if ncc < NCC_LOW:  # past one such step the refiner finds the lesion again from the carried mask
                 said.doubts.append(Doubt(key, direction, t, f"{unexplained}, below {NCC_LOW:.2f}"))
+                doubted = t
             if confidence < self.min_confidence:
                 stops.append(Stop(key, direction, t, "low confidence",
                                   f"{confidence:.2f}, below {self.min_confidence:.2f}, after frame {t} matched "

@@ -142,6 +142,17 @@ def test_a_step_the_flow_does_not_explain_is_carried_on_and_said():
     assert all(result[t].any() for t in range(6, 10))  # a guess, not an empty frame
 
 
+def test_a_second_step_the_flow_does_not_explain_stops_propagation():
+    frames, truth = _with_a_jump(n_before=4, n_after=6)
+    again, again_truth = disc_video(n=3, start=(48, 20))  # and back again at frame 7
+    frames[7:], truth[7:] = again, again_truth
+    result = propagate(frames, {0: truth[0]}, refine=False)
+    assert [d.frame for d in result.doubts] == [4]
+    assert [(s.frame, s.reason) for s in result.stops] == [(7, "low confidence")]
+    assert "second step the flow does not explain, after frame 4" in result.stops[0].detail
+    assert result.sources[4:7] == ["forward"] * 3 and result.sources[7:] == ["none"] * 3
+
+
 def test_with_the_network_to_take_over_that_step_stops_propagation():
     frames, truth = _with_a_jump()
     network = [m.astype(np.float32) * 0.9 for m in truth]

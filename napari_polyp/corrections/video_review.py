@@ -128,7 +128,7 @@ class VideoReview:
             else:
                 self._unsure.discard(frame)
             filled.append(frame)
-        said = list(getattr(masks, "stops", [])) + list(getattr(masks, "doubts", []))
+        said = list(getattr(masks, "doubts", [])) + list(getattr(masks, "stops", []))
         self.stops = [stop.message() for stop in said]
         return filled
 

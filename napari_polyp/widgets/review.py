@@ -327,8 +327,11 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
         self._update_row(index)
         item = self.session.items[index]
         if provenance.propagated_from is not None:
+            unsure = self.video_review is not None and self.video_review.is_unsure(index)
             self.status_label.setText(f"{item.name}: the mask of key frame {provenance.propagated_from}, carried "
-                                      "here by optical flow and the click refiner")
+                                      "here by optical flow and the click refiner"
+                                      + ("; past a jump of the view the flow does not explain: check it" if unsure
+                                         else ""))
         else:
             self.status_label.setText(f"{item.name}: {provenance.choice.label()} prediction"
                                       + ("" if provenance.checkpoint_sha256 else " (untrained: not meaningful)"))

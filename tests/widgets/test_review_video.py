@@ -52,3 +52,37 @@ def test_fix_frame_0_propagate_and_accept_the_range(make_napari_viewer, qtbot, t
     assert "accepted 6 propagated frame(s)" in review.status_label.text()
     assert review.item_list.item(review.item_list.row_of(5), 1).text() == "✓ from key 0"
     assert review.item_list.item(review.item_list.row_of(0), 1).text() == "◆ key"
+
+
+def test_accept_range_stops_before_a_frame_carried_past_a_jump_and_says_so(make_napari_viewer, qtbot, tmp_path,
+                                                                          moving_disc):
+    from napari_polyp.video import Doubt
+
+    def jumps_at_4(frames, key_masks, progress=None):  # the flow explains no step from frame 4 on
+        result = propagate(frames, key_masks, refine=False, progress=progress)
+        result.confidence[4:] = [0.0] * (len(result) - 4)
+        result.doubts.append(Doubt(0, "forward", 4, "a jump"))
+        return result
+
+    viewer = make_napari_viewer()
+    review = dock(viewer, Factory()).review
+    review.propagate_fn = jumps_at_4
+    review.set_dataset(tmp_path / "corrections")
+    review.set_source(moving_disc.write(tmp_path, 8))
+    idle(qtbot, review)
+    review.labels_layer().data = moving_disc.disc(0).astype(np.uint8)
+    review.advance_check.setChecked(False)
+    press(viewer, "A")
+    idle(qtbot, review)
+    review.propagate_button.click()
+    qtbot.waitUntil(lambda: review._propagation is None, timeout=60_000)
+    assert "carried on past frame 4" in review.status_label.text()
+    review.open_item(5)
+    idle(qtbot, review)
+    assert "past a jump" in review.status_label.text()
+    review.open_item(0)
+    idle(qtbot, review)
+    review.accept_range_button.click()
+    lines = [json.loads(line) for line in (tmp_path / "corrections" / "manifest.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in lines if "propagated_from" in r] == [1, 2, 3]
+    assert "frame 4 was carried past a jump" in review.status_label.text()
