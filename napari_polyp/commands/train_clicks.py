@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-click-share", type=float, default=d.no_click_share,
                         help="share of batches refined with no click from a deformed true mask (propagation)")
     parser.add_argument("--teacher-share", type=float, default=d.teacher_share)
+    parser.add_argument("--focus-share", type=float, default=d.focus_share,
+                        help="share of the cropped samples that are a close-up inside the lesion's box")
     parser.add_argument("--freeze-bn", action="store_true", help="keep batch-norm statistics as loaded")
     parser.add_argument("--augment", default=d.augment, help="device augmentation preset")
     parser.add_argument("--val-every", type=int, default=d.val_every)
@@ -56,7 +58,7 @@ def config_from_args(args) -> ClickTrainConfig:
         backbone_weights=args.backbone_weights, max_rounds=args.max_rounds,
         near_truth_share=args.near_truth_share, band_share=args.band_share,
         structure_share=args.structure_share, no_click_share=args.no_click_share,
-        teacher_share=args.teacher_share, freeze_bn=args.freeze_bn,
+        teacher_share=args.teacher_share, focus_share=args.focus_share, freeze_bn=args.freeze_bn,
         augment=args.augment,
         val_every=args.val_every, warmup_steps=args.warmup_steps, val_limit=args.val_limit,
         device=args.device, amp=not args.no_amp, seed=args.seed,

@@ -328,21 +328,43 @@ def object_crops(truth: torch.Tensor, generator: Optional[torch.Generator] = Non
     ys = torch.linspace(-1, 1, h, device=truth.device)
     xs = torch.linspace(-1, 1, w, device=truth.device)
     rows, cols = truth[:, 0].amax(2) > 0.5, truth[:, 0].amax(1) > 0.5
-    big = torch.tensor(2.0, device=truth.device)
-
-    def extent(present, axis):
-        lo = torch.where(present, axis.expand_as(present), big).amin(1)
-        hi = torch.where(present, axis.expand_as(present), -big).amax(1)
-        empty = ~present.any(1)
-        return torch.where(empty, -torch.ones_like(lo), lo), torch.where(empty, torch.ones_like(hi), hi)
-
-    y0, y1 = extent(rows, ys)
-    x0, x1 = extent(cols, xs)
+    (y0, y1), (x0, x1) = _extent(rows, ys), _extent(cols, xs)
     half = torch.maximum(y1 - y0, x1 - x0) / 2 * _uniform(b, *expand, truth.device, generator)
     half = half.clamp(0.15, 1.0)
     cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
     zero = torch.zeros_like(half)
     return torch.stack([torch.stack([half, zero, cx], 1), torch.stack([zero, half, cy], 1)], 1)
+
+
+def focus_crops(truth: torch.Tensor, generator: Optional[torch.Generator] = None,
+                shrink=(0.3, 0.8)) -> torch.Tensor:
+    """Bx2x3 ``affine_grid`` matrices of a square crop smaller than each sample's lesion (its
+    larger half-side times a random factor of ``shrink``), centred at a random point of the
+    lesion's box and kept inside the image: a view where the lesion runs past the crop's sides,
+    as a click's close-up (FocalClick's focus crop) and a first look around a click see it.
+    An empty mask: the whole image."""
+    b, _, h, w = truth.shape
+    ys = torch.linspace(-1, 1, h, device=truth.device)
+    xs = torch.linspace(-1, 1, w, device=truth.device)
+    rows, cols = truth[:, 0].amax(2) > 0.5, truth[:, 0].amax(1) > 0.5
+    (y0, y1), (x0, x1) = _extent(rows, ys), _extent(cols, xs)
+    half = torch.maximum(y1 - y0, x1 - x0) / 2 * _uniform(b, *shrink, truth.device, generator)
+    half = half.clamp(0.1, 1.0)
+    cy = (y0 + (y1 - y0) * torch.rand(b, device=truth.device, generator=generator)).clamp(-1 + half, 1 - half)
+    cx = (x0 + (x1 - x0) * torch.rand(b, device=truth.device, generator=generator)).clamp(-1 + half, 1 - half)
+    empty = ~rows.any(1)
+    half, cy, cx = torch.where(empty, torch.ones_like(half), half), cy.masked_fill(empty, 0), cx.masked_fill(empty, 0)
+    zero = torch.zeros_like(half)
+    return torch.stack([torch.stack([half, zero, cx], 1), torch.stack([zero, half, cy], 1)], 1)
+
+
+def _extent(present: torch.Tensor, axis: torch.Tensor):
+    """(lo, hi) per sample of the ``axis`` positions where ``present``; (-1, 1) where none is."""
+    big = torch.tensor(2.0, device=present.device)
+    lo = torch.where(present, axis.expand_as(present), big).amin(1)
+    hi = torch.where(present, axis.expand_as(present), -big).amax(1)
+    empty = ~present.any(1)
+    return torch.where(empty, -torch.ones_like(lo), lo), torch.where(empty, torch.ones_like(hi), hi)
 
 
 def crop_batch(x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor):

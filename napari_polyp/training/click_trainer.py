@@ -51,6 +51,7 @@ from .click_simulation import (
     crop_batch,
     degrade_for_teacher,
     dice,
+    focus_crops,
     iou,
     masktrack_priors,
     near_truth_masks,
@@ -84,6 +85,7 @@ class ClickTrainConfig:
     backbone_weights: Optional[str] = None  # or ImageNet EfficientNet-Lite0 weights
     max_rounds: int = 3
     crop_share: float = 0.4
+    focus_share: float = 0.0  # of the cropped samples, a close-up inside the lesion's box (``focus_crops``)
     empty_share: float = 0.12
     teacher_share: float = 0.4
     near_truth_share: float = 0.0  # a good mask with one small error (``near_truth_masks``)
@@ -233,7 +235,11 @@ class Simulator:
         x, y = augment_batch(chosen.train_images[rows], chosen.train_masks[rows], params.to(self.device), self.aug)
         crop = torch.rand(len(x), device=self.device, generator=self.generator) < self.config.crop_share
         if bool(crop.any()):
-            xc, yc = crop_batch(x, y, object_crops(y, self.generator))
+            theta = object_crops(y, self.generator)
+            if self.config.focus_share > 0:
+                focus = torch.rand(len(x), device=self.device, generator=self.generator) < self.config.focus_share
+                theta = torch.where(focus.view(-1, 1, 1), focus_crops(y, self.generator), theta)
+            xc, yc = crop_batch(x, y, theta)
             x, y = torch.where(crop.view(-1, 1, 1, 1), xc, x), torch.where(crop.view(-1, 1, 1, 1), yc, y)
         return chosen, x, y
 
@@ -384,7 +390,7 @@ def _header_training(config: ClickTrainConfig, sets: List[ClickSet], step: int, 
     return {"data": [s.folder for s in sets], "tasks": [s.task for s in sets], "size": config.size,
             "steps": step, "batch": config.batch, "wall_time_s": round(elapsed, 1), "command": config.command,
             "val_stems": {s.task: s.val_stems for s in sets}, "split": "split_stems(stems, 0.1, seed 0)",
-            "recipe": {k: getattr(config, k) for k in ("lr", "max_rounds", "crop_share", "empty_share",
+            "recipe": {k: getattr(config, k) for k in ("lr", "max_rounds", "crop_share", "focus_share", "empty_share",
                                                        "teacher_share", "near_truth_share", "band_share", "structure_share", "no_click_share", "binary_share", "freeze_bn", "augment", "init")},
             "teachers": {k: list(v) for k, v in config.teachers.items()}}
 

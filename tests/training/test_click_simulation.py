@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from napari_polyp.training.click_simulation import (
-    band_masks, click_maps, crop_batch, dice, erode, error_depth, masktrack_priors, near_truth_masks, next_clicks, object_crops,
-    perturb_masks, structure_masks)
+    band_masks, click_maps, crop_batch, dice, erode, error_depth, focus_crops, masktrack_priors, near_truth_masks,
+    next_clicks, object_crops, perturb_masks, structure_masks)
 
 
 def _square(n=2, size=64):
@@ -61,6 +61,20 @@ def test_an_object_crop_keeps_the_lesion_inside_and_aligned():
     grown = y.flatten(1).sum(1) / truth.flatten(1).sum(1)
     assert (grown >= 1).all() and (grown > 1.1).any()  # zoomed in (a crop wider than the image is the image)
     assert torch.equal((x[:, :1] > 0.5).float(), y)  # image and mask moved together
+
+
+def test_a_focus_crop_is_a_close_up_the_lesion_runs_past_and_stays_aligned():
+    truth = torch.cat([_square(16, 96), torch.zeros(1, 1, 96, 96)])
+    image = truth.repeat(1, 3, 1, 1)
+    x, y = crop_batch(image, truth, focus_crops(truth, torch.Generator().manual_seed(1)))
+    # image and mask moved together (zoomed in, bilinear and nearest differ only along the edge)
+    assert float(((x[:, :1] > 0.5).float() != y).float().mean()) < 0.01
+    lesion = y[:16] > 0.5
+    edges = torch.stack([lesion[:, 0, 0].any(1), lesion[:, 0, -1].any(1), lesion[:, 0, :, 0].any(1),
+                         lesion[:, 0, :, -1].any(1)], 1)
+    assert int(edges.any(1).sum()) >= 12  # the lesion runs past a side of most close-ups
+    assert int((lesion.flatten(1).float().mean(1) > 0.1).sum()) >= 12  # and fills much of them
+    assert not y[16].any() and torch.equal(x[16], image[16])  # no lesion: the whole image
 
 
 def test_a_near_truth_mask_is_good_but_not_the_truth():
