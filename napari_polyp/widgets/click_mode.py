@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from contextlib import contextmanager
 from typing import Callable, List, Optional, Tuple
 
@@ -42,19 +41,16 @@ from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QPushButton, QVBoxLayout
 
 from .. import layers as L
 from ..errors import UserError
-from . import keys
+from . import click_keys, keys
 from ._common import error_text, start_worker, text_label
+from .click_keys import MODE_ACTION, MODE_KEYS, UNDO_KEY  # noqa: F401 -- MODE_KEYS: named here too
 
-MODE_ACTION = "click_mode"  # the napari action's name (with keys.PREFIX)
-MODE_KEYS = ("K",)  # no napari Labels / Points / Image key, none of the review keys
-UNDO_KEY = "Control-Z"
 DRAG_PX = 4  # a press that moves more than this (screen pixels) is a drag, not a click
 POSITIVE_COLOR, NEGATIVE_COLOR = "#00e000", "#ff2020"
 BOX_COLOR = "yellow"
 CLICKS_SUFFIX, BOX_SUFFIX = " clicks", " click box"
 ROLE_CLICKS, ROLE_BOX = "clicks", "click box"
 
-_MODES: "weakref.WeakSet" = weakref.WeakSet()
 _LOAD_LOCK = threading.Lock()
 _WARMED: set = set()  # ids of refiner runners that ran once (imports, graph set-up: seconds the first time)
 
@@ -123,9 +119,7 @@ class ClickMode(QObject):
         self._watched_image = None
         self._refined_once = False
         self._preload = None
-        _register_actions()
-        _MODES.add(self)
-        ClickKeys.install()
+        click_keys.register(self)
         self.viewer.layers.selection.events.active.connect(self._on_active_changed)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
 
@@ -671,109 +665,3 @@ class ClickModePanel(QGroupBox):
         self.toggle_button.setChecked(self.mode.active)
         self.undo_button.setEnabled(not self.mode.busy)
         self.status_label.setText(self.mode.message)
-
-
-# -- keys ---------------------------------------------------------------------------------------
-def _mode_of(viewer) -> Optional[ClickMode]:
-    for mode in list(_MODES):
-        try:
-            if mode.viewer is keys._real(viewer):
-                return mode
-        except RuntimeError:  # its Qt side is gone
-            _MODES.discard(mode)
-    return None
-
-
-def _toggle_command(viewer):
-    """Enter or leave Click mode (correct the mask with clicks)"""
-    mode = _mode_of(viewer)
-    if mode is not None:
-        mode.toggle()
-
-
-def _register_actions() -> None:
-    from napari.components import ViewerModel
-    from napari.settings import get_settings
-    from napari.utils.action_manager import action_manager
-
-    remapped = get_settings().shortcuts.shortcuts
-    full = keys.PREFIX + MODE_ACTION
-    if full not in action_manager._actions:
-        action_manager.register_action(full, _toggle_command, "Click mode on/off (correct the mask with clicks)",
-                                       ViewerModel)
-        for key in remapped.get(full, MODE_KEYS):
-            action_manager.bind_shortcut(full, key)
-
-
-def _mode_for_window(widget) -> Optional[ClickMode]:
-    from qtpy.QtWidgets import QDockWidget
-
-    if widget is None:
-        return None
-    top = widget.window()
-    for mode in list(_MODES):
-        try:
-            window = mode.viewer.window._qt_window
-        except (RuntimeError, AttributeError):
-            _MODES.discard(mode)
-            continue
-        if top is window or (isinstance(top, QDockWidget) and keys._inside(top, window)):
-            return mode
-    return None
-
-
-def _is_undo(event) -> bool:
-    from qtpy.QtGui import QKeySequence
-
-    return event.matches(QKeySequence.Undo) or (
-        event.key() == Qt.Key_Z and (event.modifiers() & ~Qt.KeypadModifier) == Qt.ControlModifier)
-
-
-def _make_filter():
-    from qtpy.QtCore import QEvent
-    from qtpy.QtWidgets import QApplication, QWidget
-
-    class _Filter(QObject):
-        def eventFilter(self, obj, event):  # noqa: N802 (Qt)
-            kind = event.type()
-            if kind not in (QEvent.KeyPress, QEvent.ShortcutOverride) or not isinstance(obj, QWidget):
-                return False
-            if QApplication.activeModalWidget() is not None:
-                return False
-            mode = _mode_for_window(obj)
-            if mode is None:
-                return False
-            focus = keys._focus_kind(obj, mode.viewer)
-            if focus == keys.TEXT:
-                return False  # Ctrl+Z and K are text there
-            if mode.active and _is_undo(event):
-                if kind == QEvent.ShortcutOverride:
-                    event.accept()  # a menu's Ctrl+Z must not take it first
-                    return True
-                mode.undo()
-                return True
-            if kind == QEvent.KeyPress and focus == keys.OTHER and not event.isAutoRepeat():
-                # on the canvas napari runs the action itself; elsewhere (a button, the item table) we do
-                if keys.action_for(keys._event_key(event), {MODE_ACTION: keys.shortcuts(MODE_ACTION)}):
-                    mode.toggle()
-                    return True
-            return False
-
-    return _Filter()
-
-
-class ClickKeys:
-    """One application event filter: Ctrl+Z in Click mode and K whatever has focus in the window."""
-
-    _filter = None
-
-    @classmethod
-    def install(cls) -> None:
-        from qtpy.QtWidgets import QApplication
-
-        app = QApplication.instance()
-        if app is None or cls._filter is not None:
-            return
-        cls._filter = _make_filter()
-        cls._filter.setParent(app)
-        app.installEventFilter(cls._filter)
