@@ -34,8 +34,9 @@ default), where the mask vanishes, and, when the network's ``probabilities`` are
 over, at a step whose match is below ``min_match`` (the frame does not look like the previous
 one moved). Without them the first such step is carried on at confidence 0 (the refiner alone
 decides the frame) and the result says so too (``doubts``): an empty frame is the worst answer,
-and a frame at confidence 0 comes first in review; a second such step stops the direction. A frame that no direction reaches takes the
-network's mask when ``probabilities`` are given, else stays empty; ``sources`` says which.
+and a frame at confidence 0 comes first in review; a second such step stops the direction. A
+frame that no direction reaches takes the network's mask when ``probabilities`` are given, else
+stays empty; ``sources`` says which.
 
 The result is a :class:`Propagation`: a plain list of HxW bool masks with, per frame, where
 its mask came from, its confidence and a quality score without ground truth
@@ -173,9 +174,9 @@ def propagate(frames, key_masks: Dict[int, np.ndarray], probabilities=None, *, r
     ``refine_below``: a step is refined when the flow's match around the mask (a correlation,
     see ``FlowWarp.warp``) is below this (above 1: every step); a direction stops at a step
     whose match is below ``min_match`` (default: ``MIN_MATCH`` with ``probabilities``; else the
-    second step below ``NCC_LOW``), once its confidence is below ``min_confidence``, or at a scene cut
-    (``cut_distance``); ``progress(done, total)`` is called after each frame
-    filled. Bad input raises one :class:`UserError`.
+    second step below ``NCC_LOW``), once its confidence is below ``min_confidence``, or at a
+    scene cut (``cut_distance``); ``progress(done, total)`` is called after each frame filled.
+    Bad input raises one :class:`UserError`.
     """
     start = time.perf_counter()
     n = _frame_count(frames)
@@ -397,10 +398,13 @@ class _Carrier:
                                   "confidence": confidence}
             unexplained = (f"frame {t} does not match frame {before} moved by the optical flow: "
                            f"correlation {ncc:.2f} around the mask")
-            if ncc < self.min_match or (ncc < NCC_LOW and doubted is not None):
-                why = "" if ncc < self.min_match else f"the second step the flow does not explain, after frame {doubted}: "
+            if ncc < self.min_match:
+                stops.append(Stop(key, direction, t, "low confidence", f"{unexplained}, below {self.min_match:.2f}"))
+                return
+            if ncc < NCC_LOW and doubted is not None:
                 stops.append(Stop(key, direction, t, "low confidence",
-                                  f"{why}{unexplained}, below {max(self.min_match, NCC_LOW):.2f}"))
+                                  f"the second step the flow does not explain, after frame {doubted}: "
+                                  f"{unexplained}, below {NCC_LOW:.2f}"))
                 return
             if ncc < NCC_LOW:  # past one such step the refiner finds the lesion again from the carried mask
                 said.doubts.append(Doubt(key, direction, t, f"{unexplained}, below {NCC_LOW:.2f}"))
