@@ -324,16 +324,9 @@ def object_crops(truth: torch.Tensor, generator: Optional[torch.Generator] = Non
                  expand=(1.3, 2.5)) -> torch.Tensor:
     """Bx2x3 ``affine_grid`` matrices of a square crop around each sample's lesion (its box
     grown by a random factor): the zoom-in view the click session refines at."""
-    b, _, h, w = truth.shape
-    ys = torch.linspace(-1, 1, h, device=truth.device)
-    xs = torch.linspace(-1, 1, w, device=truth.device)
-    rows, cols = truth[:, 0].amax(2) > 0.5, truth[:, 0].amax(1) > 0.5
-    (y0, y1), (x0, x1) = _extent(rows, ys), _extent(cols, xs)
-    half = torch.maximum(y1 - y0, x1 - x0) / 2 * _uniform(b, *expand, truth.device, generator)
-    half = half.clamp(0.15, 1.0)
-    cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
-    zero = torch.zeros_like(half)
-    return torch.stack([torch.stack([half, zero, cx], 1), torch.stack([zero, half, cy], 1)], 1)
+    y0, y1, x0, x1, _ = _lesion_boxes(truth)
+    half = torch.maximum(y1 - y0, x1 - x0) / 2 * _uniform(len(truth), *expand, truth.device, generator)
+    return _square_crops(half.clamp(0.15, 1.0), (y0 + y1) / 2, (x0 + x1) / 2)
 
 
 def focus_crops(truth: torch.Tensor, generator: Optional[torch.Generator] = None,
@@ -343,17 +336,27 @@ def focus_crops(truth: torch.Tensor, generator: Optional[torch.Generator] = None
     lesion's box and kept inside the image: a view where the lesion runs past the crop's sides,
     as a click's close-up (FocalClick's focus crop) and a first look around a click see it.
     An empty mask: the whole image."""
-    b, _, h, w = truth.shape
-    ys = torch.linspace(-1, 1, h, device=truth.device)
-    xs = torch.linspace(-1, 1, w, device=truth.device)
-    rows, cols = truth[:, 0].amax(2) > 0.5, truth[:, 0].amax(1) > 0.5
-    (y0, y1), (x0, x1) = _extent(rows, ys), _extent(cols, xs)
-    half = torch.maximum(y1 - y0, x1 - x0) / 2 * _uniform(b, *shrink, truth.device, generator)
-    half = half.clamp(0.1, 1.0)
+    y0, y1, x0, x1, empty = _lesion_boxes(truth)
+    b = len(truth)
+    half = (torch.maximum(y1 - y0, x1 - x0) / 2 * _uniform(b, *shrink, truth.device, generator)).clamp(0.1, 1.0)
     cy = (y0 + (y1 - y0) * torch.rand(b, device=truth.device, generator=generator)).clamp(-1 + half, 1 - half)
     cx = (x0 + (x1 - x0) * torch.rand(b, device=truth.device, generator=generator)).clamp(-1 + half, 1 - half)
-    empty = ~rows.any(1)
     half, cy, cx = torch.where(empty, torch.ones_like(half), half), cy.masked_fill(empty, 0), cx.masked_fill(empty, 0)
+    return _square_crops(half, cy, cx)
+
+
+def _lesion_boxes(truth: torch.Tensor):
+    """(top, bottom, left, right, empty) per sample: the lesion's box in ``affine_grid``
+    coordinates ([-1, 1]; the whole image where the mask is empty)."""
+    _, _, h, w = truth.shape
+    rows, cols = truth[:, 0].amax(2) > 0.5, truth[:, 0].amax(1) > 0.5
+    y0, y1 = _extent(rows, torch.linspace(-1, 1, h, device=truth.device))
+    x0, x1 = _extent(cols, torch.linspace(-1, 1, w, device=truth.device))
+    return y0, y1, x0, x1, ~rows.any(1)
+
+
+def _square_crops(half: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
+    """Bx2x3 ``affine_grid`` matrices of squares of half-side ``half`` centred at (cy, cx)."""
     zero = torch.zeros_like(half)
     return torch.stack([torch.stack([half, zero, cx], 1), torch.stack([zero, half, cy], 1)], 1)
 

@@ -119,11 +119,4 @@ class ClickKeys:
 
     @classmethod
     def install(cls) -> None:
-        from qtpy.QtWidgets import QApplication
-
-        app = QApplication.instance()
-        if app is None or cls._filter is not None:
-            return
-        cls._filter = _make_filter()
-        cls._filter.setParent(app)
-        app.installEventFilter(cls._filter)
+        keys.install_app_filter(cls, _make_filter)

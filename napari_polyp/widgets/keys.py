@@ -190,14 +190,19 @@ class KeyRouter:
 
     @classmethod
     def install(cls) -> None:
-        from qtpy.QtWidgets import QApplication
+        install_app_filter(cls, _make_router)
 
-        app = QApplication.instance()
-        if app is None or cls._filter is not None:
-            return
-        cls._filter = _make_router()
-        cls._filter.setParent(app)  # lives as long as the application
-        app.installEventFilter(cls._filter)
+
+def install_app_filter(holder, make) -> None:
+    """Install ``make()`` as an application event filter once, kept on ``holder._filter``."""
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None or holder._filter is not None:
+        return
+    holder._filter = make()
+    holder._filter.setParent(app)  # lives as long as the application
+    app.installEventFilter(holder._filter)
 
 
 def _register_actions() -> None:
