@@ -604,6 +604,40 @@ def score_pairs(model_name: str, checkpoint, pairs, size: int, device: str = "au
 
 # -- the run --------------------------------------------------------------------------
 
+@dataclass
+class _Plan:
+    """What a fine-tune will do, decided before any image is loaded (:func:`_plan`)."""
+
+    data: str  # the corrections folder
+    model: str
+    start: Path
+    header: Dict
+    recipe: Recipe
+    kinds: Dict[str, str]
+    empty: List[str]
+    scheme: str
+    val_stems: List[str]  # hold-out: the split; cross-validation: every fold's items, once loaded
+    size: int
+    anchor_set: list
+    anchor_source: str
+    pool_pairs: list
+    replay_source: str
+    device: str
+
+
+@dataclass
+class _Loaded:
+    """The items and replay images in memory, and what is trained and scored (:func:`_load`)."""
+
+    arrays: object  # data.PairArrays
+    pool: object  # data.PairArrays of the replay images, or None
+    index: Dict[str, int]
+    fold_stems: List[List[str]]
+    holdout: set
+    final_items: List[int]
+    problem: str  # why no before/after is claimed ("" when one is)
+
+
 def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = None, force: bool = False,
                   lr: Optional[float] = None, batch: Optional[int] = None, size: Optional[int] = None,
                   val_fraction: float = 0.2, seed: int = 0, time_budget_min: Optional[float] = None,
@@ -618,152 +652,226 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
     Raises UserError (before any training) when :func:`refusal`
     says no. An event's ``epoch`` is the fine-tune in progress (0: the final run, 1..k: the
     folds), ``total_epochs`` their number and ``steps_per_epoch`` the steps of each, so
-    ``step / steps_per_epoch / total_epochs`` is the share done."""
+    ``step / steps_per_epoch / total_epochs`` is the share done.
+
+    The steps: :func:`_plan` (the rules), :func:`_load`, the start network scored
+    (:func:`_score_start`), the final run, the folds (:func:`_cross_validate`), the result
+    written (:func:`_write_result`)."""
     import torch
 
+    from .trainer import TrainEvent
+
+    started = time.monotonic()
+
+    def event(kind, **kw):
+        return TrainEvent(kind, elapsed_s=time.monotonic() - started, **kw)
+
+    plan = _plan(data, model, checkpoint, force, val_fraction, seed, validation, size, anchor_limit, start_data,
+                 device, recipe=recipe, lr=lr, batch=batch, optimizer=optimizer, augment=augment, replay=replay,
+                 freeze_bn=freeze_bn)
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    yield event("start", message=f"loading {len(plan.kinds)} items and {len(plan.pool_pairs)} replay images "
+                                 f"at {plan.size}px")
+    loaded = _load(plan, data, folds)
+    n_steps = steps or (steps_for_epochs(epochs, len(loaded.final_items), plan.recipe, len(plan.pool_pairs))
+                        if epochs else plan.recipe.steps)
+    runs = 1 + len(loaded.fold_stems)
+    budget_s = time_budget_min * 60 if time_budget_min else None
+    before_rows, baseline, anchor = _score_start(plan, loaded, backbone_weights)
+    if baseline:
+        what = (f"{len(plan.val_stems)} items, out-of-fold" if plan.scheme == "cv"
+                else f"{len(plan.val_stems)} hold-out items")
+        yield event("baseline", metrics=baseline,
+                    message=f"start checkpoint: validation dice {baseline.get('dice', float('nan')):.4f} ({what})")
+
+    fitter = _Fitter(plan, loaded, event, runs, should_stop, backbone_weights)
+    # the final run: every item (cv) or the training split (hold-out)
+    yield event("start", message=f"fine-tuning on {len(loaded.final_items)} items: {n_steps} steps"
+                + (f", then {len(loaded.fold_stems)} cross-validation folds" if loaded.fold_stems else ""))
+    share = None if budget_s is None else max(budget_s - (time.monotonic() - started), 1.0) / runs
+    final_model, final_facts = yield from fitter.run(loaded.final_items, 0, seed, n_steps, share)
+    n_steps = final_facts["planned"]  # a time budget may have shortened it: the folds train as long
+    if not final_facts["steps"]:  # cancelled before the first step: nothing to keep
+        yield event("done", step=0, total_epochs=runs, stopped_early=True)
+        yield Finished(_nothing_kept(plan, baseline, anchor))
+        return
+
+    # hold-out: the final network on its split; cv: each item scored by a fine-tune that never saw it
+    after_rows: Dict[str, Dict[str, float]] = {}
+    stopped = final_facts["stopped"]
+    if plan.scheme == "holdout" and not stopped:
+        scored = subset(loaded.arrays, [loaded.index[s] for s in plan.val_stems])
+        after_rows.update(zip(plan.val_stems, item_scores(final_model, model, scored)))
+    fold_reports, stopped = yield from _cross_validate(
+        fitter, before_rows, after_rows, n_steps, seed, stopped,
+        lambda: budget_s is not None and time.monotonic() - started > budget_s)
+    result = _write_result(plan, loaded, final_model, final_facts, before_rows, after_rows, fold_reports, anchor,
+                           stopped, force, command, out_dir, seed, n_steps, time.monotonic() - started)
+    yield event("done", step=fitter.done_steps, steps_per_epoch=n_steps, total_epochs=runs,
+                metrics=result["measured"]["after"], best_dice=_dice(result["measured"]["after"]),
+                checkpoint=result["checkpoint"], stopped_early=stopped)
+    yield Finished(result)
+
+
+def _plan(data, model: str, checkpoint, force: bool, val_fraction: float, seed: int, validation: str,
+          size: Optional[int], anchor_limit: int, start_data, device: str, **recipe_options) -> _Plan:
+    """The rules, before any image is loaded: the start checkpoint, the recipe, a refusal
+    (UserError), the validation scheme and split, the anchor set and the replay images."""
     import models
-    from models.checkpoint import default_checkpoint, peek_header, save_checkpoint, set_preferred, user_checkpoint_dir
+    from models.checkpoint import default_checkpoint, peek_header
     from napari_polyp.errors import UserError
     from napari_polyp.inference import resolve_device
 
-    from ..io.atomic import atomic_copy
-    from . import data as data_mod
     from .augment import check_preset
-    from .trainer import TrainEvent, _plain, extra_header
 
-    started = time.monotonic()
     start = Path(checkpoint) if checkpoint else default_checkpoint(model)
     if start is None:
         raise UserError(f"{model} has no checkpoint to start from; pass --checkpoint")
     models.get_entry(model)  # unknown names fail early
-    chosen = recipe_for(model, recipe, lr=lr, batch=batch, optimizer=optimizer, augment=augment, replay=replay,
-                        freeze_bn=freeze_bn)
+    options = dict(recipe_options)
+    chosen = recipe_for(model, options.pop("recipe"), **options)
     check_preset(chosen.augment)
     kinds = item_kinds(data)
     empty = _empty_stems(data, list(kinds))
     refused = refusal(kinds, empty, force)
     if refused:
         raise UserError(f"{data}: {refused}")
-    if num_threads:
-        torch.set_num_threads(num_threads)
     scheme = choose_scheme(kinds, val_fraction, validation)
     val_stems = choose_validation(kinds, val_fraction, seed) if scheme == "holdout" else []  # cv: once loaded
-    train_size = size or models.base_card(model).input_size
     header = peek_header(start)
-    anchor_set, anchor_source = anchor_pairs(header, data, kinds, val_stems if scheme == "holdout" else [],
-                                             anchor_limit, start_data)
+    anchor_set, anchor_source = anchor_pairs(header, data, kinds, val_stems, anchor_limit, start_data)
     pool_pairs, replay_source = replay_pairs(header, REPLAY_POOL if chosen.replay > 0 else 0, seed, start_data)
     if chosen.replay > 0 and not pool_pairs and chosen.pull == 0:
         chosen = dataclasses.replace(chosen, pull=NO_REPLAY_PULL)
         replay_source += f"; the weights are pulled back towards the start instead (pull {NO_REPLAY_PULL:g})"
-    target = resolve_device(device)
+    return _Plan(str(data), model, start, header, chosen, kinds, empty, scheme, val_stems,
+                 size or models.base_card(model).input_size, anchor_set, anchor_source, pool_pairs, replay_source,
+                 resolve_device(device))
 
-    def event(kind, **kw):
-        return TrainEvent(kind, elapsed_s=time.monotonic() - started, **kw)
 
-    pairs = data_mod.select(data_mod.find_pairs(data), sorted(kinds))
-    yield event("start", message=f"loading {len(pairs)} items and {len(pool_pairs)} replay images at {train_size}px")
-    arrays = data_mod.PairArrays(pairs, train_size)
-    fold_stems = []
-    if scheme == "cv":  # folds of whole scenes, told apart by the loaded images
-        corrected = [i for i, s in enumerate(arrays.stems) if kinds[s] == "corrected"]
-        fold_stems = choose_folds(kinds, folds, item_looks([arrays.stems[i] for i in corrected],
-                                                           arrays.images[corrected]))
-        val_stems = sorted(s for fold in fold_stems for s in fold)
-    problem = claim_problem(val_stems, kinds, empty)
-    if scheme == "cv" and len(fold_stems) < 2 and not problem:
+def _load(plan: _Plan, data, folds: int) -> _Loaded:
+    """The items and replay images in memory; for cross-validation, the folds (whole scenes,
+    told apart by the loaded images), whose items become ``plan.val_stems``."""
+    from . import data as data_mod
+
+    arrays = data_mod.PairArrays(data_mod.select(data_mod.find_pairs(data), sorted(plan.kinds)), plan.size)
+    fold_stems: List[List[str]] = []
+    if plan.scheme == "cv":
+        corrected = [i for i, s in enumerate(arrays.stems) if plan.kinds[s] == "corrected"]
+        fold_stems = choose_folds(plan.kinds, folds, item_looks([arrays.stems[i] for i in corrected],
+                                                                arrays.images[corrected]))
+        plan.val_stems = sorted(s for fold in fold_stems for s in fold)
+    problem = claim_problem(plan.val_stems, plan.kinds, plan.empty)
+    if plan.scheme == "cv" and len(fold_stems) < 2 and not problem:
         problem = "fewer than 2 cross-validation folds"
-    pool = data_mod.PairArrays(pool_pairs, train_size) if pool_pairs else None
-    index = {stem: i for i, stem in enumerate(arrays.stems)}
-    holdout = set(val_stems) if scheme == "holdout" else set()
-    final_items = [i for i, s in enumerate(arrays.stems) if s not in holdout]
-    n_steps = steps or (steps_for_epochs(epochs, len(final_items), chosen, len(pool_pairs)) if epochs
-                        else chosen.steps)
-    runs = 1 + len(fold_stems)
-    budget_s = time_budget_min * 60 if time_budget_min else None
+    holdout = set(plan.val_stems) if plan.scheme == "holdout" else set()
+    return _Loaded(arrays, data_mod.PairArrays(plan.pool_pairs, plan.size) if plan.pool_pairs else None,
+                   {stem: i for i, stem in enumerate(arrays.stems)}, fold_stems, holdout,
+                   [i for i, s in enumerate(arrays.stems) if s not in holdout], problem)
 
-    # before: the start network on every item that will be scored, and on the anchor set
-    start_model = load_model(model, start, target, backbone_weights)
-    scored = subset(arrays, [index[s] for s in val_stems])
-    before_rows = dict(zip(val_stems, item_scores(start_model, model, scored)))
-    baseline = mean_scores(list(before_rows.values()))
-    anchor_arrays = data_mod.PairArrays(anchor_set, train_size) if anchor_set else None
-    anchor = {"source": anchor_source, "n": len(anchor_set),
-              "before": mean_scores(item_scores(start_model, model, anchor_arrays)) if anchor_set else {}}
-    del start_model
-    if baseline:
-        what = f"{len(val_stems)} items, out-of-fold" if scheme == "cv" else f"{len(val_stems)} hold-out items"
-        yield event("baseline", metrics=baseline,
-                    message=f"start checkpoint: validation dice {baseline.get('dice', float('nan')):.4f} ({what})")
 
-    done_steps = 0
+def _score_start(plan: _Plan, loaded: _Loaded, backbone_weights) -> Tuple[Dict, Dict, Dict]:
+    """(the start network's scores per validation item, their mean, the anchor set's record
+    with its "before"): "before" is the start network on every item that will be scored."""
+    from . import data as data_mod
 
-    def run_fit(items, run, run_seed, length, budget=None):
-        """One fine-tune from the start weights, yielding step events; returns (model, fit's facts)."""
-        tuned = load_model(model, start, target, backbone_weights)
-        steps_of = iter_fit(tuned, model, subset(arrays, items), chosen, length, replay=pool, seed=run_seed,
-                            should_stop=should_stop, budget_s=budget)
+    start_model = load_model(plan.model, plan.start, plan.device, backbone_weights)
+    scored = subset(loaded.arrays, [loaded.index[s] for s in plan.val_stems])
+    before_rows = dict(zip(plan.val_stems, item_scores(start_model, plan.model, scored)))
+    anchor = {"source": plan.anchor_source, "n": len(plan.anchor_set), "before": {}, "arrays": None}
+    if plan.anchor_set:
+        anchor["arrays"] = data_mod.PairArrays(plan.anchor_set, plan.size)
+        anchor["before"] = mean_scores(item_scores(start_model, plan.model, anchor["arrays"]))
+    return before_rows, mean_scores(list(before_rows.values())), anchor
+
+
+class _Fitter:
+    """Fine-tunes from the start weights on some of the items, yielding step events; counts the
+    steps of every run (``done_steps``)."""
+
+    def __init__(self, plan: _Plan, loaded: _Loaded, event: Callable, runs: int, should_stop, backbone_weights):
+        self.plan, self.loaded, self.event, self.runs = plan, loaded, event, runs
+        self.should_stop, self.backbone_weights = should_stop, backbone_weights
+        self.done_steps = 0
+
+    def run(self, items: Sequence[int], run: int, seed: int, length: int, budget=None):
+        """Yields step events; returns (the fine-tuned model, ``iter_fit``'s facts)."""
+        plan = self.plan
+        tuned = load_model(plan.model, plan.start, plan.device, self.backbone_weights)
+        steps_of = iter_fit(tuned, plan.model, subset(self.loaded.arrays, items), plan.recipe, length,
+                            replay=self.loaded.pool, seed=seed, should_stop=self.should_stop, budget_s=budget)
         while True:
             try:
                 step, planned, loss, lr_now = next(steps_of)
             except StopIteration as end:
+                self.done_steps += end.value["steps"]
                 return tuned, end.value
-            yield event("step", epoch=run, step=done_steps + step, steps_per_epoch=planned, total_epochs=runs,
-                        loss=loss, lr=lr_now)
+            yield self.event("step", epoch=run, step=self.done_steps + step, steps_per_epoch=planned,
+                             total_epochs=self.runs, loss=loss, lr=lr_now)
 
-    # the final run: every item (cv) or the training split (hold-out)
-    yield event("start", message=f"fine-tuning on {len(final_items)} items: {n_steps} steps"
-                + (f", then {len(fold_stems)} cross-validation folds" if fold_stems else ""))
-    share = None if budget_s is None else max(budget_s - (time.monotonic() - started), 1.0) / runs
-    final_model, final_facts = yield from run_fit(final_items, 0, seed, n_steps, share)
-    n_steps = final_facts["planned"]  # a time budget may have shortened it: the folds train as long
-    stopped = final_facts["stopped"]
-    done_steps += final_facts["steps"]
 
-    if not final_facts["steps"]:  # cancelled before the first step: nothing to keep
-        yield event("done", step=0, total_epochs=runs, stopped_early=True)
-        yield Finished({"start_checkpoint": str(start), "checkpoint": "", "preferred": False, "claim": False,
-                        "before": {}, "after": {}, "measured": {"before": baseline, "after": {}},
-                        "validation": {"scheme": scheme, "n": 0, "corrected": 0, "accepted": 0, "stems": []},
-                        "anchor": anchor, "run_dir": "", "model": model, "recipe": dataclasses.asdict(chosen),
-                        "stopped_early": True, "reason": "no checkpoint was written (stopped before the first step)"})
-        return
-
-    # hold-out: the final network on its split; cv: each item scored by a fine-tune that never saw it
-    after_rows: Dict[str, Dict[str, float]] = {}
-    fold_reports = []
-    if scheme == "holdout" and not stopped:
-        after_rows.update(zip(val_stems, item_scores(final_model, model, scored)))
-    for f, fold in enumerate(fold_stems):
-        if stopped or (budget_s is not None and time.monotonic() - started > budget_s):
-            stopped = True
-            break
+def _cross_validate(fitter: _Fitter, before_rows: Dict, after_rows: Dict, n_steps: int, seed: int, stopped: bool,
+                    out_of_time: Callable[[], bool]):
+    """Each fold fine-tuned without its items and scored on them (into ``after_rows``), yielding
+    step and "epoch" events; returns (the fold reports, whether it stopped early)."""
+    plan, loaded = fitter.plan, fitter.loaded
+    reports = []
+    for f, fold in enumerate(loaded.fold_stems):
+        if stopped or out_of_time():
+            return reports, True
         held = set(fold)
-        yield event("start", message=f"fold {f + 1}/{len(fold_stems)}: fine-tuning without its {len(fold)} items")
-        fold_model, facts = yield from run_fit([i for i, s in enumerate(arrays.stems) if s not in held], f + 1,
-                                               seed + 1 + f, n_steps)
-        done_steps += facts["steps"]
+        yield fitter.event("start", message=f"fold {f + 1}/{len(loaded.fold_stems)}: fine-tuning without its "
+                                            f"{len(fold)} items")
+        fold_model, facts = yield from fitter.run([i for i, s in enumerate(loaded.arrays.stems) if s not in held],
+                                                  f + 1, seed + 1 + f, n_steps)
         if facts["stopped"]:
-            stopped = True
-            break
-        rows = item_scores(fold_model, model, subset(arrays, [index[s] for s in fold]))
+            return reports, True
+        rows = item_scores(fold_model, plan.model, subset(loaded.arrays, [loaded.index[s] for s in fold]))
         del fold_model
         after_rows.update(zip(fold, rows))
-        fold_reports.append({"stems": fold, "before": mean_scores([before_rows[s] for s in fold]),
-                             "after": mean_scores(rows)})
+        reports.append({"stems": fold, "before": mean_scores([before_rows[s] for s in fold]),
+                        "after": mean_scores(rows)})
         so_far = mean_scores(list(after_rows.values()))
-        yield event("epoch", epoch=f + 1, step=done_steps, steps_per_epoch=n_steps, total_epochs=runs,
-                    metrics=so_far, best_dice=_dice(so_far),
-                    message=f"fold {f + 1}: Dice {_dice(fold_reports[-1]['before']):.4f} -> "
-                            f"{_dice(fold_reports[-1]['after']):.4f} on its {len(fold)} items")
+        yield fitter.event("epoch", epoch=f + 1, step=fitter.done_steps, steps_per_epoch=n_steps,
+                           total_epochs=fitter.runs, metrics=so_far, best_dice=_dice(so_far),
+                           message=f"fold {f + 1}: Dice {_dice(reports[-1]['before']):.4f} -> "
+                                   f"{_dice(reports[-1]['after']):.4f} on its {len(fold)} items")
+    return reports, stopped
 
-    # what was scored: every item, or (cancelled, out of time) the items of the folds that finished,
-    # an honest estimate on those items alone
+
+def _nothing_kept(plan: _Plan, baseline: Dict, anchor: Dict) -> Dict:
+    """The result of a run cancelled before its first step."""
+    return {"start_checkpoint": str(plan.start), "checkpoint": "", "preferred": False, "claim": False,
+            "before": {}, "after": {}, "measured": {"before": baseline, "after": {}},
+            "validation": {"scheme": plan.scheme, "n": 0, "corrected": 0, "accepted": 0, "stems": []},
+            "anchor": _anchor_record(anchor), "run_dir": "", "model": plan.model,
+            "recipe": dataclasses.asdict(plan.recipe), "stopped_early": True,
+            "reason": "no checkpoint was written (stopped before the first step)"}
+
+
+def _anchor_record(anchor: Dict) -> Dict:
+    return {k: v for k, v in anchor.items() if k != "arrays"}
+
+
+def _write_result(plan: _Plan, loaded: _Loaded, final_model, final_facts: Dict, before_rows: Dict,
+                  after_rows: Dict, fold_reports: list, anchor: Dict, stopped: bool, force: bool, command: str,
+                  out_dir, seed: int, n_steps: int, wall_s: float) -> Dict:
+    """The checkpoint written (its run folder, then the user checkpoint folder), the claim on
+    what was scored (every item, or, cancelled or out of time, the items of the folds that
+    finished: an honest estimate on those alone), the decision; returns the result dict."""
+    from models.checkpoint import save_checkpoint, set_preferred, user_checkpoint_dir
+
+    from ..io.atomic import atomic_copy
+    from .trainer import _plain, extra_header
+
+    model, kinds = plan.model, plan.kinds
     scored_stems = sorted(after_rows)
+    problem = loaded.problem
     if stopped and not scored_stems:
         problem = problem or "stopped before any validation item was scored"
     elif stopped:
-        problem = problem or claim_problem(scored_stems, kinds, empty)
+        problem = problem or claim_problem(scored_stems, kinds, plan.empty)
     before = mean_scores([before_rows[s] for s in scored_stems])
     after = mean_scores([after_rows[s] for s in scored_stems])
     per_item = [{"stem": s, "kind": kinds[s], "before": round(before_rows[s]["dice"], 4),
@@ -773,35 +881,36 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
     run_dir = Path(out_dir) if out_dir else user_checkpoint_dir() / "runs" / f"{model}-finetune-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
     target_path = user_checkpoint_dir() / f"{model}-finetuned-{stamp}.pt"
-    start_data, start_val = _origin(header)
+    start_data, start_val = _origin(plan.header)
     training = _plain({
-        "data": str(Path(data).resolve()), "init_checkpoint": str(start), "command": command or "finetune",
-        "recipe": dataclasses.asdict(chosen), "steps": final_facts["steps"], "planned_steps": n_steps,
-        "size": train_size, "seed": seed, "train_count": len(final_items), "validation": scheme,
-        "val_stems": sorted(holdout), "val_stems_count": len(holdout), "folds": len(fold_stems),
-        "replay": replay_source, "frozen_bn": final_facts["frozen_bn"],
-        "wall_time_s": round(time.monotonic() - started, 1), "baseline_metrics": before,
+        "data": str(Path(plan.data).resolve()), "init_checkpoint": str(plan.start), "command": command or "finetune",
+        "recipe": dataclasses.asdict(plan.recipe), "steps": final_facts["steps"], "planned_steps": n_steps,
+        "size": plan.size, "seed": seed, "train_count": len(loaded.final_items), "validation": plan.scheme,
+        "val_stems": sorted(loaded.holdout), "val_stems_count": len(loaded.holdout),
+        "folds": len(loaded.fold_stems), "replay": plan.replay_source, "frozen_bn": final_facts["frozen_bn"],
+        "wall_time_s": round(wall_s, 1), "baseline_metrics": before,
         "origin": {"data": start_data, "val_stems": start_val},
     })
-    variant = getattr(final_model, "variant", None) or header.get("variant") or {}
-    save_checkpoint(final_model, run_dir / "final.pt", architecture=header.get("architecture", model),
+    variant = getattr(final_model, "variant", None) or plan.header.get("variant") or {}
+    save_checkpoint(final_model, run_dir / "final.pt", architecture=plan.header.get("architecture", model),
                     variant=dict(variant), training=training,
-                    metrics={**after, "split": f"{scheme} ({len(scored_stems)} items)"} if after else {},
+                    metrics={**after, "split": f"{plan.scheme} ({len(scored_stems)} items)"} if after else {},
                     extra=extra_header(final_model))
-    anchor["after"] = mean_scores(item_scores(final_model, model, anchor_arrays)) if anchor_set else {}
+    anchor_arrays, anchor = anchor["arrays"], _anchor_record(anchor)
+    anchor["after"] = {} if anchor_arrays is None else mean_scores(item_scores(final_model, model, anchor_arrays))
     atomic_copy(run_dir / "final.pt", target_path)  # a crash mid-copy must not leave a broken checkpoint behind
-    validation_info = {"scheme": scheme, "n": len(scored_stems),
+    validation_info = {"scheme": plan.scheme, "n": len(scored_stems),
                        "corrected": sum(kinds[s] == "corrected" for s in scored_stems),
                        "accepted": sum(kinds[s] == "accepted" for s in scored_stems), "stems": scored_stems,
-                       "folds": len(fold_stems), "folds_done": len(fold_reports), "fold_reports": fold_reports,
+                       "folds": len(loaded.fold_stems), "folds_done": len(fold_reports), "fold_reports": fold_reports,
                        "items": per_item,
                        "improved": sum(r["after"] > r["before"] for r in per_item),
                        "worse": sum(r["after"] < r["before"] for r in per_item)}
-    result = {"start_checkpoint": str(start), "checkpoint": str(target_path), "preferred": False,
+    result = {"start_checkpoint": str(plan.start), "checkpoint": str(target_path), "preferred": False,
               "claim": not problem, "before": {}, "after": {}, "measured": {"before": before, "after": after},
               "validation": validation_info, "anchor": anchor, "run_dir": str(run_dir), "model": model,
-              "recipe": dataclasses.asdict(chosen), "steps": final_facts["steps"], "replay": replay_source,
-              "stopped_early": stopped, "wall_s": round(time.monotonic() - started, 1)}
+              "recipe": dataclasses.asdict(plan.recipe), "steps": final_facts["steps"],
+              "replay": plan.replay_source, "stopped_early": stopped, "wall_s": round(wall_s, 1)}
     if not problem:
         result.update(before=before, after=after)
     preferred, reason = decide(before, after, anchor, problem, force)
@@ -810,9 +919,7 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
         set_preferred(model, target_path)
         result["preferred"] = True
     (run_dir / "result.json").write_text(json.dumps(_plain(result), indent=1))
-    yield event("done", step=done_steps, steps_per_epoch=n_steps, total_epochs=runs, metrics=after,
-                best_dice=_dice(after), checkpoint=str(target_path), stopped_early=stopped)
-    yield Finished(result)
+    return result
 
 
 def finetune(*args, on_event: Optional[Callable] = None, **kwargs) -> Dict:
