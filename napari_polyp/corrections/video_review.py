@@ -65,7 +65,8 @@ class VideoReview:
         return frame in self._propagated and frame in self._unsure
 
     def state(self, frame: int) -> str:
-        """"key"; "propagated from key k" (carried, not saved); "accepted from key k" (carried and
+        """"key"; "propagated from key k" (carried, not saved), "doubtful from key k" (carried past a
+        step the flow does not explain: :meth:`is_unsure`); "accepted from key k" (carried and
         accepted as it was); else the saved status, "predicted" or "unreviewed"."""
         record = self.session.record(frame)
         if record is not None:
@@ -74,7 +75,8 @@ class VideoReview:
             source = record.extra.get("propagated_from")
             return record.status + (f" from key {source}" if source is not None else "")
         if frame in self._propagated:
-            return f"propagated from key {self._propagated[frame].provenance.propagated_from}"
+            how = "doubtful" if self.is_unsure(frame) else "propagated"
+            return f"{how} from key {self._propagated[frame].provenance.propagated_from}"
         return "predicted" if self.session.prediction(frame) is not None else "unreviewed"
 
     def span(self, key: int, step: int, limit: int = PROPAGATE_FRAMES) -> List[int]:

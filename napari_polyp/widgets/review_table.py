@@ -12,7 +12,8 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 STATUS_MARK = {"unreviewed": "·", "accepted": "✓", "corrected": "✎", "rejected": "✗", "unreadable": "⚠",
-               "key": "◆", "propagated": "↝", "predicted": "·"}  # (the last three: a video's frames)
+               # a video's frames
+               "key": "◆", "propagated": "↝", "doubtful": "↝?", "predicted": "·"}
 
 
 def status_text(status: str) -> str:

@@ -121,6 +121,7 @@ def test_accept_range_stops_before_a_frame_carried_past_a_jump(moving_disc, tmp_
     assert filled == [1, 2, 3, 4, 5, 6, 7]  # carried, not left empty
     assert any("carried on past frame 4" in s for s in video.stops)
     assert not video.is_unsure(3) and video.is_unsure(4)
+    assert video.state(3) == "propagated from key 0" and video.state(4) == "doubtful from key 0"
     records = video.accept_range(0, +1)
     assert [r.extra["frame"] for r in records] == [1, 2, 3]  # a person looks at frame 4 first
     assert session.record(4) is None

@@ -77,6 +77,8 @@ def test_accept_range_stops_before_a_frame_carried_past_a_jump_and_says_so(make_
     review.propagate_button.click()
     qtbot.waitUntil(lambda: review._propagation is None, timeout=60_000)
     assert "carried on past frame 4" in review.status_label.text()
+    assert review.item_list.item(review.item_list.row_of(4), 1).text() == "↝? from key 0"
+    assert review.item_list.item(review.item_list.row_of(3), 1).text() == "↝ from key 0"
     review.open_item(5)
     idle(qtbot, review)
     assert "past a jump" in review.status_label.text()
