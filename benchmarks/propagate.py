@@ -10,6 +10,7 @@ Sets:
 - ``cvc612-seq``: ``../shared/data/cvc612-seq``, 20 consecutive frames of one polyp (CVC-ClinicDB,
   another centre; never trained on). Its frames jump: copying the previous frame's true mask scores
   0.72 Dice.
+- ``cvc612-seq-mp4``: the same frames written as an mp4 and read back, as the app reads a video.
 - ``synthetic``: ``--sequences`` sequences of ``--length`` frames at 640×480, each made from one
   Kvasir-SEG validation image (the stems EA-DK's checkpoint records as its validation split) by a
   seeded camera-motion generator (:func:`synthetic_sequence`): smooth affine and perspective drift,
@@ -65,6 +66,25 @@ def load_cvc612(data_root: Path):
     images = sorted((folder / "images").iterdir())
     masks = sorted((folder / "masks").iterdir())
     return [("cvc612-seq", [read_image(p) for p in images], [read_mask(p) > 0 for p in masks])]
+
+
+def load_cvc612_mp4(data_root: Path):
+    """cvc612-seq's frames written as an mp4 and read back (``io.video``), as the app reads a video:
+    the compression moves the flow, and what carries past a jump on the PNG frames may not."""
+    import tempfile
+
+    from napari_polyp.io.video import VideoFrames, write_video
+
+    (_, frames, truths), = load_cvc612(data_root)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = VideoFrames(write_video(Path(tmp) / "cvc612-seq.mp4", frames, fps=25))
+        decoded = [np.asarray(clip[i]) for i in range(len(clip))]
+    return [("cvc612-seq-mp4", decoded, truths)]
+
+
+def group_of(sequence: str) -> str:
+    """The table row a sequence's figures go to: a real set by its name, the synthetic ones together."""
+    return sequence if sequence.startswith("cvc612-seq") else "synthetic"
 
 
 def validation_pairs(data_root: Path, count: int):
@@ -381,8 +401,7 @@ def smoothing_table(rows):
     print("|---|---|---|---|---|")
     groups = {}
     for r in rows:
-        group = "cvc612-seq" if r["sequence"] == "cvc612-seq" else "synthetic"
-        groups.setdefault((group, r["network"], r["smoothing"]), []).append(r)
+        groups.setdefault((group_of(r["sequence"]), r["network"], r["smoothing"]), []).append(r)
     for (group, network, weight), rs in groups.items():
         d = np.concatenate([r["dice"] for r in rs])
         fps = sum(r["frames"] for r in rs) / max(sum(r["seconds"] for r in rs), 1e-9) if weight else float("nan")
@@ -428,8 +447,7 @@ def summarise(rows, sets):
     for r in rows:
         if "keys" not in r:
             continue
-        group = "cvc612-seq" if r["sequence"] == "cvc612-seq" else "synthetic"
-        groups.setdefault((group, r["variant"], r["keys"]), []).append(r)
+        groups.setdefault((group_of(r["sequence"]), r["variant"], r["keys"]), []).append(r)
     for (group, variant, keys), rs in groups.items():
         d = np.concatenate([r["dice"] for r in rs])
         net = np.concatenate([r["network"] for r in rs]) if rs[0]["network"] is not None else None
@@ -447,8 +465,7 @@ def summarise(rows, sets):
         print("|---|---|---|---|---|")
         by = {}
         for r in needed:
-            group = "cvc612-seq" if r["sequence"] == "cvc612-seq" else "synthetic"
-            by.setdefault((group, r["variant"]), []).append(r)
+            by.setdefault((group_of(r["sequence"]), r["variant"]), []).append(r)
         for (group, variant), rs in by.items():
             k = np.mean([r["keys_needed"] for r in rs])
             f = np.mean([r["frames"] for r in rs])
@@ -497,6 +514,8 @@ def main(argv=None) -> int:
     for name in args.sets.split(","):
         if name == "cvc612-seq":
             sequences += load_cvc612(data_root)
+        elif name == "cvc612-seq-mp4":
+            sequences += load_cvc612_mp4(data_root)
         elif name == "synthetic":
             sequences += load_synthetic(data_root, args.sequences, args.length, args.seed)
     variants = [v for v in args.variants.split(",") if v]
