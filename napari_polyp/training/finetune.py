@@ -366,7 +366,7 @@ class _Plan:
     kinds: Dict[str, str]
     empty: List[str]
     scheme: str
-    val_stems: List[str]  # hold-out: the split; cross-validation: every fold's items, once loaded
+    holdout: List[str]  # the hold-out split (cross-validation: none; its folds are cut once loaded)
     size: int
     anchor_set: list
     anchor_source: str
@@ -383,7 +383,7 @@ class _Loaded:
     pool: object  # data.PairArrays of the replay images, or None
     index: Dict[str, int]
     fold_stems: List[List[str]]
-    holdout: set
+    val_stems: List[str]  # the items scored: the hold-out split, or every fold's items
     final_items: List[int]
     problem: str  # why no before/after is claimed ("" when one is)
 
@@ -423,15 +423,15 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
         torch.set_num_threads(num_threads)
     yield event("start", message=f"loading {len(plan.kinds)} items and {len(plan.pool_pairs)} replay images "
                                  f"at {plan.size}px")
-    loaded = _load(plan, data, folds)
+    loaded = _load(plan, folds)
     n_steps = steps or (steps_for_epochs(epochs, len(loaded.final_items), plan.recipe, len(plan.pool_pairs))
                         if epochs else plan.recipe.steps)
     runs = 1 + len(loaded.fold_stems)
     budget_s = time_budget_min * 60 if time_budget_min else None
     before_rows, baseline, anchor = _score_start(plan, loaded, backbone_weights)
     if baseline:
-        what = (f"{len(plan.val_stems)} items, out-of-fold" if plan.scheme == "cv"
-                else f"{len(plan.val_stems)} hold-out items")
+        what = (f"{len(loaded.val_stems)} items, out-of-fold" if plan.scheme == "cv"
+                else f"{len(loaded.val_stems)} hold-out items")
         yield event("baseline", metrics=baseline,
                     message=f"start checkpoint: validation dice {baseline.get('dice', float('nan')):.4f} ({what})")
 
@@ -451,8 +451,8 @@ def iter_finetune(data, model: str, checkpoint=None, epochs: Optional[int] = Non
     after_rows: Dict[str, Dict[str, float]] = {}
     stopped = final_facts["stopped"]
     if plan.scheme == "holdout" and not stopped:
-        scored = subset(loaded.arrays, [loaded.index[s] for s in plan.val_stems])
-        after_rows.update(zip(plan.val_stems, item_scores(final_model, model, scored)))
+        scored = subset(loaded.arrays, [loaded.index[s] for s in loaded.val_stems])
+        after_rows.update(zip(loaded.val_stems, item_scores(final_model, model, scored)))
     fold_reports, stopped = yield from _cross_validate(
         fitter, before_rows, after_rows, n_steps, seed, stopped,
         lambda: budget_s is not None and time.monotonic() - started > budget_s)
@@ -488,36 +488,36 @@ def _plan(data, model: str, checkpoint, force: bool, val_fraction: float, seed: 
     if refused:
         raise UserError(f"{data}: {refused}")
     scheme = choose_scheme(kinds, val_fraction, validation)
-    val_stems = choose_validation(kinds, val_fraction, seed) if scheme == "holdout" else []  # cv: once loaded
+    holdout = choose_validation(kinds, val_fraction, seed) if scheme == "holdout" else []  # cv: folds once loaded
     header = peek_header(start)
-    anchor_set, anchor_source = anchor_pairs(header, data, kinds, val_stems, anchor_limit, start_data)
+    anchor_set, anchor_source = anchor_pairs(header, data, kinds, holdout, anchor_limit, start_data)
     pool_pairs, replay_source = replay_pairs(header, REPLAY_POOL if chosen.replay > 0 else 0, seed, start_data)
     if chosen.replay > 0 and not pool_pairs and chosen.pull == 0:
         chosen = dataclasses.replace(chosen, pull=NO_REPLAY_PULL)
         replay_source += f"; the weights are pulled back towards the start instead (pull {NO_REPLAY_PULL:g})"
-    return _Plan(str(data), model, start, header, chosen, kinds, empty, scheme, val_stems,
+    return _Plan(str(data), model, start, header, chosen, kinds, empty, scheme, holdout,
                  size or models.base_card(model).input_size, anchor_set, anchor_source, pool_pairs, replay_source,
                  resolve_device(device))
 
 
-def _load(plan: _Plan, data, folds: int) -> _Loaded:
+def _load(plan: _Plan, folds: int) -> _Loaded:
     """The items and replay images in memory; for cross-validation, the folds (whole scenes,
-    told apart by the loaded images), whose items become ``plan.val_stems``."""
+    told apart by the loaded images), whose items are then the ones scored."""
     from . import data as data_mod
 
-    arrays = data_mod.PairArrays(data_mod.select(data_mod.find_pairs(data), sorted(plan.kinds)), plan.size)
+    arrays = data_mod.PairArrays(data_mod.select(data_mod.find_pairs(plan.data), sorted(plan.kinds)), plan.size)
     fold_stems: List[List[str]] = []
     if plan.scheme == "cv":
         corrected = [i for i, s in enumerate(arrays.stems) if plan.kinds[s] == "corrected"]
         fold_stems = choose_folds(plan.kinds, folds, item_looks([arrays.stems[i] for i in corrected],
                                                                 arrays.images[corrected]))
-        plan.val_stems = sorted(s for fold in fold_stems for s in fold)
-    problem = claim_problem(plan.val_stems, plan.kinds, plan.empty)
+    val_stems = sorted(s for fold in fold_stems for s in fold) if plan.scheme == "cv" else list(plan.holdout)
+    problem = claim_problem(val_stems, plan.kinds, plan.empty)
     if plan.scheme == "cv" and len(fold_stems) < 2 and not problem:
         problem = "fewer than 2 cross-validation folds"
-    holdout = set(plan.val_stems) if plan.scheme == "holdout" else set()
+    holdout = set(plan.holdout)
     return _Loaded(arrays, data_mod.PairArrays(plan.pool_pairs, plan.size) if plan.pool_pairs else None,
-                   {stem: i for i, stem in enumerate(arrays.stems)}, fold_stems, holdout,
+                   {stem: i for i, stem in enumerate(arrays.stems)}, fold_stems, val_stems,
                    [i for i, s in enumerate(arrays.stems) if s not in holdout], problem)
 
 
@@ -527,8 +527,8 @@ def _score_start(plan: _Plan, loaded: _Loaded, backbone_weights) -> Tuple[Dict, 
     from . import data as data_mod
 
     start_model = load_model(plan.model, plan.start, plan.device, backbone_weights)
-    scored = subset(loaded.arrays, [loaded.index[s] for s in plan.val_stems])
-    before_rows = dict(zip(plan.val_stems, item_scores(start_model, plan.model, scored)))
+    scored = subset(loaded.arrays, [loaded.index[s] for s in loaded.val_stems])
+    before_rows = dict(zip(loaded.val_stems, item_scores(start_model, plan.model, scored)))
     anchor = {"source": plan.anchor_source, "n": len(plan.anchor_set), "before": {}, "arrays": None}
     if plan.anchor_set:
         anchor["arrays"] = data_mod.PairArrays(plan.anchor_set, plan.size)
@@ -636,7 +636,7 @@ def _write_result(plan: _Plan, loaded: _Loaded, final_model, final_facts: Dict, 
         "data": str(Path(plan.data).resolve()), "init_checkpoint": str(plan.start), "command": command or "finetune",
         "recipe": dataclasses.asdict(plan.recipe), "steps": final_facts["steps"], "planned_steps": n_steps,
         "size": plan.size, "seed": seed, "train_count": len(loaded.final_items), "validation": plan.scheme,
-        "val_stems": sorted(loaded.holdout), "val_stems_count": len(loaded.holdout),
+        "val_stems": sorted(plan.holdout), "val_stems_count": len(plan.holdout),
         "folds": len(loaded.fold_stems), "replay": plan.replay_source, "frozen_bn": final_facts["frozen_bn"],
         "wall_time_s": round(wall_s, 1), "baseline_metrics": before,
         "origin": {"data": start_data, "val_stems": start_val},
