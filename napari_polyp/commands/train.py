@@ -22,6 +22,7 @@ AUGMENTATIONS = {
     "generalise": "for other centres: rotation, zoom 0.6-1.5, strong colour, gamma, low resolution, blur, noise, "
                   "highlights, Fourier style mixing (the last two on the device only)",
     "generalise-nofda": "generalise without the Fourier style mixing",
+    "generalise-small": "generalise zoomed out to 0.35: small lesions, as at ETIS",
 }
 
 

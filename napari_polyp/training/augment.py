@@ -16,7 +16,8 @@ from napari_polyp.errors import UserError
 
 _BORDER = cv2.BORDER_REFLECT_101
 # the preset names build() knows; device_augment.DEVICE_PRESETS has the same ones for GPU batches
-PRESETS = ("none", "flips", "microaunet", "pefnet", "standard", "strong", "generalise", "generalise-nofda")
+PRESETS = ("none", "flips", "microaunet", "pefnet", "standard", "strong", "generalise", "generalise-nofda",
+           "generalise-small")
 
 
 def _albumentations():
@@ -86,6 +87,10 @@ def build(preset: str, size: int) -> "albumentations.Compose":
         transforms = _flips() + [_affine(rotate=90, scale=(0.7, 1.4), translate=0.1), _colour(0.3)]
     elif preset in ("generalise", "generalise-nofda"):  # [B] issue 27: what differs between scopes
         transforms = _flips() + [_affine(rotate=180, scale=(0.6, 1.5), translate=0.1)] + _scope_changes()
+    elif preset == "generalise-small":  # [B] the same, zoomed out to small lesions (device_augment)
+        from .device_augment import SMALL_LESION_ZOOM
+
+        transforms = _flips() + [_affine(rotate=180, scale=SMALL_LESION_ZOOM, translate=0.1)] + _scope_changes()
     else:  # a name in PRESETS without a pipeline: the project's bug, not the user's
         raise AssertionError(f"augmentation preset {preset!r} is listed but has no pipeline")
     # a teacher's probability map (uint8) moves with the image exactly as the mask does

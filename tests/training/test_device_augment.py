@@ -133,3 +133,20 @@ def test_each_generalise_step_keeps_image_and_mask_aligned_and_is_seeded(step):
     outside = (grey * (1 - y)).flatten(1).sum(1) / (1 - y).flatten(1).sum(1)
     assert (inside > outside + 0.2).all()
     assert float(x.min()) >= 0 and float(x.max()) <= 1
+
+
+def test_the_small_lesion_preset_zooms_out_with_the_mask_and_fills_the_frame():
+    """At zoom 0.35 the lesion shrinks to about an eighth of its area, the mask with it, and the
+    reflected border fills the frame (no black padding the networks would learn as a scope's edge)."""
+    geometry_only = dataclasses.replace(OFF, affine=1.0, rotate=0.0, zoom=(0.35, 0.35), shift=0.0)
+    assert DEVICE_PRESETS["generalise-small"].zoom[0] < DEVICE_PRESETS["generalise"].zoom[0]
+    images = torch.full((2, 3, 64, 64), 40, dtype=torch.uint8)
+    masks = torch.zeros(2, 1, 64, 64, dtype=torch.uint8)
+    masks[:, :, 16:48, 16:48] = 1
+    images[masks.expand(-1, 3, -1, -1) == 1] = 220
+    x, y = augment_batch(images, masks, _params(geometry_only, 2), geometry_only)
+    centre = y[:, :, 22:42, 22:42].float().mean()
+    assert 0.2 < centre < 0.5  # the central copy, 32 px * 0.35 ≈ 11 px, in a 20-px window it filled
+    grey = x.mean(1, keepdim=True)
+    assert ((grey > 0.5) == (y > 0)).float().mean() > 0.97  # bright where the mask is, mirrored copies too
+    assert float(grey.min()) > 0.1  # no black padding
