@@ -68,13 +68,17 @@ NCC_LOW, NCC_HIGH = 0.5, 0.95  # flow match (correlation around the mask): no tr
 SMOOTH_WEIGHT = 0.5  # temporal smoothing: the warped previous probability's share at a perfect match
 BLEND_SOFTNESS = 1.0  # px of signed distance: the blended shape's probability ramp
 REFINE_ONLY = 0.8  # below this match the refined mask replaces the warped one; above, they are mixed
+DIRECTIONS_AGREE, SURE = 0.5, 0.5  # a frame between two keys is doubtful (confidence 0) where one direction
+# reached it past a jump, the other at a confidence under SURE, and their masks overlap under DIRECTIONS_AGREE
+# (Dice): the blend follows the unsure one, which nothing bears out (cvc612-seq, keys 5 and 19: frames 13
+# and 14 blended to 0.07 and 0.31 Dice at confidence > 0, and Accept range took them)
 
 
 @dataclass(frozen=True)
 class Stop:
     """Where one direction of propagation stopped, and why."""
 
-    key: int  # the key frame whose mask it carried
+    key: int  # the key frame whose mask it carried (numbered as ``propagate``'s ``frame_numbers``)
     direction: str  # "forward" | "backward"
     frame: int  # the first frame it did not fill
     reason: str  # "scene cut" | "low confidence" | "mask vanished"
@@ -164,7 +168,8 @@ def propagate(frames, key_masks: Dict[int, np.ndarray], probabilities=None, *, r
               min_confidence: float = MIN_CONFIDENCE, min_match: Optional[float] = None,
               cut_distance: float = CUT_DISTANCE,
               flow_side: int = FLOW_SIDE, refine_below: float = NCC_HIGH,
-              progress: Optional[Callable[[int, int], None]] = None) -> Propagation:
+              progress: Optional[Callable[[int, int], None]] = None,
+              frame_numbers: Optional[Sequence[int]] = None) -> Propagation:
     """Fill every frame that is not a key by carrying the key masks (see the module docstring).
 
     ``refine=False`` carries the mask by optical flow alone (no refiner); ``runner``: the
@@ -176,11 +181,14 @@ def propagate(frames, key_masks: Dict[int, np.ndarray], probabilities=None, *, r
     whose match is below ``min_match`` (default: ``MIN_MATCH`` with ``probabilities``; else the
     second step below ``NCC_LOW``), once its confidence is below ``min_confidence``, or at a
     scene cut (``cut_distance``); ``progress(done, total)`` is called after each frame filled.
+    ``frame_numbers``: the number each frame has for the person reading the messages (stops,
+    doubts, errors), when ``frames`` is a stretch of a longer video (default: its position).
     Bad input raises one :class:`UserError`.
     """
     start = time.perf_counter()
     n = _frame_count(frames)
     keys = _checked_keys(key_masks, n)
+    number = _numbering(frame_numbers, n)
     if probabilities is not None and _frame_count(probabilities, "probabilities") != n:
         raise UserError(f"probabilities has {_frame_count(probabilities, 'probabilities')} frames, "
                         f"the video {n}: give one probability map per frame")
@@ -191,7 +199,7 @@ def propagate(frames, key_masks: Dict[int, np.ndarray], probabilities=None, *, r
     reader = _Reader(frames, n)
     hw = reader.shape_hw(keys[0])
     for k in keys:
-        _check_key_mask(k, key_masks[k], hw)
+        _check_key_mask(number(k), key_masks[k], hw)
     if refine and runner is None:
         from .inference.refiner import refiner_runner
 
@@ -199,7 +207,7 @@ def propagate(frames, key_masks: Dict[int, np.ndarray], probabilities=None, *, r
     if min_match is None:  # stop where the network can take over; an empty frame is the worst answer
         min_match = MIN_MATCH if probabilities is not None else -1.0
     carrier = _Carrier(reader, runner if refine else None, flow_side, cut_distance, min_confidence,
-                       refine_below, min_match)
+                       refine_below, min_match, number)
     network = _Probabilities(probabilities, hw) if probabilities is not None else None
 
     result = Propagation([None] * n)
@@ -238,8 +246,12 @@ def propagate(frames, key_masks: Dict[int, np.ndarray], probabilities=None, *, r
                 # by distance (the nearer key weighs more), each direction by its confidence
                 wf, wb = max(fconf, 1e-3) * (right - t), max(conf, 1e-3) * (t - left)
                 shape, mean = blend(fprob, prob, wf / (wf + wb))
-                _fill(result, t, shape, (wf * fconf + wb * conf) / (wf + wb), (left, right), "both", network,
-                      fuse, agreement=_dice(fprob >= THRESHOLD, prob >= THRESHOLD), certainty_of=mean)
+                agreement = _dice(fprob >= THRESHOLD, prob >= THRESHOLD)
+                both = (wf * fconf + wb * conf) / (wf + wb)
+                if min(fconf, conf) <= 0.0 and max(fconf, conf) < SURE and agreement < DIRECTIONS_AGREE:
+                    both = 0.0  # one came past a jump, the other is unsure and does not bear it out
+                _fill(result, t, shape, both, (left, right), "both", network, fuse, agreement=agreement,
+                      certainty_of=mean)
                 tick()
             elif result[t] is None:
                 _fill(result, t, prob, conf, (None, right), "backward", network, fuse)
@@ -355,8 +367,9 @@ class _Carrier:
     """Carries one key's mask frame by frame (see the module docstring)."""
 
     def __init__(self, reader: "_Reader", runner, flow_side: int, cut_distance: float,
-                 min_confidence: float, refine_below: float = NCC_HIGH, min_match: float = MIN_MATCH):
-        self.reader, self.runner = reader, runner
+                 min_confidence: float, refine_below: float = NCC_HIGH, min_match: float = MIN_MATCH,
+                 number: Callable[[int], int] = int):
+        self.reader, self.runner, self.number = reader, runner, number
         self.flow_side, self.cut_distance = int(flow_side), float(cut_distance)
         self.min_confidence, self.refine_below = float(min_confidence), float(refine_below)
         self.min_match = float(min_match)
@@ -369,7 +382,7 @@ class _Carrier:
         """Yield (frame, probability, confidence) for each frame of ``order`` (consecutive, away
         from ``key``) until the end or a stop (appended to ``said.stops``; a step carried on that
         the flow does not explain to ``said.doubts``)."""
-        stops = said.stops
+        stops, no = said.stops, self.number  # positions for the arrays, numbers for the words
         prob = np.asarray(key_mask, np.float32)
         prev = self.reader.small(key, self.flow_side)
         prev_hist = self.reader.histogram(key, self.flow_side)
@@ -380,8 +393,8 @@ class _Carrier:
             distance = _hist_distance(prev_hist, hist)
             before = t - 1 if direction == "forward" else t + 1
             if distance > self.cut_distance:
-                stops.append(Stop(key, direction, t, "scene cut",
-                                  f"frames {before} and {t} differ by {distance:.2f} in colour "
+                stops.append(Stop(no(key), direction, no(t), "scene cut",
+                                  f"frames {no(before)} and {no(t)} differ by {distance:.2f} in colour "
                                   f"(Bhattacharyya distance), above {self.cut_distance:.2f}"))
                 return
             frame = self.reader.frame(t)
@@ -396,26 +409,27 @@ class _Carrier:
             confidence *= match
             self.last_measures = {"frame": t, "cut_distance": distance, "ncc": ncc, "match": match,
                                   "confidence": confidence}
-            unexplained = (f"frame {t} does not match frame {before} moved by the optical flow: "
+            unexplained = (f"frame {no(t)} does not match frame {no(before)} moved by the optical flow: "
                            f"correlation {ncc:.2f} around the mask")
             if ncc < self.min_match:
-                stops.append(Stop(key, direction, t, "low confidence", f"{unexplained}, below {self.min_match:.2f}"))
+                stops.append(Stop(no(key), direction, no(t), "low confidence",
+                                  f"{unexplained}, below {self.min_match:.2f}"))
                 return
             if ncc < NCC_LOW and doubted is not None:
-                stops.append(Stop(key, direction, t, "low confidence",
-                                  f"the second step the flow does not explain, after frame {doubted}: "
+                stops.append(Stop(no(key), direction, no(t), "low confidence",
+                                  f"the second step the flow does not explain, after frame {no(doubted)}: "
                                   f"{unexplained}, below {NCC_LOW:.2f}"))
                 return
             if ncc < NCC_LOW:  # past one such step the refiner finds the lesion again from the carried mask
-                said.doubts.append(Doubt(key, direction, t, f"{unexplained}, below {NCC_LOW:.2f}"))
+                said.doubts.append(Doubt(no(key), direction, no(t), f"{unexplained}, below {NCC_LOW:.2f}"))
                 doubted = t
             if confidence < self.min_confidence:
-                stops.append(Stop(key, direction, t, "low confidence",
-                                  f"{confidence:.2f}, below {self.min_confidence:.2f}, after frame {t} matched "
-                                  f"frame {before} moved by the optical flow with a correlation of {ncc:.2f}"))
+                stops.append(Stop(no(key), direction, no(t), "low confidence",
+                                  f"{confidence:.2f}, below {self.min_confidence:.2f}, after frame {no(t)} matched "
+                                  f"frame {no(before)} moved by the optical flow with a correlation of {ncc:.2f}"))
                 return
             if (refined >= THRESHOLD).sum() < max(1, MIN_AREA_SHARE * refined.size):
-                stops.append(Stop(key, direction, t, "mask vanished", "the carried mask is empty here"))
+                stops.append(Stop(no(key), direction, no(t), "mask vanished", "the carried mask is empty here"))
                 return
             prob, prev, prev_hist = refined, small, hist
             yield t, prob, confidence
@@ -597,6 +611,15 @@ def _frame_count(frames, what: str = "frames") -> int:
     if n == 1 and what == "frames":
         raise UserError("the video has one frame: there is no other frame to carry a mask to")
     return int(n)
+
+
+def _numbering(frame_numbers, n: int) -> Callable[[int], int]:
+    if frame_numbers is None:
+        return int
+    numbers = [int(f) for f in frame_numbers]
+    if len(numbers) != n:
+        raise UserError(f"frame_numbers has {len(numbers)} numbers for {n} frames: give one number per frame")
+    return numbers.__getitem__
 
 
 def _checked_keys(key_masks, n: int) -> List[int]:

@@ -153,6 +153,40 @@ def test_a_second_step_the_flow_does_not_explain_stops_propagation():
     assert result.sources[4:7] == ["forward"] * 3 and result.sources[7:] == ["none"] * 3
 
 
+def test_between_two_keys_a_frame_reached_past_a_jump_by_one_direction_and_unsurely_by_the_other_is_doubtful():
+    """Keys on both sides of a jump, frames noisy enough that neither direction is sure far from
+    its key: where the direction that came past the jump and the other disagree, the frame is at
+    confidence 0 (Review's "doubtful": Accept range stops before it); near a key it is not."""
+    frames, truth = _with_a_jump()
+    rng = np.random.default_rng(1)
+    frames = [np.clip(f + rng.normal(0, 30, f.shape), 0, 255).astype(np.uint8) for f in frames]
+    result = propagate(frames, {0: truth[0], 9: truth[9]}, refine=False)
+    assert result.sources[5] == result.sources[6] == "both"
+    assert result.confidence[5] == 0.0 and result.confidence[6] == 0.0
+    assert all(result.confidence[t] > 0.0 for t in (1, 7, 8))
+    assert set(result.worst_first()[:2]) == {5, 6}
+
+
+def test_a_smooth_direction_between_two_keys_is_not_doubted_for_the_other_coming_past_a_jump():
+    frames, truth = _with_a_jump()
+    result = propagate(frames, {0: truth[0], 9: truth[9]}, refine=False)
+    assert len(result.doubts) == 2  # each direction came past the jump
+    assert min(result.confidence[1:9]) > 0.9 and min(dice(result[t], truth[t]) for t in range(1, 9)) > 0.95
+
+
+def test_messages_number_the_frames_as_the_caller_does():
+    """Review propagates over a stretch of a longer video: its messages name the video's frames."""
+    frames, truth = _with_a_jump()
+    result = propagate(frames[2:], {0: truth[2]}, refine=False, frame_numbers=range(102, 110))
+    assert (result.doubts[0].key, result.doubts[0].frame) == (102, 106)
+    assert "from key frame 102 carried on past frame 106" in result.summary()
+    assert "frame 106 does not match frame 105" in result.summary()
+    with pytest.raises(UserError, match="the mask of key frame 104 is empty"):
+        propagate(frames[2:], {0: truth[2], 2: np.zeros_like(truth[4])}, refine=False, frame_numbers=range(102, 110))
+    with pytest.raises(UserError, match="frame_numbers has 3 numbers for 8 frames"):
+        propagate(frames[2:], {0: truth[2]}, refine=False, frame_numbers=[1, 2, 3])
+
+
 def test_with_the_network_to_take_over_that_step_stops_propagation():
     frames, truth = _with_a_jump()
     network = [m.astype(np.float32) * 0.9 for m in truth]

@@ -34,7 +34,8 @@ class VideoReview:
     """Keys and propagated masks of one video under review (a :class:`ReviewSession` of a video).
 
     ``propagate_fn``: what fills frames (default :func:`napari_polyp.video.propagate`; tests
-    give a cheaper one), called as ``propagate_fn(frames, key_masks, progress=...)``."""
+    give a cheaper one), called as ``propagate_fn(frames, key_masks, progress=..., frame_numbers=...)``
+    (the video's numbers of the frames, for its messages)."""
 
     def __init__(self, session, propagate_fn: Optional[Callable] = None):
         if session.video is None or not session.items or session.items[0].frame is None:
@@ -100,10 +101,19 @@ class VideoReview:
         if not span:
             yield Note(f"nothing to propagate {'after' if step > 0 else 'before'} frame {key}")
             return
-        ends = [key, span[-1] + step]
-        other = ends[1] if 0 <= ends[1] < len(self.session) and self.is_key(ends[1]) else None
+        key_mask = self.session.saved_mask(key) > 0
+        if not key_mask.any():
+            raise UserError(f"frame {key} is saved with an empty mask (no lesion in view): there is nothing to "
+                            "carry from it; propagate from a frame that shows the lesion")
+        end = span[-1] + step
+        other = end if 0 <= end < len(self.session) and self.is_key(end) else None
+        other_mask = self.session.saved_mask(other) > 0 if other is not None else None
+        if other_mask is not None and not other_mask.any():
+            other = None  # the lesion is out of view there: the span ends before it, nothing blends with it
         order = sorted(span + [key] + ([other] if other is not None else []))
-        key_masks = {order.index(k): self.session.saved_mask(k) > 0 for k in (key, other) if k is not None}
+        key_masks = {order.index(key): key_mask}
+        if other is not None:
+            key_masks[order.index(other)] = other_mask
         frames = _Frames(self.session, order)
         for event in with_progress(lambda progress: self._run(frames, key_masks, progress)):
             if isinstance(event, Finished):  # where and why it stopped, before the result
@@ -114,7 +124,7 @@ class VideoReview:
         run = self.propagate_fn
         if run is None:
             from ..video import propagate as run
-        masks = run(frames, key_masks, progress=progress)
+        masks = run(frames, key_masks, progress=progress, frame_numbers=frames.order)
         filled = []
         for position, frame in enumerate(frames.order):
             reached = getattr(masks, "sources", None) is None or masks.sources[position] not in ("none", "network")
@@ -135,13 +145,14 @@ class VideoReview:
         return filled
 
     # -- accept -----------------------------------------------------------------------------
-    def accept_range(self, key: int, step: int, limit: int = PROPAGATE_FRAMES) -> list:
-        """Save every propagated, unsaved frame of :meth:`span` from ``key`` as accepted, each
-        with its provenance (``propagated_from``); stops at the first frame not propagated, or
-        carried past a step the flow does not explain (:meth:`is_unsure`: accept or fix it alone).
-        Returns the records written."""
+    def accept_range(self, key: int, step: int, limit: Optional[int] = None) -> list:
+        """Save the propagated, unsaved frames next to ``key`` in the direction ``step`` as
+        accepted, up to the next key (at most ``limit``), each with its provenance
+        (``propagated_from``); stops at the first frame not propagated, or carried past a step
+        the flow does not explain (:meth:`is_unsure`: accept or fix it alone). Returns the
+        records written."""
         records = []
-        for frame in self.span(key, step, limit):
+        for frame in self.span(key, step, limit or len(self.session)):
             carried = self._propagated.get(frame)
             if carried is None or self.session.record(frame) is not None or self.is_unsure(frame):
                 break
@@ -149,6 +160,16 @@ class VideoReview:
                                                threshold=DEFAULT_THRESHOLD, image=self.session.image(frame)))
             del self._propagated[frame]
         return records
+
+    def first_unsure(self, key: int, step: int) -> Optional[int]:
+        """The doubtful frame that ends the run of carried frames next to ``key`` (direction
+        ``step``), where Accept range stops; None when the run ends otherwise."""
+        for frame in self.span(key, step, len(self.session)):  # carried or saved frames, up to the next key
+            if self.is_unsure(frame):
+                return frame
+            if frame not in self._propagated and self.session.record(frame) is None:
+                return None
+        return None
 
 
 class _Frames:

@@ -36,14 +36,14 @@ class ReviewVideo:
         self.span_spin.setValue(PROPAGATE_FRAMES)
         self.span_spin.setToolTip("Frames one Propagate fills at most")
         self.accept_range_button = QPushButton("Accept range")
-        self.accept_range_button.setToolTip("Save every frame the last Propagate filled from this key as accepted "
-                                            "(recorded as propagated from it)")
+        self.accept_range_button.setToolTip("Save the frames carried next to this key, on both sides up to the next "
+                                            "key or a doubtful frame (↝?), as accepted (recorded as propagated)")
         self.accept_range_button.clicked.connect(self.accept_range)
         for widget in (self.propagate_back_button, self.propagate_button, self.span_spin, self.accept_range_button):
             layout.addWidget(widget)
         row.setVisible(False)
         self._propagation = None  # the running propagation's worker
-        self._last_direction = +1
+        self._propagation_said = False  # whether it ended with its Finished (else it was cancelled or failed)
         return row
 
     def _start_video_review(self) -> None:
@@ -70,12 +70,12 @@ class ReviewVideo:
         if not video.is_key(index):
             self._report_error(f"frame {index} is not a key yet: save it (A or C) first, then propagate from it")
             return False
-        self._last_direction = step
         span = video.span(index, step, self.span_spin.value())
         self.batch_progress.setRange(0, max(len(span), 1))
         self.batch_progress.setValue(0)
         self.status_label.setText(f"propagating from key frame {index} "
                                   f"{'forward' if step > 0 else 'backward'} over {len(span)} frame(s)…")
+        self._propagation_said = False
         work = video.propagate(index, step, self.span_spin.value())
         self._propagation = start_worker(work, on_yield=self._on_propagation_event,
                                          on_error=self._report_error, on_finished=self._on_propagation_finished)
@@ -90,6 +90,7 @@ class ReviewVideo:
         elif isinstance(event, jobs.Failed):
             self._report_error(f"propagate: {event.message}")
         elif isinstance(event, jobs.Finished) and self.session is not None:
+            self._propagation_said = True
             filled = event.value or []
             for frame in filled:
                 self._update_row(frame)
@@ -98,6 +99,8 @@ class ReviewVideo:
                                       + (": check them (N), then Accept range" if filled else ""))
 
     def _on_propagation_finished(self) -> None:
+        if not self._propagation_said and self.status_label.text().startswith("propagating"):
+            self.status_label.setText("propagation cancelled: no frame filled")  # nothing is kept half-done
         self._propagation = None
         self._update_enabled()
 
@@ -106,27 +109,27 @@ class ReviewVideo:
             self._propagation.quit()
 
     def accept_range(self) -> int:
-        """Save the frames the last Propagate from the open key filled, as accepted; returns how many."""
+        """Save the carried frames on both sides of the open key, up to the next key or the first
+        doubtful frame, as accepted; returns how many."""
         video, index = self.video_review, self.current
         if video is None or index is None or self._propagation is not None:
             return 0
+        records = []
         try:
-            records = video.accept_range(index, self._last_direction, self.span_spin.value())
+            for step in (+1, -1):
+                records += video.accept_range(index, step)
         except Exception as err:  # noqa: BLE001 -- the records saved so far stay; say why it stopped
             from ._common import error_text
 
             self._report_error(f"accept range stopped: {error_text(err)}")
-            records = []
         for record in records:
             self._update_row(int(record.extra["frame"]))
         self._update_progress()
-        text = (f"accepted {len(records)} propagated frame(s) from key frame {index}"
-                if records else f"no propagated frames next to key frame {index}: Propagate first")
-        unsure = [f for f in video.span(index, self._last_direction, self.span_spin.value()) if video.is_unsure(f)]
-        if unsure:
-            text += (f"; frame {unsure[0]} was carried past a jump of the view: look at it, then Accept or fix it "
-                     "on its own")
-        self.status_label.setText(text)
+        unsure = [f for f in (video.first_unsure(index, +1), video.first_unsure(index, -1)) if f is not None]
+        parts = [f"accepted {len(records)} carried frame(s) next to key frame {index}"] if records else []
+        parts += [f"frame {f} was carried past a jump of the view: look at it, then Accept or fix it on its own"
+                  for f in unsure]
+        self.status_label.setText("; ".join(parts) or f"no carried frames next to key frame {index}: Propagate first")
         return len(records)
 
     def propagated_prediction(self, index: int) -> Optional[jobs.Predicted]:

@@ -66,6 +66,49 @@ def test_a_later_key_bounds_the_span_and_both_keys_are_blended(clip):
     assert video.propagated(1).provenance.propagated_from == 0
 
 
+def test_a_key_saved_empty_bounds_the_span_and_carries_nothing(clip):
+    """A frame saved with an empty mask (the lesion out of view) is a key: a Propagate from a
+    neighbouring key stops before it instead of failing on it, and one from it is refused by name."""
+    make, _fix = clip
+    session, video = make(8)
+    _fix(session, 0, "corrected")
+    session.commit(5, np.zeros_like(session.saved_mask(0)), "corrected", image=session.image(5))
+    assert video.is_key(5)
+    events, filled = _run(video.propagate(0, +1))
+    assert filled == [1, 2, 3, 4] and not [e for e in events if isinstance(e, jobs.Failed)]
+    assert video.propagated(4).provenance.propagated_from == 0
+    with pytest.raises(UserError, match="frame 5 is saved with an empty mask"):
+        list(video.propagate(5, +1))
+
+
+def test_messages_name_the_video_frames_not_positions_in_the_span(clip):
+    make, _fix = clip
+    session, video = make(12)
+    _fix(session, 6, "corrected")
+    seen = {}
+
+    def records_numbers(frames, key_masks, frame_numbers=None, **kwargs):
+        seen["numbers"] = list(frame_numbers)
+        return propagate(frames, key_masks, refine=False, frame_numbers=frame_numbers, **kwargs)
+
+    video.propagate_fn = records_numbers
+    _run(video.propagate(6, +1, limit=3))
+    assert seen["numbers"] == [6, 7, 8, 9]
+
+
+def test_accept_range_takes_the_carried_frames_whatever_propagated_last_and_names_the_doubtful_one(clip):
+    make, _fix = clip
+    session, video = make(10)
+    _fix(session, 0, "corrected")
+    _fix(session, 9, "corrected")
+    _run(video.propagate(0, +1, limit=3))
+    _run(video.propagate(9, -1, limit=2))  # the last Propagate ran elsewhere, backward
+    video._unsure.add(3)  # as if frame 3 were carried past a jump
+    assert video.first_unsure(0, +1) == 3 and video.first_unsure(9, -1) is None
+    assert [r.extra["frame"] for r in video.accept_range(0, +1)] == [1, 2]
+    assert [r.extra["frame"] for r in video.accept_range(9, -1)] == [8, 7]
+
+
 def test_propagating_from_a_frame_that_is_not_a_key_is_refused(clip):
     _, video = clip[0](4)
     with pytest.raises(UserError, match="frame 2 is not a key"):
@@ -108,8 +151,8 @@ def test_a_propagated_frame_fixed_by_hand_becomes_a_key(clip, moving_disc):
 def test_accept_range_stops_before_a_frame_carried_past_a_jump(moving_disc, tmp_path):
     from napari_polyp.video import Doubt
 
-    def jumps_at_4(frames, key_masks, progress=None):  # the flow explains no step from frame 4 on
-        result = propagate(frames, key_masks, refine=False, progress=progress)
+    def jumps_at_4(frames, key_masks, **kwargs):  # the flow explains no step from frame 4 on
+        result = propagate(frames, key_masks, refine=False, **kwargs)
         result.confidence[4:] = [0.0] * (len(result) - 4)
         result.doubts.append(Doubt(0, "forward", 4, "a jump"))
         return result

@@ -49,7 +49,7 @@ def test_fix_frame_0_propagate_and_accept_the_range(make_napari_viewer, qtbot, t
     assert [r["frame"] for r in carried] == [1, 2, 3, 4, 5, 6]
     assert all(r["status"] == "accepted" and r["propagated_from"] == 0 and r["model"] == "propagation"
                for r in carried)
-    assert "accepted 6 propagated frame(s)" in review.status_label.text()
+    assert "accepted 6 carried frame(s) next to key frame 0" in review.status_label.text()
     assert review.item_list.item(review.item_list.row_of(5), 1).text() == "✓ from key 0"
     assert review.item_list.item(review.item_list.row_of(0), 1).text() == "◆ key"
 
@@ -58,8 +58,8 @@ def test_accept_range_stops_before_a_frame_carried_past_a_jump_and_says_so(make_
                                                                           moving_disc):
     from napari_polyp.video import Doubt
 
-    def jumps_at_4(frames, key_masks, progress=None):  # the flow explains no step from frame 4 on
-        result = propagate(frames, key_masks, refine=False, progress=progress)
+    def jumps_at_4(frames, key_masks, **kwargs):  # the flow explains no step from frame 4 on
+        result = propagate(frames, key_masks, refine=False, **kwargs)
         result.confidence[4:] = [0.0] * (len(result) - 4)
         result.doubts.append(Doubt(0, "forward", 4, "a jump"))
         return result
@@ -88,3 +88,30 @@ def test_accept_range_stops_before_a_frame_carried_past_a_jump_and_says_so(make_
     lines = [json.loads(line) for line in (tmp_path / "corrections" / "manifest.jsonl").read_text().splitlines()]
     assert [r["frame"] for r in lines if "propagated_from" in r] == [1, 2, 3]
     assert "frame 4 was carried past a jump" in review.status_label.text()
+
+
+def test_cancel_says_nothing_was_filled(make_napari_viewer, qtbot, tmp_path, moving_disc):
+    import time
+
+    def slow(frames, key_masks, progress=None, **kwargs):  # a frame every 0.2 s: time to press Cancel
+        def tick(done, total):
+            time.sleep(0.2)
+            progress(done, total)
+        return propagate(frames, key_masks, refine=False, progress=tick, **kwargs)
+
+    viewer = make_napari_viewer()
+    review = dock(viewer, Factory()).review
+    review.propagate_fn = slow
+    review.set_dataset(tmp_path / "corrections")
+    review.set_source(moving_disc.write(tmp_path, FRAMES))
+    idle(qtbot, review)
+    review.labels_layer().data = moving_disc.disc(0).astype(np.uint8)
+    review.advance_check.setChecked(False)
+    press(viewer, "A")
+    idle(qtbot, review)
+    review.propagate_button.click()
+    assert review.status_label.text().startswith("propagating from key frame 0")
+    review.cancel_all_button.click()
+    qtbot.waitUntil(lambda: review._propagation is None, timeout=60_000)
+    assert review.status_label.text() == "propagation cancelled: no frame filled"
+    assert review.video_review.propagated(1) is None
