@@ -284,6 +284,7 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
         elif kept is not None:
             self._show_prediction(index, kept, image_layer)
         elif will_predict:
+            self.layers.hold_mask()
             self._predict(index, image)
         else:
             self.status_label.setText(f"{item.name}: not predicted with {self.choice().label()} yet "

@@ -102,10 +102,21 @@ class ReviewLayers:
             labels.scale, labels.translate = image_layer.scale, image_layer.translate
         return labels
 
+    def hold_mask(self) -> None:
+        """While the open item's network runs, the mask layer still holds the previous item's
+        mask: hidden and not editable, so no stroke lands on it to be lost when the prediction
+        does (``style_mask`` gives it back, with the annotator's tool)."""
+        labels = self.labels()
+        if labels is not None:
+            self._tool_settings = {"mode": labels.mode, "brush_size": labels.brush_size}
+            labels.visible = False
+            labels.editable = False
+
     def style_mask(self, labels) -> None:
         """Colour, visibility and the annotator's tool settings; the mask is made the active layer."""
         display.style_mask(labels, self.contour)
         labels.selected_label = 1
+        labels.editable = True
         labels.visible = self.mask_visible
         for key in ("brush_size", "mode"):
             if key in self._tool_settings:

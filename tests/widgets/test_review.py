@@ -151,3 +151,23 @@ def test_next_previous_keys_filter_unsaved_edits_and_reject(make_napari_viewer, 
     assert widget.session.status(0) == "accepted"
     assert widget.progress_label.text() == "3 / 3 reviewed"
     assert widget.item_list.rowCount() == 0
+
+
+def test_the_previous_mask_is_locked_while_the_next_item_is_predicted(make_napari_viewer, qtbot, image_folder,
+                                                                      tmp_path):
+    """Moving on, the mask layer still holds the item before until the network answers: a stroke
+    there would be lost when the prediction lands, so it is hidden and not editable meanwhile,
+    and comes back with the annotator's tool."""
+    viewer = make_napari_viewer()
+    widget = make_widget(viewer)
+    widget.set_dataset(tmp_path / "corrections")
+    widget.set_source(image_folder)
+    wait_idle(qtbot, widget)
+    labels = widget.labels_layer()
+    labels.mode = "paint"
+    assert widget.open_item(1, confirm=False) and widget.busy
+    held = widget.labels_layer()
+    assert not held.editable and not held.visible
+    wait_idle(qtbot, widget)
+    shown = widget.labels_layer()
+    assert shown.editable and shown.visible and shown.mode == "paint"
