@@ -140,7 +140,7 @@ def read_folder(folder) -> List[LayerData]:
 
 
 def read_video_layer(path) -> LayerData:
-    frames = VideoFrames(path)
+    frames = VideoFrames(path, on_unreadable=_notify)  # napari draws every frame: a broken one shows black
     meta = {"name": Path(path).stem, "rgb": True, "contrast_limits": [0, 255],
             "metadata": {"source_path": str(path), "fps": frames.fps, "frames": len(frames), "video": True}}
     return (frames, meta, "image")

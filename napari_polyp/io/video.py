@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -38,9 +38,14 @@ class VideoFrames:
     dtype = np.dtype(np.uint8)
     ndim = 4
 
-    def __init__(self, path, cache_frames: int = 16):
+    def __init__(self, path, cache_frames: int = 16, on_unreadable: Optional[Callable[[str], None]] = None):
+        """``on_unreadable``: for a viewer that must draw every frame (napari's layer), a frame
+        that cannot be decoded comes back black and this is called once with the reason
+        (default: :class:`InputFileError` is raised, as code that saves or trains needs)."""
         self.path = Path(path)
         self.cache_frames = max(1, int(cache_frames))
+        self.on_unreadable = on_unreadable
+        self._said_unreadable = False
         self._lock = threading.RLock()
         self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
         self._container = None
@@ -98,12 +103,21 @@ class VideoFrames:
                 self._cache.move_to_end(index)
                 return cached
             try:
-                return self._decode_to(index)
-            except InputFileError:
-                raise
-            except Exception as err:  # PyAV raises several error types for broken streams
-                self._decoder = None
-                raise InputFileError(self.path, f"frame {index} cannot be decoded ({_first_line(err)})") from None
+                try:
+                    return self._decode_to(index)
+                except InputFileError:
+                    raise
+                except Exception as err:  # PyAV raises several error types for broken streams
+                    self._decoder = None
+                    raise InputFileError(self.path, f"frame {index} cannot be decoded ({_problem(err, self.path)})") \
+                        from None
+            except InputFileError as err:
+                if self.on_unreadable is None:
+                    raise
+                if not self._said_unreadable:
+                    self._said_unreadable = True
+                    self.on_unreadable(f"{err}; such frames are shown black")
+                return np.zeros((self.height, self.width, 3), np.uint8)
 
     def close(self) -> None:
         with self._lock:
@@ -130,7 +144,7 @@ class VideoFrames:
         try:
             container = av.open(str(path))
         except Exception as err:
-            raise InputFileError(path, f"cannot be opened as a video ({_first_line(err)})") from None
+            raise InputFileError(path, f"cannot be opened as a video ({_problem(err, path)})") from None
         if not container.streams.video:
             container.close()
             raise InputFileError(path, "has no video stream")
@@ -149,7 +163,7 @@ class VideoFrames:
                     keyframes.append(stamp)
         except Exception as err:
             container.close()
-            raise InputFileError(path, f"cannot be read as a video ({_first_line(err)})") from None
+            raise InputFileError(path, f"cannot be read as a video ({_problem(err, path)})") from None
         if not pts:
             container.close()
             raise InputFileError(path, "has no video frames")
@@ -223,9 +237,19 @@ def _expand_key(key: tuple, ndim: int) -> tuple:
     return key + (slice(None),) * (ndim - len(key))
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+def _problem(err: Exception, path) -> str:
+    """PyAV's error in a few plain words: without the path (the message names it already), the
+    errno and the decoder's function name."""
+    import re
+
+    lines = str(err).strip().splitlines()
+    text = lines[0] if lines else ""
+    text = text.replace(f"'{path}'", "").replace(str(path), "")
+    text = re.sub(r"\[Errno -?\d+\]\s*", "", text)
+    text = re.sub(r"'?\w+\(\)'?", "", text).strip(" :;")
+    if text.lower().startswith("invalid data"):
+        return "invalid data: the file is damaged, cut short or not a video"
+    return text or type(err).__name__
 
 
 def write_video(path, frames, fps: float = 25.0, codec: str = "libx264") -> Path:

@@ -67,6 +67,7 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
         self.session = None
         self.source_path: Optional[Path] = None
         self.dataset_path: Optional[Path] = None
+        self._open_failed = False  # the last source or folder chosen could not be opened
         self.current: Optional[int] = None
         self.last_error: Optional[str] = None
         self.layers = ReviewLayers(napari_viewer)
@@ -114,17 +115,29 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
         """Review the images of a folder (or a video's frames)."""
         if not self._confirm_leave():
             return False
-        self.source_path = Path(path)
-        self.source_edit.setText(str(path))
-        return self._start_session()
+        return self._switch(Path(path), self.dataset_path)
 
     def set_dataset(self, path) -> bool:
         """Save corrections into this folder (created on the first save)."""
         if not self._confirm_leave():
             return False
-        self.dataset_path = Path(path)
-        self.dataset_edit.setText(str(path))
-        return self._start_session()
+        return self._switch(self.source_path, Path(path))
+
+    def _switch(self, source: Optional[Path], dataset: Optional[Path]) -> bool:
+        """Start reviewing ``source`` into ``dataset``; where it cannot open, the review on screen
+        (its table, image and folders) stays as it was, under its own paths."""
+        before = (self.source_path, self.dataset_path)
+        self._set_paths(source, dataset)
+        started = self._start_session()
+        if not started and self._open_failed and self.session is not None:
+            self._set_paths(*before)
+            self.status_label.setText(f"{self.status_label.text()}; the review of {before[0].name} stays open")
+        return started
+
+    def _set_paths(self, source: Optional[Path], dataset: Optional[Path]) -> None:
+        self.source_path, self.dataset_path = source, dataset
+        self.source_edit.setText("" if source is None else str(source))
+        self.dataset_edit.setText("" if dataset is None else str(dataset))
 
     def _start_session(self) -> bool:
         from ..corrections.review import ReviewSession
@@ -133,14 +146,16 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
             self.status_label.setText("now choose " + ("the images to review" if self.source_path is None
                                                        else "where to save the corrections"))
             return False
-        self.cancel_run_on_all()
+        self._open_failed = False
         try:
-            self.session = ReviewSession(self.source_path, self.dataset_path)
-        except Exception as err:  # noqa: BLE001 -- shown, never a traceback
+            session = ReviewSession(self.source_path, self.dataset_path)
+        except Exception as err:  # noqa: BLE001 -- shown, never a traceback; the open review stays
+            self._open_failed = True
             self._report_error(error_text(err))
-            self.session = None
             self._update_enabled()
             return False
+        self.cancel_run_on_all()
+        self.session = session
         self.session.use_model(self.choice())
         self.session.use_threshold(self.threshold())
         from ..corrections.drafts import Drafts

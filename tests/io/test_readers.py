@@ -267,3 +267,41 @@ def test_folder_mixed_sizes_shows_one_image_at_a_time(tmp_path, monkeypatch):
         Image.fromarray(np.full(size + (3,), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
     layers = readers.read_paths(tmp_path)
     assert [kwargs.get("visible", True) for _data, kwargs, _kind in layers] == [True, False, False]
+
+
+def _cut_fast_start_mp4(tmp_path, n=30):
+    """An mp4 with its index first (fast start), cut in half: it opens, its later frames do not decode."""
+    import av
+
+    path = tmp_path / "cut.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(n):
+            image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode())
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return path
+
+
+def test_a_frame_that_cannot_be_decoded_is_named_in_plain_words(tmp_path):
+    path = _cut_fast_start_mp4(tmp_path)
+    video = VideoFrames(path)
+    with pytest.raises(InputFileError) as info:
+        video[len(video) - 1]
+    message = str(info.value)
+    assert message.startswith(f"{path}: frame {len(video) - 1} ")
+    assert message.count(str(path)) == 1 and "Errno" not in message and "()" not in message
+
+
+def test_napari_shows_a_frame_that_cannot_be_decoded_black_and_says_so_once(tmp_path):
+    said = []
+    video = VideoFrames(_cut_fast_start_mp4(tmp_path), on_unreadable=said.append)
+    assert video[0].any()
+    last = video[len(video) - 1]
+    assert last.shape == (48, 64, 3) and not last.any()
+    video[len(video) - 2]
+    assert len(said) == 1 and "shown black" in said[0] and "cut.mp4" in said[0]

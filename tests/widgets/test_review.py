@@ -171,3 +171,24 @@ def test_the_previous_mask_is_locked_while_the_next_item_is_predicted(make_napar
     wait_idle(qtbot, widget)
     shown = widget.labels_layer()
     assert shown.editable and shown.visible and shown.mode == "paint"
+
+
+def test_a_source_that_cannot_be_opened_leaves_the_open_review_as_it_was(make_napari_viewer, qtbot, image_folder,
+                                                                         tmp_path):
+    """A truncated video chosen over an open review: one message, and the review on screen keeps
+    its table, image, folders and saving (before, the old table stayed under the new path and
+    Accept said to choose a corrections folder)."""
+    viewer = make_napari_viewer()
+    widget = make_widget(viewer)
+    widget.set_dataset(tmp_path / "corrections")
+    widget.set_source(image_folder)
+    wait_idle(qtbot, widget)
+    broken = tmp_path / "clip.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)  # a video cut off after its header
+    assert not widget.set_source(broken)
+    assert "clip.mp4" in widget.last_error
+    assert "the review of images stays open" in widget.status_label.text()
+    assert widget.source_path == image_folder and widget.source_edit.text() == str(image_folder)
+    assert widget.item_list.rowCount() == 3 and widget.current == 0
+    record = widget.save("accepted")
+    assert record is not None and record.stem == "img0"
