@@ -44,7 +44,9 @@ class VideoReview:
         self.propagate_fn = propagate_fn
         self._propagated: Dict[int, Predicted] = {}  # frame -> its carried mask (this session)
         self._unsure: Set[int] = set()  # carried past a step the flow does not explain (confidence 0)
+        self._doubt: Dict[int, float] = {}  # frame -> 1 - the carried mask's quality score (video.frame_quality)
         self.stops: List[str] = []  # why the last propagation stopped early or doubted a step, in words
+        self.stopped: list = []  # the last propagation's napari_polyp.video.Stop records
 
     # -- what each frame is --------------------------------------------------------------
     def is_key(self, frame: int) -> bool:
@@ -59,6 +61,21 @@ class VideoReview:
 
     def propagated(self, frame: int) -> Optional[Predicted]:
         return self._propagated.get(frame)
+
+    def doubt(self, frame: int) -> Optional[float]:
+        """How far the frame's carried mask is to be doubted, in [0, 1]: one minus its quality
+        score (:func:`napari_polyp.video.frame_quality`, no ground truth); None when not carried,
+        or saved since (a person's mask is not in doubt)."""
+        if frame not in self._propagated or self.session.record(frame) is not None:
+            return None
+        return self._doubt.get(frame)
+
+    def most_uncertain_first(self, indices) -> List[int]:
+        """The carried frames, most doubted first (fix the worst, it becomes a key, propagate
+        again from it), then the others in the session's uncertainty order."""
+        carried = sorted((i for i in indices if self.doubt(i) is not None), key=lambda i: (-self.doubt(i), i))
+        rest = self.session.most_uncertain_first([i for i in indices if self.doubt(i) is None])
+        return carried + rest
 
     def is_unsure(self, frame: int) -> bool:
         """Whether the frame's carried mask came past a step the optical flow does not explain
@@ -79,6 +96,16 @@ class VideoReview:
             how = "doubtful" if self.is_unsure(frame) else "propagated"
             return f"{how} from key {self._propagated[frame].provenance.propagated_from}"
         return "predicted" if self.session.prediction(frame) is not None else "unreviewed"
+
+    def key_behind(self, frame: int, step: int) -> Optional[int]:
+        """The nearest key at or behind ``frame`` for a Propagate in direction ``step`` (+1: the
+        key before it), None when there is none: what Propagate starts from on a frame that is
+        not a key (saving a key moves on to the next frame)."""
+        while 0 <= frame < len(self.session):
+            if self.is_key(frame):
+                return frame
+            frame -= step
+        return None
 
     def span(self, key: int, step: int, limit: int = PROPAGATE_FRAMES) -> List[int]:
         """The frames a Propagate from ``key`` fills: after it (``step`` +1) or before it (-1),
@@ -134,6 +161,9 @@ class VideoReview:
             provenance = Provenance(PROPAGATION, source=str(self.session.items[frame].source_path),
                                     propagated_from=nearest)
             self._propagated[frame] = Predicted(np.asarray(masks[position], np.float32), {}, provenance, frame)
+            quality = getattr(masks, "quality", None)
+            score = quality[position].score if quality is not None and quality[position] is not None else None
+            self._doubt[frame] = None if score is None else 1.0 - float(score)
             confidence = getattr(masks, "confidence", None)
             if confidence is not None and confidence[position] <= 0.0:
                 self._unsure.add(frame)
@@ -142,6 +172,7 @@ class VideoReview:
             filled.append(frame)
         said = list(getattr(masks, "doubts", [])) + list(getattr(masks, "stops", []))
         self.stops = [stop.message() for stop in said]
+        self.stopped = list(getattr(masks, "stops", []))
         return filled
 
     # -- accept -----------------------------------------------------------------------------

@@ -186,7 +186,8 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
         if choice == ORDERS[1]:
             return self.session.worst_first(visible)
         if choice == ORDERS[2]:
-            return self.session.most_uncertain_first(visible)
+            ranked = self.video_review if self.video_review is not None else self.session
+            return ranked.most_uncertain_first(visible)
         return visible
 
     def _refresh_list(self, *_):

@@ -18,9 +18,11 @@ STATUS_MARK = {"unreviewed": "·", "accepted": "✓", "corrected": "✎", "rejec
 
 def status_text(status: str) -> str:
     """The status cell: its mark, then the words after the status word when there are some
-    ("accepted from key 3" -> "✓ from key 3": the column is narrow), else the status."""
+    ("accepted from key 3" -> "✓ key 3": the column is narrow; the tooltip has the whole), else
+    the status."""
     word, _, rest = status.partition(" ")
     mark = STATUS_MARK.get(word, "")
+    rest = rest.replace("from key ", "key ")
     return f"{mark} {rest if rest and mark else status}".strip()
 # (title, table_row key, width in px; 0 = takes the rest). Fixed widths: no sideways scrolling in a narrow
 # dock. IoU is left to the scores line and the CSV: the item's name needs the room more.

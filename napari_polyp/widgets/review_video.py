@@ -60,6 +60,9 @@ class ReviewVideo:
         row = self.session.table_row(index)
         if self.video_review is not None and row["status"] != "unreadable":
             row["status"] = self.video_review.state(index)
+            doubt = self.video_review.doubt(index)
+            if doubt is not None:  # a carried mask on offer: its doubt, not the network's uncertainty
+                row["network"], row["uncertainty"] = "propagation", doubt
         return row
 
     def propagate(self, step: int) -> bool:
@@ -67,9 +70,12 @@ class ReviewVideo:
         video, index = self.video_review, self.current
         if video is None or index is None or self._propagation is not None or self.busy:
             return False
-        if not video.is_key(index):
-            self._report_error(f"frame {index} is not a key yet: save it (A or C) first, then propagate from it")
+        key = video.key_behind(index, step)  # the open frame, or the key it was reached from
+        if key is None:
+            self._report_error(f"frame {index} is not a key yet and no key lies {'before' if step > 0 else 'after'} "
+                               "it: save it (A or C) first, then propagate from it")
             return False
+        index = key
         span = video.span(index, step, self.span_spin.value())
         self.batch_progress.setRange(0, max(len(span), 1))
         self.batch_progress.setValue(0)
@@ -94,9 +100,18 @@ class ReviewVideo:
             filled = event.value or []
             for frame in filled:
                 self._update_row(frame)
-            stops = "; ".join(self.video_review.stops)
-            self.status_label.setText(f"propagated to {len(filled)} frame(s)" + (f"; {stops}" if stops else "")
-                                      + (": check them (N), then Accept range" if filled else ""))
+            self.status_label.setText(self._propagation_summary(filled))
+            self.status_label.setToolTip("\n".join(self.video_review.stops))  # the whole of why, each step
+
+    def _propagation_summary(self, filled) -> str:
+        """One short line: frames filled, the doubtful ones, where each direction stopped."""
+        video = self.video_review
+        parts = [f"propagated to {len(filled)} frame(s)"]
+        doubtful = [f for f in filled if video.is_unsure(f)]
+        if doubtful:
+            parts.append(f"↝? carried past a jump: frame{'s' if len(doubtful) > 1 else ''} {_runs(doubtful)}")
+        parts += [f"{stop.direction} stopped at frame {stop.frame} ({stop.reason})" for stop in video.stopped]
+        return "; ".join(parts) + (": check them (N), then Accept range" if filled else "")
 
     def _on_propagation_finished(self) -> None:
         if not self._propagation_said and self.status_label.text().startswith("propagating"):
@@ -135,3 +150,14 @@ class ReviewVideo:
     def propagated_prediction(self, index: int) -> Optional[jobs.Predicted]:
         """The open frame's carried mask, when a Propagate filled it (shown instead of the network's)."""
         return self.video_review.propagated(index) if self.video_review is not None else None
+
+
+def _runs(frames) -> str:
+    """Frame numbers as runs: [4, 5, 6, 9] -> "4–6, 9"."""
+    runs, start = [], None
+    for i, frame in enumerate(frames):
+        start = frame if start is None else start
+        if i + 1 == len(frames) or frames[i + 1] != frame + 1:
+            runs.append(str(frame) if frame == start else f"{start}–{frame}")
+            start = None
+    return ", ".join(runs)

@@ -168,3 +168,28 @@ def test_accept_range_stops_before_a_frame_carried_past_a_jump(moving_disc, tmp_
     records = video.accept_range(0, +1)
     assert [r.extra["frame"] for r in records] == [1, 2, 3]  # a person looks at frame 4 first
     assert session.record(4) is None
+
+
+def test_the_carried_frames_rank_by_their_quality_worst_first(clip):
+    """Issue 28: the table sorts frames by the quality score, worst first: a person fixes the
+    worst frame, it becomes a key, propagation runs again from it."""
+    from napari_polyp.video import FrameQuality
+
+    def worst_at_5(frames, key_masks, **kwargs):
+        result = propagate(frames, key_masks, refine=False, **kwargs)
+        result.quality[5] = FrameQuality(score=0.1)
+        result.quality[2] = FrameQuality(score=0.6)
+        return result
+
+    make, _fix = clip
+    session, video = make(10)
+    video.propagate_fn = worst_at_5
+    _fix(session, 0, "corrected")
+    _run(video.propagate(0, +1, limit=6))
+    assert video.doubt(5) == pytest.approx(0.9) and video.doubt(2) == pytest.approx(0.4)
+    assert video.doubt(0) is None and video.doubt(8) is None  # a key; a frame not carried
+    order = video.most_uncertain_first(range(10))
+    assert order[:2] == [5, 2] and set(order[:6]) == {1, 2, 3, 4, 5, 6}
+    _fix(session, 5, "corrected")  # the worst fixed: a key, no longer carried
+    assert video.is_key(5) and video.doubt(5) is None
+    assert video.most_uncertain_first(range(10))[0] == 2

@@ -35,7 +35,13 @@ def test_fix_frame_0_propagate_and_accept_the_range(make_napari_viewer, qtbot, t
     assert review.last_error is None or "not a key" in review.last_error
     assert "propagated to 6 frame(s)" in review.status_label.text()
     row = review.item_list.row_of(3)
-    assert review.item_list.item(row, 1).text() == "↝ from key 0"
+    assert review.item_list.item(row, 1).text() == "↝ key 0"
+    assert review.item_list.item(row, 1).toolTip() == "propagated from key 0"
+    assert review.item_list.item(row, 2).text() == "propagation"  # the carried mask's maker, and its doubt
+    assert 0.0 <= float(review.item_list.item(row, 5).text()) <= 1.0
+    review.order_combo.setCurrentText("most uncertain first")
+    assert set(review.order()[:6]) == {1, 2, 3, 4, 5, 6}  # the carried frames, most doubted first
+    review.order_combo.setCurrentText("folder order")
 
     review.open_item(4)  # a propagated frame shows its carried mask, not the network's
     idle(qtbot, review)
@@ -50,7 +56,7 @@ def test_fix_frame_0_propagate_and_accept_the_range(make_napari_viewer, qtbot, t
     assert all(r["status"] == "accepted" and r["propagated_from"] == 0 and r["model"] == "propagation"
                for r in carried)
     assert "accepted 6 carried frame(s) next to key frame 0" in review.status_label.text()
-    assert review.item_list.item(review.item_list.row_of(5), 1).text() == "✓ from key 0"
+    assert review.item_list.item(review.item_list.row_of(5), 1).text() == "✓ key 0"
     assert review.item_list.item(review.item_list.row_of(0), 1).text() == "◆ key"
 
 
@@ -76,9 +82,11 @@ def test_accept_range_stops_before_a_frame_carried_past_a_jump_and_says_so(make_
     idle(qtbot, review)
     review.propagate_button.click()
     qtbot.waitUntil(lambda: review._propagation is None, timeout=60_000)
-    assert "carried on past frame 4" in review.status_label.text()
-    assert review.item_list.item(review.item_list.row_of(4), 1).text() == "↝? from key 0"
-    assert review.item_list.item(review.item_list.row_of(3), 1).text() == "↝ from key 0"
+    assert review.status_label.text() == ("propagated to 7 frame(s); ↝? carried past a jump: frames 4–7: "
+                                          "check them (N), then Accept range")
+    assert "carried on past frame 4" in review.status_label.toolTip()  # the whole of why
+    assert review.item_list.item(review.item_list.row_of(4), 1).text() == "↝? key 0"
+    assert review.item_list.item(review.item_list.row_of(3), 1).text() == "↝ key 0"
     review.open_item(5)
     idle(qtbot, review)
     assert "past a jump" in review.status_label.text()
@@ -106,10 +114,10 @@ def test_cancel_says_nothing_was_filled(make_napari_viewer, qtbot, tmp_path, mov
     review.set_source(moving_disc.write(tmp_path, FRAMES))
     idle(qtbot, review)
     review.labels_layer().data = moving_disc.disc(0).astype(np.uint8)
-    review.advance_check.setChecked(False)
-    press(viewer, "A")
+    press(viewer, "A")  # saved, a key; "next after saving" opens frame 1
     idle(qtbot, review)
-    review.propagate_button.click()
+    assert review.current == 1
+    review.propagate_button.click()  # from the key behind the open frame
     assert review.status_label.text().startswith("propagating from key frame 0")
     review.cancel_all_button.click()
     qtbot.waitUntil(lambda: review._propagation is None, timeout=60_000)
