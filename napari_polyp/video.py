@@ -35,6 +35,8 @@ over, at a step whose match is below ``min_match`` (the frame does not look like
 one moved). Without them the first such step is carried on at confidence 0 (the refiner alone
 decides the frame) and the result says so too (``doubts``): an empty frame is the worst answer,
 and a frame at confidence 0 comes first in review; a second such step stops the direction. A
+frame between two keys that one direction reached past such a step is at confidence 0 too where
+the other, itself unsure (below ``SURE``), disagrees with it (Dice below ``DIRECTIONS_AGREE``). A
 frame that no direction reaches takes the network's mask when ``probabilities`` are given, else
 stays empty; ``sources`` says which.
 
