@@ -154,7 +154,7 @@ class ReviewSession:
         except Exception as err:  # noqa: BLE001 -- any reader failure is the file's problem
             reason = str(err).strip() or type(err).__name__
             where = str(item.source_path) if item.frame is None else f"{item.source_path} frame {item.frame}"
-            reason = reason if where in reason else f"{where}: {reason}"
+            reason = reason if str(item.source_path) in reason else f"{where}: {reason}"  # named once
             self.unreadable[index] = reason
             raise UserError(f"cannot read {reason}") from err
         self.unreadable.pop(index, None)

@@ -107,6 +107,13 @@ class VideoReview:
             frame -= step
         return None
 
+    def key_for(self, frame: int, step: int) -> Optional[int]:
+        """The key a Propagate in direction ``step`` starts from with ``frame`` open: the frame
+        itself, else the key behind it, else the nearest key on its other side (saving a key
+        moves on to the next frame: ◀ there means from the key just saved)."""
+        behind = self.key_behind(frame, step)
+        return behind if behind is not None else self.key_behind(frame, -step)
+
     def span(self, key: int, step: int, limit: int = PROPAGATE_FRAMES) -> List[int]:
         """The frames a Propagate from ``key`` fills: after it (``step`` +1) or before it (-1),
         up to the next key (excluded) or the video's end, at most ``limit``."""
@@ -121,13 +128,14 @@ class VideoReview:
     # -- propagate ------------------------------------------------------------------------
     def propagate(self, key: int, step: int, limit: int = PROPAGATE_FRAMES) -> Iterator[Event]:
         """A job (:mod:`napari_polyp.jobs` events) filling :meth:`span` from ``key``; ends with
-        ``Finished(frames filled)``. Saved frames in the span are left as they are."""
+        ``Finished(frames filled)``. Saved frames in the span are left as they are. What makes
+        it impossible (not a key, an empty key) raises :class:`UserError` here, before any job
+        starts: the caller says it once, on its own thread."""
         if not self.is_key(key):
             raise UserError(f"frame {key} is not a key: save it (Accept or Corrected) before propagating from it")
         span = [t for t in self.span(key, step, limit) if self.session.record(t) is None]
         if not span:
-            yield Note(f"nothing to propagate {'after' if step > 0 else 'before'} frame {key}")
-            return
+            return _job_saying(Note(f"nothing to propagate {'after' if step > 0 else 'before'} frame {key}"))
         key_mask = self.session.saved_mask(key) > 0
         if not key_mask.any():
             raise UserError(f"frame {key} is saved with an empty mask (no lesion in view): there is nothing to "
@@ -141,7 +149,9 @@ class VideoReview:
         key_masks = {order.index(key): key_mask}
         if other is not None:
             key_masks[order.index(other)] = other_mask
-        frames = _Frames(self.session, order)
+        return self._job(_Frames(self.session, order), key_masks)
+
+    def _job(self, frames: "_Frames", key_masks: Dict[int, np.ndarray]) -> Iterator[Event]:
         for event in with_progress(lambda progress: self._run(frames, key_masks, progress)):
             if isinstance(event, Finished):  # where and why it stopped, before the result
                 yield from (Note(message) for message in self.stops)
@@ -201,6 +211,11 @@ class VideoReview:
             if frame not in self._propagated and self.session.record(frame) is None:
                 return None
         return None
+
+
+def _job_saying(*events: Event) -> Iterator[Event]:
+    """A job that only says something (a generator, as workers expect)."""
+    yield from events
 
 
 class _Frames:

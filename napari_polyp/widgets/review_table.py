@@ -29,7 +29,9 @@ def status_text(status: str) -> str:
 COLUMNS = (("item", "item", 0), ("status", "status", 94), ("network", "network", 82), ("Dice", "dice", 46),
            ("Δ px", "pixels_changed", 50), ("uncert.", "uncertainty", 52))
 NUMBERS = ("dice", "pixels_changed", "uncertainty")
-HIDE_FIRST = ("uncertainty", "pixels_changed")  # left out, in this order, when the dock is too narrow
+# left out, in this order, when the dock is too narrow: the uncertainty ranks what to look at next (a
+# video's carried frames by their doubt); the pixels a person changed are in the CSV
+HIDE_FIRST = ("pixels_changed", "uncertainty")
 LEAST_ITEM_WIDTH = 90  # px the item's name keeps before a column is left out
 
 
@@ -97,7 +99,7 @@ class ItemTable(QTableWidget):
         self.fit_columns()
 
     def fit_columns(self) -> None:
-        """Leave out the least needed columns (uncertainty, then pixels changed: both in the CSV)
+        """Leave out the least needed columns (pixels changed, then uncertainty: both in the CSV)
         while the item's name would get less than LEAST_ITEM_WIDTH px; never a sideways scroll."""
         keys = [key for _, key, _ in COLUMNS]
         room = self.viewport().width() - sum(width for _, key, width in COLUMNS if width and key not in HIDE_FIRST)

@@ -12,6 +12,7 @@ from typing import Optional
 from qtpy.QtWidgets import QHBoxLayout, QPushButton, QSpinBox, QWidget
 
 from .. import jobs
+from ..errors import UserError
 from ..corrections.video_review import PROPAGATE_FRAMES
 from ._common import start_worker
 
@@ -62,7 +63,7 @@ class ReviewVideo:
             row["status"] = self.video_review.state(index)
             doubt = self.video_review.doubt(index)
             if doubt is not None:  # a carried mask on offer: its doubt, not the network's uncertainty
-                row["network"], row["uncertainty"] = "propagation", doubt
+                row["network"], row["uncertainty"] = "carried", doubt
         return row
 
     def propagate(self, step: int) -> bool:
@@ -70,19 +71,22 @@ class ReviewVideo:
         video, index = self.video_review, self.current
         if video is None or index is None or self._propagation is not None or self.busy:
             return False
-        key = video.key_behind(index, step)  # the open frame, or the key it was reached from
+        key = video.key_for(index, step)  # the open frame, or the key behind it (or, else, beyond it)
         if key is None:
-            self._report_error(f"frame {index} is not a key yet and no key lies {'before' if step > 0 else 'after'} "
-                               "it: save it (A or C) first, then propagate from it")
+            self._report_error(f"frame {index} is not a key and the video has none yet: save a frame that shows "
+                               "the lesion (A or C), then propagate from it")
             return False
-        index = key
-        span = video.span(index, step, self.span_spin.value())
+        try:
+            work = video.propagate(key, step, self.span_spin.value())
+        except UserError as err:  # (an empty key): said once, here, before any job starts
+            self._report_error(str(err))
+            return False
+        span = video.span(key, step, self.span_spin.value())
         self.batch_progress.setRange(0, max(len(span), 1))
         self.batch_progress.setValue(0)
-        self.status_label.setText(f"propagating from key frame {index} "
+        self.status_label.setText(f"propagating from key frame {key} "
                                   f"{'forward' if step > 0 else 'backward'} over {len(span)} frame(s)…")
         self._propagation_said = False
-        work = video.propagate(index, step, self.span_spin.value())
         self._propagation = start_worker(work, on_yield=self._on_propagation_event,
                                          on_error=self._report_error, on_finished=self._on_propagation_finished)
         self._update_enabled()
@@ -98,8 +102,9 @@ class ReviewVideo:
         elif isinstance(event, jobs.Finished) and self.session is not None:
             self._propagation_said = True
             filled = event.value or []
-            for frame in filled:
-                self._update_row(frame)
+            self._refresh_list()  # re-sorted: "most uncertain first" puts the new doubtful frames on top
+            if self.current in filled and not self.is_dirty():
+                self.open_item(self.current, confirm=False)  # the open frame shows its carried mask now
             self.status_label.setText(self._propagation_summary(filled))
             self.status_label.setToolTip("\n".join(self.video_review.stops))  # the whole of why, each step
 
@@ -124,15 +129,21 @@ class ReviewVideo:
             self._propagation.quit()
 
     def accept_range(self) -> int:
-        """Save the carried frames on both sides of the open key, up to the next key or the first
-        doubtful frame, as accepted; returns how many."""
+        """Save the carried frames next to the open key, on both sides up to the next key or the
+        first doubtful frame, as accepted (on a carried frame: its stretch, from the keys on either
+        side); returns how many."""
         video, index = self.video_review, self.current
         if video is None or index is None or self._propagation is not None:
             return 0
+        if video.is_key(index):
+            runs = [(index, +1), (index, -1)]
+        else:
+            runs = [(k, step) for k, step in ((video.key_behind(index, +1), +1), (video.key_behind(index, -1), -1))
+                    if k is not None]
         records = []
         try:
-            for step in (+1, -1):
-                records += video.accept_range(index, step)
+            for key, step in runs:
+                records += video.accept_range(key, step)
         except Exception as err:  # noqa: BLE001 -- the records saved so far stay; say why it stopped
             from ._common import error_text
 
@@ -140,11 +151,14 @@ class ReviewVideo:
         for record in records:
             self._update_row(int(record.extra["frame"]))
         self._update_progress()
-        unsure = [f for f in (video.first_unsure(index, +1), video.first_unsure(index, -1)) if f is not None]
-        parts = [f"accepted {len(records)} carried frame(s) next to key frame {index}"] if records else []
+        keys = ", ".join(str(k) for k in sorted({k for k, _ in runs})) or str(index)
+        unsure = sorted({f for f in (video.first_unsure(k, step) for k, step in runs) if f is not None})
+        parts = [f"accepted {len(records)} carried frame(s) next to key frame {keys}"] if records else []
         parts += [f"frame {f} was carried past a jump of the view: look at it, then Accept or fix it on its own"
                   for f in unsure]
-        self.status_label.setText("; ".join(parts) or f"no carried frames next to key frame {index}: Propagate first")
+        if any(int(r.extra["frame"]) == index for r in records):
+            self.open_item(index, confirm=False)  # the open frame is saved now: show it as saved
+        self.status_label.setText("; ".join(parts) or f"no carried frames next to key frame {keys}: Propagate first")
         return len(records)
 
     def propagated_prediction(self, index: int) -> Optional[jobs.Predicted]:

@@ -37,7 +37,7 @@ def test_fix_frame_0_propagate_and_accept_the_range(make_napari_viewer, qtbot, t
     row = review.item_list.row_of(3)
     assert review.item_list.item(row, 1).text() == "↝ key 0"
     assert review.item_list.item(row, 1).toolTip() == "propagated from key 0"
-    assert review.item_list.item(row, 2).text() == "propagation"  # the carried mask's maker, and its doubt
+    assert review.item_list.item(row, 2).text() == "carried"  # no network made it; its doubt beside
     assert 0.0 <= float(review.item_list.item(row, 5).text()) <= 1.0
     review.order_combo.setCurrentText("most uncertain first")
     assert set(review.order()[:6]) == {1, 2, 3, 4, 5, 6}  # the carried frames, most doubted first
@@ -123,3 +123,50 @@ def test_cancel_says_nothing_was_filled(make_napari_viewer, qtbot, tmp_path, mov
     qtbot.waitUntil(lambda: review._propagation is None, timeout=60_000)
     assert review.status_label.text() == "propagation cancelled: no frame filled"
     assert review.video_review.propagated(1) is None
+
+
+def test_the_story_after_saving_a_key_moves_on(make_napari_viewer, qtbot, tmp_path, moving_disc):
+    """Saving frame 0 opens frame 1 with the network's mask: Propagate ▶ there carries key 0,
+    frame 1 then shows its carried mask (A saves that, not the network's), ◀ from the next frame
+    after a later key carries that key back, Accept range on a carried frame takes its stretch,
+    and an empty key is refused once, before any job."""
+    viewer = make_napari_viewer()
+    review = dock(viewer, Factory()).review
+    review.propagate_fn = functools.partial(propagate, refine=False)
+    review.set_dataset(tmp_path / "corrections")
+    review.set_source(moving_disc.write(tmp_path, FRAMES))
+    idle(qtbot, review)
+    review.labels_layer().data = moving_disc.disc(0).astype(np.uint8)
+    press(viewer, "A")
+    idle(qtbot, review)
+    assert review.current == 1
+    review.span_spin.setValue(4)
+    review.propagate_button.click()
+    qtbot.waitUntil(lambda: review._propagation is None, timeout=60_000)
+    idle(qtbot, review)
+    shown = review.labels_layer().data > 0
+    np.testing.assert_array_equal(shown, review.video_review.propagated(1).mask(0.5) > 0)
+
+    assert review.accept_range() == 4  # on carried frame 1: its stretch from key 0
+    assert "accepted 4 carried frame(s) next to key frame 0" in review.status_label.text()
+    assert [review.video_review.state(f) for f in (1, 4)] == ["accepted from key 0"] * 2
+
+    review.open_item(6)
+    idle(qtbot, review)
+    review.labels_layer().data = moving_disc.disc(6).astype(np.uint8)
+    press(viewer, "A")  # key 6; opens frame 7
+    idle(qtbot, review)
+    assert review.current == 7
+    review.span_spin.setValue(25)
+    review.propagate_back_button.click()  # no key after frame 7: from key 6, backward
+    qtbot.waitUntil(lambda: review._propagation is None, timeout=60_000)
+    assert review.video_review.state(5) == "propagated from key 6"
+
+    review.open_item(8)
+    idle(qtbot, review)
+    review.labels_layer().data = np.zeros_like(review.labels_layer().data)
+    review.advance_check.setChecked(False)
+    press(viewer, "C")  # the lesion out of view: an empty key
+    idle(qtbot, review)
+    assert not review.propagate(+1)
+    assert "frame 8 is saved with an empty mask" in review.last_error and review._propagation is None
