@@ -2,10 +2,11 @@
 
 Writes cvc612-seq's 20 consecutive frames (another centre's colonoscopy, never trained on) as an
 mp4, opens it in the Workspace's Review tab (the window fitted to a 1366×768 screen), fixes
-frame 0 (its reference mask stands in for the annotator's correction) and saves it, a key,
-presses Propagate ▶ over 10 frames with the shipped click refiner, then opens frame 5: its
-carried mask, and the table's "propagated from 0" rows. Prints the Dice of each propagated
-frame against its reference mask.
+frames 0 and 10 (their reference masks stand in for the annotator's corrections) and saves them,
+two keys, presses Propagate ▶ from frame 0 with the shipped click refiner (to key 10, the two
+directions blended), sorts the table *most uncertain first* and opens its top row: the most
+doubted carried frame, with its carried mask. Prints the Dice of each carried frame against its
+reference mask and its doubt.
 
     xvfb-run -s "-screen 0 1366x768x24" .venv/bin/python tools/review_video_screenshot.py [--out docs/review_video.png]
 """
@@ -48,20 +49,24 @@ def main(argv=None) -> None:
         review.set_dataset(Path(tmp) / "corrections")
         review.set_source(clip)
         wait(app, lambda: not review.busy and review.labels_layer() is not None)
-        review.labels_layer().data = truths[0].astype(np.uint8)  # frame 0 fixed by hand ...
         review.advance_check.setChecked(False)
-        review.save("corrected")  # ... and saved: a key
-        review.span_spin.setValue(args.frames)
+        for key in (args.frames, 0):  # frames fixed by hand and saved: keys
+            review.open_item(key, confirm=False)
+            wait(app, lambda: not review.busy and review.labels_layer() is not None)
+            review.labels_layer().data = truths[key].astype(np.uint8)
+            review.save("corrected")
         started = time.perf_counter()
         review.propagate(+1)
         wait(app, lambda: review._propagation is None)
         seconds = time.perf_counter() - started
-        scores = {t: dice(review.video_review.propagated(t).mask(0.5) > 0, truths[t])
-                  for t in range(1, args.frames + 1) if review.video_review.propagated(t) is not None}
-        print(f"propagated {len(scores)} frames in {seconds:.1f} s; Dice against the reference: "
-              + ", ".join(f"{t}: {d:.3f}" for t, d in scores.items())
+        video = review.video_review
+        scores = {t: dice(video.propagated(t).mask(0.5) > 0, truths[t])
+                  for t in range(1, args.frames) if video.propagated(t) is not None}
+        print(f"propagated {len(scores)} frames in {seconds:.1f} s; Dice against the reference (doubt): "
+              + ", ".join(f"{t}: {d:.3f} ({video.doubt(t):.2f})" for t, d in scores.items())
               + f"; mean {np.mean(list(scores.values())):.3f}")
-        review.open_item(5)
+        review.order_combo.setCurrentText("most uncertain first")
+        review.open_item(review.order()[0])
         wait(app, lambda: not review.busy and review.labels_layer() is not None)
         save_window(viewer, app, args.out)
         viewer.close()
