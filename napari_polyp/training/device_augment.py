@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from napari_polyp.errors import UserError
 from napari_polyp.inference import normalise
 
+from .augment import SMALL_LESION_ZOOM
 from .batches import Batches
 
 
@@ -80,9 +81,6 @@ DEVICE_PRESETS: Dict[str, DeviceAugment] = {
 }
 # the generalise preset without style mixing (FDA): what the mixing adds is measured against it
 DEVICE_PRESETS["generalise-nofda"] = replace(DEVICE_PRESETS["generalise"], fda=0.0)
-# zoomed out further: ETIS's polyps cover 0.5-10 % of the frame, Kvasir-SEG's mostly 5-40 %; the
-# reflected border fills the frame with mirrored content (and mirrored lesions, their masks with them)
-SMALL_LESION_ZOOM = (0.35, 1.5)
 DEVICE_PRESETS["generalise-small"] = replace(DEVICE_PRESETS["generalise"], zoom=SMALL_LESION_ZOOM)
 
 
