@@ -19,6 +19,7 @@ AUGMENTATIONS = {
     "pefnet": "flips, crop, rotation, grid distortion, cut-out (PEFNet's paper)",
     "standard": "both flips, rotation/zoom/shift, light colour jitter",
     "strong": "standard with wider zoom and shift and stronger colour",
+    "strong-small": "strong zoomed out to 0.35: small lesions",
     "generalise": "for other centres: rotation, zoom 0.6-1.5, strong colour, gamma, low resolution, blur, noise, "
                   "highlights, Fourier style mixing (the last two on the device only)",
     "generalise-nofda": "generalise without the Fourier style mixing",

@@ -16,9 +16,9 @@ from napari_polyp.errors import UserError
 
 _BORDER = cv2.BORDER_REFLECT_101
 # the preset names build() knows; device_augment.DEVICE_PRESETS has the same ones for GPU batches
-PRESETS = ("none", "flips", "microaunet", "pefnet", "standard", "strong", "generalise", "generalise-nofda",
-           "generalise-small")
-# zoomed out further in "generalise-small": ETIS's polyps cover 0.5-10 % of the frame, Kvasir-SEG's mostly
+PRESETS = ("none", "flips", "microaunet", "pefnet", "standard", "strong", "strong-small", "generalise",
+           "generalise-nofda", "generalise-small")
+# zoomed out further in "strong-small" and "generalise-small": ETIS's polyps cover 0.5-10 % of the frame, Kvasir-SEG's mostly
 # 5-40 %; the reflected border fills the frame with mirrored content (and mirrored lesions, their masks with them)
 SMALL_LESION_ZOOM = (0.35, 1.5)
 
@@ -88,6 +88,8 @@ def build(preset: str, size: int) -> "albumentations.Compose":
         transforms = _flips() + [_affine(rotate=90), _colour()]
     elif preset == "strong":  # [B] the same, wider zoom and shift, stronger colour: for long fine-tuning
         transforms = _flips() + [_affine(rotate=90, scale=(0.7, 1.4), translate=0.1), _colour(0.3)]
+    elif preset == "strong-small":  # [B] the same, zoomed out to small lesions
+        transforms = _flips() + [_affine(rotate=90, scale=SMALL_LESION_ZOOM, translate=0.1), _colour(0.3)]
     elif preset in ("generalise", "generalise-nofda"):  # [B] issue 27: what differs between scopes
         transforms = _flips() + [_affine(rotate=180, scale=(0.6, 1.5), translate=0.1)] + _scope_changes()
     elif preset == "generalise-small":  # [B] the same, zoomed out to small lesions

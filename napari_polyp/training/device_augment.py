@@ -82,6 +82,7 @@ DEVICE_PRESETS: Dict[str, DeviceAugment] = {
 # the generalise preset without style mixing (FDA): what the mixing adds is measured against it
 DEVICE_PRESETS["generalise-nofda"] = replace(DEVICE_PRESETS["generalise"], fda=0.0)
 DEVICE_PRESETS["generalise-small"] = replace(DEVICE_PRESETS["generalise"], zoom=SMALL_LESION_ZOOM)
+DEVICE_PRESETS["strong-small"] = replace(DEVICE_PRESETS["strong"], zoom=SMALL_LESION_ZOOM)
 
 
 def device_preset(name: str) -> DeviceAugment:
