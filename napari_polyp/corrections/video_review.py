@@ -45,10 +45,21 @@ class VideoReview:
         self._propagated: Dict[int, Predicted] = {}  # frame -> its carried mask (this session)
         self._unsure: Set[int] = set()  # carried past a step the flow does not explain (confidence 0)
         self._doubt: Dict[int, float] = {}  # frame -> 1 - the carried mask's quality score (video.frame_quality)
-        self.stops: List[str] = []  # why the last propagation stopped early or doubted a step, in words
-        self.stopped: list = []  # the last propagation's napari_polyp.video.Stop records
+        self.said: list = []  # the last propagation's doubts and stops (napari_polyp.video.Doubt / Stop)
 
     # -- what each frame is --------------------------------------------------------------
+    @property
+    def stops(self) -> List[str]:
+        """Why the last propagation stopped early or doubted a step, in words."""
+        return [said.message() for said in self.said]
+
+    @property
+    def stopped(self) -> list:
+        """Where each direction of the last propagation stopped (its ``Stop`` records)."""
+        from ..video import Stop
+
+        return [said for said in self.said if isinstance(said, Stop)]
+
     def is_key(self, frame: int) -> bool:
         """Saved by a person: corrected (a carried mask fixed counts too), or accepted as the
         network or a person left it; a carried mask accepted as it was is not a key."""
@@ -180,9 +191,7 @@ class VideoReview:
             else:
                 self._unsure.discard(frame)
             filled.append(frame)
-        said = list(getattr(masks, "doubts", [])) + list(getattr(masks, "stops", []))
-        self.stops = [stop.message() for stop in said]
-        self.stopped = list(getattr(masks, "stops", []))
+        self.said = list(getattr(masks, "doubts", [])) + list(getattr(masks, "stops", []))
         return filled
 
     # -- accept -----------------------------------------------------------------------------

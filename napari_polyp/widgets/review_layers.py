@@ -105,10 +105,9 @@ class ReviewLayers:
     def hold_mask(self) -> None:
         """While the open item's network runs, the mask layer still holds the previous item's
         mask: hidden and not editable, so no stroke lands on it to be lost when the prediction
-        does (``style_mask`` gives it back, with the annotator's tool)."""
+        does (``style_mask`` gives it back, with the tool ``remove_outputs`` kept)."""
         labels = self.labels()
         if labels is not None:
-            self._tool_settings = {"mode": labels.mode, "brush_size": labels.brush_size}
             labels.visible = False
             labels.editable = False
 
