@@ -37,6 +37,8 @@ Each click runs the refiner on the image, the current mask and every click so fa
   (parts under ``SPECK_SHARE`` of the largest, at what it changed, with no positive click) are
   dropped. A polyp or a skin lesion is one solid region: the network left holes at specular
   highlights and negative clicks left the rims of what they removed, each one more click.
+  And what a negative click leaves of the blob it was made in, thinner than ``RIM_SHARE`` of its
+  depth there, goes with it (``rim_left``): a click in the middle of a false blob means the blob.
 
 The same session serves the workspace's Click mode, ``benchmarks/clicks.py`` and the tests.
 ``protocol_click`` is the standard simulated annotator (NoC protocol): the point deepest
@@ -79,6 +81,7 @@ HONOURED_MARGIN = 0.25  # a honoured region sits this far past the threshold in 
 STICKY_REACH = 2.0  # beyond this many times its depth, a positive click may not put back what clicks removed
 # (a positive click the network obeyed once put back a 38,659 px fold three negative clicks had taken)
 SPECK_SHARE = 0.2  # a part a click leaves under this share of the mask's largest part is a speck
+RIM_SHARE = 0.4  # what a negative click leaves of its blob thinner than this share of its depth is a rim
 # (0.05 / 0.1 / 0.2 / 0.3 measured, docs/clicks.md)
 _EIGHT = np.ones((3, 3), bool)  # parts of a mask are 8-connected, as in ``cleanup``
 
@@ -233,6 +236,11 @@ class ClickSession:
         if tidy is not new:
             self.removed[tidy != new] = False  # a filled hole or a dropped speck is nobody's removal
             new, probability = tidy, agreeing_probability(probability, tidy)
+        rim = rim_left(new, before, self.clicks)
+        if rim is not None:
+            self.removed |= rim
+            new = new & ~rim
+            probability = agreeing_probability(probability, new)
         self.probability, self.mask = probability.astype(np.float32), new
 
     def sticky_reach(self, click: Click) -> Optional[np.ndarray]:
@@ -362,6 +370,38 @@ def tidied(mask: np.ndarray, before: np.ndarray, clicks: List[Click], removed: n
         return mask
     out = mask.copy()
     out[window] = tidy
+    return out
+
+
+def rim_left(mask: np.ndarray, before: np.ndarray, clicks: List[Click]) -> Optional[np.ndarray]:
+    """HxW bool: the rim a negative click (the last of ``clicks``) left of the blob it took, or None.
+
+    The blob is the part of ``before`` the click was made in; where it holds no positive click
+    and the click took its pixel, the parts of it left in ``mask`` thinner than ``RIM_SHARE``
+    times the click's depth in it are its rim. A click in the middle of a blob says the blob is
+    wrong: at etis20 the network, sure of a lump of debris, gave up its core and kept a ring
+    around the click, one more click each. A part as thick as a lesion (a polyp the blob had
+    merged with) is left: only a rim, never a lesion, goes without a click on it."""
+    click = clicks[-1]
+    if click.positive or not before[click.row, click.col] or mask[click.row, click.col]:
+        return None
+    top, left, bottom, right = _box(before)
+    window = (slice(top, bottom), slice(left, right))
+    parts, _ = ndimage.label(before[window], structure=_EIGHT)
+    blob = parts == parts[click.row - top, click.col - left]
+    if any(c.positive and blob[c.row - top, c.col - left] for c in clicks
+           if top <= c.row < bottom and left <= c.col < right):
+        return None
+    left_of_it, count = ndimage.label(mask[window] & blob, structure=_EIGHT)
+    if count == 0:
+        return None
+    depth = ndimage.distance_transform_edt(np.pad(left_of_it > 0, 1))[1:-1, 1:-1]
+    thickness = ndimage.maximum(depth, left_of_it, np.arange(1, count + 1))
+    thin = np.concatenate([[False], np.asarray(thickness) < RIM_SHARE * depth_at(before, click.row, click.col)])
+    if not thin.any():
+        return None
+    out = np.zeros(mask.shape, bool)
+    out[window] = thin[left_of_it]
     return out
 
 

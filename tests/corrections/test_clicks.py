@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import models
-from napari_polyp.corrections.clicks import Click, ClickSession, click_discs, protocol_click, refiner_runner, tidied
+from napari_polyp.corrections.clicks import (Click, ClickSession, click_discs, protocol_click, refiner_runner, rim_left,
+                                             tidied)
 from napari_polyp.errors import UserError
 
 H, W = 120, 160
@@ -454,3 +455,53 @@ def test_tidied_fills_only_holes_when_the_mask_fills_a_corner_of_its_box():
     holed = l_shape.copy()
     holed[48:52, 15:20] = False
     assert np.array_equal(tidied(holed, holed, [], np.zeros((H, W), bool)), l_shape)
+
+
+class CoreNetwork:
+    """Echoes the mask it was given less a disc of 18 px around the negative click: a network
+    sure of a lump of debris that gives up its core and keeps a ring (etis20, frames 009-012)."""
+
+    input_size = 200  # the whole 200-px scene at its own size (zoom off)
+
+    def run(self, x):
+        keep = x[:, 3] > 0.5
+        rows, cols = np.nonzero(x[0, 5] > 0.5)
+        if len(rows):
+            rr, cc = np.ogrid[:x.shape[2], :x.shape[3]]
+            keep &= (rr - rows.mean()) ** 2 + (cc - cols.mean()) ** 2 > 18 ** 2
+        return {"logits": np.where(keep, 20.0, -20.0)[:, None].astype(np.float32)}
+
+
+def _debris_scene(lesion_col):
+    h, w = 160, 200
+    image = np.full((h, w, 3), 150, np.uint8)
+    debris, core, lesion = _disc((h, w), 80, 60, 24), _disc((h, w), 80, 60, 18), _disc((h, w), 80, lesion_col, 22)
+    image[core], image[lesion] = (230, 200, 60), (200, 60, 60)
+    return image, (debris | lesion).astype(np.float32), debris, lesion
+
+
+def test_a_negative_click_in_the_middle_of_a_false_blob_takes_the_rim_the_network_left():
+    image, prior, debris, lesion = _debris_scene(lesion_col=140)
+    mask = ClickSession(image, prior, runner=CoreNetwork(), zoom=False).click(80, 60, positive=False)
+    assert not mask[debris].any() and mask[lesion].all()  # without the rule a ring of 784 px stayed
+    assert np.array_equal(rim_left(mask, prior > 0.5, [Click(80, 60, False)]), None)  # nothing left to take
+
+
+def test_what_a_negative_click_leaves_of_a_blob_merged_with_a_lesion_stays():
+    image, prior, debris, lesion = _debris_scene(lesion_col=98)  # the lump touches the lesion
+    mask = ClickSession(image, prior, runner=CoreNetwork(), zoom=False).click(80, 55, positive=False)
+    assert mask[lesion].all()  # the ring is joined to the lesion: one thick part, not a rim
+    assert mask[debris & ~lesion].any()
+
+
+def test_rim_left_takes_thin_parts_only_and_never_where_a_positive_click_lies():
+    blob = _disc((H, W), 60, 60, 30)
+    arc = (blob & ~_disc((H, W), 60, 60, 27))
+    arc[:, 45:] = False  # what the network left on the far side of the click: 3 px thin
+    lobe = blob & _disc((H, W), 60, 76, 16)  # as thick as a lesion, apart from the arc
+    after = arc | lobe
+    negative = [Click(60, 50, False)]  # 20 px deep in the blob: a rim is under 8 px thick
+    assert np.array_equal(rim_left(after, blob, negative), arc)
+    assert rim_left(after, blob, [Click(60, 76, True)] + negative) is None  # the blob holds a lesion click
+    assert rim_left(after, blob, [Click(60, 50, True)]) is None  # only after a negative click
+    assert rim_left(blob, blob, negative) is None  # the click did not take its pixel
