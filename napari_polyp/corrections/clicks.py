@@ -30,8 +30,10 @@ Each click runs the refiner on the image, the current mask and every click so fa
   in a large fold the network is sure of takes the fold's mucosa, not one superpixel a click.
 - **what clicks took stays out**: what a click removed within ``STICKY_REACH`` times its depth is
   recorded (``removed``; undo restores it), and beyond that reach a positive click may not put it
-  back. The network's change further out, and its first answer from nothing, are proposals. A
-  negative click may take anything: it only removes, and only at itself.
+  back, nor add what lies nearer to an earlier negative click than to itself (``claimed_by_others``:
+  a negative click has the last word in its own neighbourhood). The network's change further out,
+  and its first answer from nothing, are proposals. A negative click may take anything: it only
+  removes, and only at itself.
 - **no holes, no specks** (``tidied``): after each click the mask's holes are filled, except
   where a negative click or a recorded removal opened one, and the specks the click left
   (parts under ``SPECK_SHARE`` of the largest, at what it changed, with no positive click) are
@@ -199,7 +201,7 @@ class ClickSession:
         return top, left, min(top + side, h), min(left + side, w)
 
     def _apply(self, probability: np.ndarray) -> None:
-        before = self.mask
+        before, removed_before = self.mask, self.removed.copy()
         own_reach = self.sticky_reach(self.clicks[-1])
         guarded = self.guarded(own_reach)
         probability = np.where(guarded, self.probability, probability)
@@ -240,6 +242,11 @@ class ClickSession:
         if rim is not None:
             self.removed |= rim
             new = new & ~rim
+            probability = agreeing_probability(probability, new)
+        claimed = claimed_by_others(new != before, self.clicks)
+        if claimed is not None:
+            new = np.where(claimed, before, new)
+            self.removed[claimed] = removed_before[claimed]
             probability = agreeing_probability(probability, new)
         self.probability, self.mask = probability.astype(np.float32), new
 
@@ -370,6 +377,28 @@ def tidied(mask: np.ndarray, before: np.ndarray, clicks: List[Click], removed: n
         return mask
     out = mask.copy()
     out[window] = tidy
+    return out
+
+
+def claimed_by_others(changed: np.ndarray, clicks: List[Click]) -> Optional[np.ndarray]:
+    """HxW bool: of the pixels a positive click (the last of ``clicks``) added, those nearer to an
+    earlier negative click than to it; None where there are none. A negative click has the last
+    word in its own neighbourhood: at etis20 a positive and a negative click a few pixels apart
+    took turns adding and taking the same region (IoU 0.89, 0.83, 0.89, ... on frame 001). A
+    negative click is not held back the other way: it only removes, and only at itself (holding
+    it back too cost 0.7 clicks at etis20 from nothing)."""
+    click = clicks[-1]
+    negatives = [c for c in clicks[:-1] if not c.positive]
+    if not click.positive or not negatives or not changed.any():
+        return None
+    rows, cols = np.nonzero(changed)
+    own = (rows - click.row) ** 2 + (cols - click.col) ** 2
+    nearest = np.min([(rows - c.row) ** 2 + (cols - c.col) ** 2 for c in negatives], axis=0)
+    back = nearest < own
+    if not back.any():
+        return None
+    out = np.zeros(changed.shape, bool)
+    out[rows[back], cols[back]] = True
     return out
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import models
-from napari_polyp.corrections.clicks import (Click, ClickSession, click_discs, protocol_click, refiner_runner, rim_left,
-                                             tidied)
+from napari_polyp.corrections.clicks import (Click, ClickSession, claimed_by_others, click_discs, protocol_click,
+                                             refiner_runner, rim_left, tidied)
 from napari_polyp.errors import UserError
 
 H, W = 120, 160
@@ -368,7 +368,8 @@ def test_a_click_far_away_does_not_put_back_what_an_earlier_click_took():
     removed = (prior > 0.5) & ~session.click(120, 195, positive=False)
     assert removed.sum() > 5000 and session.removed[removed].all()
     mask = session.click(20, 240, positive=True)  # 11 px right of the mask's edge, 100 px above the hole
-    assert mask[20, 240] and (mask[:, 230:250].mean() > 0.9)  # the redrawn band at the click is taken
+    assert mask[20, 240] and (mask[:60, 230:250].mean() > 0.9)  # the redrawn band at the click is taken
+    assert not mask[110:130, 230:250].any()  # where it is nearer to the negative click: left out
     assert not (mask & removed).any()  # the hole stays
     session.undo()
     assert session.removed.sum() == removed.sum()
@@ -505,3 +506,39 @@ def test_rim_left_takes_thin_parts_only_and_never_where_a_positive_click_lies():
     assert rim_left(after, blob, [Click(60, 76, True)] + negative) is None  # the blob holds a lesion click
     assert rim_left(after, blob, [Click(60, 50, True)]) is None  # only after a negative click
     assert rim_left(blob, blob, negative) is None  # the click did not take its pixel
+
+
+class GrowNetwork:
+    """Echoes the mask it was given plus a disc of 18 px around the positive click."""
+
+    input_size = 200
+
+    def run(self, x):
+        keep = x[:, 3] > 0.5
+        rows, cols = np.nonzero(x[0, 4] > 0.5)
+        if len(rows):
+            rr, cc = np.ogrid[:x.shape[2], :x.shape[3]]
+            keep |= (rr - rows.mean()) ** 2 + (cc - cols.mean()) ** 2 <= 18 ** 2
+        return {"logits": np.where(keep, 20.0, -20.0)[:, None].astype(np.float32)}
+
+
+def test_a_positive_click_does_not_add_what_is_nearer_to_an_earlier_negative_click():
+    image, prior, debris, lesion = _debris_scene(lesion_col=140)
+    image[_disc(image.shape[:2], 80, 110, 18)] = (200, 60, 60)  # a missed lesion between the two
+    session = ClickSession(image, prior, runner=GrowNetwork(), zoom=False)
+    session.click(80, 100, positive=False)  # on the background, at the missed lesion's left side
+    mask = session.click(80, 110, positive=True)  # the network adds 18 px around it
+    assert mask[80, 106:128].all()  # the positive click's own side: added
+    assert not mask[80, 92:105].any()  # nearer to the negative click: left out
+    assert mask[lesion].all() and mask[debris].all()  # nothing else moved
+
+
+def test_claimed_by_others_splits_a_change_at_the_bisector_of_opposite_clicks():
+    changed = np.zeros((H, W), bool)
+    changed[50, 20:80] = True
+    clicks = [Click(50, 20, False), Click(10, 10, True), Click(50, 60, True)]
+    claimed = claimed_by_others(changed, clicks)
+    assert np.array_equal(np.nonzero(claimed[50])[0], np.arange(20, 40))  # nearer to (50, 20) than to (50, 60)
+    assert claimed_by_others(changed, clicks[1:]) is None  # no earlier negative click
+    assert claimed_by_others(changed, clicks[:2] + [Click(50, 60, False)]) is None  # a negative click: never held back
+    assert claimed_by_others(np.zeros((H, W), bool), clicks) is None
