@@ -83,8 +83,9 @@ HONOURED_MARGIN = 0.25  # a honoured region sits this far past the threshold in 
 STICKY_REACH = 2.0  # beyond this many times its depth, a positive click may not put back what clicks removed
 # (a positive click the network obeyed once put back a 38,659 px fold three negative clicks had taken)
 SPECK_SHARE = 0.2  # a part a click leaves under this share of the mask's largest part is a speck
-RIM_SHARE = 0.4  # what a negative click leaves of its blob thinner than this share of its depth is a rim
 # (0.05 / 0.1 / 0.2 / 0.3 measured, docs/clicks.md)
+RIM_SHARE = 0.4  # what a negative click leaves of its blob thinner than this share of its depth is a rim
+# (rims at etis20: 0.24-0.30; a polyp the blob had merged with: 0.48; docs/clicks.md)
 _EIGHT = np.ones((3, 3), bool)  # parts of a mask are 8-connected, as in ``cleanup``
 
 
@@ -414,10 +415,13 @@ def rim_left(mask: np.ndarray, before: np.ndarray, clicks: List[Click]) -> Optio
     click = clicks[-1]
     if click.positive or not before[click.row, click.col] or mask[click.row, click.col]:
         return None
-    top, left, bottom, right = _box(before)
-    window = (slice(top, bottom), slice(left, right))
-    parts, _ = ndimage.label(before[window], structure=_EIGHT)
+    top, left, bottom, right = _box(before)  # worked in boxes: a frame may have 48 megapixels
+    parts, _ = ndimage.label(before[top:bottom, left:right], structure=_EIGHT)
     blob = parts == parts[click.row - top, click.col - left]
+    blob_top, blob_left, blob_bottom, blob_right = _box(blob)
+    blob = blob[blob_top:blob_bottom, blob_left:blob_right]
+    top, left, bottom, right = top + blob_top, left + blob_left, top + blob_bottom, left + blob_right
+    window = (slice(top, bottom), slice(left, right))
     if any(c.positive and blob[c.row - top, c.col - left] for c in clicks
            if top <= c.row < bottom and left <= c.col < right):
         return None
