@@ -24,6 +24,7 @@ AUGMENTATIONS = {
                   "highlights, Fourier style mixing (the last two on the device only)",
     "generalise-nofda": "generalise without the Fourier style mixing",
     "generalise-small": "generalise zoomed out to 0.35: small lesions, as at ETIS",
+    "generalise-debris": "generalise with synthetic debris lumps pasted on the background (hard negatives)",
 }
 
 

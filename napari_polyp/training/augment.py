@@ -17,7 +17,9 @@ from napari_polyp.errors import UserError
 _BORDER = cv2.BORDER_REFLECT_101
 # the preset names build() knows; device_augment.DEVICE_PRESETS has the same ones for GPU batches
 PRESETS = ("none", "flips", "microaunet", "pefnet", "standard", "strong", "strong-small", "generalise",
-           "generalise-nofda", "generalise-small")
+           "generalise-nofda", "generalise-small", "generalise-debris")
+# the presets that paste synthetic debris on the background first (debris.py), with this probability
+DEBRIS_PRESETS = {"generalise-debris": 0.5}
 # zoomed out further in "strong-small" and "generalise-small": ETIS's polyps cover 0.5-10 % of the frame, Kvasir-SEG's mostly
 # 5-40 %; the reflected border fills the frame with mirrored content (and mirrored lesions, their masks with them)
 SMALL_LESION_ZOOM = (0.35, 1.5)
@@ -90,7 +92,7 @@ def build(preset: str, size: int) -> "albumentations.Compose":
         transforms = _flips() + [_affine(rotate=90, scale=(0.7, 1.4), translate=0.1), _colour(0.3)]
     elif preset == "strong-small":  # [B] the same, zoomed out to small lesions
         transforms = _flips() + [_affine(rotate=90, scale=SMALL_LESION_ZOOM, translate=0.1), _colour(0.3)]
-    elif preset in ("generalise", "generalise-nofda"):  # [B] issue 27: what differs between scopes
+    elif preset in ("generalise", "generalise-nofda", "generalise-debris"):  # [B] issue 27: what differs between scopes
         transforms = _flips() + [_affine(rotate=180, scale=(0.6, 1.5), translate=0.1)] + _scope_changes()
     elif preset == "generalise-small":  # [B] the same, zoomed out to small lesions
         transforms = _flips() + [_affine(rotate=180, scale=SMALL_LESION_ZOOM, translate=0.1)] + _scope_changes()
@@ -98,6 +100,14 @@ def build(preset: str, size: int) -> "albumentations.Compose":
         raise AssertionError(f"augmentation preset {preset!r} is listed but has no pipeline")
     # a teacher's probability map (uint8) moves with the image exactly as the mask does
     return A.Compose(transforms, additional_targets={"teacher": "mask"})
+
+
+def maybe_paste_debris(image: np.ndarray, mask: np.ndarray, seed: int, probability: float) -> np.ndarray:
+    """With ``probability`` (a coin of the sample's own seed), debris on the image's background."""
+    from .debris import paste_debris
+
+    rng = np.random.default_rng((int(seed) % (2 ** 32), 0xDEB))  # a stream of its own beside the pipeline's
+    return paste_debris(image, mask, rng) if rng.random() < probability else image
 
 
 class Augmenter:
@@ -109,8 +119,11 @@ class Augmenter:
     def __init__(self, preset: str, size: int):
         self.preset = preset
         self.pipeline = build(preset, size)
+        self.debris = DEBRIS_PRESETS.get(preset, 0.0)
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, seed: int, teacher: Optional[np.ndarray] = None):
+        if self.debris:  # before the warp and the colour changes, which then apply to the debris too
+            image = maybe_paste_debris(image, mask, seed, self.debris)
         if not self.pipeline.transforms:
             return (image, mask) if teacher is None else (image, mask, teacher)
         self.pipeline.set_random_seed(int(seed) % (2 ** 32))

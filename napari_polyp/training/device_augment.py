@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from napari_polyp.errors import UserError
 from napari_polyp.inference import normalise
 
-from .augment import SMALL_LESION_ZOOM
+from .augment import DEBRIS_PRESETS, SMALL_LESION_ZOOM, maybe_paste_debris
 from .batches import Batches
 
 
@@ -63,6 +63,7 @@ class DeviceAugment:
     specular: float = 0.0  # 1-4 small saturated white spots
     noise: float = 0.0
     noise_sigma: Tuple[float, float] = (0.005, 0.04)
+    debris: float = 0.0  # synthetic debris on the background, pasted on the CPU before the rest (debris.py)
 
 
 _OFF = DeviceAugment(hflip=0, vflip=0, affine=0, colour=0)
@@ -83,6 +84,7 @@ DEVICE_PRESETS: Dict[str, DeviceAugment] = {
 DEVICE_PRESETS["generalise-nofda"] = replace(DEVICE_PRESETS["generalise"], fda=0.0)
 DEVICE_PRESETS["generalise-small"] = replace(DEVICE_PRESETS["generalise"], zoom=SMALL_LESION_ZOOM)
 DEVICE_PRESETS["strong-small"] = replace(DEVICE_PRESETS["strong"], zoom=SMALL_LESION_ZOOM)
+DEVICE_PRESETS["generalise-debris"] = replace(DEVICE_PRESETS["generalise"], debris=DEBRIS_PRESETS["generalise-debris"])
 
 
 def device_preset(name: str) -> DeviceAugment:
@@ -298,6 +300,16 @@ class DeviceBatches(Batches):
         self.images = torch.from_numpy(arrays.images).to(device).permute(0, 3, 1, 2)
         self.masks = torch.from_numpy(arrays.masks).to(device)[:, None]
 
+    def _with_debris(self, images: torch.Tensor, indices: List[int], epoch: int) -> torch.Tensor:
+        """Debris pasted on the CPU (numpy) where each sample's coin says so, as the CPU path does."""
+        images = images.clone()
+        for k, i in enumerate(indices):
+            before = self.arrays.images[i]
+            after = maybe_paste_debris(before, self.arrays.masks[i], self.sample_seed(epoch, i), self.aug.debris)
+            if after is not before:
+                images[k] = torch.from_numpy(after).to(self.device).permute(2, 0, 1)
+        return images
+
     def params(self, indices: List[int], epoch: int) -> torch.Tensor:
         rows = [draw(self.aug, self.sample_seed(epoch, i)) for i in indices]
         return torch.from_numpy(np.stack(rows).astype(np.float32)).to(self.device)
@@ -307,5 +319,8 @@ class DeviceBatches(Batches):
             raise UserError("teacher maps are not warped on the device: train with teacher maps "
                             "without --augment-on-device")
         rows = torch.as_tensor(list(indices), device=self.device)
-        x, y = augment_batch(self.images[rows], self.masks[rows], self.params(list(indices), epoch), self.aug)
+        images = self.images[rows]
+        if self.aug.debris:
+            images = self._with_debris(images, list(indices), epoch)
+        x, y = augment_batch(images, self.masks[rows], self.params(list(indices), epoch), self.aug)
         return normalise(x, self.card), y, None

@@ -85,11 +85,13 @@ def test_colour_and_holes_change_the_image_only():
     assert (x == 0).flatten(1).any(1).all()  # every sample got at least one black hole
 
 
-def test_a_run_with_on_device_augmentation_trains_and_records_it(tiny_data, tmp_path):
+@pytest.mark.parametrize("preset", [None, "generalise-debris"])
+def test_a_run_with_on_device_augmentation_trains_and_records_it(tiny_data, tmp_path, preset):
     done = train(TrainConfig(model="microaunet", data=str(tiny_data), out=str(tmp_path / "run"), size=64, batch=4,
-                             epochs=1, max_steps=2, num_threads=1, device="cpu", augment_on_device=True))
+                             epochs=1, max_steps=2, num_threads=1, device="cpu", augment_on_device=True,
+                             augment=preset))
     header, _ = models.checkpoint.read_checkpoint(tmp_path / "run" / "last.pt")
-    assert done.step == 2 and header["training"]["augment"] == "microaunet (on device)"
+    assert done.step == 2 and header["training"]["augment"] == f"{preset or 'microaunet'} (on device)"
 
 
 def test_the_trainer_imports_without_gui_and_cpu_augmentation_packages():
@@ -150,3 +152,24 @@ def test_the_small_lesion_preset_zooms_out_with_the_mask_and_fills_the_frame():
     grey = x.mean(1, keepdim=True)
     assert ((grey > 0.5) == (y > 0)).float().mean() > 0.97  # bright where the mask is, mirrored copies too
     assert float(grey.min()) > 0.1  # no black padding
+
+
+def test_on_the_device_debris_is_the_cpu_paths_debris_on_the_samples_whose_coin_says_so():
+    from types import SimpleNamespace
+
+    from napari_polyp.training.augment import maybe_paste_debris
+    from napari_polyp.training.device_augment import DeviceBatches
+
+    rng = np.random.default_rng(0)
+    images = np.full((8, 48, 48, 3), (200, 120, 120), np.uint8) + rng.integers(0, 9, (8, 48, 48, 3)).astype(np.uint8)
+    masks = np.zeros((8, 48, 48), np.uint8)
+    masks[:, 18:30, 18:30] = 1
+    arrays = SimpleNamespace(images=images, masks=masks)
+    batches = DeviceBatches(arrays, SimpleNamespace(input_size=48), "generalise-debris", seed=3, device="cpu")
+    out = batches._with_debris(torch.from_numpy(images).permute(0, 3, 1, 2), list(range(8)), epoch=2)
+    pasted = 0
+    for i in range(8):
+        expected = maybe_paste_debris(images[i], masks[i], batches.sample_seed(2, i), batches.aug.debris)
+        assert np.array_equal(out[i].permute(1, 2, 0).numpy(), expected)
+        pasted += not np.array_equal(expected, images[i])
+    assert 0 < pasted < 8  # some samples got lumps, some did not

@@ -1,0 +1,96 @@
+"""Synthetic faecal debris on the background of training images (issue 27, hard negatives).
+
+At etis20 the default network takes a lump of pale yellow debris for the polyp on 6 of 20 frames
+(docs/generalisation.md, "Where the default fails at etis20"); Kvasir-SEG shows almost none, and
+no labelled images of debris are to be had. So lumps are drawn: an irregular blob of 0.3-3 % of
+the frame (etis20's lumps: 0.6-1.0 %), cream to ochre, granular, darker at its rim, lit like the
+mucosa under it, blended with a soft edge onto the background, never onto the lesion. The mask
+does not change: debris is background.
+
+Everything is drawn from the caller's generator, so a sample's debris repeats with its seed.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+DEBRIS_AREA = (0.003, 0.03)  # share of the frame one lump covers
+DEBRIS_COUNT = (1, 3)  # lumps per image, inclusive
+# cream to ochre in HSV: hue in degrees, saturation and value in [0, 1]
+DEBRIS_HUE = (35.0, 55.0)
+DEBRIS_SATURATION = (0.2, 0.6)
+DEBRIS_VALUE = (0.8, 1.0)
+_LESION_MARGIN = 0.03  # share of the side kept clear around the lesion
+
+
+def _smooth_noise(rng: np.random.Generator, shape, cells: int) -> np.ndarray:
+    """Noise in [-1, 1] with about ``cells`` features a side (a coarse grid, cubic upsampling)."""
+    coarse = rng.uniform(-1.0, 1.0, (cells + 3, cells + 3)).astype(np.float32)
+    return np.clip(cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC), -1.0, 1.0)
+
+
+def lump_shape(rng: np.random.Generator, side: int) -> np.ndarray:
+    """A side x side float alpha in [0, 1]: an irregular ellipse with a soft edge."""
+    yy, xx = (np.mgrid[0:side, 0:side].astype(np.float32) - (side - 1) / 2) / (side / 2)
+    angle = rng.uniform(0, np.pi)
+    aspect = rng.uniform(0.5, 1.0)
+    u = xx * np.cos(angle) + yy * np.sin(angle)
+    v = (-xx * np.sin(angle) + yy * np.cos(angle)) / aspect
+    radius = np.sqrt(u * u + v * v)  # 1 at the ellipse's edge, which fills ~0.6 of the box
+    field = 1.0 - radius / 0.62 + 0.45 * _smooth_noise(rng, (side, side), int(rng.integers(3, 6)))
+    blob = (field > 0).astype(np.float32)
+    edge = max(0.6, side / 40)
+    return cv2.GaussianBlur(blob, (0, 0), edge)
+
+
+def lump_colour(rng: np.random.Generator, alpha: np.ndarray) -> np.ndarray:
+    """The lump's RGB in [0, 1]: one base colour, granular texture, a darker rim, a few glints."""
+    side = alpha.shape[0]
+    hsv = np.array([[[rng.uniform(*DEBRIS_HUE) / 2, rng.uniform(*DEBRIS_SATURATION) * 255,
+                      rng.uniform(*DEBRIS_VALUE) * 255]]], np.float32)
+    base = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32) / 255
+    grain = cv2.GaussianBlur(rng.normal(0, 1, (side, side)).astype(np.float32), (0, 0), max(0.7, side / 60))
+    grain /= grain.std() + 1e-6
+    lumps = _smooth_noise(rng, (side, side), int(rng.integers(4, 9)))
+    inside = cv2.distanceTransform((alpha > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+    rim = 0.8 + 0.2 * np.clip(inside / (inside.max() / 2 + 1e-6), 0, 1)
+    shade = rim * (1 + rng.uniform(0.08, 0.2) * grain + 0.12 * lumps)
+    colour = base[None, None, :] * shade[..., None]
+    glints = (grain > rng.uniform(2.2, 3.0)) & (alpha > 0.5)
+    colour[glints] = 1.0
+    return np.clip(colour, 0.0, 1.0)
+
+
+def _scene_light(image: np.ndarray) -> np.ndarray:
+    """How lit each pixel's neighbourhood is, relative to the frame (so lumps in shadow are dark)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    local = cv2.GaussianBlur(grey, (0, 0), max(2.0, image.shape[0] / 30))
+    lit = grey > 20
+    reference = np.percentile(local[lit], 75) if lit.any() else 255.0
+    return np.clip(local / max(reference, 1.0), 0.25, 1.15)
+
+
+def paste_debris(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``image`` (HxWx3 uint8) with 1-3 lumps of debris on its background; ``mask`` (HxW, lesion > 0)
+    is kept clear and is not changed. Returns a new array; the image is left as it was."""
+    h, w = mask.shape
+    keep_clear = cv2.dilate((mask > 0).astype(np.uint8),
+                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (1 + 2 * int(_LESION_MARGIN * max(h, w)),) * 2))
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    free = (keep_clear == 0) & (grey > 20)  # the background inside the scope's field
+    rows, cols = np.nonzero(free)
+    if rows.size == 0:
+        return image
+    light = _scene_light(image)
+    out = image.astype(np.float32) / 255
+    for _ in range(int(rng.integers(DEBRIS_COUNT[0], DEBRIS_COUNT[1] + 1))):
+        side = max(5, int(round(np.sqrt(rng.uniform(*DEBRIS_AREA) * h * w) / 0.85)))
+        alpha = lump_shape(rng, side)
+        colour = lump_colour(rng, alpha)
+        k = int(rng.integers(rows.size))
+        top, left = rows[k] - side // 2, cols[k] - side // 2
+        y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + side, h), min(left + side, w)
+        a = alpha[y0 - top:y1 - top, x0 - left:x1 - left] * free[y0:y1, x0:x1]
+        c = colour[y0 - top:y1 - top, x0 - left:x1 - left] * light[y0:y1, x0:x1, None]
+        out[y0:y1, x0:x1] = a[..., None] * c + (1 - a[..., None]) * out[y0:y1, x0:x1]
+    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
