@@ -1,6 +1,6 @@
 """Validation Dice beside Dice at other centres, for shipped or candidate checkpoints.
 
-    python benchmarks/generalisation.py --model ea-dk [--checkpoint FILE ...] [--tta] [--threads 1]
+    python benchmarks/generalisation.py --model ea-dk [--checkpoint FILE ...] [--tta] [--threads 1] [--per-image]
 
 For each checkpoint: its Kvasir-SEG (or PH2) validation split (the stems its header records),
 ``../shared/data/etis20`` and ``../shared/data/cvc612-seq`` (polyp networks; other centres,
@@ -22,7 +22,7 @@ DATA = ROOT.parent / "shared" / "data"
 SETS = {"polyp": ("kvasir-seg", ("etis20", "cvc612-seq")), "skin": ("ph2", ())}
 
 
-def score(model_name: str, checkpoint, tta: bool, threads, data_root: Path) -> dict:
+def score(model_name: str, checkpoint, tta: bool, threads, data_root: Path, per_image: bool = False) -> dict:
     import models
     from napari_polyp.training.evaluate import evaluate, load_model
 
@@ -33,6 +33,8 @@ def score(model_name: str, checkpoint, tta: bool, threads, data_root: Path) -> d
     for name, split in [(own, "val")] + [(o, "all") for o in others]:
         result = evaluate(model_name, data_root / name, split=split, model=model, tta=tta, threads=threads)
         row[name] = {"n": result["n"], "dice": round(result["dice"], 4), "iou": round(result["iou"], 4)}
+        if per_image and split == "all":  # each frame of the small other-centre sets: which ones fail
+            row[name]["per_image"] = {r["stem"]: r["dice"] for r in result["per_image"]}
         print(json.dumps({"model": model_name, "checkpoint": row["checkpoint"], "set": name, "tta": tta,
                           **row[name]}), flush=True)
     return row
@@ -46,8 +48,10 @@ def main(argv=None) -> int:
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data-root", default=str(DATA))
+    parser.add_argument("--per-image", action="store_true", help="each other-centre frame's Dice in the JSON lines")
     args = parser.parse_args(argv)
-    rows = [score(args.model, c, args.tta, args.threads, Path(args.data_root)) for c in (args.checkpoint or [None])]
+    rows = [score(args.model, c, args.tta, args.threads, Path(args.data_root), args.per_image)
+            for c in (args.checkpoint or [None])]
     sets = [k for k in rows[0] if k not in ("model", "checkpoint")]
     print("\n| checkpoint | " + " | ".join(f"{s} Dice (n={rows[0][s]['n']})" for s in sets) + " |")
     print("|---|" + "---|" * len(sets))

@@ -37,6 +37,7 @@ def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str =
              engine: Optional[str] = None, threads: Optional[int] = None) -> Dict:
     """Mean per-image metrics of a checkpoint on ``data``; returns a plain dict
     (n, dice, iou, precision, recall, model, checkpoint, checkpoint_sha256, split,
+    ``per_image``: [{stem, dice, iou}] in file order (a mean of 20 hides which frames fail),
     ``skipped``: [{file, problem}], ``resized``: [files whose mask size differs from the image])."""
     from napari_polyp.errors import UserError
     from napari_polyp.inference import Predictor
@@ -65,7 +66,7 @@ def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str =
         from tqdm import tqdm
 
         iterator = tqdm(pairs, desc=f"evaluating {name}", file=sys.stderr, leave=False)
-    skipped, resized = [], []
+    skipped, resized, per_image = [], [], []
     for pair in iterator:
         try:
             image, truth = read_image(pair.image), read_mask(pair.mask)
@@ -80,11 +81,14 @@ def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str =
                  f"the prediction is resized to the mask to score it")
             resized.append(str(pair.mask))
             probability = _resize_probability(probability, truth.shape)
-        scores.extend([{k: float(v[0]) for k, v in per_image_scores(probability[None], truth[None], threshold).items()}])
+        image_scores = {k: float(v[0]) for k, v in per_image_scores(probability[None], truth[None], threshold).items()}
+        scores.extend([image_scores])
+        per_image.append({"stem": pair.stem, "dice": round(image_scores["dice"], 4), "iou": round(image_scores["iou"], 4)})
     result = scores.result()
     result.update(model=name, checkpoint=str(getattr(model, "checkpoint_path", "") or ""),
                   checkpoint_sha256=header.get("sha256", ""), split=split, threshold=threshold,
-                  data=str(Path(data)), skipped=skipped, resized=resized, tta=tta, engine=predictor.engine)
+                  data=str(Path(data)), skipped=skipped, resized=resized, tta=tta, engine=predictor.engine,
+                  per_image=per_image)
     return result
 
 

@@ -78,3 +78,12 @@ def test_an_unreadable_pair_is_skipped_and_the_exit_status_says_so(tmp_path, all
     assert "skipped 1 file(s)" in captured.err and "Traceback" not in captured.err
     assert main(args + ["--strict"]) == 2
     assert "--strict" in capsys.readouterr().err
+
+
+def test_each_image_is_scored_by_name_and_the_mean_is_theirs(tmp_path, all_lesion):
+    data = folder(tmp_path / "d", "0/255", count=3)
+    Image.fromarray(np.zeros((40, 48), np.uint8)).save(data / "masks" / "s1.png")  # an empty mask: Dice 0
+    result = evaluate("microaunet", data, checkpoint=all_lesion, device="cpu")
+    assert [row["stem"] for row in result["per_image"]] == ["s0", "s1", "s2"]
+    assert result["per_image"][1]["dice"] == 0.0 and result["per_image"][0]["dice"] > 0.3
+    assert result["dice"] == pytest.approx(np.mean([row["dice"] for row in result["per_image"]]), abs=1e-3)
