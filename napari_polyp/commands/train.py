@@ -75,6 +75,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                         help="validate and save a moving average of the weights (e.g. 0.998): steadier "
                              "validation from epoch to epoch, usually a little higher")
+    parser.add_argument("--freeze-bn", action="store_true",
+                        help="keep the batch-norm statistics of --init-checkpoint (fine-tuning in small "
+                             "batches on a CPU: re-estimated, they drift)")
     parser.add_argument("--cutmix", type=float, default=0.0, metavar="P",
                         help="CutMix: with probability P a training sample gets a box of another sample of its "
                              "batch, with that box of its mask and teacher map (images only, not cached "
@@ -120,7 +123,7 @@ def config_from_args(args):
         optimizer=args.optimizer, cache_features=not args.no_cache,
         views=tuple(v.strip() for v in args.views.split(",") if v.strip()),
         feature_cache=args.feature_cache, cache_only=args.cache_only, crop_tokens=args.crop_tokens,
-        ema_decay=args.ema, cutmix=args.cutmix,
+        ema_decay=args.ema, cutmix=args.cutmix, freeze_bn=args.freeze_bn,
         device=args.device, amp=not args.no_amp,
         time_budget_min=args.time_budget_min, max_steps=args.max_steps, num_threads=args.threads,
         command="napari-polyp " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

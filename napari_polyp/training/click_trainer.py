@@ -60,6 +60,7 @@ from .click_simulation import (
     perturb_masks,
     structure_masks,
 )
+from .batchnorm import train_mode
 from .device_augment import augment_batch, device_preset, draw
 from .losses import bce_dice
 
@@ -298,16 +299,6 @@ class Simulator:
                     clicks = torch.cat([clicks, self.click(mask, y, deepest)[:, None]], 1)
             train_mode(net, was_training, self.config.freeze_bn)
         return refiner_input(x, mask, clicks)
-
-
-def train_mode(net: nn.Module, on: bool, freeze_bn: bool) -> None:
-    """``net.train(on)``; with ``freeze_bn`` its batch-norm layers stay in eval mode (their
-    running statistics as loaded: a fine-tune in batches of 8 on a CPU would drift them)."""
-    net.train(on)
-    if on and freeze_bn:
-        for module in net.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
 
 
 def autocast(device, enabled: bool):

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..jobs import Finished
+from .batchnorm import freeze_batchnorm
 from .finetune_rules import (  # noqa: F401 -- the rules, named here too (the API before the split)
     ANCHOR_LIMIT, FOLDS, FORGET_TOLERANCE, HOLDOUT_MIN_ITEMS, LOOK_SIZE, MIN_ITEMS, MIN_VAL_ITEMS, REPLAY_POOL,
     SCENE_JUMP, SCHEMES, anchor_pairs, choose_folds, choose_scheme, choose_validation, claim_problem, decide,
@@ -118,17 +119,6 @@ def _stamp() -> str:
 
 
 # -- the recipe -----------------------------------------------------------------------
-
-def freeze_batchnorm(model) -> int:
-    """Put every BatchNorm layer in eval mode (running statistics used and left as they are;
-    its scale and shift still train). Returns how many. Call after ``model.train()``."""
-    import torch.nn as nn
-
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for layer in layers:
-        layer.eval()
-    return len(layers)
-
 
 def replay_count(batch: int, replay: float, pool: int) -> int:
     """Replayed images per batch: round(batch × share), at least 1 when the share is > 0, and

@@ -43,6 +43,7 @@ from napari_polyp.inference import resolve_device
 
 from . import data as data_mod
 from .augment import Augmenter, check_preset
+from .batchnorm import train_mode
 from .batches import Batches, CachedBatches
 from .cutmix import cutmix
 from .device_augment import DeviceBatches
@@ -90,6 +91,7 @@ class TrainConfig:
     cache_only: bool = False  # fill the frozen-feature cache, then stop (no training)
     crop_tokens: int = 0  # cached features: train on random windows of this many tokens a side (0: whole)
     ema_decay: float = 0.0  # > 0: validate and save a moving average of the weights (weight_average.py)
+    freeze_bn: bool = False  # batch-norm layers in eval mode: their loaded statistics kept (batchnorm.py)
     cutmix: float = 0.0  # > 0: each training sample gets a neighbour's box with this probability (cutmix.py)
     num_threads: Optional[int] = None
     command: str = ""
@@ -221,8 +223,10 @@ class _HeadOnly(nn.Module):
 # -- validation -----------------------------------------------------------------------
 
 @torch.no_grad()
-def validate(net: nn.Module, batches: Batches, val_arrays, batch: int = 8, device=None) -> Dict:
-    """Mean per-image metrics on the validation arrays (at the training size)."""
+def validate(net: nn.Module, batches: Batches, val_arrays, batch: int = 8, device=None,
+             freeze_bn: bool = False) -> Dict:
+    """Mean per-image metrics on the validation arrays (at the training size); ``net`` is left in
+    the mode it came in (with ``freeze_bn``, its batch-norm layers in eval mode)."""
     was_training = net.training
     net.eval()
     scores = MeanScores()
@@ -230,7 +234,7 @@ def validate(net: nn.Module, batches: Batches, val_arrays, batch: int = 8, devic
         with _autocast(batches.device, enabled=False):
             out = batches.forward(net, inputs)
         scores.update(torch.sigmoid(out["logits"].float()), target)
-    net.train(was_training)
+    train_mode(net, was_training, freeze_bn)
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in scores.result().items()}
 
 
@@ -350,7 +354,7 @@ class _Run:
         self.model = build_model(config)
         self.size = config.size or models.base_card(config.model).input_size
         self.card = norm_card(config.model, self.size)
-        self.model.to(self.device).train()
+        train_mode(self.model.to(self.device), True, config.freeze_bn)
         yield self.event("start", message=f"loading {len(self.train_pairs)} training and {len(val_pairs)} "
                                           f"validation pairs at {self.size}px")
         cache_dir = self.out_dir if self.is_main else None  # one writer under torchrun
@@ -464,7 +468,8 @@ class _Run:
         if self.state is not None and self.state.get("baseline_metrics"):
             self.baseline = dict(self.state["baseline_metrics"])
             return
-        self.baseline = validate(self.net, self.batches, self.val_arrays, self.config.val_batch)
+        self.baseline = validate(self.net, self.batches, self.val_arrays, self.config.val_batch,
+                                 freeze_bn=self.config.freeze_bn)
         yield self.event("baseline", metrics=self.baseline,
                          message=f"start checkpoint: validation dice {self.baseline.get('dice', float('nan')):.4f}")
 
@@ -558,7 +563,8 @@ class _Run:
         val_started = time.monotonic()
         if self.is_main:
             with self.evaluated():
-                self.metrics = validate(self.net, self.batches, self.val_arrays, self.config.val_batch) \
+                self.metrics = validate(self.net, self.batches, self.val_arrays, self.config.val_batch,
+                                        freeze_bn=self.config.freeze_bn) \
                     if len(self.val_arrays) else {}
             done_epochs = self.epoch + (self.step_in_epoch / self.steps_in_order if self.step_in_epoch else 0.0)
             self.history.append({"epoch": round(done_epochs, 3), "step": self.global_step, "loss": self.loss_value,
@@ -595,6 +601,7 @@ class _Run:
             "best_epoch": self.best_epoch, "preset": dataclasses.asdict(self.preset), "teacher": config.teacher or "",
             "init_checkpoint": config.init_checkpoint or "", "baseline_metrics": self.baseline,
             "teacher_maps": config.teacher_maps or "", "ema_decay": config.ema_decay, "cutmix": config.cutmix,
+            "freeze_bn": config.freeze_bn,
         })
 
     def resume_state(self) -> dict:

@@ -25,18 +25,6 @@ def test_data_must_name_its_task():
         parse_data(["somewhere"])
 
 
-def test_freeze_bn_keeps_batch_norm_statistics_in_training_mode():
-    import torch.nn as nn
-
-    from napari_polyp.training.click_trainer import train_mode
-
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
-    train_mode(net, True, freeze_bn=True)
-    assert net.training and net[0].training and not net[1].training
-    train_mode(net, True, freeze_bn=False)
-    assert net[1].training
-
-
 def test_no_click_batches_train_and_are_validated(tiny_data, tmp_path):
     config = ClickTrainConfig(data=(f"polyp={tiny_data}",), out=str(tmp_path / "run"), size=64, batch=3,
                               max_steps=2, val_every=1, init=None, teachers={}, device="cpu", threads=1,

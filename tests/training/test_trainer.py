@@ -171,3 +171,20 @@ def test_a_variant_the_network_refuses_is_one_line_naming_it(tiny_data, tmp_path
     with pytest.raises(UserError, match=f"--variant .*{message}"):
         train(config)
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_freeze_bn_keeps_the_start_checkpoints_statistics_through_training_and_validation(tiny_data, tmp_path):
+    start = train(_config(tiny_data, tmp_path / "start", max_steps=1, augment="none"))
+    _, before = read_checkpoint(start.checkpoint, expected_architecture="microaunet")
+    runs = {}
+    for frozen in (True, False):
+        done = train(_config(tiny_data, tmp_path / f"run-{frozen}", epochs=2, augment="none", lr=1e-3,
+                             init_checkpoint=start.checkpoint, freeze_bn=frozen))
+        header, runs[frozen] = read_checkpoint(done.checkpoint, expected_architecture="microaunet")
+        assert header["training"]["freeze_bn"] is frozen
+    statistics = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert statistics
+    assert all(torch.equal(runs[True][k], before[k]) for k in statistics)
+    assert not all(torch.equal(runs[False][k], before[k]) for k in statistics)
+    weights = [k for k in before if k.endswith("weight") and before[k].is_floating_point()]
+    assert not all(torch.equal(runs[True][k], before[k]) for k in weights)  # the rest did train
