@@ -12,7 +12,9 @@ is augmented there in one pass:
 - the "generalise" preset's scope-to-scope changes (issue 27's recipe), each its own coin:
   gamma, Fourier amplitude mixing with another image of the batch (FDA, Yang & Soatto 2020:
   another centre's colour and illumination, this image's content), a low-resolution scope
-  (down, then up), defocus blur, specular highlights and sensor noise.
+  (down, then up), defocus blur, specular highlights and sensor noise;
+- "generalise-debris": synthetic debris lumps pasted on the background first (``debris.py``, on
+  the CPU, per sample, as the CPU path does: a few milliseconds a sample).
 
 Each sample's parameters are drawn from its own seed (``Batches.sample_seed``: run seed,
 epoch, index), as on the CPU path, so a run is repeatable and a resumed run draws what an
