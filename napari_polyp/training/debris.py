@@ -9,7 +9,8 @@ change: debris is background.
 
 A lump only teaches where the network would take it for a lesion: flat, dull lumps (the first
 drawing) were called lesion on 0 % of their pixels by the shipped EA-DK; these crumbly, lit ones on
-16 % (7 of 24 lumps on Kvasir-SEG images), as the real lumps of etis20 are.
+21 % (24 Kvasir-SEG validation images, ``benchmarks/debris.py``). Trained on, they are unlearned, but
+etis20's real lumps keep their probability (docs/generalisation.md): not shipped in a checkpoint.
 
 Everything is drawn from the caller's generator, so a sample's debris repeats with its seed.
 """
