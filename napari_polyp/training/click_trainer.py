@@ -45,6 +45,7 @@ from napari_polyp.errors import UserError
 from napari_polyp.inference import normalise, resolve_device
 
 from . import data as data_mod
+from .batchnorm import train_mode
 from .click_simulation import (
     band_masks,
     click_maps,
@@ -60,7 +61,6 @@ from .click_simulation import (
     perturb_masks,
     structure_masks,
 )
-from .batchnorm import train_mode
 from .device_augment import augment_batch, device_preset, draw
 from .losses import bce_dice
 
