@@ -26,6 +26,9 @@ def add_arguments(parser) -> None:
     add_engine_arguments(parser)
 
 
+WORST_SHOWN = 5  # images named under the mean
+
+
 def run(args) -> int:
     from ..io.skipped import report_skipped
     from ..training.evaluate import evaluate
@@ -36,5 +39,8 @@ def run(args) -> int:
     if not args.json:
         print(f"{args.model} on {result['n']} images ({args.split}): dice {result['dice']:.4f} "
               f"iou {result['iou']:.4f} precision {result['precision']:.4f} recall {result['recall']:.4f}")
+        if len(result["per_image"]) > 1:  # a mean hides the images that fail: name them
+            worst = sorted(result["per_image"], key=lambda row: row["dice"])[:WORST_SHOWN]
+            print("lowest dice: " + ", ".join(f"{row['stem']} {row['dice']:.3f}" for row in worst))
     print(json.dumps(result))
     return report_skipped("evaluate", [s["problem"] for s in result["skipped"]])

@@ -87,3 +87,12 @@ def test_each_image_is_scored_by_name_and_the_mean_is_theirs(tmp_path, all_lesio
     assert [row["stem"] for row in result["per_image"]] == ["s0", "s1", "s2"]
     assert result["per_image"][1]["dice"] == 0.0 and result["per_image"][0]["dice"] > 0.3
     assert result["dice"] == pytest.approx(np.mean([row["dice"] for row in result["per_image"]]), abs=1e-3)
+
+
+def test_the_command_names_the_images_with_the_lowest_dice(tmp_path, all_lesion, capsys):
+    root = folder(tmp_path / "d", "0/255")
+    Image.fromarray(np.zeros((40, 48), np.uint8)).save(root / "masks" / "s2.png")  # nothing to find: Dice 0
+    assert main(["evaluate", "--model", "microaunet", "--checkpoint", all_lesion, "--data", str(root),
+                 "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("lowest dice: s2 0.000, ")
