@@ -14,6 +14,8 @@ import numpy as np
 
 from napari_polyp.errors import UserError
 
+from .debris import paste_debris
+
 _BORDER = cv2.BORDER_REFLECT_101
 # the preset names build() knows; device_augment.DEVICE_PRESETS has the same ones for GPU batches
 PRESETS = ("none", "flips", "microaunet", "pefnet", "standard", "strong", "strong-small", "generalise",
@@ -104,8 +106,6 @@ def build(preset: str, size: int) -> "albumentations.Compose":
 
 def maybe_paste_debris(image: np.ndarray, mask: np.ndarray, seed: int, probability: float) -> np.ndarray:
     """With ``probability`` (a coin of the sample's own seed), debris on the image's background."""
-    from .debris import paste_debris
-
     rng = np.random.default_rng((int(seed) % (2 ** 32), 0xDEB))  # a stream of its own beside the pipeline's
     return paste_debris(image, mask, rng) if rng.random() < probability else image
 

@@ -73,10 +73,9 @@ def lump_colour(rng: np.random.Generator, alpha: np.ndarray) -> np.ndarray:
     return np.clip(colour, 0.0, 1.0)
 
 
-def _scene_light(image: np.ndarray) -> np.ndarray:
+def _scene_light(grey: np.ndarray) -> np.ndarray:
     """How lit each pixel's neighbourhood is, relative to the frame (so lumps in shadow are dark)."""
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    local = cv2.GaussianBlur(grey, (0, 0), max(2.0, image.shape[0] / 30))
+    local = cv2.GaussianBlur(grey.astype(np.float32), (0, 0), max(2.0, grey.shape[0] / 30))
     lit = grey > 20
     reference = np.percentile(local[lit], 75) if lit.any() else 255.0
     return np.clip(np.sqrt(local / max(reference, 1.0)), 0.75, 1.1)
@@ -93,7 +92,7 @@ def paste_debris(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) 
     rows, cols = np.nonzero(free)
     if rows.size == 0:
         return image
-    light = _scene_light(image)
+    light = _scene_light(grey)
     out = image.astype(np.float32) / 255
     for _ in range(int(rng.integers(DEBRIS_COUNT[0], DEBRIS_COUNT[1] + 1))):
         side = max(5, int(round(np.sqrt(rng.uniform(*DEBRIS_AREA) * h * w) / 0.85)))
