@@ -25,6 +25,7 @@ AUGMENTATIONS = {
     "generalise-nofda": "generalise without the Fourier style mixing",
     "generalise-small": "generalise zoomed out to 0.35: small lesions, as at ETIS",
     "generalise-debris": "generalise with synthetic debris lumps pasted on the background (hard negatives)",
+    "generalise-hist": "generalise with histogram matching to another image of the batch (on the device only)",
 }
 
 

@@ -19,7 +19,7 @@ from .debris import paste_debris
 _BORDER = cv2.BORDER_REFLECT_101
 # the preset names build() knows; device_augment.DEVICE_PRESETS has the same ones for GPU batches
 PRESETS = ("none", "flips", "microaunet", "pefnet", "standard", "strong", "strong-small", "generalise",
-           "generalise-nofda", "generalise-small", "generalise-debris")
+           "generalise-nofda", "generalise-small", "generalise-debris", "generalise-hist")
 # the presets that paste synthetic debris on the background first (debris.py), with this probability
 DEBRIS_PRESETS = {"generalise-debris": 0.5}
 # zoomed out further in "strong-small" and "generalise-small": ETIS's polyps cover 0.5-10 % of the frame, Kvasir-SEG's mostly
@@ -53,8 +53,9 @@ def _affine(rotate: float, scale=(0.9, 1.1), translate=0.05):
 
 def _scope_changes():
     """The CPU version of the device preset "generalise" (``device_augment``): colour, gamma,
-    a low-resolution scope, defocus, noise, JPEG. Fourier amplitude mixing needs a second
-    image of the batch, so it is the device path's alone; on the CPU both names are this."""
+    a low-resolution scope, defocus, noise, JPEG. Fourier amplitude mixing and histogram
+    matching need a second image of the batch, so they are the device path's alone; on the
+    CPU "generalise", "generalise-nofda" and "generalise-hist" are this."""
     A = _albumentations()
     return [A.ColorJitter(brightness=0.35, contrast=0.35, saturation=0.35, hue=0.06, p=0.8),
             A.RandomGamma(gamma_limit=(60, 160), p=0.4),
@@ -94,7 +95,7 @@ def build(preset: str, size: int) -> "albumentations.Compose":
         transforms = _flips() + [_affine(rotate=90, scale=(0.7, 1.4), translate=0.1), _colour(0.3)]
     elif preset == "strong-small":  # [B] the same, zoomed out to small lesions
         transforms = _flips() + [_affine(rotate=90, scale=SMALL_LESION_ZOOM, translate=0.1), _colour(0.3)]
-    elif preset in ("generalise", "generalise-nofda", "generalise-debris"):  # [B] issue 27: what differs between scopes
+    elif preset in ("generalise", "generalise-nofda", "generalise-debris", "generalise-hist"):  # [B] issue 27: what differs between scopes
         transforms = _flips() + [_affine(rotate=180, scale=(0.6, 1.5), translate=0.1)] + _scope_changes()
     elif preset == "generalise-small":  # [B] the same, zoomed out to small lesions
         transforms = _flips() + [_affine(rotate=180, scale=SMALL_LESION_ZOOM, translate=0.1)] + _scope_changes()

@@ -11,7 +11,8 @@ is augmented there in one pass:
 - light colour jitter (brightness, contrast, saturation, hue) and, for PEFNet, cut-out holes;
 - the "generalise" preset's scope-to-scope changes (issue 27's recipe), each its own coin:
   gamma, Fourier amplitude mixing with another image of the batch (FDA, Yang & Soatto 2020:
-  another centre's colour and illumination, this image's content), a low-resolution scope
+  another centre's colour and illumination, this image's content), in "generalise-hist" also
+  histogram matching to another image of the batch (its colours, rank for rank), a low-resolution scope
   (down, then up), defocus blur, specular highlights and sensor noise;
 - "generalise-debris": synthetic debris lumps pasted on the background first (``debris.py``, on
   the CPU, per sample, as the CPU path does: a few milliseconds a sample).
@@ -58,6 +59,7 @@ class DeviceAugment:
     gamma_range: Tuple[float, float] = (0.6, 1.6)
     fda: float = 0.0  # amplitude mixing with the next image of the batch
     fda_beta: Tuple[float, float] = (0.005, 0.05)  # half-width of the low-frequency window, fraction of the side
+    hist: float = 0.0  # histogram matching to the next image of the batch, part of the way (0.3-1.0)
     lowres: float = 0.0
     lowres_scale: Tuple[float, float] = (0.25, 0.7)
     blur: float = 0.0
@@ -87,6 +89,8 @@ DEVICE_PRESETS["generalise-nofda"] = replace(DEVICE_PRESETS["generalise"], fda=0
 DEVICE_PRESETS["generalise-small"] = replace(DEVICE_PRESETS["generalise"], zoom=SMALL_LESION_ZOOM)
 DEVICE_PRESETS["strong-small"] = replace(DEVICE_PRESETS["strong"], zoom=SMALL_LESION_ZOOM)
 DEVICE_PRESETS["generalise-debris"] = replace(DEVICE_PRESETS["generalise"], debris=DEBRIS_PRESETS["generalise-debris"])
+# the issue's second style mixing beside FDA: whole colour distributions, not low frequencies
+DEVICE_PRESETS["generalise-hist"] = replace(DEVICE_PRESETS["generalise"], hist=0.4)
 
 
 def device_preset(name: str) -> DeviceAugment:
@@ -103,7 +107,7 @@ N_PARAMS = 28 + 8 + 12  # draw()'s row: geometry and colour, the recipe's scalar
 def draw(aug: DeviceAugment, seed: int) -> np.ndarray:
     """One sample's parameters: [sx, sy, turns, angle, zoom, tx, ty, bright, contrast, sat, hue,
     holes, (y0, x0, h, w) x 4, gamma, fda beta, fda mix, lowres scale, blur sigma, noise sigma,
-    highlights, 0, (y, x, r) x 4], all from ``seed`` alone. The recipe's values are drawn after
+    highlights, histogram matching strength, (y, x, r) x 4], all from ``seed`` alone. The recipe's values are drawn after
     the others, so the earlier presets draw what they always drew."""
     rng = np.random.default_rng(seed)
     u = rng.random(16)  # the coin of each decision, drawn first so ranges never shift them
@@ -140,7 +144,8 @@ def _draw_recipe(aug: DeviceAugment, rng, u) -> np.ndarray:
     n_spots = int(rng.integers(1, 5)) if u[11] < aug.specular else 0
     for k in range(n_spots):
         spots[3 * k:3 * k + 3] = (rng.uniform(0.05, 0.95), rng.uniform(0.05, 0.95), rng.uniform(0.005, 0.03))
-    return np.concatenate([[gamma, beta, mix, scale, sigma, noise, n_spots, 0.0], spots])
+    hist = rng.uniform(0.3, 1.0) if u[12] < aug.hist else 0.0  # drawn last: the other presets draw as before
+    return np.concatenate([[gamma, beta, mix, scale, sigma, noise, n_spots, hist], spots])
 
 
 def affine_matrices(params: torch.Tensor) -> torch.Tensor:
@@ -222,6 +227,22 @@ def mix_amplitude(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     return torch.fft.ifft2(torch.polar(amplitude, phase)).real.clamp(0.0, 1.0).to(x.dtype)
 
 
+def match_histograms(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Each chosen image's channels take the next image's values rank for rank (its colour
+    distribution, this image's content), part of the way (the strength); the mask stays."""
+    strength = params[:, 35]
+    chosen = torch.nonzero(strength > 0).flatten().tolist()
+    if not chosen:
+        return x
+    flat, partner = x.flatten(2), x.roll(1, dims=0).flatten(2)
+    out = x.clone()
+    for i in chosen:
+        matched = torch.empty_like(flat[i]).scatter_(-1, flat[i].argsort(-1), partner[i].sort(-1).values)
+        share = float(strength[i])
+        out[i] = (1 - share) * x[i] + share * matched.view_as(x[i])
+    return out
+
+
 def lower_resolution(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """A coarser sensor: each chosen image down to its scale (area), then back up (bilinear)."""
     out = x.clone()
@@ -280,7 +301,8 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, params: torch.Tenso
     if aug.colour > 0:
         x = jitter_colour(x, params)
     if params.shape[1] >= N_PARAMS:  # the recipe's steps, in the order a scope would cause them
-        steps = ((aug.gamma, apply_gamma), (aug.fda, mix_amplitude), (aug.lowres, lower_resolution),
+        steps = ((aug.gamma, apply_gamma), (aug.fda, mix_amplitude), (aug.hist, match_histograms),
+                 (aug.lowres, lower_resolution),
                  (aug.blur, gaussian_blur), (aug.specular, add_highlights), (aug.noise, add_noise))
         for probability, step in steps:
             if probability > 0:

@@ -116,11 +116,11 @@ def test_every_cpu_preset_has_an_on_device_version():
         augment.build("wild", 64)
 
 
-@pytest.mark.parametrize("step", ["gamma", "fda", "lowres", "blur", "specular", "noise"])
+@pytest.mark.parametrize("step", ["gamma", "fda", "hist", "lowres", "blur", "specular", "noise"])
 def test_each_generalise_step_keeps_image_and_mask_aligned_and_is_seeded(step):
     """A bright lesion on a dark ground: after the warp and one recipe step, the lesion (by
     the mask) is still brighter than the ground, and the same seeds give the same batch."""
-    off = dict(colour=0.0, gamma=0.0, fda=0.0, lowres=0.0, blur=0.0, specular=0.0, noise=0.0)
+    off = dict(colour=0.0, gamma=0.0, fda=0.0, hist=0.0, lowres=0.0, blur=0.0, specular=0.0, noise=0.0)
     only = dataclasses.replace(DEVICE_PRESETS["generalise"], **{**off, step: 1.0})
     images = torch.full((4, 3, 48, 48), 40, dtype=torch.uint8)
     masks = torch.zeros(4, 1, 48, 48, dtype=torch.uint8)
@@ -135,6 +135,32 @@ def test_each_generalise_step_keeps_image_and_mask_aligned_and_is_seeded(step):
     outside = (grey * (1 - y)).flatten(1).sum(1) / (1 - y).flatten(1).sum(1)
     assert (inside > outside + 0.2).all()
     assert float(x.min()) >= 0 and float(x.max()) <= 1
+
+
+def test_histogram_matching_gives_an_image_its_partners_colours_and_keeps_its_content():
+    """At full strength each channel holds the partner's values (the next image back in the
+    batch), in the order of its own pixels; the other presets draw what they drew before."""
+    only = dataclasses.replace(OFF, hist=1.0)
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 256, (2, 3, 16, 16), dtype=np.uint8))
+    params = _params(only, 2, seed=3)
+    params[:, 35] = 1.0  # full strength: the matched image alone
+    x, _ = augment_batch(images, torch.zeros(2, 1, 16, 16, dtype=torch.uint8), params, only)
+    source = images.float() / 255
+    for i, partner in ((0, 1), (1, 0)):
+        for c in range(3):
+            # (the identity warp's bilinear sampling leaves float rounding)
+            assert torch.allclose(x[i, c].flatten().sort().values, source[partner, c].flatten().sort().values,
+                                  atol=1e-5)
+            # its content: a darker pixel of its own is no brighter after (ties may take any order)
+            own, out = source[i, c].flatten(), x[i, c].flatten()
+            levels = own.unique()
+            darkest = torch.stack([out[own == level].min() for level in levels])
+            brightest = torch.stack([out[own == level].max() for level in levels])
+            assert (brightest[:-1] <= darkest[1:] + 1e-5).all()
+    for seed in range(5):  # histogram matching's value is drawn last: the rest is what "generalise" draws
+        plain, matched = draw(DEVICE_PRESETS["generalise"], seed), draw(DEVICE_PRESETS["generalise-hist"], seed)
+        assert plain[35] == 0 and np.array_equal(np.delete(plain, 35), np.delete(matched, 35))
 
 
 def test_the_small_lesion_preset_zooms_out_with_the_mask_and_fills_the_frame():
