@@ -107,8 +107,8 @@ N_PARAMS = 28 + 8 + 12  # draw()'s row: geometry and colour, the recipe's scalar
 def draw(aug: DeviceAugment, seed: int) -> np.ndarray:
     """One sample's parameters: [sx, sy, turns, angle, zoom, tx, ty, bright, contrast, sat, hue,
     holes, (y0, x0, h, w) x 4, gamma, fda beta, fda mix, lowres scale, blur sigma, noise sigma,
-    highlights, histogram matching strength, (y, x, r) x 4], all from ``seed`` alone. The recipe's values are drawn after
-    the others, so the earlier presets draw what they always drew."""
+    highlights, histogram matching strength, (y, x, r) x 4], all from ``seed`` alone. The
+    recipe's values are drawn after the others, so the earlier presets draw what they always drew."""
     rng = np.random.default_rng(seed)
     u = rng.random(16)  # the coin of each decision, drawn first so ranges never shift them
     sx = -1.0 if u[0] < aug.hflip else 1.0
