@@ -20,6 +20,8 @@ _BORDER = cv2.BORDER_REFLECT_101
 # the preset names build() knows; device_augment.DEVICE_PRESETS has the same ones for GPU batches
 PRESETS = ("none", "flips", "microaunet", "pefnet", "standard", "strong", "strong-small", "generalise",
            "generalise-nofda", "generalise-small", "generalise-debris", "generalise-hist")
+# the presets whose CPU pipeline is the generalise recipe at the shipped zoom (the batch mixings are the device path's)
+_GENERALISE_AT_SHIPPED_ZOOM = ("generalise", "generalise-nofda", "generalise-debris", "generalise-hist")
 # the presets that paste synthetic debris on the background first (debris.py), with this probability
 DEBRIS_PRESETS = {"generalise-debris": 0.5}
 # zoomed out further in "strong-small" and "generalise-small": ETIS's polyps cover 0.5-10 % of the frame, Kvasir-SEG's mostly
@@ -95,7 +97,7 @@ def build(preset: str, size: int) -> "albumentations.Compose":
         transforms = _flips() + [_affine(rotate=90, scale=(0.7, 1.4), translate=0.1), _colour(0.3)]
     elif preset == "strong-small":  # [B] the same, zoomed out to small lesions
         transforms = _flips() + [_affine(rotate=90, scale=SMALL_LESION_ZOOM, translate=0.1), _colour(0.3)]
-    elif preset in ("generalise", "generalise-nofda", "generalise-debris", "generalise-hist"):  # [B] issue 27: what differs between scopes
+    elif preset in _GENERALISE_AT_SHIPPED_ZOOM:  # [B] issue 27: what differs between scopes
         transforms = _flips() + [_affine(rotate=180, scale=(0.6, 1.5), translate=0.1)] + _scope_changes()
     elif preset == "generalise-small":  # [B] the same, zoomed out to small lesions
         transforms = _flips() + [_affine(rotate=180, scale=SMALL_LESION_ZOOM, translate=0.1)] + _scope_changes()
