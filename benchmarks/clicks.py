@@ -17,7 +17,9 @@ click, then clicks), ``hybridK`` (the refiner for K clicks, then GrabCut with ev
 the refiner's probability as the prior), ``grabcut`` (all clicks so far as discs of
 ``refine.STROKE_RADIUS``-scaled radius, the start's probability as the prior), ``brush`` (each
 click paints a disc of ``--brush-radius`` px). Starts: ``empty``, ``microaunet`` (MicroAUNet's
-mask), ``default`` (the task's default network: EA-DK for polyps, EAM-Net for skin).
+mask), ``default`` (the task's default network: EA-DK for polyps, EAM-Net for skin), each as the
+Segment tab shows it by default (flip TTA where ``tta_fits``, then checked by a second network where
+``second_opinion.fits``; ``--plain-start`` for the network's plain mask).
 
 Sets: ``kvasir-val`` and ``ph2-val`` (the seeded validation split the shipped checkpoints
 record, n = 90 and 16), ``etis20`` and ``cvc612-seq`` (other centres, never trained on).
@@ -60,14 +62,23 @@ def load_pairs(name: str, data_root: Path, limit):
     return task, [(p.stem, read_image(p.image), read_mask(p.mask) > 0) for p in pairs]
 
 
-def start_probability(start: str, task: str, image, predictors) -> np.ndarray:
+def start_probability(start: str, task: str, image, predictors, as_shown: bool = True) -> np.ndarray:
     if start == "empty":
         return np.zeros(image.shape[:2], np.float32)
     name = DEFAULT_NETWORK[task] if start == "default" else start
     if name not in predictors:
+        import models
         from napari_polyp.inference import Predictor
+        from napari_polyp.inference.prediction import tta_fits
+        from napari_polyp.inference.second_opinion import fits, with_second_opinion
 
-        predictors[name] = Predictor(name)
+        # the mask the Segment tab shows by default: flip TTA, then the second opinion, where they fit
+        card = models.get_card(name)
+        predictor = Predictor(name, tta=as_shown and tta_fits(card))
+        second = models.second_opinion_for(name)
+        if as_shown and second and fits(card, models.get_card(second), predictor.tta):
+            predictor = with_second_opinion(predictor)
+        predictors[name] = predictor
     return predictors[name].predict(image).probability
 
 
@@ -202,6 +213,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default=str(DATA))
     parser.add_argument("--per-image", type=Path, default=None,
                         help="append one JSON line per image (IoU after each click, NoC) to this file")
+    parser.add_argument("--plain-start", action="store_true",
+                        help="start from the networks' plain masks (the Segment tab turns flip TTA and the "
+                             "second opinion on where they fit)")
     args = parser.parse_args(argv)
     if args.threads:
         import torch
@@ -213,7 +227,7 @@ def main(argv=None) -> int:
         for start in [s for s in args.starts.split(",") if s]:
             if start == "microaunet" and task != "polyp":
                 continue
-            starts = [start_probability(start, task, image, predictors) for _, image, _ in pairs]
+            starts = [start_probability(start, task, image, predictors, not args.plain_start) for _, image, _ in pairs]
             for method in [m for m in args.methods.split(",") if m]:
                 rows = []
                 for (stem, image, truth), p in zip(pairs, starts):

@@ -1,10 +1,12 @@
 """Validation Dice beside Dice at other centres, for shipped or candidate checkpoints.
 
-    python benchmarks/generalisation.py --model ea-dk [--checkpoint FILE ...] [--tta] [--threads 1] [--per-image]
+    python benchmarks/generalisation.py --model ea-dk [--checkpoint FILE ...] [--tta] [--second-opinion]
+                                        [--threads 1] [--per-image]
 
 For each checkpoint: its Kvasir-SEG (or PH2) validation split (the stems its header records),
 ``../shared/data/etis20`` and ``../shared/data/cvc612-seq`` (polyp networks; other centres,
-never trained on), each image at its own size through ``napari-polyp evaluate``. Prints one
+never trained on), each image at its own size through ``napari-polyp evaluate`` (``--second-opinion``:
+the masks the task's checking network leaves, and the images where it overruled). Prints one
 JSON line per checkpoint and set, then a Markdown table. Development figures on small sets
 (n = 90, 20, 20): one image of etis20 moves its mean by up to 0.05.
 """
@@ -22,7 +24,8 @@ DATA = ROOT.parent / "shared" / "data"
 SETS = {"polyp": ("kvasir-seg", ("etis20", "cvc612-seq")), "skin": ("ph2", ())}
 
 
-def score(model_name: str, checkpoint, tta: bool, threads, data_root: Path, per_image: bool = False) -> dict:
+def score(model_name: str, checkpoint, tta: bool, threads, data_root: Path, per_image: bool = False,
+          second_opinion: bool = False) -> dict:
     import models
     from napari_polyp.training.evaluate import evaluate, load_model
 
@@ -31,11 +34,15 @@ def score(model_name: str, checkpoint, tta: bool, threads, data_root: Path, per_
     model = load_model(model_name, checkpoint)
     row = {"model": model_name, "checkpoint": str(checkpoint or models.default_checkpoint(model_name))}
     for name, split in [(own, "val")] + [(o, "all") for o in others]:
-        result = evaluate(model_name, data_root / name, split=split, model=model, tta=tta, threads=threads)
+        result = evaluate(model_name, data_root / name, split=split, model=model, tta=tta, threads=threads,
+                          second_opinion=second_opinion)
         row[name] = {"n": result["n"], "dice": round(result["dice"], 4), "iou": round(result["iou"], 4)}
+        if second_opinion:
+            row[name]["overruled"] = result["second_opinion_overruled"]
         if per_image and split == "all":  # each frame of the small other-centre sets: which ones fail
             row[name]["per_image"] = {r["stem"]: r["dice"] for r in result["per_image"]}
         print(json.dumps({"model": model_name, "checkpoint": row["checkpoint"], "set": name, "tta": tta,
+                          "second_opinion": second_opinion,
                           **row[name]}), flush=True)
     return row
 
@@ -46,11 +53,13 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", action="append", default=None,
                         help="checkpoint file (repeat; default: the model's default checkpoint)")
     parser.add_argument("--tta", action="store_true")
+    parser.add_argument("--second-opinion", action="store_true",
+                        help="the masks as the task's checking network leaves them (inference.second_opinion)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data-root", default=str(DATA))
     parser.add_argument("--per-image", action="store_true", help="each other-centre frame's Dice in the JSON lines")
     args = parser.parse_args(argv)
-    rows = [score(args.model, c, args.tta, args.threads, Path(args.data_root), args.per_image)
+    rows = [score(args.model, c, args.tta, args.threads, Path(args.data_root), args.per_image, args.second_opinion)
             for c in (args.checkpoint or [None])]
     sets = [k for k in rows[0] if k not in ("model", "checkpoint")]
     print("\n| checkpoint | " + " | ".join(f"{s} Dice (n={rows[0][s]['n']})" for s in sets) + " |")

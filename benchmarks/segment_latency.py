@@ -2,6 +2,7 @@
 
     xvfb-run -a python benchmarks/segment_latency.py [--models a,b] [--repeats 5] [--size 600]
         [--engine auto|torch|onnxruntime] [--threads N] [--new-image same-layer|new-layer]
+        [--tta default|on|off] [--second-opinion default|on|off]
 
 For each network: a real napari viewer with the Segment widget docked as users get it,
 the network's default checkpoint (random weights where none is shipped). Each press
@@ -32,6 +33,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="network threads (default: physical cores)")
     parser.add_argument("--tta", default="default", choices=("default", "on", "off"),
                         help="flip TTA: the widget's default for each network, or forced")
+    parser.add_argument("--second-opinion", default="default", choices=("default", "on", "off"),
+                        help="the checking network (inference.second_opinion): the widget's default, or forced "
+                             "(on: where the network has one)")
     parser.add_argument("--new-image", default="same-layer", choices=("same-layer", "new-layer"))
     args = parser.parse_args(argv)
 
@@ -80,18 +84,22 @@ def main(argv=None) -> int:
 
     print(f"new {args.size}x{args.size} image per press ({args.new_image}), device {args.device}, engine {args.engine}, threads "
           f"{widget.threads_spin.value()}, cpus {os.cpu_count()}, load avg {os.getloadavg()[0]:.2f}")
-    print(f"{'network':12s} {'engine':12s} {'TTA':4s} {'weights':28s} {'cold s':>7s} {'median s':>9s}  layers  runs")
+    print(f"{'network':12s} {'engine':12s} {'TTA':4s} {'checked by':10s} {'weights':28s} {'cold s':>7s} "
+          f"{'median s':>9s}  layers  runs")
     for name in names:
         widget.model_combo.setCurrentText(name)
         if args.tta != "default":
             widget.tta_check.setChecked(args.tta == "on")
         tta = "on" if widget.tta_check.isChecked() else "off"
+        if args.second_opinion != "default":
+            widget.second_check.setChecked(args.second_opinion == "on")
+        checked_by = widget.second_opinion() or "-"
         weights = widget.checkpoint_combo.currentText()
         cold = press_run()
         layers_before = len(viewer.layers)
         warm = [press_run() for _ in range(args.repeats)]
         engine = widget.mask_layer().metadata.get("engine", "?")
-        print(f"{name:12s} {engine:12s} {tta:4s} {weights[:28]:28s} {cold:7.3f} {statistics.median(warm):9.3f}  "
+        print(f"{name:12s} {engine:12s} {tta:4s} {checked_by:10s} {weights[:28]:28s} {cold:7.3f} {statistics.median(warm):9.3f}  "
               f"{layers_before}->{len(viewer.layers)}  " + " ".join(f"{t:.3f}" for t in warm), flush=True)
     print(f"load avg at end {os.getloadavg()[0]:.2f}")
     viewer.close()

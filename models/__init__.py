@@ -47,6 +47,7 @@ __all__ = [  # what code outside models/ may use; the _modules are this package'
     "MAX_DEFAULT_CPU_MS",
     "MAX_LIVE_CPU_MS",
     "ModelCard",
+    "SECOND_OPINION",
     "SEGMENTER",
     "TASKS",
     "UnknownModelError",
@@ -66,6 +67,7 @@ __all__ = [  # what code outside models/ may use; the _modules are this package'
     "peek_header",
     "register_model",
     "save_checkpoint",
+    "second_opinion_for",
     "selection_score",
     "task_mismatch",
 ]
@@ -177,6 +179,10 @@ MAX_DEFAULT_CPU_MS = 1000.0  # the default network answers within a second on a 
 # 84.7 ms (one torch thread; ~68 ms in ONNX Runtime) showed 25.0 fps, no frame skipped, half of
 # them its own (benchmarks/live_carry.py, 3 x 250 synthetic frames, idle 2-core machine)
 MAX_LIVE_CPU_MS = 90.0
+# The network that checks another's mask, per task (napari_polyp.inference.second_opinion): DINO-keys,
+# built on DINOv2's self-supervised keys, holds up where EA-DK is sure of the wrong thing at another
+# centre (etis20's lump of debris; docs/generalisation.md, "A second opinion")
+SECOND_OPINION = {"polyp": "dino-keys"}
 
 
 def default_model(task: str = "polyp", cards: Optional[Sequence[ModelCard]] = None,
@@ -204,6 +210,15 @@ def live_model(task: str = "polyp", cards: Optional[Sequence[ModelCard]] = None)
     """The network Live plays for ``task``: :func:`default_model`'s rule among the networks
     that answer within :data:`MAX_LIVE_CPU_MS` (fast enough for Live's flow to carry them)."""
     return default_model(task, cards, max_cpu_ms=MAX_LIVE_CPU_MS)
+
+
+def second_opinion_for(model_name: str) -> Optional[str]:
+    """The network that checks ``model_name``'s masks (:data:`SECOND_OPINION`), or None: none for
+    its task, it is that network itself, or that network has no trained checkpoint."""
+    second = SECOND_OPINION.get(base_card(model_name).task)
+    if second is None or second == model_name or second not in list_models():
+        return None
+    return second if default_checkpoint(second) is not None else None
 
 
 def keeps_up_live(card: ModelCard) -> bool:

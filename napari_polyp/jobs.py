@@ -90,15 +90,18 @@ class ModelChoice:
     checkpoint: str = ""
     stamp: str = ""
     tta: bool = False
+    second_opinion: str = ""  # the network that checks the masks ("" none; ``inference.second_opinion``)
 
     @classmethod
-    def of(cls, network: str, checkpoint=None, tta: bool = False) -> "ModelChoice":
+    def of(cls, network: str, checkpoint=None, tta: bool = False, second_opinion: str = "") -> "ModelChoice":
         checkpoint = str(checkpoint) if checkpoint else ""
-        return cls(str(network), checkpoint, checkpoint_stamp(checkpoint), bool(tta))
+        return cls(str(network), checkpoint, checkpoint_stamp(checkpoint), bool(tta), str(second_opinion or ""))
 
     def label(self) -> str:
-        """How the item line and the table name it: "ea-dk", "ea-dk +TTA", "ea-dk (random weights)"."""
-        return self.network + (" +TTA" if self.tta else "") + ("" if self.checkpoint else " (random weights)")
+        """How the item line and the table name it: "ea-dk", "ea-dk +TTA", "ea-dk +TTA, checked by
+        dino-keys", "ea-dk (random weights)"."""
+        return (self.network + (" +TTA" if self.tta else "") + ("" if self.checkpoint else " (random weights)")
+                + (f", checked by {self.second_opinion}" if self.second_opinion else ""))
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ class Provenance:
     device: str = ""
     seconds: float = 0.0
     propagated_from: Optional[int] = None  # a video frame's mask carried from this key frame
+    second_opinion: str = ""  # what the checking network said ("dino-keys agrees", "... overruled ...")
 
     def metadata(self) -> Dict[str, Any]:
         """The prediction layers' metadata (the threshold and time are added where the mask is made)."""
@@ -126,6 +130,8 @@ class Provenance:
             meta["seconds"] = round(float(self.seconds), 4)
         if self.propagated_from is not None:
             meta["propagated_from"] = int(self.propagated_from)
+        if self.second_opinion:
+            meta["second_opinion"] = self.second_opinion
         return meta
 
 
@@ -149,7 +155,8 @@ def predicted(prediction, choice: ModelChoice, source="", frame: Optional[int] =
     ``attention`` and ``checkpoint_sha256``) as made with ``choice``."""
     provenance = Provenance(choice, str(getattr(prediction, "checkpoint_sha256", "") or ""), str(source or ""),
                             str(getattr(prediction, "engine", "") or ""), device,
-                            float(getattr(prediction, "seconds", 0.0) or 0.0))
+                            float(getattr(prediction, "seconds", 0.0) or 0.0),
+                            second_opinion=str(getattr(prediction, "second_opinion", "") or ""))
     return Predicted(np.asarray(prediction.probability, np.float32), dict(prediction.attention or {}),
                      provenance, frame)
 

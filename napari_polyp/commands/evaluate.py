@@ -20,6 +20,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--strict", action="store_true", help="stop at the first pair that cannot be read")
     parser.add_argument("--tta", action="store_true",
                         help="flip test-time augmentation: average over the image and its mirror images (3× slower)")
+    from .predict import add_second_opinion_argument
+
+    add_second_opinion_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     from ..inference.engine import add_arguments as add_engine_arguments
 
@@ -35,12 +38,16 @@ def run(args) -> int:
 
     result = evaluate(args.model, args.data, args.checkpoint, args.split, args.device, args.backbone_weights,
                       args.threshold, args.limit, progress=not args.json, strict=args.strict, tta=args.tta,
-                      engine=args.engine, threads=args.threads)
+                      engine=args.engine, threads=args.threads, second_opinion=args.second_opinion)
     if not args.json:
         print(f"{args.model} on {result['n']} images ({args.split}): dice {result['dice']:.4f} "
               f"iou {result['iou']:.4f} precision {result['precision']:.4f} recall {result['recall']:.4f}")
         if len(result["per_image"]) > 1:  # a mean hides the images that fail: name them
             worst = sorted(result["per_image"], key=lambda row: row["dice"])[:WORST_SHOWN]
             print("lowest dice: " + ", ".join(f"{row['stem']} {row['dice']:.3f}" for row in worst))
+        if args.second_opinion:
+            overruled = result["second_opinion_overruled"]
+            print(f"second opinion: overruled the mask on {len(overruled)} of {result['n']} images"
+                  + (": " + ", ".join(overruled) if overruled else ""))
     print(json.dumps(result))
     return report_skipped("evaluate", [s["problem"] for s in result["skipped"]])

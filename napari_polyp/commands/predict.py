@@ -52,6 +52,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--strict", action="store_true", help="stop at the first file that cannot be read")
     parser.add_argument("--tta", action="store_true",
                         help="flip test-time augmentation: average over the image and its mirror images (3× slower)")
+    add_second_opinion_argument(parser)
     from napari_polyp.inference.engine import add_arguments as add_engine_arguments
 
     add_engine_arguments(parser)
@@ -90,7 +91,24 @@ def check_out_folder(out: Path) -> None:
         raise UserError(f"--out {out}: cannot create this folder ({err.strerror or err})") from None
 
 
+def add_second_opinion_argument(parser) -> None:
+    """``--second-opinion``, for predict and evaluate alike."""
+    parser.add_argument("--second-opinion", action="store_true",
+                        help="let the task's checking network (models.SECOND_OPINION: DINO-keys for polyps) "
+                             "overrule the mask where it sees none of it (about 0.4 s more an image)")
+
+
 def _load_predictor(args):
+    """The network --model names, checked by a second one where --second-opinion asks."""
+    from napari_polyp.inference.second_opinion import with_second_opinion
+
+    predictor = _load_network(args)
+    if getattr(args, "second_opinion", False):
+        predictor = with_second_opinion(predictor, args.device, args.engine, args.threads)
+    return predictor
+
+
+def _load_network(args):
     import models
     from napari_polyp.errors import UserError
     from napari_polyp.inference import Predictor
@@ -146,7 +164,7 @@ def _check_arguments(args) -> None:
 def _identity(args, spec, items, threshold: float) -> dict:
     """What makes two runs the same run (and a manifest resumable)."""
     return {"model": spec.model, "checkpoint_sha256": spec.checkpoint_sha256, "tta": spec.tta,
-            "engine": spec.engine, "threshold": threshold, "probability": bool(args.probability),
+            "engine": spec.engine, "second_opinion": spec.describe().get("second_opinion"), "threshold": threshold, "probability": bool(args.probability),
             "chunk_frames": int(args.chunk_frames), "inputs": sorted(item.key for item in items)}
 
 

@@ -50,6 +50,8 @@ class Prediction:
     checkpoint_sha256: str = ""  # "" when the weights are untrained
     seconds: float = 0.0
     engine: str = ""  # what ran the network: "torch" | "onnxruntime"
+    second_opinion: str = ""  # what a second network said of the mask (``second_opinion.checked``); "" unasked
+    overruled: bool = False  # the mask is that second network's: it saw none of this one's
 
     def mask(self, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
         return binary_mask(self.probability, threshold)

@@ -16,11 +16,12 @@ a process that dies makes Ray retry.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -42,17 +43,28 @@ class PredictorSpec:
     key: dict = field(default_factory=dict)  # graph: what it was exported from (engine.export_key)
     device: str = "auto"  # build: torch's device
     backbone_weights: str = ""  # build
+    second: Optional["PredictorSpec"] = None  # the network that checks this one's masks (--second-opinion)
 
     def describe(self) -> dict:
-        return {"model": self.model, "checkpoint": self.checkpoint, "checkpoint_sha256": self.checkpoint_sha256,
-                "tta": self.tta, "engine": self.engine}
+        described = {"model": self.model, "checkpoint": self.checkpoint, "checkpoint_sha256": self.checkpoint_sha256,
+                     "tta": self.tta, "engine": self.engine}
+        if self.second is not None:
+            described["second_opinion"] = {"model": self.second.model,
+                                           "checkpoint_sha256": self.second.checkpoint_sha256}
+        return described
 
 
 def spec_from_predictor(predictor, args) -> PredictorSpec:
     """The spec that gives a worker the same network as ``predictor`` (built or served by the
     driver): its graph where it runs in ONNX Runtime, else the build arguments."""
     from ..inference.engine import verified_graph
+    from ..inference.second_opinion import SecondOpinion
 
+    if isinstance(predictor, SecondOpinion):
+        spec = spec_from_predictor(predictor.first, args)
+        spec.second = spec_from_predictor(predictor.second, argparse.Namespace(device=args.device,
+                                                                               backbone_weights=None))
+        return spec
     checkpoint = str(getattr(predictor, "checkpoint_path", "") or "")
     runner = getattr(predictor, "runner", None)
     if getattr(predictor, "engine", "") == "onnxruntime" and getattr(runner, "path", None) is not None:
@@ -69,6 +81,11 @@ def predictor_from_spec(spec: PredictorSpec, threads: Optional[int] = None):
     """The network a spec describes, ready to predict (``threads``: ONNX Runtime's or torch's)."""
     from ..inference.engine import physical_cores
 
+    if spec.second is not None:
+        from ..inference.second_opinion import SecondOpinion
+
+        return SecondOpinion(predictor_from_spec(replace(spec, second=None), threads),
+                             predictor_from_spec(spec.second, threads))
     threads = int(threads or physical_cores())
     if spec.kind == "graph":
         from ..inference.engine import open_export
@@ -135,6 +152,7 @@ class ChunkPredictor:
         self.load_seconds = round(time.perf_counter() - started, 3)
         self._video = None  # (path, VideoFrames): consecutive chunks of one video reuse its index
         self._store = None  # (target, MaskStore)
+        self._overruled = 0  # frames of the chunk in progress whose mask the second opinion gave
 
     # -- Ray Data: a batch of chunks (one column of JSON) -> their records ----------------------
     def __call__(self, batch: dict) -> dict:
@@ -146,9 +164,12 @@ class ChunkPredictor:
         ``on_frames(n)`` is told of frames as they are done (the one-process progress bar)."""
         started = time.perf_counter()
         record = {"chunk": chunk["id"], "worker": self.worker}
+        self._overruled = 0
         try:
             frames = self._run_image(chunk) if chunk["kind"] == "image" else self._run_video(chunk, on_frames)
             record.update(status="done", frames=frames)
+            if self._overruled:  # frames whose mask is the second opinion's (--second-opinion)
+                record["overruled"] = self._overruled
             if chunk["kind"] == "image" and on_frames:
                 on_frames(1)
         except Exception as err:  # noqa: BLE001 -- a chunk's failure is recorded, the run goes on
@@ -161,6 +182,7 @@ class ChunkPredictor:
         from ..io.images import read_image
 
         prediction = self.predictor.predict(read_image(chunk["path"]), attention=False)
+        self._overruled += prediction.overruled
         target = Path(chunk["target"])
         write_png_atomic(target, prediction.mask(self.threshold) * np.uint8(255))
         if self.probability:
@@ -194,6 +216,7 @@ class ChunkPredictor:
                             f"{store.shape}: the file changed since the run began (run with --overwrite)")
         for index in range(chunk["start"], chunk["stop"]):
             prediction = self.predictor.predict(frames[index], attention=False)
+            self._overruled += prediction.overruled
             store.write(index, prediction.mask(self.threshold), prediction.probability if self.probability else None)
             if on_frames:
                 on_frames(1)

@@ -34,11 +34,12 @@ def load_model(name: str, checkpoint=None, backbone_weights=None):
 def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str = "auto",
              backbone_weights=None, threshold: float = DEFAULT_THRESHOLD, limit: Optional[int] = None,
              model=None, progress: bool = False, strict: bool = False, tta: bool = False,
-             engine: Optional[str] = None, threads: Optional[int] = None) -> Dict:
+             engine: Optional[str] = None, threads: Optional[int] = None, second_opinion: bool = False) -> Dict:
     """Mean per-image metrics of a checkpoint on ``data``; returns a plain dict
     (n, dice, iou, precision, recall, model, checkpoint, checkpoint_sha256, split,
     ``per_image``: [{stem, dice, iou}] in file order (a mean of 20 hides which frames fail),
-    ``skipped``: [{file, problem}], ``resized``: [files whose mask size differs from the image])."""
+    ``skipped``: [{file, problem}], ``resized``: [files whose mask size differs from the image]).
+    ``second_opinion``: the masks as the task's checking network leaves them (``inference.second_opinion``)."""
     from napari_polyp.errors import UserError
     from napari_polyp.inference import Predictor
     from napari_polyp.io import read_image, read_mask
@@ -60,7 +61,11 @@ def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str =
     if limit:
         pairs = pairs[:limit]
     predictor = Predictor(name, device=device, model=model, tta=tta, engine=engine, threads=threads)
-    scores = MeanScores()
+    if second_opinion:
+        from napari_polyp.inference.second_opinion import with_second_opinion
+
+        predictor = with_second_opinion(predictor, device, engine, threads)
+    scores, overruled = MeanScores(), []
     iterator = pairs
     if progress:
         from tqdm import tqdm
@@ -75,7 +80,10 @@ def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str =
                 raise UserError(f"stopped at the first unreadable pair (--strict): {err}") from None
             skipped.append({"file": str(pair.mask), "problem": str(err)})
             continue
-        probability = predictor.predict(image).probability
+        prediction = predictor.predict(image)
+        probability = prediction.probability
+        if prediction.overruled:
+            overruled.append(pair.stem)
         if probability.shape != truth.shape:
             _say(f"{pair.mask}: mask is {_size(truth)}, its image {pair.image.name} is {_size(image)}; "
                  f"the prediction is resized to the mask to score it")
@@ -89,6 +97,8 @@ def evaluate(name: str, data, checkpoint=None, split: str = "all", device: str =
                   checkpoint_sha256=header.get("sha256", ""), split=split, threshold=threshold,
                   data=str(Path(data)), skipped=skipped, resized=resized, tta=tta, engine=predictor.engine,
                   per_image=per_image)
+    if second_opinion:
+        result["second_opinion_overruled"] = overruled
     return result
 
 

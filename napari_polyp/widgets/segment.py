@@ -158,6 +158,15 @@ class SegmentWidget(SegmentLive, QWidget):
                                   "thread; once you set it, it stays as you set it")
         self._tta_set_by_user = False
         form2.addRow("TTA", self.tta_check)
+        self.second_check = QCheckBox("second opinion")
+        self.second_check.setToolTip(
+            "The task's checking network (DINO-keys for polyps) also looks at the image; where it sees none of the "
+            "mask, its own mask is shown instead (the default sure of the wrong thing at another hospital), and the "
+            "status line says so. On by default where both networks still answer within 1 s on one CPU thread; "
+            "once you set it, it stays as you set it")
+        self._second_set_by_user, self._second_network = False, ""
+        self._second_said: List[str] = []  # what the checking network said of each frame of the last run
+        form2.addRow("check", self.second_check)
 
         self.run_button, self.cancel_button, self.progress = run_controls(root, "Run")
         self.live_button = QPushButton("Live")
@@ -201,6 +210,8 @@ class SegmentWidget(SegmentLive, QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.live_button.toggled.connect(self._on_live_toggled)
         self.tta_check.clicked.connect(self._on_tta_clicked)  # clicked: the user's, not setChecked's
+        self.tta_check.toggled.connect(self._default_second_opinion)
+        self.second_check.clicked.connect(self._on_second_clicked)
         for combo in (self.model_combo, self.checkpoint_combo, self.device_combo, self.engine_combo):
             combo.currentIndexChanged.connect(self._schedule_preload)
         self.threads_spin.valueChanged.connect(self._schedule_preload)
@@ -348,6 +359,9 @@ class SegmentWidget(SegmentLive, QWidget):
     def _on_tta_clicked(self, *_):
         self._tta_set_by_user = True
 
+    def _on_second_clicked(self, *_):
+        self._second_set_by_user = True
+
     def add_checkpoint_path(self, path) -> None:
         """Add a checkpoint file to the list and select it (what "browse..." does)."""
         self.checkpoint_combo.add_path(path)
@@ -410,6 +424,33 @@ class SegmentWidget(SegmentLive, QWidget):
             return
         whole_video = self.scope_combo.isEnabled() and self.scope_combo.currentText() == "all frames"
         self.tta_check.setChecked(tta_fits(card) and not whole_video)
+        self._default_second_opinion()
+
+    def second_opinion(self) -> str:
+        """The network that checks the chosen one's masks, "" when none does or the box is off."""
+        return self._second_network if self.second_check.isEnabled() and self.second_check.isChecked() else ""
+
+    def _default_second_opinion(self, *_) -> None:
+        """Offered where the task has a checking network (``models.second_opinion_for``); until the
+        user sets it, on for the network's own default checkpoint where both networks fit the time
+        budget (``second_opinion.fits``; measured with the shipped pair), off for other weights (random,
+        or a clinic's own fine-tune, which the check was not measured on) and for a whole video."""
+        import models
+
+        card = getattr(self, "_card", None)
+        self._second_network = (models.second_opinion_for(card.name) or "") if card is not None else ""
+        self.second_check.setEnabled(bool(self._second_network))
+        self.second_check.setText(f"second opinion: {self._second_network}" if self._second_network
+                                  else "no second opinion here")
+        if self._second_set_by_user or not self._second_network:
+            return
+        from ..inference.second_opinion import fits
+
+        whole_video = self.scope_combo.isEnabled() and self.scope_combo.currentText() == "all frames"
+        shipped = models.default_checkpoint(card.name)
+        own_default = card.trained and shipped is not None and self.checkpoint() == str(shipped)
+        self.second_check.setChecked(own_default and not whole_video and
+                                     fits(card, models.get_card(self._second_network), self.tta_check.isChecked()))
 
     # -- predictors -------------------------------------------------------------------
     def engine_options(self) -> dict:
@@ -417,14 +458,24 @@ class SegmentWidget(SegmentLive, QWidget):
         return {"engine": self.engine_combo.currentText(), "threads": int(self.threads_spin.value())}
 
     def predictor(self, model_name: str, checkpoint, device: str, engine: Optional[str] = None,
-                  threads: Optional[int] = None, tta: bool = False):
+                  threads: Optional[int] = None, tta: bool = False, second_opinion: str = ""):
         """The cached predictor for (model, checkpoint, device, TTA, engine, threads), built on first
-        use. Without ``engine`` and ``threads``: the widget's settings (on the main thread only;
-        workers get them in their job)."""
+        use, checked by the ``second_opinion`` network (its default checkpoint) where one is named.
+        Without ``engine`` and ``threads``: the widget's settings (on the main thread only; workers
+        get them in their job)."""
         if engine is None and threads is None:
             engine, threads = self.engine_options().values()
-        return self._predictors.get(self.predictor_factory, model_name, checkpoint, device, tta=tta,
-                                    engine=engine, threads=threads)
+        predictor = self._predictors.get(self.predictor_factory, model_name, checkpoint, device, tta=tta,
+                                         engine=engine, threads=threads)
+        if not second_opinion:
+            return predictor
+        from models.checkpoint import default_checkpoint
+
+        from ..inference.second_opinion import SecondOpinion
+
+        second = self._predictors.get(self.predictor_factory, second_opinion, str(default_checkpoint(second_opinion)),
+                                      device, engine=engine, threads=threads)
+        return SecondOpinion(predictor, second)
 
     def _schedule_preload(self, *_):
         # Coalesce the several signals one user action sends (model -> checkpoint list -> ...).
@@ -442,7 +493,8 @@ class SegmentWidget(SegmentLive, QWidget):
         if not model_name or checkpoint is None:
             return None
         args = (model_name, checkpoint, self.device_combo.currentText())
-        options = {**self.engine_options(), "tta": self.tta_check.isChecked()}  # the predictor Run will ask for
+        options = {**self.engine_options(), "tta": self.tta_check.isChecked(),  # the predictor Run will ask for
+                   "second_opinion": self.second_opinion()}
 
         def build_and_warm():
             try:
@@ -488,7 +540,8 @@ class SegmentWidget(SegmentLive, QWidget):
             self._report_error(str(err))
             return
         job = dict(image_layer=image_layer, frames=frames, model=model_name, checkpoint=self.checkpoint(),
-                   device=self.device_combo.currentText(), tta=self.tta_check.isChecked(), **self.engine_options())
+                   device=self.device_combo.currentText(), tta=self.tta_check.isChecked(),
+                   second_opinion=self.second_opinion(), **self.engine_options())
         self._check_task(image_layer, model_name)
         self._run_decision = None
         work = jobs.predict_frames(self._loader(job), jobs.frame_reader(image_layer.data), frames, self._choice(job),
@@ -531,6 +584,7 @@ class SegmentWidget(SegmentLive, QWidget):
         with each ``Result``'s value, ``on_finished`` with the ``Finished`` value, then
         ``finished`` (default :meth:`_on_finished`) when the worker ends, however it ends."""
         self._frames_done, self._frames_total = 0, total
+        self._second_said = []
         self._cancel_requested = False
         self._job, self._dropped = job, ""
         self._handlers = {jobs.Result: on_result, jobs.Finished: on_finished}
@@ -564,13 +618,15 @@ class SegmentWidget(SegmentLive, QWidget):
         """Builds the job's network when called (in the worker: loading takes seconds)."""
         name = model_name or job["model"]
         weights = job["checkpoint"] if model_name is None else checkpoint
+        second = job.get("second_opinion", "") if model_name is None else ""  # Compare: the networks as they are
         return lambda: self.predictor(name, weights, job["device"], engine=job.get("engine"),
-                                      threads=job.get("threads"), tta=job.get("tta", False))
+                                      threads=job.get("threads"), tta=job.get("tta", False), second_opinion=second)
 
     @staticmethod
     def _choice(job: dict, model_name: Optional[str] = None, checkpoint=None) -> jobs.ModelChoice:
         weights = job["checkpoint"] if model_name is None else checkpoint
-        return jobs.ModelChoice.of(model_name or job["model"], weights, job.get("tta", False))
+        second = job.get("second_opinion", "") if model_name is None else ""
+        return jobs.ModelChoice.of(model_name or job["model"], weights, job.get("tta", False), second)
 
     # main-thread side
     def _on_event(self, event) -> None:
@@ -606,6 +662,8 @@ class SegmentWidget(SegmentLive, QWidget):
                                 resolve_edits=self._resolve_for_run)
         if self.last_latency_s is None:
             self.last_latency_s = time.perf_counter() - self._run_started
+        if prediction.provenance.second_opinion:
+            self._second_said.append(prediction.provenance.second_opinion)
         self._frames_done += 1
         self._show_progress(self._frames_done)
 
@@ -639,9 +697,20 @@ class SegmentWidget(SegmentLive, QWidget):
         if cancelled:
             self.status_label.setText(f"cancelled: {done} of {total} frame(s) done")
         elif self.last_latency_s is not None:
-            self.status_label.setText(f"done: {done} frame(s); first mask after {self.last_latency_s:.2f} s")
+            self.status_label.setText(f"done: {done} frame(s); first mask after {self.last_latency_s:.2f} s"
+                                      + self._second_opinion_summary())
         else:
             self.status_label.setText("done")
+
+    def _second_opinion_summary(self) -> str:
+        """What the checking network said of the last run: its words for one frame, a count for more."""
+        said, self._second_said = self._second_said, []
+        from ..inference.second_opinion import AGREES
+
+        overruled = [text for text in said if not text.endswith(AGREES)]
+        if len(said) == 1:
+            return f"; {said[0]}"
+        return f"; the second opinion overruled {len(overruled)} of {len(said)} masks" if said else ""
 
     def _report_error(self, message: str) -> None:
         show_error(self, message)

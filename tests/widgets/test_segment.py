@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import models
+from napari_polyp import layers as L
 from napari_polyp.inference import Prediction, Predictor
 from napari_polyp.widgets.segment import RANDOM_WEIGHTS, SegmentWidget
 
@@ -262,9 +263,10 @@ def test_docked_through_the_manifest(make_napari_viewer, qtbot, rgb64):
     widget.run()
     _wait(qtbot, widget)
     assert widget.mask_layer() is not None
+    calls = fake.calls  # (the fake answers for the second opinion's network too)
     widget.threshold_spin.setValue(0.75)
     labels = viewer.layers["img mask"]
-    assert labels.data[0, 47] == 0 and labels.data[0, 48] == 1 and fake.calls == 1
+    assert labels.data[0, 47] == 0 and labels.data[0, 48] == 1 and fake.calls == calls  # no network run
 
 
 def test_threshold_moved_during_a_run_applies_to_every_frame(make_napari_viewer, qtbot):
@@ -365,3 +367,33 @@ def test_deleting_a_layer_mid_run_cancels_safely(make_napari_viewer, qtbot, rgb6
         assert "img mask" not in viewer.layers or viewer.layers["img mask"].metadata.get("image_layer") == "img"
     assert widget.image_combo.currentText() in ("other", "img")
     viewer.screenshot(canvas_only=True, flash=False)  # the canvas still draws
+
+
+def test_second_opinion_is_offered_where_a_network_checks_the_chosen_one(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-polyp", "Segment")
+    widget.model_combo.setCurrentText("ea-dk")
+    second = models.second_opinion_for("ea-dk")
+    assert widget.second_check.isEnabled() and second in widget.second_check.text()
+    assert widget.second_check.isChecked()  # EA-DK with TTA and DINO-keys answer within the budget
+    assert widget.second_opinion() == second
+    widget.model_combo.setCurrentText(second)  # no network checks the checking network
+    assert not widget.second_check.isEnabled() and widget.second_opinion() == ""
+    widget.model_combo.setCurrentText("ea-dk")
+    widget.second_check.click()  # the user's choice stays
+    widget.model_combo.setCurrentText("pefnet")
+    assert not widget.second_check.isChecked() and widget.second_opinion() == ""
+
+
+def test_run_with_the_second_opinion_says_what_it_said(make_napari_viewer, qtbot, rgb64):
+    viewer = make_napari_viewer()
+    image_layer = viewer.add_image(rgb64, name="img")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-polyp", "Segment")
+    widget.model_combo.setCurrentText("ea-dk")
+    assert widget.second_opinion()
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert widget.last_error is None
+    meta = viewer.layers[L.layer_names(image_layer.name)["mask"]].metadata
+    said = meta["second_opinion"]
+    assert said.startswith(widget.second_opinion()) and said in widget.status_label.text()
