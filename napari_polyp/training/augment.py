@@ -67,6 +67,14 @@ def _scope_changes():
             A.ImageCompression(quality_range=(30, 90), p=0.25)]
 
 
+def cpu_path_note(preset: str) -> str:
+    """What a run's header and log add to a preset's name on the CPU path where the device path does
+    more: the generalise presets' batch mixings (Fourier amplitude, histogram matching, highlights)."""
+    if preset in _GENERALISE_AT_SHIPPED_ZOOM or preset == "generalise-small":
+        return " (CPU path: without the batch mixings; --augment-on-device has them)"
+    return ""
+
+
 def check_preset(preset: str) -> None:
     """An unknown preset name is the user's typo: one line naming the choices."""
     if preset not in PRESETS:

@@ -42,7 +42,7 @@ from napari_polyp.errors import UserError
 from napari_polyp.inference import resolve_device
 
 from . import data as data_mod
-from .augment import Augmenter, check_preset
+from .augment import Augmenter, check_preset, cpu_path_note
 from .batchnorm import train_mode
 from .batches import Batches, CachedBatches
 from .cutmix import cutmix
@@ -405,7 +405,8 @@ class _Run:
             self.batches = Batches(self.train_arrays, self.card, Augmenter(self.preset.augment, self.size),
                                    config.seed, self.device)
         self.net = self.model
-        self.augment_name = self.preset.augment + (" (on device)" if config.augment_on_device else "") + (
+        where = " (on device)" if config.augment_on_device else cpu_path_note(self.preset.augment)
+        self.augment_name = self.preset.augment + where + (
             f", CutMix p={config.cutmix:g}" if config.cutmix else "")
 
     def setup_optimizer(self) -> None:

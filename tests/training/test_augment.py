@@ -71,3 +71,11 @@ def test_none_returns_the_sample_untouched():
 def test_an_unknown_preset_is_the_users_typo_with_the_choices():
     with pytest.raises(UserError, match="standard"):
         check_preset("standart")
+
+
+def test_a_generalise_preset_on_the_cpu_path_says_what_it_leaves_to_the_device_path():
+    from napari_polyp.training.augment import cpu_path_note
+
+    for preset in ("generalise", "generalise-hist", "generalise-small", "generalise-debris"):
+        assert "--augment-on-device" in cpu_path_note(preset)
+    assert cpu_path_note("strong") == "" and cpu_path_note("none") == ""
