@@ -133,3 +133,22 @@ def test_a_cluster_address_where_nothing_answers_is_one_line(tmp_path):
     assert lines == [f"napari-polyp predict: error: --cluster ray://127.0.0.1:{port}: nothing answers at "
                      f"127.0.0.1:{port} (Connection refused); is the Ray head running there (ray start --head)?"]
     assert "Traceback" not in result.stderr
+
+
+def test_the_second_opinion_travels_to_the_ray_workers(tmp_path, shared_home, run_predict, local_ray):
+    """--second-opinion: each worker gets both networks' graphs from the spec; the same masks as one process."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for seed in range(2):
+        image = np.random.default_rng(seed).integers(60, 140, (64, 80, 3), dtype=np.uint8)
+        image[16:44, 20:56] = (205, 125, 115)
+        Image.fromarray(image).save(folder / f"{seed}.png")
+    one, on_ray = tmp_path / "one", tmp_path / "ray"
+    assert run_predict(folder, "--out", one, "--second-opinion")[0] == 0
+    status, summary, err = run_predict(folder, "--out", on_ray, "--second-opinion", "--cluster", "ray", "--workers", 1)
+    assert status == 0, err
+    assert summary["second_opinion"]["model"] == "dino-keys" and summary["done_now"] == 2
+    tools.assert_same_outputs(tools.read_outputs(one), tools.read_outputs(on_ray))
