@@ -163,9 +163,12 @@ def _check_arguments(args) -> None:
 
 def _identity(args, spec, items, threshold: float) -> dict:
     """What makes two runs the same run (and a manifest resumable)."""
-    return {"model": spec.model, "checkpoint_sha256": spec.checkpoint_sha256, "tta": spec.tta,
-            "engine": spec.engine, "second_opinion": spec.describe().get("second_opinion"), "threshold": threshold, "probability": bool(args.probability),
-            "chunk_frames": int(args.chunk_frames), "inputs": sorted(item.key for item in items)}
+    identity = {"model": spec.model, "checkpoint_sha256": spec.checkpoint_sha256, "tta": spec.tta,
+                "engine": spec.engine, "threshold": threshold, "probability": bool(args.probability),
+                "chunk_frames": int(args.chunk_frames), "inputs": sorted(item.key for item in items)}
+    if spec.second is not None:  # absent otherwise: a run made before the option resumes as it was
+        identity["second_opinion"] = spec.describe()["second_opinion"]
+    return identity
 
 
 def _provenance(spec, identity: dict, item, stat, frames) -> dict:

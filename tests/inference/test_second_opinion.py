@@ -113,6 +113,9 @@ def test_predict_second_opinion_runs_both_shipped_networks_and_records_them(tmp_
     assert (out / "a.png").is_file()
     identity = json.loads((out / "predict-run.jsonl").read_text().splitlines()[0])["identity"]
     assert identity["second_opinion"]["model"] == "dino-keys"
+    unchecked = tmp_path / "unchecked"  # without the option a run's identity is what it was before it
+    assert main(["predict", "--model", "ea-dk", "--quiet", "--json", str(folder), "--out", str(unchecked)]) == 0
+    assert "second_opinion" not in json.loads((unchecked / "predict-run.jsonl").read_text().splitlines()[0])["identity"]
 
 
 def test_predict_second_opinion_for_a_network_nobody_checks_is_one_message(tmp_path, capsys):
