@@ -351,7 +351,8 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
                                          else ""))
         else:
             self.status_label.setText(f"{item.name}: {provenance.choice.label()} prediction"
-                                      + ("" if provenance.checkpoint_sha256 else " (untrained: not meaningful)"))
+                                      + ("" if provenance.checkpoint_sha256 else " (untrained: not meaningful)")
+                                      + (f"; {provenance.second_opinion}" if provenance.second_opinion else ""))
 
     def _after_labels(self, labels) -> None:
         """Style the mask, remember it as clean, and show the reference comparison."""

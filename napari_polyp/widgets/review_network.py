@@ -42,17 +42,22 @@ class ReviewPredictions:
         """Flip TTA: the Model tab's checkbox in the workspace; off standalone."""
         return self.model_source is not None and self.model_source.tta_check.isChecked()
 
+    def second_opinion(self) -> str:
+        """The network that checks the masks: the Model tab's choice in the workspace; none standalone."""
+        return self.model_source.second_opinion() if self.model_source is not None else ""
+
     def threshold(self) -> float:
         return self.model_source.threshold() if self.model_source is not None else float(self.threshold_spin.value())
 
     def choice(self):
-        """The network, checkpoint and TTA predictions are made with now."""
-        return jobs.ModelChoice.of(self.model_name(), self.checkpoint(), self.tta())
+        """The network, checkpoint, TTA and second opinion predictions are made with now."""
+        return jobs.ModelChoice.of(self.model_name(), self.checkpoint(), self.tta(), self.second_opinion())
 
-    def predictor(self, model_name: str, checkpoint, device: str = "auto", tta: bool = False):
+    def predictor(self, model_name: str, checkpoint, device: str = "auto", tta: bool = False,
+                  second_opinion: str = ""):
         if self.model_source is not None:  # one cache (and engine settings) for the whole workspace
             return self.model_source.predictor(model_name, checkpoint, self.model_source.device_combo.currentText(),
-                                               tta=tta)
+                                               tta=tta, second_opinion=second_opinion)
         return self._predictors.get(self.predictor_factory, model_name, checkpoint, device, tta=tta)
 
     def _predictor_args(self) -> dict:
@@ -67,11 +72,11 @@ class ReviewPredictions:
         tta = job["choice"].tta
         if self.model_source is not None:
             return self.model_source.predictor(job["model"], job["checkpoint"], job["device"], tta=tta,
-                                               **job["options"])
+                                               second_opinion=job["choice"].second_opinion, **job["options"])
         return self._predictors.get(self.predictor_factory, job["model"], job["checkpoint"], job["device"], tta=tta)
 
     def _on_choice_changed(self, *_) -> None:
-        """The network, checkpoint or TTA changed (one user action sends several signals: handled once)."""
+        """The network, checkpoint, TTA or second opinion changed (one user action sends several signals: handled once)."""
         if not self._choice_pending:
             self._choice_pending = True
             QTimer.singleShot(0, self._apply_choice)

@@ -119,6 +119,7 @@ class ReviewControls:
         source.model_combo.currentIndexChanged.connect(self._on_choice_changed)
         source.checkpoint_combo.currentIndexChanged.connect(self._on_choice_changed)
         source.tta_check.toggled.connect(self._on_choice_changed)
+        source.second_check.toggled.connect(self._on_choice_changed)
 
     def _build_options(self) -> QHBoxLayout:
         options = QHBoxLayout()

@@ -70,6 +70,8 @@ def dock(viewer, factory):
     workspace.segment.predictor_factory = factory
     workspace.segment.tta_check.setChecked(False)
     workspace.segment._tta_set_by_user = True  # as after a click: a network switch leaves it off
+    workspace.segment.second_check.setChecked(False)  # the second opinion too (its own test below)
+    workspace.segment._second_set_by_user = True
     return workspace
 
 
@@ -183,6 +185,37 @@ def test_tta_is_part_of_what_a_prediction_belongs_to(make_napari_viewer, qtbot, 
     assert review.mask_origin().endswith("+TTA")
     press(viewer, "A")
     assert records(tmp_path / "corrections")[-1]["status"] == "accepted"
+
+
+class ElsewherePredictor(DiskPredictor):
+    """The checking network's fake: a disk in the image's top-left corner, nowhere near the others'."""
+
+    def predict(self, image, attention=True):
+        self.calls += 1
+        h, w = image.shape[:2]
+        yy, xx = np.mgrid[:h, :w]
+        probability = np.clip(1.0 - np.hypot(yy - 8, xx - 8) / 12, 0, 1).astype(np.float32)
+        return Prediction(probability, {}, self.model_name, self.checkpoint_sha256, 0.0)
+
+
+def test_review_follows_the_second_opinion_of_the_model_tab(make_napari_viewer, qtbot, folder, tmp_path):
+    import models
+
+    second = models.second_opinion_for("ea-dk")
+    factory = Factory()
+    factory.built[second] = ElsewherePredictor(second)
+    viewer = make_napari_viewer()
+    workspace, review, _ = start(viewer, folder, tmp_path, factory)
+    workspace.segment.model_combo.setCurrentText("ea-dk")
+    idle(qtbot, review)
+    np.testing.assert_array_equal(np.asarray(review.labels_layer().data), expected_mask("ea-dk", (40, 44)))
+    assert factory.calls(second) == 0  # off: the checking network never ran
+    workspace.segment.second_check.setChecked(True)
+    idle(qtbot, review)
+    assert review.mask_origin().endswith(f"checked by {second}")
+    assert f"{second} overruled ea-dk" in review.status_label.text() and factory.calls(second) >= 1
+    np.testing.assert_array_equal(np.asarray(review.labels_layer().data) > 0,
+                                  factory.built[second].predict(np.zeros((40, 44, 3), np.uint8)).probability >= 0.5)
 
 
 # -- item 3 ------------------------------------------------------------------------------------
