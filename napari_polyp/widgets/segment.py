@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
 
 from .. import jobs, layers as L
 from ..conventions import DEFAULT_THRESHOLD
+from ..errors import UserError
 from ..inference.prediction import tta_fits
 from .canvas_guard import guard_dimension_drop
 from .segment_live import LIVE_STOP_WAIT_S, SegmentLive
@@ -473,8 +474,12 @@ class SegmentWidget(SegmentLive, QWidget):
 
         from ..inference.second_opinion import SecondOpinion
 
-        second = self._predictors.get(self.predictor_factory, second_opinion, str(default_checkpoint(second_opinion)),
-                                      device, engine=engine, threads=threads)
+        try:
+            second = self._predictors.get(self.predictor_factory, second_opinion,
+                                          str(default_checkpoint(second_opinion)), device, engine=engine, threads=threads)
+        except Exception as err:  # noqa: BLE001 -- said in words: the chosen network itself is fine
+            raise UserError(f"the second opinion's network {second_opinion} could not be loaded ({error_text(err)}); "
+                            f"untick the check to run {model_name} alone") from None
         return SecondOpinion(predictor, second)
 
     def _schedule_preload(self, *_):

@@ -397,3 +397,26 @@ def test_run_with_the_second_opinion_says_what_it_said(make_napari_viewer, qtbot
     meta = viewer.layers[L.layer_names(image_layer.name)["mask"]].metadata
     said = meta["second_opinion"]
     assert said.startswith(widget.second_opinion()) and said in widget.status_label.text()
+
+
+def test_a_second_opinion_that_cannot_load_is_one_message_naming_the_way_out(make_napari_viewer, qtbot, rgb64):
+    viewer = make_napari_viewer()
+    viewer.add_image(rgb64, name="img")
+    second = models.second_opinion_for("ea-dk")
+
+    def factory(name, checkpoint, device, **options):
+        if name == second:
+            raise OSError(f"{second}'s backbone file is missing")
+        return FakePredictor("fake-a")
+
+    widget = _widget(viewer, qtbot, predictor_factory=factory)
+    widget.model_combo.setCurrentText("ea-dk")
+    assert widget.second_opinion() == second
+    widget.run()
+    _wait(qtbot, widget)
+    assert "could not be loaded" in widget.last_error and "untick the check" in widget.last_error
+    assert "Traceback" not in widget.last_error and "img mask" not in viewer.layers
+    widget.second_check.click()  # the way out the message names
+    widget.run()
+    _wait(qtbot, widget)
+    assert widget.last_error is None and "img mask" in viewer.layers
