@@ -25,9 +25,10 @@ from ..conventions import DEFAULT_THRESHOLD
 from .prediction import Prediction, PredictorBase, TTA_FLIPS, binary_mask
 
 # A region of the first network's mask is one the second network "sees" where the second's mean
-# probability over it reaches this. Measured with EA-DK (+TTA) checked by DINO-keys: 0.15-0.25 give
-# the same masks on Kvasir-SEG validation, etis20 and cvc612-seq; from 0.3 it overrules EA-DK on
-# Kvasir-SEG images where DINO-keys is merely unsure (docs/generalisation.md, "A second opinion").
+# probability over it reaches this. Measured with EA-DK (+TTA) checked by DINO-keys: 0.15-0.25 leave
+# Kvasir-SEG validation and cvc612-seq as they are and move one etis20 frame (0.2 and 0.25 alike); from
+# 0.3 it overrules EA-DK on Kvasir-SEG images where DINO-keys is merely unsure (docs/generalisation.md,
+# "A second opinion").
 SEEN = 0.2
 AGREES = "agrees"  # how ``checked`` ends its words where the first network's mask stands
 _EIGHT = np.ones((3, 3), bool)  # regions of a mask are 8-connected, as in ``corrections.cleanup``
