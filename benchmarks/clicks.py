@@ -70,13 +70,12 @@ def start_probability(start: str, task: str, image, predictors, as_shown: bool =
         import models
         from napari_polyp.inference import Predictor
         from napari_polyp.inference.prediction import tta_fits
-        from napari_polyp.inference.second_opinion import fits, with_second_opinion
+        from napari_polyp.inference.second_opinion import default_check, with_second_opinion
 
         # the mask the Segment tab shows by default: flip TTA, then the second opinion, where they fit
         card = models.get_card(name)
         predictor = Predictor(name, tta=as_shown and tta_fits(card))
-        second = models.second_opinion_for(name)
-        if as_shown and second and fits(card, models.get_card(second), predictor.tta):
+        if as_shown and default_check(card, predictor.tta):
             predictor = with_second_opinion(predictor)
         predictors[name] = predictor
     return predictors[name].predict(image).probability

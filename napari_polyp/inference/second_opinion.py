@@ -74,6 +74,18 @@ def fits(first_card, second_card, tta: bool, max_cpu_ms: float = None) -> bool:
     return first_card.cpu_ms * views + second_card.cpu_ms <= max_cpu_ms
 
 
+def default_check(card, tta: bool) -> str:
+    """The network that checks ``card``'s masks by default, "" none: its task's checking network
+    (``models.second_opinion_for``) where ``card`` is trained and both fit the budget (:func:`fits`).
+    The Segment tab's default for a network's own checkpoint, and the benchmarks' start."""
+    import models
+
+    second = models.second_opinion_for(card.name)
+    if second is None or not card.trained or not fits(card, models.get_card(second), tta):
+        return ""
+    return second
+
+
 def with_second_opinion(predictor, device: str = "auto", engine=None, threads=None) -> "SecondOpinion":
     """``predictor`` checked by its task's checking network (``models.second_opinion_for``) with
     its default checkpoint, served as the app serves it; a UserError where there is none."""

@@ -433,8 +433,8 @@ class SegmentWidget(SegmentLive, QWidget):
 
     def _default_second_opinion(self, *_) -> None:
         """Offered where the task has a checking network (``models.second_opinion_for``); until the
-        user sets it, on for the network's own default checkpoint where both networks fit the time
-        budget (``second_opinion.fits``; measured with the shipped pair), off for other weights (random,
+        user sets it, on for the network's own default checkpoint where ``second_opinion.default_check``
+        says so (both fit the time budget; measured with the shipped pair), off for other weights (random,
         or a clinic's own fine-tune, which the check was not measured on) and for a whole video."""
         import models
 
@@ -445,13 +445,13 @@ class SegmentWidget(SegmentLive, QWidget):
                                   else "no second opinion here")
         if self._second_set_by_user or not self._second_network:
             return
-        from ..inference.second_opinion import fits
+        from ..inference.second_opinion import default_check
 
         whole_video = self.scope_combo.isEnabled() and self.scope_combo.currentText() == "all frames"
         shipped = models.default_checkpoint(card.name)
-        own_default = card.trained and shipped is not None and self.checkpoint() == str(shipped)
-        self.second_check.setChecked(own_default and not whole_video and
-                                     fits(card, models.get_card(self._second_network), self.tta_check.isChecked()))
+        own_default = shipped is not None and self.checkpoint() == str(shipped)
+        self.second_check.setChecked(own_default and not whole_video
+                                     and bool(default_check(card, self.tta_check.isChecked())))
 
     # -- predictors -------------------------------------------------------------------
     def engine_options(self) -> dict:

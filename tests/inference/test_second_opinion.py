@@ -145,3 +145,12 @@ def test_the_checked_pair_in_onnx_runtime_matches_torch():
     expected, got = (pairs[engine].predict(image, attention=False) for engine in ("torch", "onnxruntime"))
     np.testing.assert_allclose(got.probability, expected.probability, atol=2e-3)
     assert (got.overruled, got.model, got.second_opinion) == (expected.overruled, expected.model, expected.second_opinion)
+
+
+def test_the_default_check_is_the_checking_network_where_both_fit():
+    card = models.get_card("ea-dk")
+    from napari_polyp.inference.second_opinion import default_check
+
+    assert default_check(card, tta=True) == models.second_opinion_for("ea-dk")  # 3 x 84.7 + 433 ms
+    assert default_check(models.get_card(models.second_opinion_for("ea-dk")), tta=False) == ""
+    assert default_check(models.get_card("eam-net"), tta=False) == ""
