@@ -57,6 +57,7 @@ from .finetune_rules import (  # noqa: F401 -- the rules, named here too (the AP
     SCENE_JUMP, SCHEMES, anchor_pairs, choose_folds, choose_scheme, choose_validation, claim_problem, decide,
     item_kinds, item_looks, natural_key, refusal, replay_pairs, scene_runs, _dice, _empty_stems, _origin,
 )
+from .intervals import Interval, paired_interval
 
 # with no replay images on this machine (a user's: the shipped headers name the training session's
 # folder), each step pulls the weights this share back to the start instead (Recipe.pull;
@@ -590,6 +591,13 @@ def _nothing_kept(plan: _Plan, baseline: Dict, anchor: Dict) -> Dict:
             "reason": "no checkpoint was written (stopped before the first step)"}
 
 
+def _gain(before_rows: Dict, after_rows: Dict, stems: Sequence[str]) -> Dict:
+    """The mean Dice gain over the scored items and its paired bootstrap interval ({} under two items)."""
+    if len(stems) < 2:
+        return {}
+    return paired_interval([before_rows[s]["dice"] for s in stems], [after_rows[s]["dice"] for s in stems]).as_dict()
+
+
 def _anchor_record(anchor: Dict) -> Dict:
     return {k: v for k, v in anchor.items() if k != "arrays"}
 
@@ -645,7 +653,8 @@ def _write_result(plan: _Plan, loaded: _Loaded, final_model, final_facts: Dict, 
                        "folds": len(loaded.fold_stems), "folds_done": len(fold_reports), "fold_reports": fold_reports,
                        "items": per_item,
                        "improved": sum(r["after"] > r["before"] for r in per_item),
-                       "worse": sum(r["after"] < r["before"] for r in per_item)}
+                       "worse": sum(r["after"] < r["before"] for r in per_item),
+                       "gain": _gain(before_rows, after_rows, scored_stems)}
     result = {"start_checkpoint": str(plan.start), "checkpoint": str(target_path), "preferred": False,
               "claim": not problem, "before": {}, "after": {}, "measured": {"before": before, "after": after},
               "validation": validation_info, "anchor": anchor, "run_dir": str(run_dir), "model": model,
@@ -673,6 +682,15 @@ def finetune(*args, on_event: Optional[Callable] = None, **kwargs) -> Dict:
     return result
 
 
+def describe_gain(gain: Dict) -> str:
+    """A claim's gain in words: the mean Dice change, its interval, and whether the interval holds 0."""
+    interval = Interval.from_dict(gain)
+    verdict = ("better beyond the spread between items" if interval.low > 0 else
+               "worse beyond the spread between items" if interval.high < 0 else
+               "within the spread between items: not shown to help")
+    return f"gain {interval.format(signed=True)} ({interval.level:.0%} interval, the items resampled: {verdict})"
+
+
 def summary(result: Dict) -> str:
     """The result in words: the claim (or why there is none), the anchor, the decision."""
     validation = result.get("validation", {})
@@ -683,6 +701,8 @@ def summary(result: Dict) -> str:
     if result.get("claim"):
         lines = [f"validation Dice on {on}: before {_dice(result['before']):.4f} after {_dice(result['after']):.4f}"
                  f" ({validation.get('improved', 0)} items better, {validation.get('worse', 0)} worse)"]
+        if validation.get("gain"):
+            lines.append(describe_gain(validation["gain"]))
     else:
         lines = [f"no before/after claim on {on}"]
     anchor = result.get("anchor", {})

@@ -424,11 +424,15 @@ class FinetuneWidget(QWidget):
         self.last_result = result
         claim = bool(result.get("claim"))
         if claim:
+            from ..training.finetune import describe_gain
+
             before = result.get("before", {}).get("dice", float("nan"))
             after = result.get("after", {}).get("dice", float("nan"))
             n = result.get("before", {}).get("n") or result.get("after", {}).get("n")
+            gain = result.get("validation", {}).get("gain")
             self.dice_label.setText(f"validation Dice: before {_fmt(before)} after {_fmt(after)}"
-                                    + (f" (on {n} validation image{'s' if n != 1 else ''})" if n else ""))
+                                    + (f" (on {n} validation image{'s' if n != 1 else ''})" if n else "")
+                                    + (f"\n{describe_gain(gain)}" if gain else ""))
         else:  # the validation set cannot tell better from worse: draw and claim nothing
             self.plot.hide_dice()
             self.dice_label.setText("no before/after claim")

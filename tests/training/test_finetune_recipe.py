@@ -185,6 +185,12 @@ def test_a_small_set_makes_a_cross_validated_claim(shared_data, tmp_path):
     assert training["recipe"]["pull"] == 0  # replayed: no pull
     assert Path(result["checkpoint"]).is_file() and (Path(result["run_dir"]) / "result.json").is_file()
     assert "out-of-fold" in ft.summary(result)
+    # the claim carries how sure it is: the mean gain over the 10 items and its paired interval
+    gain = validation["gain"]
+    per_item_gain = np.mean([r["after"] - r["before"] for r in validation["items"]])
+    assert gain["n"] == 10 and gain["low"] <= gain["mean"] <= gain["high"]
+    assert gain["mean"] == pytest.approx(per_item_gain, abs=1e-3)
+    assert "95% interval, the items resampled" in ft.summary(result)
 
 
 def test_four_items_cross_validated_make_no_claim(shared_data, tmp_path):

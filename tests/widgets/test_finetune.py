@@ -88,6 +88,7 @@ def test_one_epoch_registers_checkpoint_for_segment(make_napari_viewer, qtbot, c
     assert result["before"]["n"] == result["after"]["n"] == 6
     assert widget.dice_label.text().startswith("validation Dice: before") and "on 6 validation images" in \
         widget.dice_label.text()
+    assert "95% interval, the items resampled" in widget.dice_label.text()  # how sure the claim is
     assert result["reason"] in widget.status_label.text()
     assert widget.progress.value() == widget.progress.maximum()
     assert result["preferred"]
