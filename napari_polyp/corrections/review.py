@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -36,9 +37,12 @@ from ..io.images import find_image, list_images, read_image
 from ..jobs import ModelChoice, Predicted
 from ..io.masks import read_mask
 from ..io.video import VIDEO_EXTENSIONS
+from ._kept_predictions import KeptPredictions
 from .dataset import CorrectionsDataset, Record
 from .manifest import safe_stem
 from .metrics import dice_iou, mean_scores
+
+CLEAN_KEPT = 8  # items whose mask as last shown is kept (the open one is what counts)
 
 
 @dataclass(frozen=True)
@@ -104,12 +108,14 @@ class ReviewSession:
         # scores this session has seen: stem -> {"prediction": (dice, iou), "corrected": (dice, iou)}
         self.scores: Dict[str, Dict[str, Tuple[float, float]]] = {}
         self.uncertainty: Dict[int, float] = {}  # item -> ranking score of its prediction (see ranking.py)
-        self._clean: Dict[int, np.ndarray] = {}  # item -> its mask as last shown/saved (to spot unsaved edits)
+        # item -> its mask as last shown/saved (to spot unsaved edits), for the last CLEAN_KEPT items shown:
+        # only the open item's is ever asked for, and opening an item marks it again
+        self._clean: "OrderedDict[int, np.ndarray]" = OrderedDict()
         self.unreadable: Dict[int, str] = {}  # item -> why its file cannot be read
         self._shapes: Dict[int, Tuple[int, int]] = {}  # item -> (H, W) of its image, once read
         self.choice: Optional[ModelChoice] = None  # the network predictions are made with now
         self.threshold = DEFAULT_THRESHOLD  # the threshold masks are derived at now
-        self._predictions: Dict[int, Predicted] = {}  # item -> its prediction under ``choice``
+        self._predictions = KeptPredictions()  # item -> its prediction under ``choice`` (bounded memory)
 
     # -- items ---------------------------------------------------------------------
     def _make_items(self, source) -> List[ReviewItem]:
@@ -293,9 +299,8 @@ class ReviewSession:
         if choice == self.choice:
             return []
         self.choice = choice
-        stale = [i for i, kept in self._predictions.items() if kept.provenance.choice != choice]
+        stale = self._predictions.drop_where(lambda provenance: provenance.choice != choice)
         for index in stale:
-            del self._predictions[index]
             self._forget_prediction_scores(index)
         return stale
 
@@ -309,9 +314,9 @@ class ReviewSession:
         Returns the items re-scored."""
         self.threshold = float(threshold)
         rescored = []
-        for index, kept in self._predictions.items():
+        for index in self._predictions.indices():
             if self.record(index) is None:
-                self.score(index, prediction=kept.mask(self.threshold))
+                self.score(index, prediction=self._predictions.mask(index, self.threshold))
                 rescored.append(index)
         return rescored
 
@@ -320,19 +325,25 @@ class ReviewSession:
         noted). One made with another choice than the current one is stale: refused (False)."""
         if self.choice is not None and prediction.provenance.choice != self.choice:
             return False
-        self._predictions[index] = prediction
+        self._predictions.put(index, prediction)
         if self.record(index) is None:
             self.score(index, prediction=prediction.mask(self.threshold))
         self.note_prediction(index, prediction.probability)
         return True
 
     def prediction(self, index: int) -> Optional[Predicted]:
-        """The item's prediction under the current choice (None: not predicted with it); for a
-        pre-annotated video, else its stored mask (until :meth:`forget`)."""
-        kept = self._predictions.get(index)
-        if kept is None and self._pre_annotated(index):
+        """The item's whole prediction under the current choice (None: not predicted with it, or
+        kept only compressed: :meth:`was_predicted`); for a pre-annotated video, else its stored
+        mask (until :meth:`forget`)."""
+        kept = self._predictions.whole(index)
+        if kept is None and index not in self._predictions and self._pre_annotated(index):
             kept = self.pre_annotations.prediction(self.items[index].frame)
         return kept
+
+    def was_predicted(self, index: int) -> bool:
+        """Predicted under the current choice, whether kept whole or only compressed (an item
+        predicted before the last ``KEEP_WHOLE``: opened, it is predicted again)."""
+        return index in self._predictions
 
     def _pre_annotated(self, index: int) -> bool:
         """Whether the item's stored mask (a pre-annotated video's) stands as its prediction."""
@@ -341,7 +352,7 @@ class ReviewSession:
 
     def forget(self, index: int) -> None:
         """Drop the item's prediction (the Run key predicts it again)."""
-        self._predictions.pop(index, None)
+        self._predictions.drop(index)
         self._not_pre_annotated.add(index)
 
     def to_predict(self, indices: Sequence[int]) -> List[int]:
@@ -356,13 +367,16 @@ class ReviewSession:
             return record.model or ""
         if index not in self._predictions and self._pre_annotated(index):
             return self.pre_annotations.choice.label()
-        kept = self._predictions.get(index)
-        return kept.provenance.choice.label() if kept is not None else ""
+        provenance = self._predictions.provenance(index)
+        return provenance.choice.label() if provenance is not None else ""
 
     # -- workflow rules -------------------------------------------------------------------
     def mark_clean(self, index: int, mask: np.ndarray) -> None:
         """The mask as shown (opened, predicted, saved): edits are counted from here."""
         self._clean[index] = np.array(mask, copy=True)
+        self._clean.move_to_end(index)
+        while len(self._clean) > CLEAN_KEPT:
+            self._clean.popitem(last=False)
 
     def is_dirty(self, index: Optional[int], mask: Optional[np.ndarray]) -> bool:
         """Whether ``mask`` differs from item ``index``'s last clean mask (unsaved edits)."""

@@ -106,7 +106,8 @@ class VideoReview:
         if frame in self._propagated:
             how = "doubtful" if self.is_unsure(frame) else "propagated"
             return f"{how} from key {self._propagated[frame].provenance.propagated_from}"
-        return "predicted" if self.session.prediction(frame) is not None else "unreviewed"
+        return "predicted" if self.session.was_predicted(frame) or self.session.prediction(frame) is not None \
+            else "unreviewed"
 
     def key_behind(self, frame: int, step: int) -> Optional[int]:
         """The nearest key at or behind ``frame`` for a Propagate in direction ``step`` (+1: the

@@ -419,12 +419,18 @@ def start_worker(function, *args, on_yield: Optional[Callable] = None,
     The one way the widgets start background work: results come back on the main thread
     (``on_yield`` per yielded item, ``on_return`` with the return value), errors as one
     line of text (``on_error``), then ``on_finished``. Returns the started worker
-    (``quit()`` asks a generator to stop after its current item)."""
+    (``quit()`` asks a generator to stop after its current item).
+
+    The worker holds its job through a :class:`_Job` it lets go of when it finishes: napari
+    keeps every worker it made for the window's lifetime (its task list holds the worker's
+    ``quit`` as the task's cancel action), and a job's arguments are an image, a click
+    session, a network: kept, they grew a long review session by ~11 MiB an item
+    (``benchmarks/long_session.py``)."""
     from napari.qt.threading import create_worker
 
-    if inspect.isgenerator(function):
-        function, args = _drive, (function, *args)
-    worker = create_worker(function, *args, _start_thread=False)
+    job = _Job(function, args)
+    worker = create_worker(_run_generator if job.is_generator else _run_function, job, _start_thread=False)
+    worker.finished.connect(job.release)
     if on_yield is not None and hasattr(worker, "yielded"):
         worker.yielded.connect(on_yield)
     if on_return is not None:
@@ -437,6 +443,29 @@ def start_worker(function, *args, on_yield: Optional[Callable] = None,
     return worker
 
 
-def _drive(job):
-    """A generator function around a generator object (napari's worker needs the function)."""
-    return (yield from job)
+class _Job:
+    """What a worker runs: a function and its arguments, or a generator already made (a
+    :mod:`napari_polyp.jobs` job); :meth:`release` lets go of them once the worker is done."""
+
+    def __init__(self, function, args: tuple):
+        self.is_generator = inspect.isgenerator(function) or inspect.isgeneratorfunction(function)
+        self.function, self.args = function, args
+
+    def start(self):
+        """The function's return value, or the generator to drive."""
+        function, args = self.function, self.args
+        if function is None:
+            raise RuntimeError("this job has finished already")
+        return function if inspect.isgenerator(function) else function(*args)
+
+    def release(self) -> None:
+        self.function, self.args = None, ()
+
+
+def _run_function(job: _Job):
+    return job.start()
+
+
+def _run_generator(job: _Job):
+    """A generator function around the job's generator (napari's worker needs the function)."""
+    return (yield from job.start())

@@ -292,7 +292,9 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
                                "predicting again")
             saved = None
         kept = self.propagated_prediction(index) or self.session.prediction(index)
-        will_predict = saved is None and (kept is not None or self.auto_check.isChecked() or force_predict)
+        # predicted before but kept only compressed (not among the last items used): predicted again
+        will_predict = saved is None and (kept is not None or self.auto_check.isChecked() or force_predict
+                                          or self.session.was_predicted(index))
         self.layers.remove_outputs(keep_kept_maps=same_item, network_maps=not will_predict,
                                    mask=saved is None and not will_predict)
         if saved is not None:

@@ -192,3 +192,28 @@ def test_a_source_that_cannot_be_opened_leaves_the_open_review_as_it_was(make_na
     assert widget.item_list.rowCount() == 3 and widget.current == 0
     record = widget.save("accepted")
     assert record is not None and record.stem == "img0"
+
+
+def test_an_item_whose_prediction_was_kept_compressed_is_predicted_again_when_opened(make_napari_viewer, qtbot,
+                                                                                        image_folder, tmp_path):
+    """Only the last predictions are kept whole (corrections/_kept_predictions.py): going back past
+    them opens the item by predicting it again, even with "predict on open" off, never with the
+    message that it was not predicted."""
+    viewer = make_napari_viewer()
+    widget = make_widget(viewer)
+    widget.set_dataset(tmp_path / "corrections")
+    widget.set_source(image_folder)
+    widget.session._predictions.keep_whole = 1
+    wait_idle(qtbot, widget)
+    first = np.array(widget.labels_layer().data, copy=True)
+    for _ in range(2):
+        widget.next()
+        wait_idle(qtbot, widget)
+    assert widget.current == 2 and widget.session.prediction(0) is None and widget.session.was_predicted(0)
+    widget.auto_check.setChecked(False)
+    widget.previous()
+    widget.previous()
+    wait_idle(qtbot, widget)
+    assert widget.current == 0 and "not predicted" not in widget.status_label.text()
+    assert widget.session.prediction(0) is not None  # whole again, maps and all
+    assert widget.labels_layer().data.shape == first.shape  # (random weights: not the same mask twice)
