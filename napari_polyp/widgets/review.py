@@ -292,7 +292,7 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
                                "predicting again")
             saved = None
         kept = self.propagated_prediction(index) or self.session.prediction(index)
-        # predicted before but kept only compressed (not among the last items used): predicted again
+        # predicted before but kept only compressed (not among the last KEEP_WHOLE predicted): predicted again
         will_predict = saved is None and (kept is not None or self.auto_check.isChecked() or force_predict
                                           or self.session.was_predicted(index))
         self.layers.remove_outputs(keep_kept_maps=same_item, network_maps=not will_predict,
