@@ -130,7 +130,7 @@ class ReviewLayers:
         labels = self.labels()
         if reference is None or labels is None or np.shape(labels.data) != reference.shape:
             layer = self.layer(REFERENCE_LAYER)
-            if layer is not None:
+            if layer is not None and layer.visible:
                 layer.visible = False  # never another image's comparison
             return
         data = display.agreement(labels.data, reference)
@@ -144,7 +144,8 @@ class ReviewLayers:
             self.viewer.layers.selection.active = labels  # painting goes on in the mask
         else:
             layer.data = data
-        layer.visible = self.reference_visible
+        if layer.visible != self.reference_visible:  # napari redraws on every assignment, even of the same value
+            layer.visible = self.reference_visible
 
     def set_mask_visible(self, on: bool) -> None:
         self.mask_visible = on
