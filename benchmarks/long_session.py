@@ -1,12 +1,13 @@
 """An annotator's long session in the real window: does anything grow or slow down item after item?
 
     xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python benchmarks/long_session.py \
-        [--items 60] [--clicks 3] [--network ea-dk] [--every 10]
+        [--items 60] [--clicks 3] [--network ea-dk] [--every 10] [--look 0.5]
 
 Opens ``--items`` Kvasir-SEG images (with their reference masks beside them) in the Workspace docked
 through napari's plugin path, the window fitted to a 1366×768 screen, and for each one as an
 annotator would: waits for the network's mask (the Segment tab's default: flip TTA and the second
-opinion where they fit), enters Click mode (the Correct tab's key K), makes ``--clicks`` clicks
+opinion where they fit; the next item's is predicted meanwhile, Review's look-ahead), looks at it for
+``--look`` seconds, enters Click mode (the Correct tab's key K), makes ``--clicks`` clicks
 through the canvas at the NoC protocol's point (``clicks.protocol_click``; left = lesion, right =
 background), saves the item as corrected (which opens the next one). Prints, every ``--every`` items
 and at the end: the process's resident memory, napari's layer count, the seconds from opening an
@@ -96,6 +97,9 @@ def main(argv=None) -> int:
     parser.add_argument("--clicks", type=int, default=3)
     parser.add_argument("--network", default="ea-dk")
     parser.add_argument("--every", type=int, default=10, help="print a line every this many items")
+    parser.add_argument("--look", type=float, default=0.0,
+                        help="seconds the annotator looks at each mask before the first click (0: clicks at once, "
+                             "while the next item is predicted ahead: the worst case for a click's time)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         images = copy_items(args.items, Path(tmp) / "kvasir")
@@ -120,6 +124,8 @@ def main(argv=None) -> int:
             if not mode.active:
                 mode.toggle()
             wait(app, lambda: not mode.loading)
+            look_until = time.perf_counter() + args.look
+            wait(app, lambda: time.perf_counter() >= look_until)
             mask = np.asarray(labels.data) > 0
             row = {"name": name, "open_s": opened, "click_s": [], "dice_before": dice(mask, truth)}
             for _ in range(args.clicks):

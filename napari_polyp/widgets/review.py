@@ -75,6 +75,9 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
         self._worker = None
         self._predicting: Optional[dict] = None  # the job of the running prediction
         self._batch = None  # the "run on all" worker
+        self._look_ahead = None  # the worker predicting the next item while this one is worked on
+        self._look_ahead_index: Optional[int] = None  # the item it predicts
+        self._awaiting: Optional[dict] = None  # the open item waits for the look-ahead's answer {token, index}
         self._token = 0  # which open() a network result belongs to
         self._basis = None  # the Predicted the open mask was derived from (None: a saved mask, or none)
         self._reopen_when_idle = False  # the open item's prediction went stale while the network ran
@@ -250,7 +253,8 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
 
     @property
     def busy(self) -> bool:
-        return self._worker is not None
+        """The network runs on the open item (or the look-ahead does, and the item waits for it)."""
+        return self._worker is not None or self._awaiting is not None
 
     def predict_current(self) -> None:
         """Run the network on the open item again (the Run button, key R)."""
@@ -280,6 +284,7 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
         self.last_error = None
         self._notice = ""
         self._token += 1
+        self._awaiting = None  # whatever the look-ahead brings for an item left behind is only kept
         same_item = index == self.current
         self.current = index
         self._basis = None
@@ -310,6 +315,8 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
         self.item_list.select(self.current)
         self._show_item_state()
         self._update_enabled()
+        if not self.busy:  # shown already (saved, or predicted ahead): the next one meanwhile
+            self.look_ahead()
         return True
 
     # -- layers -----------------------------------------------------------------------------------
@@ -489,4 +496,6 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
 
     def closeEvent(self, event):  # noqa: N802 (Qt)
         self.cancel_run_on_all()
+        if self._look_ahead is not None:
+            self._look_ahead.quit()
         super().closeEvent(event)

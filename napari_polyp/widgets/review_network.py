@@ -169,6 +169,12 @@ class ReviewPredictions:
 
     def _predict(self, index: int, image: np.ndarray) -> None:
         self._check_task(index)
+        if self._look_ahead is not None and self._look_ahead_index == index:  # on it already: wait for it
+            self._awaiting = {"token": self._token, "index": index}
+            self._running_text = f"running {self.choice().label()} on {self.session.items[index].name}…"
+            self.status_label.setText(self._running_text)
+            self._update_enabled()
+            return
         job = {"token": self._token, "index": index, "image": image, **self._predictor_args()}
         self._running_text = f"running {job['choice'].label()} on {self.session.items[index].name}…"
         self.status_label.setText(self._running_text)
@@ -212,6 +218,52 @@ class ReviewPredictions:
             return
         self._show_prediction(job["index"], kept, self.image_layer())
         self._show_item_state()
+        self.look_ahead()
+
+    def look_ahead(self) -> None:
+        """Predict the item Next would open, in the background, while this one is looked at and
+        corrected: the network's 0.4 s (EA-DK with TTA, checked by DINO-keys) is then spent before
+        the annotator gets there, not after (``benchmarks/long_session.py``). Only with "predict"
+        on, one item ahead, never beside Run on all; what it finds is kept like any prediction."""
+        if self.session is None or self._batch is not None or self._look_ahead is not None \
+                or not self.auto_check.isChecked() or self.image_layer() is None:
+            return
+        index = self._neighbour(+1)
+        if index is None or not self.session.to_predict([index]):
+            return
+        job, session = self._predictor_args(), self.session
+        work = jobs.predict_items(lambda: self._build_predictor(job), session.image, [index], job["choice"],
+                                  source_of=lambda i: session.items[i].source_path)
+        self._look_ahead_index = index
+        self._look_ahead = start_worker(work, on_yield=self._on_look_ahead_event,
+                                        on_finished=self._on_look_ahead_finished)
+
+    def _on_look_ahead_event(self, event) -> None:
+        if self.session is None or not isinstance(event, jobs.Result):
+            return  # a Note or Failed (an unreadable file, a network that will not load) is said when opened
+        index, kept = event.value
+        fresh = self.session.remember(index, kept)  # refused when the network changed meanwhile
+        self._update_row(index)
+        waiting, self._awaiting = self._awaiting, None
+        if waiting is not None and waiting["index"] == index and waiting["token"] == self._token \
+                and fresh and self.image_layer() is not None:  # the open item was waiting for this
+            self._running_text = ""
+            self._show_prediction(index, kept, self.image_layer())
+            self._show_item_state()
+            self._update_enabled()
+        elif waiting is not None:
+            self._awaiting = waiting  # not this one's answer: the finish runs the network for it
+
+    def _on_look_ahead_finished(self) -> None:
+        index, self._look_ahead, self._look_ahead_index = self._look_ahead_index, None, None
+        waiting, self._awaiting = self._awaiting, None
+        if self.session is None or self.image_layer() is None:
+            return  # the review's image is gone (the viewer closed, say): nothing to open or look ahead for
+        if waiting is not None and waiting["token"] == self._token:
+            self.open_item(waiting["index"], confirm=False)  # no answer came for it: the network runs now
+        elif index is not None and self.session.was_predicted(index) and self.current is not None \
+                and not self.busy:
+            self.look_ahead()  # the item opened meanwhile may want its own next one (not after a failure)
 
     def run_on_all(self) -> None:
         """Predict every unreviewed item not predicted with the chosen network yet, in the
@@ -219,7 +271,8 @@ class ReviewPredictions:
         if self.session is None or self._batch is not None:
             return
         self._apply_choice()
-        todo = self.session.to_predict(self.order())
+        # the item the look-ahead is on comes from it (kept like these), not twice
+        todo = [i for i in self.session.to_predict(self.order()) if i != self._look_ahead_index]
         choice = self.choice()
         if not todo:
             self.status_label.setText(f"every unreviewed item is predicted with {choice.label()} already")

@@ -217,3 +217,25 @@ def test_an_item_whose_prediction_was_kept_compressed_is_predicted_again_when_op
     assert widget.current == 0 and "not predicted" not in widget.status_label.text()
     assert widget.session.prediction(0) is not None  # whole again, maps and all
     assert widget.labels_layer().data.shape == first.shape  # (random weights: not the same mask twice)
+
+
+def test_the_next_item_is_predicted_while_this_one_is_worked_on(make_napari_viewer, qtbot, image_folder, tmp_path):
+    """Look-ahead: once the open item's mask is shown, the item Next would open is predicted in
+    the background, so that Next shows its mask without running the network; not with "predict" off."""
+    viewer = make_napari_viewer()
+    widget = make_widget(viewer)
+    widget.set_dataset(tmp_path / "corrections")
+    widget.set_source(image_folder)
+    wait_idle(qtbot, widget)
+    qtbot.waitUntil(lambda: widget._look_ahead is None and widget.session.was_predicted(1), timeout=120_000)
+    assert not widget.session.was_predicted(2)  # one item ahead, no more
+    widget.next()
+    assert widget.current == 1 and not widget.busy  # shown at once: no network run for it
+    assert widget.labels_layer().data.shape == (64, 72)
+    qtbot.waitUntil(lambda: widget._look_ahead is None and widget.session.was_predicted(2), timeout=120_000)
+
+    widget.auto_check.setChecked(False)
+    widget.session.forget(2)
+    widget.previous()
+    wait_idle(qtbot, widget)
+    assert widget._look_ahead is None and not widget.session.was_predicted(2)
