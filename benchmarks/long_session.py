@@ -30,6 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "kvasir-seg"
+
+from napari_polyp.app import wait_until  # noqa: E402 -- after the path above
+
 CORRECT_TAB = 2
 
 
@@ -40,14 +43,6 @@ def rss_mib() -> float:
             return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-
-def wait(app, condition, timeout: float = 300.0) -> None:
-    end = time.perf_counter() + timeout
-    while not condition():
-        app.processEvents()
-        time.sleep(0.005)
-        if time.perf_counter() > end:
-            raise TimeoutError("the window did not get there in time")
 
 
 def copy_items(n: int, out: Path) -> Path:
@@ -86,7 +81,6 @@ def report(block: list, item: int, start_rss: float, viewer) -> None:
 
 def main(argv=None) -> int:
     import napari
-    from qtpy.QtWidgets import QApplication
 
     from napari_polyp.app import fit_window
     from napari_polyp.corrections.clicks import protocol_click
@@ -104,7 +98,6 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         images = copy_items(args.items, Path(tmp) / "kvasir")
         viewer = napari.Viewer()
-        app = QApplication.instance()
         dock, workspace = viewer.window.add_plugin_dock_widget("napari-polyp", "Workspace")
         fit_window(viewer, dock)
         workspace.segment.model_combo.setCurrentText(args.network)
@@ -114,7 +107,7 @@ def main(argv=None) -> int:
         review.set_source(images)
         rows, block, start_rss = [], [], None
         for item in range(1, args.items + 1):
-            wait(app, lambda: not review.busy and review.labels_layer() is not None
+            wait_until(lambda: not review.busy and review.labels_layer() is not None
                  and review.labels_layer().data.shape == review.image_layer().data.shape[:2])
             opened = time.perf_counter() - began
             name = review.session.items[review.current].name
@@ -123,9 +116,9 @@ def main(argv=None) -> int:
             workspace.tabs.setCurrentIndex(CORRECT_TAB)
             if not mode.active:
                 mode.toggle()
-            wait(app, lambda: not mode.loading)
+            wait_until(lambda: not mode.loading)
             look_until = time.perf_counter() + args.look
-            wait(app, lambda: time.perf_counter() >= look_until)
+            wait_until(lambda: time.perf_counter() >= look_until)
             mask = np.asarray(labels.data) > 0
             row = {"name": name, "open_s": opened, "click_s": [], "dice_before": dice(mask, truth)}
             for _ in range(args.clicks):
@@ -133,7 +126,7 @@ def main(argv=None) -> int:
                 if click is None:
                     break
                 click_through_canvas(viewer, click.row, click.col, click.positive)
-                wait(app, lambda: not mode.busy)
+                wait_until(lambda: not mode.busy)
                 row["click_s"].append(mode.last_seconds)
                 mask = np.asarray(labels.data) > 0
             row["dice_after"] = dice(mask, truth)

@@ -33,6 +33,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
+
+from napari_polyp.app import wait_until  # noqa: E402 -- after the path above
+
 BEFORE_COMMIT = "64e9d88"
 SIZE = (1366, 768)
 
@@ -59,14 +62,6 @@ def old_review_class():
     exec(compile(source, "review_before.py", "exec"), module.__dict__)  # noqa: S102 -- our own history
     return module.ReviewWidget
 
-
-def wait(app, condition, timeout=300.0):
-    end = time.perf_counter() + timeout
-    while not condition():
-        app.processEvents()
-        time.sleep(0.005)
-        if time.perf_counter() > end:
-            raise TimeoutError("the window did not get there in time")
 
 
 def records(folder: Path) -> int:
@@ -107,7 +102,7 @@ def run_before(app, images: Path, out: Path) -> dict:
     review.set_source(images)
     accept = review.status_buttons["accepted"]
     while records(out) < 20:
-        wait(app, lambda: not review.busy and review.labels_layer() is not None)
+        wait_until(lambda: not review.busy and review.labels_layer() is not None)
         if not on_screen(accept, window):
             inputs["scrolls"] += 1  # the annotator scrolls the dock to reach Accept
         QTest.mouseClick(accept, Qt.LeftButton)
@@ -142,7 +137,7 @@ def run_after(app, images: Path, out: Path, shots: Path = None, size=SIZE) -> di
     inputs["clicks"] += 1
     shot_taken = False
     while records(out) < 20:
-        wait(app, lambda: not review.busy and review.labels_layer() is not None)
+        wait_until(lambda: not review.busy and review.labels_layer() is not None)
         if shots is not None and not shot_taken:
             app.processEvents()
             name = "workspace_colonoscopy.png" if tuple(size) == SIZE else f"workspace_{size[0]}x{size[1]}.png"
@@ -158,10 +153,10 @@ def run_after(app, images: Path, out: Path, shots: Path = None, size=SIZE) -> di
         app.processEvents()
     seconds = time.perf_counter() - start
     if shots is not None:
-        wait(app, lambda: review._batch is None)
+        wait_until(lambda: review._batch is None)
         review.order_combo.setCurrentText("worst Dice first")
         review.open_item(review.order()[0], confirm=False)
-        wait(app, lambda: not review.busy and review.labels_layer() is not None)
+        wait_until(lambda: not review.busy and review.labels_layer() is not None)
         app.processEvents()
         viewer.screenshot(path=str(shots / "workspace_table.png"), canvas_only=False, flash=False)
         attention_shot(app, viewer, workspace, shots)
@@ -175,11 +170,11 @@ def attention_shot(app, viewer, workspace, shots: Path) -> None:
     review = workspace.review
     workspace.tabs.setCurrentIndex(1)
     review.predict_current()  # MicroAUNet's maps of the item on screen (a saved item shows none)
-    wait(app, lambda: not review.busy and review.labels_layer() is not None)
+    wait_until(lambda: not review.busy and review.labels_layer() is not None)
     workspace.keep_maps()
     workspace.segment.model_combo.setCurrentText("eam-net")
     review.predict_current()
-    wait(app, lambda: not review.busy and review.labels_layer() is not None)
+    wait_until(lambda: not review.busy and review.labels_layer() is not None)
     workspace.side_by_side(True)
     app.processEvents()
     viewer.screenshot(path=str(shots / "attention_comparison.png"), canvas_only=False, flash=False)
@@ -197,7 +192,7 @@ def dermoscopy_shot(app, images: Path, out: Path, shots: Path) -> None:
     review = workspace.review
     review.set_dataset(out)
     review.set_source(images)
-    wait(app, lambda: not review.busy and review.labels_layer() is not None)
+    wait_until(lambda: not review.busy and review.labels_layer() is not None)
     review.contour_check.setChecked(True)
     app.processEvents()
     viewer.screenshot(path=str(shots / "workspace_dermoscopy.png"), canvas_only=False, flash=False)

@@ -139,6 +139,19 @@ def fit_window(viewer, workspace_dock=None, available=None) -> dict:
     return plan
 
 
+def wait_until(condition, timeout: float = 300.0) -> None:
+    """Keep Qt responsive until ``condition()`` holds: for scripts that drive the real window (the
+    screenshot tools, the Review benchmarks). TimeoutError after ``timeout`` seconds."""
+    from qtpy.QtWidgets import QApplication
+
+    end = time.perf_counter() + timeout
+    while not condition():
+        QApplication.processEvents()
+        time.sleep(0.005)
+        if time.perf_counter() > end:
+            raise TimeoutError("the window did not get there in time")
+
+
 def run_once_and_screenshot(viewer, widget, path, timeout: float = 600.0, press_run: bool = True) -> Path:
     """Press Run (unless a run is under way already, or not ``press_run``), wait for the mask
     (keeping Qt responsive), save a window screenshot."""

@@ -51,3 +51,17 @@ def test_command_line_screenshot(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "first mask after" in result.stdout
     assert float(iio.imread(out)[..., :3].astype(float).var()) > 50.0
+
+
+def test_wait_until_keeps_qt_going_until_the_condition_and_says_when_it_never_comes(qtbot):
+    """The scripts that drive the real window (screenshots, the Review benchmarks) wait with it."""
+    from qtpy.QtCore import QTimer
+
+    from napari_polyp.app import wait_until
+
+    fired = []
+    QTimer.singleShot(50, lambda: fired.append(True))  # only a running event loop delivers it
+    wait_until(lambda: bool(fired), timeout=10)
+    assert fired
+    with pytest.raises(TimeoutError, match="did not get there"):
+        wait_until(lambda: False, timeout=0.05)

@@ -23,16 +23,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "kvasir-seg"
+
+from napari_polyp.app import wait_until  # noqa: E402 -- after the path above
+
 CORRECT_TAB = 2
 
-
-def wait(app, condition, timeout=300.0):
-    end = time.perf_counter() + timeout
-    while not condition():
-        app.processEvents()
-        time.sleep(0.005)
-        if time.perf_counter() > end:
-            raise TimeoutError("the window did not get there in time")
 
 
 def sample(n: int, first: int, out: Path) -> Path:
@@ -96,7 +91,7 @@ def main(argv=None) -> None:
         review = workspace.review
         review.set_dataset(Path(tmp) / "out")
         review.set_source(images)
-        wait(app, lambda: not review.busy and review.labels_layer() is not None)
+        wait_until(lambda: not review.busy and review.labels_layer() is not None)
         name = review.session.items[review.current].name
         truth = read_mask(images.parent / "masks" / name) > 0
         workspace.tabs.setCurrentIndex(CORRECT_TAB)
@@ -104,7 +99,7 @@ def main(argv=None) -> None:
         labels = viewer.layers["Review mask"]
         review.reference_check.setChecked(False)  # the clicks and the mask alone
         mode.toggle()
-        wait(app, lambda: not mode.loading)  # the refiner loads while the annotator aims
+        wait_until(lambda: not mode.loading)  # the refiner loads while the annotator aims
         mask = np.asarray(labels.data) > 0
         print(f"{name}: {args.network} Dice {dice(mask, truth):.3f}")
         canvas = viewer.window._qt_viewer.canvas
@@ -117,7 +112,7 @@ def main(argv=None) -> None:
             button = 1 if click.positive else 2
             canvas._scene_canvas.events.mouse_press(pos=pos, button=button, modifiers=())
             canvas._scene_canvas.events.mouse_release(pos=pos, button=button, modifiers=())
-            wait(app, lambda: not mode.busy)
+            wait_until(lambda: not mode.busy)
             mask = np.asarray(labels.data) > 0
             print(f"{'positive' if click.positive else 'negative'} click at ({click.row}, {click.col}): "
                   f"Dice {dice(mask, truth):.3f} ({mode.last_seconds * 1000:.0f} ms) — {mode.message}")
