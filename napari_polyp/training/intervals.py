@@ -17,8 +17,8 @@ without its interval invites reading one image's luck as progress (docs/benchmar
   scenes as the fine-tune's folds do (``finetune_rules.scene_runs``).
 
 Seeded, so a benchmark prints the same interval twice. What an interval cannot know: failures
-the set does not hold. A failure that strikes one image in ten is absent from a third of the sets
-of 20, and their intervals sit above the true mean (etis20's seven failed frames are one scene's:
+the set does not hold. A failure that strikes one image in twenty is absent from a third of the
+sets of 20 (0.95^20 = 0.36), and their intervals sit above the true mean (etis20's seven failed frames are one scene's:
 its interval is of those 20 frames, not of the centre).
 """
 from __future__ import annotations
