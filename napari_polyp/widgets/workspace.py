@@ -113,7 +113,8 @@ class WorkspaceWidget(QWidget):
         self.save_mask_button = QPushButton("Save this mask to the corrections")
         self.save_mask_button.setToolTip("Save the mask of the image chosen above (frame on screen) as a corrected "
                                          "item of the corrections folder chosen in the Review tab")
-        self.save_mask_button.clicked.connect(self.save_segment_mask)
+        # Qt hands ``clicked`` the button's checked state: it must not become the status
+        self.save_mask_button.clicked.connect(lambda _checked=False: self.save_segment_mask())
         layout.addWidget(self.save_mask_button)
         box = QGroupBox("Attention maps")
         box.setToolTip("Where the network looked: one map per attention block, hidden until shown")

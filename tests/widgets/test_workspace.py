@@ -228,6 +228,10 @@ def test_a_segment_mask_can_be_saved_into_the_corrections(make_napari_viewer, qt
     qtbot.waitUntil(lambda: not workspace.segment.busy, timeout=WAIT_MS)
     mask = viewer.layers["loose mask"]
     mask.data_setitem((np.array([0]), np.array([0])), np.array([1], np.uint8))
-    record = workspace.save_segment_mask()
+    workspace.save_mask_button.click()  # as a user saves it: Qt passes the button's checked state
+    assert "not saved" not in workspace.segment.status_label.text()
+    from napari_polyp.corrections import CorrectionsDataset
+
+    record = CorrectionsDataset(tmp_path / "corrections").get("loose")
     assert record.stem == "loose" and record.status == "corrected" and record.pixels_changed == 1
     assert (tmp_path / "corrections" / "masks" / "loose.png").is_file()
