@@ -446,9 +446,12 @@ class CorrectionsDataset:
             strokes_rel = f"strokes/{stem}/{version}.png" if strokes_png is not None else ""
             strokes_target = self.inside(strokes_rel) if strokes_rel else None
 
-            # 1. the previous good mask into history/ (unless already there)
+            # 1. the previous good mask into history/ (unless already there); a new item's mask
+            # file left by a save cut short before its record is kept there too
             if previous is not None:
                 self._keep_previous_mask(previous)
+            else:
+                self._keep_orphan_mask(stem, mask_png)
             _crash_point("after-history")
 
             # 2. the image (only when new or changed)
@@ -657,15 +660,47 @@ class CorrectionsDataset:
         data = path.read_bytes()
         if data == good:
             return
-        folder = self.history_dir(record.stem)
         recorded = self.manifest_index(warn=False).version_with_mask(record.stem, sha256_bytes(data))
         if recorded is not None:  # a confirmed version after all (a manifest whose versions went backwards)
-            self._add_to_history(folder, recorded, data)
+            self._add_to_history(self.history_dir(record.stem), recorded, data)
             return
-        if any(self._readable_inside(p) and p.read_bytes() == data for p in folder.glob("unconfirmed-*.png")):
+        self._add_unconfirmed(record.stem, record.version + 1, data)
+
+    def _keep_orphan_mask(self, stem: str, replacing: bytes) -> None:
+        """``masks/<stem>.png`` of an item the manifest does not hold (its first save was cut short
+        before its record, or the record's line was torn) goes to history/ before a save replaces it."""
+        data = self._orphan_mask_bytes(stem)
+        if data is not None and data != replacing:
+            self._add_unconfirmed(stem, 1, data)
+
+    def _orphan_mask_bytes(self, stem: str) -> Optional[bytes]:
+        path = self.inside(f"masks/{safe_stem(stem)}.png")
+        return path.read_bytes() if self._readable_inside(path) else None
+
+    def _add_unconfirmed(self, stem: str, version: int, data: bytes) -> None:
+        folder = self.history_dir(stem)
+        if folder.is_dir() and any(self._readable_inside(p) and p.read_bytes() == data
+                                   for p in folder.glob("unconfirmed-*.png")):
             return
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-        atomic_write_bytes(folder / f"unconfirmed-{record.version + 1}-{stamp}.png", data)
+        atomic_write_bytes(folder / f"unconfirmed-{version}-{stamp}.png", data)
+
+    def unconfirmed_mask(self, stem: str) -> Optional[Tuple[np.ndarray, Path]]:
+        """(mask, file) of the save of ``stem`` that was cut short after its mask was written and
+        before its record was (a crash, a torn last line of the manifest), when its file is still in
+        masks/ and no record holds it; None otherwise. Review offers it back."""
+        record = self.get(stem)
+        path = self.inside(f"masks/{safe_stem(stem)}.png")
+        data = self._orphan_mask_bytes(stem)
+        if data is None:
+            return None
+        if record is not None and \
+                self.manifest_index(warn=False).version_with_mask(record.stem, sha256_bytes(data)) is not None:
+            return None
+        try:
+            return self._decode(path), path
+        except (UserError, OSError, ValueError):
+            return None  # an unreadable file is left for a person; a save keeps it in history/
 
     def _restore_confirmed_mask(self, record: Record) -> bool:
         if not self.owns(record, record.mask):

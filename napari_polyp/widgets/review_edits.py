@@ -34,18 +34,32 @@ class ReviewEdits:
             self._drafts.discard(self.session.stem(index))
 
     def _offer_draft(self, labels) -> None:
-        """A draft left by a crash (or a closed window) for the item now shown: restore or discard."""
+        """A draft left by a crash (or a closed window) for the item now shown, else the mask of a
+        save of it that was cut short before its record: restore or discard."""
         self.draft_offer.setVisible(False)
         if self._drafts is None or self.current is None:
             return
         index = self.current
-        draft = self._drafts.load(self.session.stem(index))
-        if draft is None or draft.mask.shape != np.shape(labels.data) or np.array_equal(draft.mask, labels.data):
+        stem = self.session.stem(index)
+        draft = self._drafts.load(stem)
+        if draft is not None and self._differs(draft.mask, labels):
+            changed = int(np.count_nonzero(draft.mask != np.asarray(labels.data)))
+            self.draft_offer.ask(f"Unsaved edits of this mask from {draft.saved_at} ({changed} pixels) were kept "
+                                 "as a draft.", [("Restore", lambda: self.restore_draft(index, draft.mask)),
+                                                 ("Discard", lambda: self._discard_draft(index))])
             return
-        changed = int(np.count_nonzero(draft.mask != np.asarray(labels.data)))
-        self.draft_offer.ask(f"Unsaved edits of this mask from {draft.saved_at} ({changed} pixels) were kept "
-                             "as a draft.", [("Restore", lambda: self.restore_draft(index, draft.mask)),
-                                             ("Discard", lambda: self._discard_draft(index))])
+        found = self.session.dataset.unconfirmed_mask(stem)
+        if found is not None and self._differs(found[0], labels):
+            mask, path = found
+            # its file stays in masks/ until the item is saved; a save then keeps it in history/
+            self.draft_offer.ask(f"A save of this item was cut short before the manifest recorded it; its mask "
+                                 f"is still in {path.parent.name}/{path.name}.",
+                                 [("Restore", lambda: self.restore_draft(index, mask)),
+                                  ("Discard", lambda: self.draft_offer.setVisible(False))])
+
+    @staticmethod
+    def _differs(mask: np.ndarray, labels) -> bool:
+        return mask.shape == np.shape(labels.data) and not np.array_equal(mask, labels.data)
 
     def restore_draft(self, index: int, mask: np.ndarray) -> int:
         """Put a draft into the open mask (one undo step); returns the pixels changed."""

@@ -140,6 +140,39 @@ def test_mask_file_ahead_of_its_record_serves_the_recorded_version(tmp_path):
     np.testing.assert_array_equal(decode_mask(unconfirmed[0].read_bytes()), square(0, 20))
 
 
+def test_a_first_save_cut_short_before_its_record_is_offered_back_and_never_written_over(tmp_path):
+    """A new item's save killed after its mask (or its record's line torn): the manifest has no
+    record of it, its mask file is in masks/. Review offers it back; the next save keeps it."""
+    ds = CorrectionsDataset(tmp_path)
+    ds.save(rgb(), square(2, 8), stem="a", status="accepted")
+    ds.save(rgb(1), square(1, 12), stem="b", status="corrected")
+    data = (tmp_path / "manifest.jsonl").read_bytes()
+    (tmp_path / "manifest.jsonl").write_bytes(data[:-40])  # b's line torn
+    assert ds.get("b") is None
+    mask, path = ds.unconfirmed_mask("b")
+    np.testing.assert_array_equal(mask, square(1, 12))
+    assert path == tmp_path / "masks" / "b.png"
+    assert ds.unconfirmed_mask("a") is None  # a's file is its record's
+    assert ds.unconfirmed_mask("c") is None
+
+    ds.save(rgb(1), square(1, 3), stem="b", status="accepted")  # the network's mask, accepted over it
+    kept = list((tmp_path / "history" / "b").glob("unconfirmed-1-*.png"))
+    assert len(kept) == 1
+    np.testing.assert_array_equal(decode_mask(kept[0].read_bytes()), square(1, 12))
+    assert ds.unconfirmed_mask("b") is None  # now the record's own
+
+
+def test_a_second_save_cut_short_is_offered_back_too(tmp_path):
+    ds = CorrectionsDataset(tmp_path)
+    ds.save(rgb(), square(2, 8), stem="a", status="accepted")
+    (tmp_path / "history" / "a").mkdir(parents=True)
+    (tmp_path / "history" / "a" / "1.png").write_bytes((tmp_path / "masks" / "a.png").read_bytes())
+    Image.fromarray(square(0, 20) * 255).save(tmp_path / "masks" / "a.png")
+    mask, _ = ds.unconfirmed_mask("a")
+    np.testing.assert_array_equal(mask, square(0, 20))
+    np.testing.assert_array_equal(ds.load_mask("a"), square(2, 8))  # the record's own is what loads
+
+
 def test_format_0_plain_folder_is_read_and_migrated_on_first_save(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()

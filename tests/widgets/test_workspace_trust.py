@@ -448,6 +448,36 @@ def test_an_edited_mask_survives_a_crash_as_a_draft(make_napari_viewer, qtbot, f
     assert not (drafts / "a.png").exists()  # saved: the draft is gone
 
 
+def test_a_save_cut_short_before_its_record_is_offered_back_not_overwritten(make_napari_viewer, qtbot, folder,
+                                                                            tmp_path):
+    """The manifest's last line torn (a save killed while writing it): the item's mask file is in
+    masks/ with no record. Review offers it back, and accepting the network's mask keeps it."""
+    viewer = make_napari_viewer()
+    workspace, review, _ = start(viewer, folder, tmp_path)
+    idle(qtbot, review)
+    labels = review.labels_layer()
+    labels.data_setitem((np.arange(7), np.arange(7)), np.ones(7, np.uint8))
+    corrected = np.array(labels.data)
+    review.save("corrected")
+    manifest = tmp_path / "corrections" / "manifest.jsonl"
+    manifest.write_bytes(manifest.read_bytes()[:-30])
+
+    other = make_napari_viewer()
+    _, review2, _ = start(other, folder, tmp_path)
+    idle(qtbot, review2)
+    assert not review2.draft_offer.isHidden() and "cut short" in review2.draft_offer.label.text()
+    assert "masks/a.png" in review2.draft_offer.label.text()
+    review2.draft_offer.buttons["Discard"].click()  # the network's mask is wanted after all
+    review2.save("accepted")
+    kept = list((tmp_path / "corrections" / "history" / "a").glob("unconfirmed-*.png"))
+    assert len(kept) == 1 and np.array_equal(np.asarray(Image.open(kept[0])) > 0, corrected > 0)
+
+    third = make_napari_viewer()
+    _, review3, _ = start(third, folder, tmp_path)
+    idle(qtbot, review3)
+    assert review3.draft_offer.isHidden()  # the record holds the file now: nothing to offer
+
+
 def test_a_second_network_on_the_same_image_is_not_reported_as_cancelled(make_napari_viewer, qtbot):
     """Its run replaces the first network's maps: that removal is the run's own, not the user's."""
     viewer = make_napari_viewer()
