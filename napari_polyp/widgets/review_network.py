@@ -175,20 +175,25 @@ class ReviewPredictions:
             self.status_label.setText(self._running_text)
             self._update_enabled()
             return
-        job = {"token": self._token, "index": index, "image": image, **self._predictor_args()}
+        job = {"token": self._token, "index": index, "image": image, "session": self.session,
+               **self._predictor_args()}
         self._running_text = f"running {job['choice'].label()} on {self.session.items[index].name}…"
         self.status_label.setText(self._running_text)
         item = self.session.items[index]
         work = jobs.predict_frames(lambda: self._build_predictor(job), lambda _frame: image, [None], job["choice"],
                                    source=item.source_path, device=job["device"], name=item.name)
         self._predicting = job  # bound methods below: Qt drops them with the widget, lambdas it would call
-        self._worker = start_worker(work, on_yield=self._on_predict_event,
+        self._worker = start_worker(_with_job(job, work), on_yield=self._on_predict_event,
                                     on_error=lambda text: self._report_error(f"{job['model']} failed: {text}"),
                                     on_finished=self._on_worker_finished)
         self._update_enabled()
 
-    def _on_predict_event(self, event) -> None:
-        job = self._predicting
+    def _on_predict_event(self, job_and_event) -> None:
+        job, event = job_and_event
+        if job is not self._predicting:  # a run left behind (another folder or network) answers late
+            if isinstance(event, jobs.Result):
+                self._on_predicted(job, event.value)  # kept for its own item, if that is still open for review
+            return
         if isinstance(event, jobs.Failed):
             self._report_error(event.message)
         elif isinstance(event, jobs.Note):
@@ -197,6 +202,8 @@ class ReviewPredictions:
             self._on_predicted(job, event.value)
 
     def _on_worker_finished(self) -> None:
+        if self._worker is not None and self._worker.is_running:
+            return  # a run left behind has ended; the one started since goes on
         self._worker = None
         if self.status_label.text() == self._running_text:  # ended without a result to show (e.g. image closed)
             self.status_label.setText("the network's result was not shown: the item or its image changed meanwhile")
@@ -207,8 +214,8 @@ class ReviewPredictions:
             self._follow_choice()
 
     def _on_predicted(self, job: dict, kept: jobs.Predicted) -> None:
-        if self.session is None:
-            return
+        if self.session is None or job.get("session", self.session) is not self.session:
+            return  # a prediction of a folder left: none of this folder's items
         fresh = self.session.remember(job["index"], kept)  # refused when the network changed meanwhile
         self._update_row(job["index"])
         if job["token"] != self._token or self.image_layer() is None:
@@ -316,3 +323,11 @@ class ReviewPredictions:
             self.status_label.setText(f"predicted {done} of {self.batch_progress.maximum()} items; "
                                       "sort by Dice or uncertainty to see the worst first")
             self._refresh_list()
+
+
+def _with_job(job: dict, events):
+    """A prediction job's events, each as (job, event): two runs can be in flight (the network
+    changed, then the folder, while the first still ran), and a late answer must go to the item
+    it was asked for, not to the job started since (it was shown on the next folder's image)."""
+    for event in events:
+        yield job, event

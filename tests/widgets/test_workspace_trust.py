@@ -478,6 +478,48 @@ def test_a_save_cut_short_before_its_record_is_offered_back_not_overwritten(make
     assert review3.draft_offer.isHidden()  # the record holds the file now: nothing to offer
 
 
+def test_a_late_result_of_a_folder_left_is_not_shown_on_the_next_folder(make_napari_viewer, qtbot, folder,
+                                                                         tmp_path):
+    """A network still running on the folder left (its first run takes seconds) answers after the
+    next folder's item has opened and started its own run: that answer is not the new item's."""
+    import threading
+
+    release, first = threading.Event(), threading.Event()
+
+    class HeldOnce(Factory):
+        def __call__(self, model_name, *args, **kwargs):
+            predictor = super().__call__(model_name, *args, **kwargs)
+            if model_name != "microaunet":
+                return predictor
+            plain = predictor.predict
+
+            def predict(image, attention=True):
+                if not first.is_set():  # the first call (the folder left) waits
+                    first.set()
+                    release.wait(30)
+                return plain(image, attention)
+
+            predictor.predict = predict
+            return predictor
+
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.fromarray(np.full((70, 90, 3), 120, np.uint8)).save(other / "z.png")
+    viewer = make_napari_viewer()
+    workspace, review, _ = start(viewer, folder, tmp_path, HeldOnce())
+    idle(qtbot, review)
+    workspace.segment.model_combo.setCurrentText("microaunet")  # Review predicts the open item again
+    qtbot.waitUntil(first.is_set, timeout=WAIT_MS)
+    assert review.set_source(other)
+    qtbot.waitUntil(lambda: review.labels_layer() is not None and review.labels_layer().data.shape == (70, 90),
+                    timeout=WAIT_MS)
+    release.set()
+    qtbot.wait(300)
+    qtbot.waitUntil(lambda: not review.busy, timeout=WAIT_MS)
+    assert review.labels_layer().data.shape == (70, 90) and "⚠" not in review.status_label.text()
+    assert review.session.prediction(0).probability.shape == (70, 90)
+
+
 def test_a_second_network_on_the_same_image_is_not_reported_as_cancelled(make_napari_viewer, qtbot):
     """Its run replaces the first network's maps: that removal is the run's own, not the user's."""
     viewer = make_napari_viewer()
