@@ -120,6 +120,8 @@ class ClickMode(QObject):
         self._refined_once = False
         self._preload = None
         click_keys.register(self)
+        if segment is not None:
+            segment.threshold_applied.connect(self._on_threshold_applied)
         self.viewer.layers.selection.events.active.connect(self._on_active_changed)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
 
@@ -336,6 +338,16 @@ class ClickMode(QObject):
         self._drop_session()
         if self.active:
             self._say("a new image: its clicks start afresh")
+
+    def _on_threshold_applied(self, _value: float, outcome: str) -> None:
+        """A threshold move that discarded the edits (the mask is the network's own again) took
+        the clicks' work with it: their points go, and they are not saved with the item."""
+        labels = self._layer(self._labels_name)
+        if outcome != "updated" or self.session is None or labels is None \
+                or L.prediction_state(labels) is None or L.has_manual_edits(labels):
+            return
+        self._drop_session()
+        self._say("the edits were discarded: the clicks start afresh")
 
     def _drop_session(self) -> None:
         self._unwatch()

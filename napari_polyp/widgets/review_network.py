@@ -111,7 +111,14 @@ class ReviewPredictions:
         else:
             self.open_item(self.current, confirm=False)
 
-    def _on_threshold_changed(self, value: float) -> None:
+    def _on_threshold_applied(self, value: float, outcome: str) -> None:
+        """The Model tab's threshold, once Segment has applied it to its mask (``outcome``)."""
+        if outcome == "cancelled":  # the edits were kept, the control went back: nothing changes here
+            self.status_label.setText("threshold unchanged: the edits on the mask were kept as they are")
+            return
+        self._on_threshold_changed(value, outcome)
+
+    def _on_threshold_changed(self, value: float, segment_outcome: str = "") -> None:
         """Re-derive the open mask and the table's Dice from the kept probabilities (no network run)."""
         if self.session is not None:
             for index in self.session.use_threshold(value):
@@ -122,7 +129,7 @@ class ReviewPredictions:
         source = self.model_source
         segment_does_it = source is not None and source.image_layer() is not None \
             and source.image_layer().name == IMAGE_LAYER  # Segment re-derives this very mask itself
-        outcome = "updated"
+        outcome = segment_outcome or "updated"
         if not segment_does_it:
             try:
                 outcome = L.rethreshold(labels, float(value))

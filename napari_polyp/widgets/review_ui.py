@@ -115,7 +115,7 @@ class ReviewControls:
         source = self.model_source
         if source is None:
             return
-        source.threshold_spin.valueChanged.connect(self._on_threshold_changed)
+        source.threshold_applied.connect(self._on_threshold_applied)  # after Segment's own answer (a dialog)
         source.model_combo.currentIndexChanged.connect(self._on_choice_changed)
         source.checkpoint_combo.currentIndexChanged.connect(self._on_choice_changed)
         source.tta_check.toggled.connect(self._on_choice_changed)

@@ -19,7 +19,7 @@ import time
 from typing import Callable, List, Optional
 
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -72,6 +72,11 @@ class SegmentWidget(SegmentLive, QWidget):
     inject a counting one); ``ask_edits(EditsFound) -> "discard"|"keep"|"cancel"``
     is asked before manual edits would be replaced (a QMessageBox by default).
     """
+
+    # (value, outcome) after a threshold change was applied to the mask on screen: "updated",
+    # "kept-edits", "unchanged", "cancelled" (the control went back), or "" (no mask of Segment's
+    # here): Review and Click mode follow what happened, not the control's raw value
+    threshold_applied = Signal(float, str)
 
     def __init__(self, napari_viewer, predictor_factory: Optional[Callable] = None,
                  ask_edits: Optional[Callable] = None, parent=None):
@@ -734,13 +739,17 @@ class SegmentWidget(SegmentLive, QWidget):
         self.threshold_slider.setValue(int(round(value * 100)))
         self.threshold_slider.blockSignals(False)
         labels = self.mask_layer()
-        if labels is None or self.busy:
-            return
+        outcome = ""
+        if labels is not None and not self.busy:
+            outcome = self._rethreshold(labels, value)
+        self.threshold_applied.emit(float(value), outcome)
+
+    def _rethreshold(self, labels, value: float) -> str:
         try:
             outcome = L.rethreshold(labels, value, resolve_edits=self.ask_edits)
         except Exception as err:  # noqa: BLE001
             self._report_error(f"re-threshold failed: {error_text(err)}")
-            return
+            return ""
         if outcome == "cancelled":  # put the control back to the mask's threshold
             self.set_threshold(L.prediction_state(labels).threshold)
             self.status_label.setText("threshold unchanged: your edits were kept as they are")
@@ -748,6 +757,7 @@ class SegmentWidget(SegmentLive, QWidget):
             self.status_label.setText(f"mask re-derived at {value:.2f}; your edited pixels were kept")
         elif outcome == "updated":
             self.status_label.setText(f"mask re-derived at {value:.2f} (no network run)")
+        return outcome
 
     def set_threshold(self, value: float) -> None:
         """Set the controls without re-deriving anything."""

@@ -241,6 +241,39 @@ def test_leaving_and_the_mask_layers_own_undo_are_followed(make_napari_viewer, q
     assert not np.array_equal(labels.data, start)
 
 
+def test_a_threshold_move_that_discards_the_edits_takes_the_clicks_with_it(make_napari_viewer, qtbot, folder,
+                                                                            tmp_path, runner):
+    """The mask is the network's own again: the clicks' points go and the item is saved without
+    them (a record said clicks=[...] of a mask they were not in)."""
+    from napari_polyp import layers as L
+
+    viewer = make_napari_viewer()
+    workspace = dock(viewer, runner)
+    mode = workspace.click_mode
+    review = open_review(qtbot, workspace, folder, tmp_path)
+    workspace.segment.image_combo.setCurrentText("Review")  # Segment's threshold acts on this mask
+    press(viewer, "K")
+    mode.click(8, 10)
+    done(qtbot, mode)
+    points = viewer.layers[clicks_layer_name("Review mask")]
+    assert len(points.data) == 1
+    workspace.segment.ask_edits = lambda _found: L.DISCARD
+    workspace.segment.threshold_spin.setValue(0.4)
+    assert len(points.data) == 0 and mode.click_log() is None and "start afresh" in mode.message
+    mode.click(8, 12)
+    done(qtbot, mode)
+    workspace.segment.ask_edits = lambda _found: L.KEEP
+    workspace.segment.threshold_spin.setValue(0.45)  # kept: the click's work stays, so does the click
+    assert len(points.data) == 1 and mode.click_log() == [{"row": 8, "col": 12, "positive": True}]
+    workspace.segment.ask_edits = lambda _found: L.DISCARD
+    labels = viewer.layers["Review mask"]
+    labels.data_setitem((np.array([0]), np.array([0])), 1)  # one more edit: asked again, discarded
+    workspace.segment.threshold_spin.setValue(0.5)
+    assert len(points.data) == 0 and mode.click_log() is None
+    record = review.save("accepted")
+    assert record.clicks == [] and record.pixels_changed == 0
+
+
 def test_click_mode_on_an_image_without_a_mask(make_napari_viewer, qtbot, runner):
     viewer = make_napari_viewer()
     workspace = dock(viewer, runner)

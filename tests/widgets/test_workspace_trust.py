@@ -247,6 +247,26 @@ def test_threshold_move_on_a_video_frame_free_image_from_the_model_tab(make_napa
     assert record["status"] == "accepted" and record["pixels_changed"] == 0 and record["threshold"] == 0.3
 
 
+def test_a_cancelled_threshold_move_leaves_review_at_the_masks_threshold(make_napari_viewer, qtbot, folder,
+                                                                         tmp_path):
+    """Segment asks about the edits, the answer is Cancel: the control goes back, and Review says so
+    (it had said "mask re-derived at 0.20" and kept 0.20 for the table)."""
+    from napari_polyp import layers as L
+
+    viewer = make_napari_viewer()
+    workspace, review, _ = start(viewer, folder, tmp_path)
+    idle(qtbot, review)
+    workspace.segment.image_combo.setCurrentText("Review")
+    workspace.segment.ask_edits = lambda _found: L.CANCEL
+    labels = review.labels_layer()
+    labels.data_setitem((np.arange(4), np.arange(4)), np.ones(4, np.uint8))
+    edited = np.array(labels.data)
+    workspace.segment.threshold_spin.setValue(0.2)
+    assert workspace.segment.threshold() == 0.5
+    assert "unchanged" in review.status_label.text() and review.session.threshold == 0.5
+    np.testing.assert_array_equal(review.labels_layer().data, edited)
+
+
 # -- item 4 ------------------------------------------------------------------------------------
 def test_clean_up_after_strokes_and_refine_acts_on_the_mask(make_napari_viewer, qtbot, folder, tmp_path):
     viewer = make_napari_viewer()
