@@ -466,18 +466,22 @@ class ReviewSession:
 
     def neighbour(self, order: Sequence[int], current: Optional[int], step: int) -> Optional[int]:
         """The first readable item after (``step`` > 0) or before ``current`` in ``order`` (the
-        table as shown). When ``current`` is not in it (e.g. saved and filtered out), the walk
-        goes on from where it was in folder order, else from the first."""
+        table as shown)."""
+        return next((i for i in self.ahead(order, current, step) if i not in self.unreadable), None)
+
+    @staticmethod
+    def ahead(order: Sequence[int], current: Optional[int], step: int) -> List[int]:
+        """The items a walk from ``current`` meets, in the order it meets them, unreadable ones
+        too. When ``current`` is not in ``order`` (e.g. saved and filtered out), the walk goes on
+        from where it was in folder order, else from the first."""
         order = list(order)
         if current is None:
-            ahead = order if step > 0 else order[::-1]
-        elif current in order:
+            return order if step > 0 else order[::-1]
+        if current in order:
             at = order.index(current)
-            ahead = order[at + 1:] if step > 0 else order[:at][::-1]
-        else:
-            ahead = [i for i in order if i > current] if step > 0 else [i for i in order if i < current][::-1]
-            ahead += [i for i in order if i not in ahead]
-        return next((i for i in ahead if i not in self.unreadable), None)
+            return order[at + 1:] if step > 0 else order[:at][::-1]
+        ahead = [i for i in order if i > current] if step > 0 else [i for i in order if i < current][::-1]
+        return ahead + [i for i in order if i not in ahead]
 
     def progress(self) -> Dict[str, int]:
         return self.dataset.progress([self.stem(i) for i in range(len(self.items))]) if self.items else \

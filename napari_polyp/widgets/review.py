@@ -220,19 +220,23 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
     def _open_readable(self, order, start: Optional[int], step: int, confirm: bool = True) -> bool:
         """Open the first item after ``start`` in ``order`` that can be read; an unreadable one
         is marked in the table (with the reason in the status line) and passed over."""
-        index, skipped = self.session.neighbour(order, start, step), []
-        while index is not None:
+        skipped = []
+        for index in self.session.ahead(order, start, step):
+            if not self.session.is_readable(index):  # found so before (by the look-ahead, or Run on all)
+                skipped.append(self.session.items[index].name)
+                self._update_row(index)
+                continue
             if self.open_item(index, confirm=confirm):
                 if skipped:
                     self.last_error = f"skipped {', '.join(skipped)}: cannot be read (marked ⚠ in the table)"
                     self._notice = self.last_error
+                    self._update_progress()
                     self._show_item_state()
                 return True
             if self.session.is_readable(index):
                 return False  # stayed for another reason (the user chose to stay on unsaved edits)
             skipped.append(self.session.items[index].name)
             confirm = False  # the user already agreed to leave
-            index = self.session.neighbour(order, index, step)
         return False
 
     def next(self) -> bool:

@@ -273,6 +273,9 @@ class ReviewPredictions:
         waiting, self._awaiting = self._awaiting, None
         if self.session is None or self.image_layer() is None:
             return  # the review's image is gone (the viewer closed, say): nothing to open or look ahead for
+        if index is not None and not self.session.is_readable(index):
+            self._update_row(index)  # the look-ahead found its file unreadable: marked ⚠ now, said when passed
+            self._update_progress()
         if waiting is not None and waiting["token"] == self._token:
             self.open_item(waiting["index"], confirm=False)  # no answer came for it: the network runs now
         elif index is not None and self.session.was_predicted(index) and self.current is not None \

@@ -136,6 +136,20 @@ def test_an_unreadable_item_is_skipped_marked_and_never_saved(make_napari_viewer
         assert mask.shape == image.shape[:2]
 
 
+def test_an_item_the_look_ahead_found_unreadable_is_marked_and_said_when_passed(make_napari_viewer, qtbot, folder,
+                                                                                 tmp_path):
+    """While a.png is open the look-ahead reads b_truncated.jpg and fails: its row says so at once,
+    and Next, passing it over, says which file it skipped (it went by in silence)."""
+    viewer = make_napari_viewer()
+    workspace, review, _ = start(viewer, folder, tmp_path)
+    idle(qtbot, review)
+    qtbot.waitUntil(lambda: review._look_ahead is None and not review.session.is_readable(1), timeout=WAIT_MS)
+    assert "unreadable" in row_texts(review, 1)[1] and "1 unreadable" in review.progress_label.text()
+    press(viewer, "N")
+    idle(qtbot, review)
+    assert review.current == 2 and "skipped b_truncated.jpg: cannot be read" in review.item_label.text()
+
+
 def Path_name(path):  # noqa: N802 -- a tiny helper for the line above
     from pathlib import Path
 
