@@ -19,7 +19,7 @@ import time
 from typing import Callable, List, Optional
 
 
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -92,6 +92,7 @@ class SegmentWidget(SegmentLive, QWidget):
         self._handlers: dict = {}  # event type -> what shows it (set by _start)
         self._frames_total = 0
         self._cancel_requested = False
+        self._run_again = False  # the task answered during a run: the fitting network runs after it
         self._preload_pending = False
         self._progress_shown = 0.0
         self._job: Optional[dict] = None  # the running job (its image layer), for deletions mid-run
@@ -184,7 +185,7 @@ class SegmentWidget(SegmentLive, QWidget):
         self.status_label = text_label()
         root.addWidget(self.status_label)
         self.task_question = TaskQuestion()
-        self.task_question.answered.connect(self.follow_task)
+        self.task_question.answered.connect(self._on_task_answered)
         root.addWidget(self.task_question)
 
         compare = QGroupBox("Compare")
@@ -328,22 +329,35 @@ class SegmentWidget(SegmentLive, QWidget):
 
             show_warning(mismatch)
 
-    def follow_task(self, card_task: str) -> None:
+    def _on_task_answered(self, card_task: str) -> None:
+        """The answer to this widget's own question (asked at Run): a network made for the other
+        task has just run, or is running, on the image: the fitting one runs on it now, or when
+        the run ends (an EAM-Net mask on a colonoscopy frame had been left as if it were done)."""
+        if not self.follow_task(card_task):
+            return
+        if self.busy:
+            self._run_again = True
+            self.status_label.setText(f"{self.status_label.text()}; it runs when this run ends")
+        elif self.mask_layer() is not None:
+            self.run()
+
+    def follow_task(self, card_task: str) -> bool:
         """The user said what the image shows: the task's network is selected when the chosen one
-        is made for the other task (Run again to use it)."""
+        is made for the other task. Returns whether the network changed."""
         import models
 
         shows = {task: name for name, task in models.TASKS.items()}
         chosen = self.model_combo.currentText()
-        if models.base_card(chosen).task != card_task:
-            self.task_combo.blockSignals(True)
-            self.task_combo.setCurrentText(shows[card_task])
-            self.task_combo.blockSignals(False)
-            self.model_combo.setCurrentText(models.default_model(card_task))
-            self.status_label.setText(f"{shows[card_task]}: {chosen} is made for {shows.get(models.base_card(chosen).task)} "
-                                      f"images, {self.model_combo.currentText()} is selected now (Run again)")
-        else:
+        if models.base_card(chosen).task == card_task:
             self.status_label.setText(f"{shows[card_task]}: {chosen} fits")
+            return False
+        self.task_combo.blockSignals(True)
+        self.task_combo.setCurrentText(shows[card_task])
+        self.task_combo.blockSignals(False)
+        self.model_combo.setCurrentText(models.default_model(card_task))
+        self.status_label.setText(f"{shows[card_task]}: {chosen} is made for {shows.get(models.base_card(chosen).task)} "
+                                  f"images, {self.model_combo.currentText()} is selected now")
+        return True
 
     def _update_scope(self, *_):
         layer = self.image_layer()
@@ -491,8 +505,6 @@ class SegmentWidget(SegmentLive, QWidget):
         # Coalesce the several signals one user action sends (model -> checkpoint list -> ...).
         if self.preload_on_change and not self._preload_pending:
             self._preload_pending = True
-            from qtpy.QtCore import QTimer
-
             QTimer.singleShot(0, self.preload)
 
     def preload(self) -> Optional[threading.Thread]:
@@ -694,6 +706,9 @@ class SegmentWidget(SegmentLive, QWidget):
 
     def _on_finished(self) -> None:
         cancelled = self._cancel_requested
+        if self._run_again and not cancelled:
+            QTimer.singleShot(0, self.run)  # the network the task's answer chose, once this run has let go
+        self._run_again = False
         self._worker = None
         self._job = None
         self._set_running(False)

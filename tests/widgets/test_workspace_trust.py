@@ -449,6 +449,8 @@ def test_an_image_from_disk_is_asked_about_once_per_folder(make_napari_viewer, q
     qtbot.waitUntil(lambda: not segment.busy, timeout=WAIT_MS)
     segment.task_question.buttons["skin"].click()
     assert segment.task_question.isHidden() and segment.model_combo.currentText() == "eam-net"
+    qtbot.waitUntil(lambda: not segment.busy and viewer.layers["a mask"].metadata.get("model") == "eam-net",
+                    timeout=WAIT_MS)  # the answer's network ran on the image: ea-dk's mask is not left
     viewer.open(str(skin / "b.png"), plugin="napari-polyp")  # the same folder: not asked again
     segment.image_combo.setCurrentText("b")
     segment.model_combo.setCurrentText("ea-dk")
