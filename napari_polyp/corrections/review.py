@@ -385,11 +385,13 @@ class ReviewSession:
 
     @staticmethod
     def status_for(requested: str, mask: np.ndarray, predicted: Optional[np.ndarray]) -> str:
-        """The status a save gets: "accepted" of an edited mask is a correction, whatever was pressed."""
-        if requested == "accepted" and predicted is not None and np.shape(predicted) == np.shape(mask) \
-                and np.any((np.asarray(mask) > 0) != (np.asarray(predicted) > 0)):
-            return "corrected"
-        return requested
+        """The status a save gets: "accepted" of an edited mask is a correction, and "corrected" of
+        the network's own mask is an acceptance, whatever was pressed (a fine-tune scores its claim
+        on the corrected items: the network's own mask there would score it against itself)."""
+        if predicted is None or np.shape(predicted) != np.shape(mask) or requested not in ("accepted", "corrected"):
+            return requested
+        edited = bool(np.any((np.asarray(mask) > 0) != (np.asarray(predicted) > 0)))
+        return "corrected" if edited else "accepted"
 
     def note_prediction(self, index: int, probability: np.ndarray) -> float:
         """Remember the uncertainty of item ``index``'s prediction (for "most uncertain first")."""

@@ -210,7 +210,7 @@ class WorkspaceWidget(QWidget):
         from .. import layers as L
         from ..corrections import CorrectionsDataset
         from ..corrections.manifest import safe_stem
-        from ..corrections.review import dataset_clash
+        from ..corrections.review import ReviewSession, dataset_clash
 
         image, labels = self.segment.image_layer(), self.segment.mask_layer()
         root = self.review.dataset_path
@@ -233,7 +233,7 @@ class WorkspaceWidget(QWidget):
                 image=L.image_frame(image, frame), mask=mask, stem=stem, source_path=source or None,
                 predicted=predicted, model=str(meta.get("model") or ""),
                 checkpoint_sha256=str(meta.get("checkpoint_sha256") or ""), threshold=meta.get("threshold"),
-                status=status, **({} if frame is None else {"frame": frame}))
+                status=ReviewSession.status_for(status, mask, predicted), **({} if frame is None else {"frame": frame}))
         except Exception as err:  # noqa: BLE001 -- the dataset is intact; say why
             self.segment.status_label.setText(f"⚠ not saved: {error_text(err)}")
             show_warning(f"not saved: {error_text(err)}")

@@ -125,6 +125,8 @@ def test_workflow_rules_dirty_state_and_accept_with_edits(tmp_path):
     assert session.is_dirty(0, edited)
     assert session.status_for("accepted", edited, predicted) == "corrected"
     assert session.status_for("accepted", predicted, predicted) == "accepted"
+    assert session.status_for("corrected", predicted, predicted) == "accepted"  # C on an unedited mask
+    assert session.status_for("corrected", edited, predicted) == "corrected"
     assert session.status_for("rejected", edited, predicted) == "rejected"
     assert session.status_for("accepted", edited, None) == "accepted"  # nothing to compare with
 

@@ -227,6 +227,7 @@ def test_a_segment_mask_can_be_saved_into_the_corrections(make_napari_viewer, qt
     workspace.segment.run()
     qtbot.waitUntil(lambda: not workspace.segment.busy, timeout=WAIT_MS)
     mask = viewer.layers["loose mask"]
+    assert workspace.save_segment_mask().status == "accepted"  # the network's own mask is no correction
     mask.data_setitem((np.array([0]), np.array([0])), np.array([1], np.uint8))
     workspace.save_mask_button.click()  # as a user saves it: Qt passes the button's checked state
     assert "not saved" not in workspace.segment.status_label.text()
