@@ -177,11 +177,15 @@ class TaskQuestion(QWidget):
         import models
 
         super().__init__(parent)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
+        # the question above its answers: a file name beside two buttons made the dock's page wider
+        # than the dock at 1366×768 (its right edge, the Cancel button with it, cut off)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(2)
         self.label = text_label()
         self.label.setStyleSheet("color: #ff8c00;")
-        row.addWidget(self.label, 1)
+        column.addWidget(self.label)
+        row = QHBoxLayout()
         self.buttons = {}
         for name, card_task in models.TASKS.items():
             button = QPushButton(name.capitalize())
@@ -189,15 +193,25 @@ class TaskQuestion(QWidget):
             button.clicked.connect(lambda _=False, t=card_task: self._answer(t))
             row.addWidget(button)
             self.buttons[card_task] = button
+        column.addLayout(row)
         self.setVisible(False)
         self.subject = None  # the metadata (of a layer) the question is about
 
     def ask(self, name: str, metadata) -> None:
         self.subject = metadata
-        self.label.setText(f"{name} shows:")  # short: one line beside the buttons in a narrow dock
+        self.label.setText(f"What does {short_name(name)} show?")
         self.label.setToolTip(f"What does {name} show? Asked once per folder; the warning and the network "
                               "choice follow the answer")
         self.setVisible(True)
+
+
+def short_name(name: str, limit: int = 24) -> str:
+    """``name`` cut in its middle to ``limit`` characters: a label cannot wrap inside a word, and
+    one long file name set the width of a whole dock page."""
+    if len(name) <= limit:
+        return name
+    keep = limit - 1
+    return f"{name[:(keep + 1) // 2]}…{name[len(name) - keep // 2:]}"
 
     def _answer(self, card_task: str) -> None:
         if self.subject is not None:

@@ -351,8 +351,10 @@ def test_the_window_fits_the_screen_and_no_tab_is_cut(make_napari_viewer, qtbot,
     from napari_polyp.app import fit_window
 
     viewer = make_napari_viewer(show=True)
-    viewer.add_image(np.zeros((300, 400, 3), np.uint8), name="frame", rgb=True)
+    long_name = "cju0qkwl35piu0993l0dewei2"  # a Kvasir-SEG file name: a label cannot wrap inside it
+    viewer.add_image(np.zeros((300, 400, 3), np.uint8), name=long_name, rgb=True)
     dock_widget, workspace = viewer.window.add_plugin_dock_widget("napari-polyp", "Workspace")
+    workspace.segment.task_question.ask(long_name, {})  # "What does NAME show? [Colonoscopy] [Dermoscopy]"
     fit_window(viewer, dock_widget, QRect(0, 0, *screen))
     qtbot.wait(200)
     window = viewer.window._qt_window
