@@ -1,5 +1,5 @@
 """The Review table: fixed narrow columns, the least needed left out first in a narrow dock."""
-from napari_polyp.widgets.review_table import COLUMNS, ItemTable, status_text
+from napari_polyp.widgets.review_table import COLUMNS, LEAST_ITEM_WIDTH, ItemTable, status_text
 
 ROW = {"item": "frame_0007", "status": "doubtful from key 5", "network": "carried", "dice": None, "iou": None,
        "corrected_dice": None, "pixels_changed": 120, "uncertainty": 0.9, "note": ""}
@@ -18,7 +18,7 @@ def test_a_narrow_dock_leaves_out_the_pixels_changed_before_the_uncertainty(qtbo
     qtbot.waitExposed(table)
     assert _hidden(table) == []
     fixed = sum(width for _, key, width in COLUMNS if width and key not in ("pixels_changed", "uncertainty"))
-    table.resize(fixed + 52 + 100 + table.verticalScrollBar().sizeHint().width() + 8, 300)
+    table.resize(fixed + 52 + LEAST_ITEM_WIDTH + 10 + table.verticalScrollBar().sizeHint().width() + 8, 300)
     qtbot.waitUntil(lambda: _hidden(table) == ["pixels_changed"])
     table.resize(fixed + 60, 300)
     qtbot.waitUntil(lambda: set(_hidden(table)) == {"pixels_changed", "uncertainty"})
