@@ -240,6 +240,9 @@ def _decode_with_pillow(data: bytes, name: Path) -> Tuple[np.ndarray, List[str]]
             notes.append(f"{mode} converted to {im.mode}")
             mode = im.mode
         array = np.asarray(im)
+        if kind == "PNG" and len(data) > 25 and data[24] == 16 and data[25] in (2, 6):
+            # Pillow reads a 16-bit colour PNG as 8-bit (each value's high byte) without a word
+            notes.append("16-bit values scaled to 8-bit (full 16-bit range)")
         if mode.startswith("I;16"):
             array = array.astype(np.uint16)
         elif mode == "I":  # Pillow opens 16-bit grayscale PNGs as 32-bit ints

@@ -59,6 +59,24 @@ def test_16bit_rgb_tiff(tmp_path):
     np.testing.assert_array_equal(read_image(path), _rgb())
 
 
+def test_16bit_rgb_png_is_read_with_its_notice(tmp_path):
+    """Pillow reads a 16-bit colour PNG as 8-bit on its own; the notice says so, as for grayscale."""
+    cv2 = pytest.importorskip("cv2")
+    rgb16 = _rgb().astype(np.uint16) * 257
+    path = tmp_path / "rgb16.png"
+    cv2.imwrite(str(path), rgb16[..., ::-1])  # OpenCV writes BGR
+    out, notes = read_image_with_notes(path)
+    np.testing.assert_array_equal(out, _rgb())
+    assert any("16-bit" in note for note in notes)
+    _, eight_bit_notes = read_image_with_notes(_save_png(tmp_path / "rgb8.png", _rgb()))
+    assert eight_bit_notes == []
+
+
+def _save_png(path, array):
+    Image.fromarray(array).save(path)
+    return path
+
+
 def test_planar_tiff(tmp_path):
     path = tmp_path / "planar.tif"
     tifffile.imwrite(path, np.moveaxis(_rgb(), -1, 0), photometric="rgb", planarconfig="separate")
