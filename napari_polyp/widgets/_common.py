@@ -204,6 +204,12 @@ class TaskQuestion(QWidget):
                               "choice follow the answer")
         self.setVisible(True)
 
+    def _answer(self, card_task: str) -> None:
+        if self.subject is not None:
+            remember_task(self.subject, card_task)
+        self.setVisible(False)
+        self.answered.emit(card_task)
+
 
 def short_name(name: str, limit: int = 24) -> str:
     """``name`` cut in its middle to ``limit`` characters: a label cannot wrap inside a word, and
@@ -212,12 +218,6 @@ def short_name(name: str, limit: int = 24) -> str:
         return name
     keep = limit - 1
     return f"{name[:(keep + 1) // 2]}…{name[len(name) - keep // 2:]}"
-
-    def _answer(self, card_task: str) -> None:
-        if self.subject is not None:
-            remember_task(self.subject, card_task)
-        self.setVisible(False)
-        self.answered.emit(card_task)
 
 
 class ChoiceRow(QWidget):
