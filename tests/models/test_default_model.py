@@ -4,6 +4,7 @@ import dataclasses
 import pytest
 
 import models
+from models.checkpoint import set_preferred
 from models import ModelCard
 
 
@@ -82,3 +83,21 @@ def test_a_task_mismatch_names_both_tasks_and_the_network_that_fits():
     assert models.task_mismatch(polyp_net, "skin")  # a card task works as well as a TASKS key
     assert models.task_mismatch(skin_net, "colonoscopy") and polyp_net in models.task_mismatch(skin_net, "polyp")
     assert models.task_mismatch(polyp_net, "colonoscopy") == "" and models.task_mismatch(polyp_net, None) == ""
+
+
+def test_a_fine_tuned_default_checkpoint_changes_the_weights_not_the_network(tmp_path, monkeypatch):
+    """The user made a fine-tune on a few corrections EA-DK's default: its header has no other-centre
+    figures and a lower, cross-validated Dice. The app still starts with EA-DK (with those weights),
+    and Live still plays it: the network choice compares the shipped checkpoints' figures."""
+    monkeypatch.setenv("NAPARI_POLYP_HOME", str(tmp_path / "home"))
+    polyp, live = models.default_model("polyp"), models.live_model("polyp")
+    model = models.create_model(polyp, checkpoint=False)
+    path = tmp_path / "fine-tuned.pt"
+    models.save_checkpoint(model, path, architecture=polyp, training={"size": 160, "cpu_ms": 516.6},
+                           metrics={"dice": 0.61})
+    set_preferred(polyp, path)
+    assert models.default_checkpoint(polyp) == path.resolve()
+    assert models.get_card(polyp).validation_dice == 0.61  # the card of the weights the app runs
+    assert models.default_model("polyp") == polyp and models.live_model("polyp") == live
+    assert models.shipped_card(polyp).validation_dice > 0.9
+
