@@ -481,7 +481,8 @@ def _plan(data, model: str, checkpoint, force: bool, val_fraction: float, seed: 
     scheme = choose_scheme(kinds, val_fraction, validation)
     holdout = choose_validation(kinds, val_fraction, seed) if scheme == "holdout" else []  # cv: folds once loaded
     header = peek_header(start)
-    anchor_set, anchor_source = anchor_pairs(header, data, kinds, holdout, anchor_limit, start_data)
+    anchor_set, anchor_source = anchor_pairs(header, data, kinds, holdout, anchor_limit, start_data,
+                                             cross_validated=scheme == "cv")
     pool_pairs, replay_source = replay_pairs(header, REPLAY_POOL if chosen.replay > 0 else 0, seed, start_data)
     if chosen.replay > 0 and not pool_pairs and chosen.pull == 0:
         chosen = dataclasses.replace(chosen, pull=NO_REPLAY_PULL)
@@ -662,7 +663,7 @@ def _write_result(plan: _Plan, loaded: _Loaded, final_model, final_facts: Dict, 
               "replay": plan.replay_source, "stopped_early": stopped, "wall_s": round(wall_s, 1)}
     if not problem:
         result.update(before=before, after=after)
-    preferred, reason = decide(before, after, anchor, problem, force)
+    preferred, reason = decide(before, after, anchor, problem, force, gain=validation_info["gain"])
     result["reason"] = reason
     if preferred:
         set_preferred(model, target_path)

@@ -192,10 +192,12 @@ def _origin(start_header: Dict) -> Tuple[Optional[str], List[str]]:
 
 
 def anchor_pairs(start_header: Dict, data, kinds: Dict[str, str], val_stems: Sequence[str],
-                 limit: int = ANCHOR_LIMIT, start_data=None) -> Tuple[list, str]:
+                 limit: int = ANCHOR_LIMIT, start_data=None, cross_validated: bool = False) -> Tuple[list, str]:
     """The anchor set (pairs, where from): the start checkpoint's own validation split when
     its data folder (``start_data``, else where its header says) exists, else accepted items
-    of ``data`` outside validation; at most ``limit`` (a seeded sample)."""
+    of ``data`` outside validation; at most ``limit`` (a seeded sample). Cross-validated, no item
+    of ``data`` is outside validation, and the network written is trained on every one of them:
+    none can show forgetting."""
     from . import data as data_mod
 
     if limit <= 0:
@@ -209,6 +211,9 @@ def anchor_pairs(start_header: Dict, data, kinds: Dict[str, str], val_stems: Seq
             source = f"the start checkpoint's validation split ({len(pairs)} items of {home})"
         except Exception:  # a moved or unreadable folder: fall back to the dataset's own items
             pairs = []
+    if not pairs and cross_validated:
+        return [], ("none: the start checkpoint's validation split is not on this machine, and cross-validation "
+                    "scores and trains on every item here")
     if not pairs and data is not None:
         wanted = [s for s, k in kinds.items() if k == "accepted" and s not in set(val_stems)]
         pairs = data_mod.select(data_mod.find_pairs(data), wanted)
@@ -239,9 +244,15 @@ def replay_pairs(start_header: Dict, limit: int = REPLAY_POOL, seed: int = 0, fo
     return pairs, f"{len(pairs)} of the start checkpoint's training items ({home})" if pairs else "none"
 
 
-def decide(before: Dict, after: Dict, anchor: Dict, problem: str, force: bool) -> Tuple[bool, str]:
-    """(make it the default?, why): the claim must stand, validation Dice must not fall and
-    the anchor must not fall by more than FORGET_TOLERANCE; ``force`` overrides all three."""
+def decide(before: Dict, after: Dict, anchor: Dict, problem: str, force: bool,
+           gain: Optional[Dict] = None) -> Tuple[bool, str]:
+    """(make it the default?, why): the claim must stand, validation Dice must not fall, its gain
+    (``gain``: the paired interval of ``intervals.paired_interval``, as a dict) must be shown, the
+    interval's lower end above 0, and the anchor must not fall by more than FORGET_TOLERANCE;
+    ``force`` overrides them all. A gain within the spread between items had been made the default
+    beside the words "not shown to help"."""
+    from .intervals import Interval
+
     before_dice, after_dice = _dice(before), _dice(after)
     anchor_fall = _dice(anchor.get("before", {})) - _dice(anchor.get("after", {}))
     if problem:
@@ -252,6 +263,11 @@ def decide(before: Dict, after: Dict, anchor: Dict, problem: str, force: bool) -
         why = f"validation Dice fell ({before_dice:.4f} -> {after_dice:.4f})"
         return force, (f"forced although {why}" if force
                        else f"{why}; kept the previous default (use --force to prefer it anyway)")
+    interval = Interval.from_dict(gain) if gain else None
+    if interval is not None and not interval.low > 0:
+        why = (f"its gain is not shown (the interval {interval.format(signed=True)} reaches 0 or below)")
+        return force, (f"forced although {why}" if force else f"{why}; kept the previous default (choose it in the "
+                                                             "checkpoint list to use it, or --force to prefer it)")
     if math.isfinite(anchor_fall) and anchor_fall > FORGET_TOLERANCE:
         why = (f"the anchor set's Dice fell by {anchor_fall:.4f} (more than {FORGET_TOLERANCE}): "
                "it forgot what it knew")

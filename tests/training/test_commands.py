@@ -165,6 +165,20 @@ def test_equal_figures_on_a_degenerate_set_never_replace_the_default():
     assert not preferred and "anchor" in reason
 
 
+def test_a_gain_within_the_spread_between_items_does_not_become_the_default():
+    """The claim's words said "not shown to help" while the decision made it the default."""
+    from napari_polyp.training.intervals import paired_interval
+
+    before = [0.60, 0.70, 0.80, 0.65, 0.75, 0.70, 0.72]
+    unsure = paired_interval(before, [0.70, 0.66, 0.84, 0.60, 0.80, 0.74, 0.70]).as_dict()
+    shown = paired_interval(before, [b + 0.05 + 0.01 * (i % 2) for i, b in enumerate(before)]).as_dict()
+    assert unsure["low"] < 0 < shown["low"]
+    preferred, reason = decide({"dice": 0.70}, {"dice": 0.72}, {}, "", force=False, gain=unsure)
+    assert not preferred and "not shown" in reason and "checkpoint list" in reason
+    assert decide({"dice": 0.70}, {"dice": 0.72}, {}, "", force=True, gain=unsure)[0]
+    assert decide({"dice": 0.70}, {"dice": 0.755}, {}, "", force=False, gain=shown) == (True, "validation Dice did not fall")
+
+
 def test_predict_writes_masks_for_a_folder_and_a_video(tiny_data, tmp_path, capsys):
     ckpt = _train_small(tiny_data, tmp_path / "run")
     video_mod = pytest.importorskip("napari_polyp.io.video")

@@ -180,6 +180,11 @@ def test_a_small_set_makes_a_cross_validated_claim(shared_data, tmp_path):
     assert training["origin"]["data"] == str(Path(start_data).resolve())
     chained, source = ft.anchor_pairs(header, data, ft.item_kinds(data), [], 4)
     assert "start checkpoint's validation split" in source and chained
+    # without the start's data here, cross-validation leaves no item to anchor on (the network written
+    # is trained on all of them): none, said so, rather than items it was trained on
+    moved = dict(header, training={**header["training"], "origin": {"data": str(tmp_path / "gone"), "val_stems": []}})
+    assert ft.anchor_pairs(moved, data, ft.item_kinds(data), [], 4, cross_validated=True)[0] == []
+    assert "cross-validation" in ft.anchor_pairs(moved, data, ft.item_kinds(data), [], 4, cross_validated=True)[1]
     # replay came from the start's training items (its data folder minus its validation split)
     assert result["replay"].startswith("7 of the start checkpoint's training items")
     assert training["recipe"]["pull"] == 0  # replayed: no pull
