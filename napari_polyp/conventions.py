@@ -12,6 +12,7 @@ DEFAULT_THRESHOLD = 0.5
 ROLE = "napari_polyp_role"
 # Roles given by the reader and the sample data (napari_polyp.io), asked for by the app and widgets.
 PRE_ANNOTATION = "pre_annotation"  # a pre-annotated video's masks (a mask store)
+PRE_ANNOTATION_PROBABILITY = "pre_annotation_probability"  # its probabilities: never an image to segment
 REFERENCE_FILE = "reference_file"  # a mask file opened on its own
 GROUND_TRUTH = "ground_truth"  # a sample's true mask
 

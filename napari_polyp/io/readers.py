@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Union
 
-from ..conventions import MASK_COLOR_DICT, PRE_ANNOTATION, REFERENCE_FILE, ROLE
+from ..conventions import MASK_COLOR_DICT, PRE_ANNOTATION, PRE_ANNOTATION_PROBABILITY, REFERENCE_FILE, ROLE
 from ..errors import InputFileError
 from .images import is_image_path, list_images, read_image_with_notes
 from .mask_store import MaskStore, is_mask_store
@@ -161,8 +161,10 @@ def read_mask_store(path) -> List[LayerData]:
                                       "colormap": MASK_COLOR_DICT, "metadata": meta}, "labels")]
     probabilities = store.probabilities()
     if probabilities is not None:
+        # a role of its own: it had been taken for the image to segment (Segment and Live ran on it)
         layers.append((probabilities, {"name": f"{stem} probability ×255, {label}", "visible": False,
-                                       "colormap": "magma", "contrast_limits": [0, 255], "metadata": meta}, "image"))
+                                       "colormap": "magma", "contrast_limits": [0, 255],
+                                       "metadata": {**meta, ROLE: PRE_ANNOTATION_PROBABILITY}}, "image"))
     return layers
 
 

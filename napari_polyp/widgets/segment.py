@@ -35,7 +35,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import jobs, layers as L
-from ..conventions import DEFAULT_THRESHOLD
+from ..conventions import DEFAULT_THRESHOLD, PRE_ANNOTATION_PROBABILITY
 from ..errors import UserError
 from ..inference.prediction import tta_fits
 from .canvas_guard import guard_dimension_drop
@@ -61,7 +61,7 @@ from ._common import (
 
 SCOPES = ("current frame", "all frames")
 UNTRAINED_WARNING = "⚠ untrained: predictions are not meaningful"
-_OUTPUT_ROLES = ("probability", "attention", "probability_difference", "live_view")
+_OUTPUT_ROLES = ("probability", "attention", "probability_difference", "live_view", PRE_ANNOTATION_PROBABILITY)
 PROGRESS_INTERVAL_S = 0.25
 
 

@@ -94,6 +94,18 @@ def test_the_reader_opens_the_video_with_its_masks_lazily(pre_annotated):
     assert mask_meta["metadata"]["napari_polyp_role"] == "pre_annotation"
     assert np.array_equal(np.asarray(masks[4]), MaskStore.open(store_path).read(4))
     assert prob_meta["visible"] is False and prob.dtype == np.uint8
+    assert prob_meta["metadata"]["napari_polyp_role"] == "pre_annotation_probability"
+
+
+def test_segment_and_live_take_the_video_not_the_stored_probabilities(make_napari_viewer, pre_annotated):
+    """The probability layer comes last (it is active): Segment had chosen it as the image, and
+    Live ran the network on it."""
+    video, store_path = pre_annotated
+    viewer = make_napari_viewer()
+    _, segment = viewer.window.add_plugin_dock_widget("napari-polyp", "Segment")
+    viewer.open(str(store_path), plugin="napari-polyp")
+    assert segment.image_layer().name == video.stem
+    assert [segment.image_combo.itemText(i) for i in range(segment.image_combo.count())] == [video.stem]
 
 
 def test_a_store_whose_video_changed_is_one_clear_error(tmp_path, pre_annotated):
