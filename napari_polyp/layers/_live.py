@@ -1,5 +1,5 @@
 """Live on a video: ``NAME live view`` plays in place of the video, and ``NAME live`` keeps the
-outline of the last frame shown."""
+outline of the last frame shown, while the frame slider stays on that frame."""
 from __future__ import annotations
 
 from typing import Optional
@@ -85,3 +85,20 @@ def end_live_view(viewer, image_layer, hidden, mask: Optional[np.ndarray] = None
         view.visible = False
     for layer in hidden:
         layer.visible = True
+    if mask is not None and image_layer in viewer.layers:
+        _hide_when_the_frame_moves(viewer, live_layer(viewer, image_layer, mask.shape))
+
+
+def _hide_when_the_frame_moves(viewer, outline_layer) -> None:
+    """The outline is of one frame (a 2-D layer, shown on every frame): hidden once the frame
+    slider leaves that frame (it had stood on whichever frame one moved to)."""
+    frame_point = tuple(viewer.dims.point)
+
+    def on_step(_event=None):
+        if tuple(viewer.dims.point) == frame_point and outline_layer in viewer.layers:
+            return
+        viewer.dims.events.current_step.disconnect(on_step)
+        if outline_layer in viewer.layers:
+            outline_layer.visible = False
+
+    viewer.dims.events.current_step.connect(on_step)

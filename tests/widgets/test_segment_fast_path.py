@@ -130,6 +130,10 @@ def test_live_mode_starts_advances_and_stops(make_napari_viewer, qtbot, short_vi
     assert widget.live_stats.frame == stopped_at  # nothing runs once stopped
     stats = widget.live_stats
     assert stats.shown + stats.dropped == stats.frame + 1  # every frame from 0 on: shown or skipped
+    # that outline is of one frame: it goes when the slider leaves it (it stood on every frame)
+    assert viewer.layers["clip live"].visible
+    viewer.dims.set_current_step(0, 0 if stopped_at else 1)
+    assert not viewer.layers["clip live"].visible
 
 
 def test_live_plays_the_live_network_when_the_chosen_one_is_too_slow(make_napari_viewer):
