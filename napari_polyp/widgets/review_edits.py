@@ -98,5 +98,7 @@ class ReviewEdits:
             return 0
         self._update_reference()
         self.viewer.layers.selection.active = strokes
-        self.status_label.setText(f"refined: {changed} pixels changed (Ctrl+Z on the mask undoes it)")
+        # the strokes stay the active layer, for more strokes: their Ctrl+Z takes back a stroke
+        self.status_label.setText(f"refined: {changed} pixels changed (to undo it, select the mask layer "
+                                  "and press Ctrl+Z; here Ctrl+Z takes back a stroke)")
         return changed

@@ -159,7 +159,7 @@ class WorkspaceWidget(QWidget):
         inner = QVBoxLayout(box)
         inner.addWidget(text_label("Paint label 1 on lesion the mask missed and label 2 on background it "
                                    "took, then Refine: the network's probability is the prior, the strokes are "
-                                   "kept as they are (GrabCut). Ctrl+Z on the mask undoes it."))
+                                   "kept as they are (GrabCut). Ctrl+Z with the mask layer selected undoes it."))
         row = QHBoxLayout()
         self.strokes_button = QPushButton("Strokes")
         self.strokes_button.setToolTip("Add (or select) the stroke layer of the open Review item")
