@@ -473,15 +473,23 @@ def describe_data(folder: str) -> str:
     or what is wrong with it (one line, never a traceback); "" for no folder."""
     from ..training.data import find_pairs, is_corrections_dataset
 
+    import warnings
+
     text = str(folder or "").strip()
     if not text:
         return ""
     try:
-        pairs = find_pairs(text)
+        with warnings.catch_warnings(record=True) as caught:  # the items left out, each with why
+            warnings.simplefilter("always")
+            pairs = find_pairs(text)
     except Exception as err:  # noqa: BLE001 -- shown, not raised
         return f"⚠ {error_text(err)}"
     kind = "accepted/corrected items" if is_corrections_dataset(text) else "image/mask pairs"
-    return f"{len(pairs)} {kind}"
+    left_out = [str(w.message) for w in caught if "left out of training" in str(w.message)]
+    if not left_out:
+        return f"{len(pairs)} {kind}"
+    more = f" (and {len(left_out) - 1} more)" if len(left_out) > 1 else ""
+    return f"{len(pairs)} {kind}; ⚠ {left_out[0]}{more}"  # a missing mask file went by unnamed
 
 
 def announce_checkpoints(model_name: str) -> None:

@@ -171,3 +171,14 @@ def test_new_default_reaches_plugin_docked_lists(make_napari_viewer, start_check
     assert str(new.resolve()) in [review.checkpoint_combo.itemData(i) for i in range(review.checkpoint_combo.count())]
     announce_checkpoints("eam-net")  # another network's news changes nothing here
     assert Path(segment.checkpoint()) == new.resolve()
+
+def test_the_data_line_names_an_item_left_out(corrections):
+    """A mask file gone from the folder: the item is left out of training, and the data line says
+    which and why (it said "5 accepted/corrected items" and nothing more)."""
+    from napari_polyp.widgets.finetune import describe_data
+
+    assert describe_data(str(corrections)) == "6 accepted/corrected items"
+    gone = sorted((corrections / "masks").iterdir())[0]
+    gone.unlink()
+    line = describe_data(str(corrections))
+    assert line.startswith("5 accepted/corrected items; ⚠ ") and gone.stem in line and "missing" in line
