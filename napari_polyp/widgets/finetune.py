@@ -50,6 +50,7 @@ from ._common import (
     model_combo,
     path_row,
     run_controls,
+    short_name,
     show_error,
     start_worker,
     text_label,
@@ -283,7 +284,7 @@ class FinetuneWidget(QWidget):
         self.model_combo.setCurrentText(self.model_name())
         checkpoint = self.checkpoint()
         self.follows_label.setText(
-            f"{self.model_name()}, from {Path(checkpoint).name if checkpoint else 'random weights'} "
+            f"{self.model_name()}, from {short_name(Path(checkpoint).name) if checkpoint else 'random weights'} "
             "(the Model tab's choice)")
 
     def _on_model_changed(self, *_) -> None:
@@ -359,7 +360,7 @@ class FinetuneWidget(QWidget):
         self.plot.clear()
         self.progress.setRange(0, 0)  # busy until the first step: loading data, scoring the start checkpoint
         self.dice_label.setText("validation Dice: before … after –")
-        self.status_label.setText(f"fine-tuning {job['model']} from {Path(job['checkpoint']).name}…")
+        self.status_label.setText(f"fine-tuning {job['model']} from {short_name(Path(job['checkpoint']).name)}…")
         self._worker = start_worker(self._run_job, job, on_yield=self._on_item, on_error=self._report_error,
                                     on_finished=self._on_finished)
         self._set_running(True)
@@ -440,9 +441,9 @@ class FinetuneWidget(QWidget):
         reason = result.get("reason", "")
         stopped = "cancelled; " if result.get("stopped_early") or self._stop.is_set() else ""
         if checkpoint and result.get("preferred"):
-            text = f"{stopped}saved {Path(checkpoint).name}, now the default: {reason}"
+            text = f"{stopped}saved {short_name(Path(checkpoint).name)}, now the default: {reason}"
         elif checkpoint:
-            text = f"{stopped}saved {Path(checkpoint).name}, not made the default: {reason}"
+            text = f"{stopped}saved {short_name(Path(checkpoint).name)}, not made the default: {reason}"
         else:
             text = f"{stopped}no checkpoint: {reason}"
         self.status_label.setText(text)

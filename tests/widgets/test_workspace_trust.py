@@ -371,6 +371,17 @@ def test_the_window_fits_the_screen_and_no_tab_is_cut(make_napari_viewer, qtbot,
         content = page.widget() if hasattr(page, "setWidgetResizable") else page
         assert content.minimumSizeHint().width() <= page.width(), workspace.tabs.tabText(index)
         assert content.width() <= page.width()  # no part of the tab hidden to the right
+    # a fine-tune's result: a long checkpoint file name (it cannot wrap) and the claim's words
+    workspace.finetune._show_result({
+        "claim": True, "before": {"dice": 0.8842, "n": 7}, "after": {"dice": 0.8948, "n": 7},
+        "validation": {"gain": {"mean": 0.011, "low": -0.019, "high": 0.041, "n": 7, "level": 0.95, "groups": 0}},
+        "checkpoint": "/home/u/.cache/napari-polyp/checkpoints/ea-dk-finetuned-20261208-024952-473981-14604.pt",
+        "preferred": False, "reason": "its gain is not shown", "model": "ea-dk"})
+    qtbot.wait(20)
+    for index in range(workspace.tabs.count()):
+        page = workspace.tabs.widget(index)
+        content = page.widget() if hasattr(page, "setWidgetResizable") else page
+        assert content.minimumSizeHint().width() <= page.width(), workspace.tabs.tabText(index)
     assert workspace.finetune.status_label.wordWrap() and workspace.finetune.data_label.wordWrap()
     assert workspace.review.item_label.wordWrap() and workspace.review.status_label.wordWrap()
 
