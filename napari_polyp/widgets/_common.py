@@ -443,7 +443,10 @@ def start_worker(function, *args, on_yield: Optional[Callable] = None,
     from napari.qt.threading import create_worker
 
     job = _Job(function, args)
-    worker = create_worker(_run_generator if job.is_generator else _run_function, job, _start_thread=False)
+    # with on_error the error is ours to say, in one line: napari's default re-raises it on the main
+    # thread too, which shows its traceback beside that line (a checkpoint that is not one did)
+    worker = create_worker(_run_generator if job.is_generator else _run_function, job, _start_thread=False,
+                           _ignore_errors=on_error is not None)
     worker.finished.connect(job.release)
     if on_yield is not None and hasattr(worker, "yielded"):
         worker.yielded.connect(on_yield)

@@ -67,3 +67,21 @@ def test_a_generator_function_and_quit(make_napari_viewer, qtbot):
     worker.quit()
     qtbot.waitUntil(lambda: bool(finished), timeout=WAIT_MS)
     assert yielded[0] == (600, 530, 3)
+
+
+def _fails(_big):
+    raise ValueError("/tmp/x.pt is not a readable PyTorch checkpoint")
+
+
+def test_an_error_given_to_on_error_is_said_once_not_raised_again(make_napari_viewer, qtbot, monkeypatch):
+    """napari re-raises a worker's error on the main thread unless told not to: its traceback had
+    come beside the widget's one line (a checkpoint that is not one, chosen for a fine-tune)."""
+    import sys
+
+    make_napari_viewer()
+    raised, said, finished = [], [], []
+    monkeypatch.setattr(sys, "excepthook", lambda *info: raised.append(info))
+    start_worker(_fails, Big(), on_error=said.append, on_finished=lambda: finished.append(True))
+    qtbot.waitUntil(lambda: bool(finished), timeout=WAIT_MS)
+    qtbot.wait(50)
+    assert said == ["/tmp/x.pt is not a readable PyTorch checkpoint"] and raised == []
