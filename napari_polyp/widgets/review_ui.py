@@ -291,7 +291,18 @@ class ReviewControls:
         return SAVE if clicked is save else DISCARD if clicked is discard else CANCEL
 
     def toggle_mask(self) -> None:
+        """H: the open item's mask; with no item open, the Model tab's mask (H did nothing there)."""
+        if self.current is None:
+            other = self.model_source.mask_layer() if self.model_source is not None else None
+            if other is None:
+                self._report_error("no mask to show or hide: open an item, or run a network in the Model tab")
+                return
+            other.visible = not other.visible
+            return
         self.mask_check.setChecked(not self.mask_check.isChecked())
 
     def toggle_reference(self) -> None:
+        if self.current is None:
+            self._report_error("no reference comparison to show or hide: open an item with a reference mask")
+            return
         self.reference_check.setChecked(not self.reference_check.isChecked())

@@ -128,6 +128,21 @@ def test_keys_previous_next_toggle_and_threshold_rederives(make_napari_viewer, q
     assert "accept" in review.keys_label.text() and "A" in review.status_buttons["accepted"].toolTip()
 
 
+def test_h_without_a_review_item_shows_and_hides_the_model_tabs_mask(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    workspace = dock(viewer, DiskPredictor())
+    press(viewer, "H")  # nothing anywhere: one message
+    assert "no mask to show or hide" in workspace.review.last_error
+    viewer.add_image(np.full((40, 40, 3), 90, np.uint8), name="loose", rgb=True)
+    workspace.segment.image_combo.setCurrentText("loose")
+    workspace.segment.run()
+    qtbot.waitUntil(lambda: not workspace.segment.busy, timeout=WAIT_MS)
+    press(viewer, "H")
+    assert not viewer.layers["loose mask"].visible
+    press(viewer, "H")
+    assert viewer.layers["loose mask"].visible
+
+
 def test_a_source_datasets_root_is_refused_with_a_message(make_napari_viewer, folder):
     viewer = make_napari_viewer()
     review = dock(viewer, DiskPredictor()).review
