@@ -663,7 +663,8 @@ def _write_result(plan: _Plan, loaded: _Loaded, final_model, final_facts: Dict, 
               "replay": plan.replay_source, "stopped_early": stopped, "wall_s": round(wall_s, 1)}
     if not problem:
         result.update(before=before, after=after)
-    preferred, reason = decide(before, after, anchor, problem, force, gain=validation_info["gain"])
+    gain = Interval.from_dict(validation_info["gain"]) if validation_info["gain"] else None
+    preferred, reason = decide(before, after, anchor, problem, force, gain=gain)
     result["reason"] = reason
     if preferred:
         set_preferred(model, target_path)

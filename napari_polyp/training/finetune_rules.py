@@ -245,14 +245,12 @@ def replay_pairs(start_header: Dict, limit: int = REPLAY_POOL, seed: int = 0, fo
 
 
 def decide(before: Dict, after: Dict, anchor: Dict, problem: str, force: bool,
-           gain: Optional[Dict] = None) -> Tuple[bool, str]:
+           gain=None) -> Tuple[bool, str]:
     """(make it the default?, why): the claim must stand, validation Dice must not fall, its gain
-    (``gain``: the paired interval of ``intervals.paired_interval``, as a dict) must be shown, the
+    (``gain``: the paired :class:`.intervals.Interval` of the scored items) must be shown, the
     interval's lower end above 0, and the anchor must not fall by more than FORGET_TOLERANCE;
     ``force`` overrides them all. A gain within the spread between items had been made the default
     beside the words "not shown to help"."""
-    from .intervals import Interval
-
     before_dice, after_dice = _dice(before), _dice(after)
     anchor_fall = _dice(anchor.get("before", {})) - _dice(anchor.get("after", {}))
     if problem:
@@ -263,9 +261,8 @@ def decide(before: Dict, after: Dict, anchor: Dict, problem: str, force: bool,
         why = f"validation Dice fell ({before_dice:.4f} -> {after_dice:.4f})"
         return force, (f"forced although {why}" if force
                        else f"{why}; kept the previous default (use --force to prefer it anyway)")
-    interval = Interval.from_dict(gain) if gain else None
-    if interval is not None and not interval.low > 0:
-        why = (f"its gain is not shown (the interval {interval.format(signed=True)} reaches 0 or below)")
+    if gain is not None and not gain.low > 0:
+        why = f"its gain is not shown (the interval {gain.format(signed=True)} reaches 0 or below)"
         return force, (f"forced although {why}" if force else f"{why}; kept the previous default (choose it in the "
                                                              "checkpoint list to use it, or --force to prefer it)")
     if math.isfinite(anchor_fall) and anchor_fall > FORGET_TOLERANCE:

@@ -170,9 +170,9 @@ def test_a_gain_within_the_spread_between_items_does_not_become_the_default():
     from napari_polyp.training.intervals import paired_interval
 
     before = [0.60, 0.70, 0.80, 0.65, 0.75, 0.70, 0.72]
-    unsure = paired_interval(before, [0.70, 0.66, 0.84, 0.60, 0.80, 0.74, 0.70]).as_dict()
-    shown = paired_interval(before, [b + 0.05 + 0.01 * (i % 2) for i, b in enumerate(before)]).as_dict()
-    assert unsure["low"] < 0 < shown["low"]
+    unsure = paired_interval(before, [0.70, 0.66, 0.84, 0.60, 0.80, 0.74, 0.70])
+    shown = paired_interval(before, [b + 0.05 + 0.01 * (i % 2) for i, b in enumerate(before)])
+    assert unsure.low < 0 < shown.low
     preferred, reason = decide({"dice": 0.70}, {"dice": 0.72}, {}, "", force=False, gain=unsure)
     assert not preferred and "not shown" in reason and "checkpoint list" in reason
     assert decide({"dice": 0.70}, {"dice": 0.72}, {}, "", force=True, gain=unsure)[0]
