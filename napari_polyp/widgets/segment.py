@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Callable, List, Optional
-
 
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
@@ -423,7 +423,11 @@ class SegmentWidget(SegmentLive, QWidget):
         card = base_card(name)
         if checkpoint:
             try:
-                card = card_with_checkpoint(card, checkpoint, peek_header(checkpoint))
+                header = peek_header(checkpoint)
+                if header.get("architecture") != name:  # its figures are another network's
+                    raise CheckpointError(f"{Path(checkpoint).name} holds a '{header.get('architecture')}' "
+                                          f"checkpoint, not '{name}'")
+                card = card_with_checkpoint(card, checkpoint, header)
             except (CheckpointError, OSError) as err:
                 self.card_label.setText(f"{base_card(name).summary()}\ncheckpoint problem: {err}")
                 self.warning_label.setVisible(True)
@@ -585,6 +589,10 @@ class SegmentWidget(SegmentLive, QWidget):
         from models.checkpoint import default_checkpoint
 
         default_b = default_checkpoint(model_b)
+        if model_a == model_b and str(self.checkpoint()) == str(default_b):
+            self._report_error(f"{model_a} with its own checkpoint: choose another network (or checkpoint) to "
+                               "compare with")
+            return
         job = dict(image_layer=image_layer, frame=L.current_frame(self.viewer, image_layer),
                    device=self.device_combo.currentText(), tta=self.tta_check.isChecked(), **self.engine_options())
         loaders = [(self._choice(job, name, checkpoint), self._loader(job, name, checkpoint))
@@ -693,6 +701,8 @@ class SegmentWidget(SegmentLive, QWidget):
         if job["image_layer"].name not in self.viewer.layers:
             raise ValueError(f"the layer {job['image_layer'].name!r} was closed")
         model_a, model_b = (r.provenance.choice.network for r in results)
+        if model_a == model_b:  # one network, two checkpoints: the chosen one and the default
+            model_a, model_b = f"{model_a} (chosen checkpoint)", f"{model_b} (default checkpoint)"
         layer = L.add_disagreement_layer(self.viewer, job["image_layer"], results[0].probability,
                                          results[1].probability, self.threshold(), model_a, model_b,
                                          frame=job["frame"])

@@ -203,6 +203,15 @@ def test_errors_become_notifications(make_napari_viewer, qtbot, rgb64, tmp_path)
     _wait(qtbot, widget)
     assert widget.last_error and "broken.pt" in widget.last_error and "not a readable" in widget.last_error
     assert "img mask" not in viewer.layers and widget.run_button.isEnabled()
+    # another network's checkpoint: the card does not show its figures under this network's name
+    first, other = "ea-dk", "microaunet"  # microaunet: a small network to save
+    widget.model_combo.setCurrentText(first)
+    foreign = tmp_path / "foreign.pt"
+    models.save_checkpoint(models.create_model(other, checkpoint=False), foreign, architecture=other,
+                           metrics={"dice": 0.123})
+    widget.add_checkpoint_path(foreign)
+    assert widget.model_combo.currentText() == first and "0.123" not in widget.card_label.text()
+    assert f"holds a '{other}' checkpoint, not '{first}'" in widget.card_label.text()
 
 
 def test_compare_adds_a_disagreement_layer(make_napari_viewer, qtbot, rgb64):
@@ -219,6 +228,12 @@ def test_compare_adds_a_disagreement_layer(make_napari_viewer, qtbot, rgb64):
     assert layer.data.shape == (64, 64) and set(np.unique(layer.data)) == {0, 1, 2}
     assert "Dice" in widget.compare_label.text()
     assert "img |pA-pB|" in viewer.layers
+    # a network with its own default checkpoint: nothing to compare, said so
+    widget.compare_combo.setCurrentText(names[0])
+    widget.checkpoint_combo.setCurrentIndex(0)
+    if str(widget.checkpoint()) == str(models.default_checkpoint(names[0])):
+        widget.compare()
+        assert not widget.busy and "choose another network" in widget.last_error
 
 
 def test_screenshot_shows_image_mask_and_attention(make_napari_viewer, qtbot, tmp_path):
