@@ -104,6 +104,15 @@ def start(viewer, folder, tmp_path, factory=None):
     return workspace, review, factory
 
 
+def open_and_edit(viewer, qtbot, folder, tmp_path, pixels):
+    """Review of ``folder`` with ``pixels`` pixels of the first item's mask painted: (review, the mask as edited)."""
+    _, review, _ = start(viewer, folder, tmp_path)
+    idle(qtbot, review)
+    labels = review.labels_layer()
+    labels.data_setitem((np.arange(pixels), np.arange(pixels)), np.ones(pixels, np.uint8))
+    return review, np.array(labels.data)
+
+
 def row_texts(review, index):
     row = review.item_list.row_of(index)
     return [review.item_list.item(row, c).text() for c in range(review.item_list.columnCount())]
@@ -473,12 +482,7 @@ def test_an_image_from_disk_is_asked_about_once_per_folder(make_napari_viewer, q
 
 # -- item 6 (until crashes are gone for good) ----------------------------------------------------
 def test_an_edited_mask_survives_a_crash_as_a_draft(make_napari_viewer, qtbot, folder, tmp_path):
-    viewer = make_napari_viewer()
-    workspace, review, _ = start(viewer, folder, tmp_path)
-    idle(qtbot, review)
-    labels = review.labels_layer()
-    labels.data_setitem((np.arange(5), np.arange(5)), np.ones(5, np.uint8))
-    edited = np.array(labels.data)
+    review, edited = open_and_edit(make_napari_viewer(), qtbot, folder, tmp_path, pixels=5)
     assert review._draft_timer.isActive()  # written a few seconds after the edit
     assert review.write_draft()
     drafts = tmp_path / "corrections" / "drafts"
@@ -501,12 +505,7 @@ def test_a_save_cut_short_before_its_record_is_offered_back_not_overwritten(make
                                                                             tmp_path):
     """The manifest's last line torn (a save killed while writing it): the item's mask file is in
     masks/ with no record. Review offers it back, and accepting the network's mask keeps it."""
-    viewer = make_napari_viewer()
-    workspace, review, _ = start(viewer, folder, tmp_path)
-    idle(qtbot, review)
-    labels = review.labels_layer()
-    labels.data_setitem((np.arange(7), np.arange(7)), np.ones(7, np.uint8))
-    corrected = np.array(labels.data)
+    review, corrected = open_and_edit(make_napari_viewer(), qtbot, folder, tmp_path, pixels=7)
     review.save("corrected")
     manifest = tmp_path / "corrections" / "manifest.jsonl"
     manifest.write_bytes(manifest.read_bytes()[:-30])
