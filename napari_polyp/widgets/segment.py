@@ -690,12 +690,21 @@ class SegmentWidget(SegmentLive, QWidget):
         L.add_prediction_layers(self.viewer, image_layer, prediction.probability, prediction.attention,
                                 prediction.provenance.metadata(), self.threshold(), frame=prediction.frame,
                                 resolve_edits=self._resolve_for_run)
+        self._hide_stale_comparison(image_layer, prediction.provenance.choice.network)
         if self.last_latency_s is None:
             self.last_latency_s = time.perf_counter() - self._run_started
         if prediction.provenance.second_opinion:
             self._second_said.append(prediction.provenance.second_opinion)
         self._frames_done += 1
         self._show_progress(self._frames_done)
+
+    def _hide_stale_comparison(self, image_layer, network: str) -> None:
+        """The disagreement layer of a Compare whose first network is not the one now run is hidden:
+        its "only A / only B" no longer describe the mask on screen (it had stayed over it)."""
+        name = L.layer_names(image_layer.name)["disagreement"]
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        if layer is not None and not str(layer.metadata.get("model_a", "")).split(" ")[0] == network:
+            layer.visible = False
 
     def _show_comparison(self, job: dict, results) -> None:
         if job["image_layer"].name not in self.viewer.layers:

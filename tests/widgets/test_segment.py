@@ -228,6 +228,11 @@ def test_compare_adds_a_disagreement_layer(make_napari_viewer, qtbot, rgb64):
     assert layer.data.shape == (64, 64) and set(np.unique(layer.data)) == {0, 1, 2}
     assert "Dice" in widget.compare_label.text()
     assert "img |pA-pB|" in viewer.layers
+    assert layer.visible
+    widget.model_combo.setCurrentText(names[1])  # another network run: that comparison is not of its mask
+    widget.run()
+    _wait(qtbot, widget)
+    assert not layer.visible
     # a network with its own default checkpoint: nothing to compare, said so
     widget.compare_combo.setCurrentText(names[0])
     widget.checkpoint_combo.setCurrentIndex(0)
