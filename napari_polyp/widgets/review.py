@@ -73,6 +73,7 @@ class ReviewWidget(ReviewControls, ReviewPredictions, ReviewEdits, ReviewVideo, 
         self.layers = ReviewLayers(napari_viewer)
         self._predictors = PredictorCache()
         self._worker = None
+        self._runs_in_flight = 0  # prediction workers started and not finished (a run left behind included)
         self._predicting: Optional[dict] = None  # the job of the running prediction
         self._batch = None  # the "run on all" worker
         self._look_ahead = None  # the worker predicting the next item while this one is worked on

@@ -193,13 +193,14 @@ class ReviewPredictions:
         self._worker = start_worker(_with_job(job, work), on_yield=self._on_predict_event,
                                     on_error=lambda text: self._report_error(f"{job['model']} failed: {text}"),
                                     on_finished=self._on_worker_finished)
+        self._runs_in_flight += 1
         self._update_enabled()
 
     def _on_predict_event(self, job_and_event) -> None:
         job, event = job_and_event
-        if job is not self._predicting:  # a run left behind (another folder or network) answers late
-            if isinstance(event, jobs.Result):
-                self._on_predicted(job, event.value)  # kept for its own item, if that is still open for review
+        if job is not self._predicting:
+            # a run left behind (another folder, network or item) answers late: dropped, not kept for
+            # its item, where it would push the open item's prediction out of those kept whole
             return
         if isinstance(event, jobs.Failed):
             self._report_error(event.message)
@@ -209,7 +210,10 @@ class ReviewPredictions:
             self._on_predicted(job, event.value)
 
     def _on_worker_finished(self) -> None:
-        if self._worker is not None and self._worker.is_running:
+        # counted, not asked of the worker: one just started is not "running" until its thread
+        # picks it up, and a run left behind that ended then had cleared the new one's state
+        self._runs_in_flight -= 1
+        if self._runs_in_flight > 0:
             return  # a run left behind has ended; the one started since goes on
         self._worker = None
         if self.status_label.text() == self._running_text:  # ended without a result to show (e.g. image closed)
@@ -221,7 +225,7 @@ class ReviewPredictions:
             self._follow_choice()
 
     def _on_predicted(self, job: dict, kept: jobs.Predicted) -> None:
-        if self.session is None or job.get("session", self.session) is not self.session:
+        if self.session is None or job["session"] is not self.session:
             return  # a prediction of a folder left: none of this folder's items
         fresh = self.session.remember(job["index"], kept)  # refused when the network changed meanwhile
         self._update_row(job["index"])
