@@ -73,6 +73,11 @@ def find_pairs(root) -> List[Pair]:
     return pairs
 
 
+class LeftOut(UserWarning):
+    """An item of a corrections dataset left out of training (its files missing, unreadable or
+    of different sizes); the message names it and says why."""
+
+
 def _corrections_pairs(dataset) -> List[Pair]:
     """The training items of a corrections dataset; an item whose files are missing, unreadable
     or of different sizes is left out with a warning (records leading outside the folder were
@@ -82,7 +87,7 @@ def _corrections_pairs(dataset) -> List[Pair]:
         try:
             pairs.append(Pair(record.stem, *dataset.checked_pair(record)))
         except (UserError, OSError) as err:
-            warnings.warn(f"{record.stem!r} left out of training: {err}", stacklevel=3)
+            warnings.warn(f"{record.stem!r} left out of training: {err}", LeftOut, stacklevel=3)
     return pairs
 
 

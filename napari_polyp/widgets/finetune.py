@@ -472,9 +472,9 @@ class FinetuneWidget(QWidget):
 def describe_data(folder: str) -> str:
     """The data line for a corrections folder as it is now: how many items training would read,
     or what is wrong with it (one line, never a traceback); "" for no folder."""
-    from ..training.data import find_pairs, is_corrections_dataset
-
     import warnings
+
+    from ..training.data import LeftOut, find_pairs, is_corrections_dataset
 
     text = str(folder or "").strip()
     if not text:
@@ -486,7 +486,7 @@ def describe_data(folder: str) -> str:
     except Exception as err:  # noqa: BLE001 -- shown, not raised
         return f"⚠ {error_text(err)}"
     kind = "accepted/corrected items" if is_corrections_dataset(text) else "image/mask pairs"
-    left_out = [str(w.message) for w in caught if "left out of training" in str(w.message)]
+    left_out = [str(w.message) for w in caught if issubclass(w.category, LeftOut)]
     if not left_out:
         return f"{len(pairs)} {kind}"
     more = f" (and {len(left_out) - 1} more)" if len(left_out) > 1 else ""

@@ -341,7 +341,7 @@ class ReviewPredictions:
 
 def _with_job(job: dict, events):
     """A prediction job's events, each as (job, event): two runs can be in flight (the network
-    changed, then the folder, while the first still ran), and a late answer must go to the item
-    it was asked for, not to the job started since (it was shown on the next folder's image)."""
+    changed, then the folder, while the first still ran), and a late answer must not be taken for
+    the job started since (it was shown on the next folder's image); it is dropped."""
     for event in events:
         yield job, event
